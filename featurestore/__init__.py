@@ -1,0 +1,72 @@
+"""featurestore: a fast, point-in-time-correct feature store with validation gates."""
+
+from featurestore.config import Settings, load_settings
+from featurestore.dsl import (
+    Bool,
+    CsvSource,
+    DType,
+    Entity,
+    Feature,
+    FeatureService,
+    FeatureView,
+    Float32,
+    Float64,
+    Int32,
+    Int64,
+    List,
+    ParquetSource,
+    SqlSource,
+    String,
+    Timestamp,
+)
+from featurestore.errors import (
+    BreakingChangeError,
+    ConfigError,
+    DefinitionError,
+    FeatureStoreError,
+    GateRejectedError,
+    IngestError,
+    OnlineStoreError,
+    RegistryError,
+    RequestError,
+    StoreUnavailableError,
+    TrainingSetError,
+    ValidationError,
+)
+from featurestore.store import FeatureStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bool",
+    "BreakingChangeError",
+    "ConfigError",
+    "CsvSource",
+    "DType",
+    "DefinitionError",
+    "Entity",
+    "Feature",
+    "FeatureService",
+    "FeatureStore",
+    "FeatureStoreError",
+    "FeatureView",
+    "Float32",
+    "Float64",
+    "GateRejectedError",
+    "IngestError",
+    "Int32",
+    "Int64",
+    "List",
+    "OnlineStoreError",
+    "ParquetSource",
+    "RegistryError",
+    "RequestError",
+    "Settings",
+    "SqlSource",
+    "StoreUnavailableError",
+    "String",
+    "Timestamp",
+    "TrainingSetError",
+    "ValidationError",
+    "load_settings",
+]

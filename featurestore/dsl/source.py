@@ -1,0 +1,110 @@
+"""Sources: where a feature view's raw rows come from (Parquet, CSV, a DuckDB query)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featurestore.dsl.names import check_identifier
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+__all__ = ["Source", "ParquetSource", "CsvSource", "SqlSource"]
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Source:
+    """Base class: a timestamped table the store can scan with polars or DuckDB.
+
+    ``timestamp`` names the event-time column; ``created`` optionally names a
+    creation-time column that breaks ties between rows of the same key and event time.
+    Naive timestamps are taken as UTC.
+    """
+
+    kind = "source"
+
+    def __init__(self, *, timestamp: str = "event_timestamp", created: str | None = None) -> None:
+        self.timestamp = check_identifier(timestamp, "source timestamp column")
+        self.created = check_identifier(created, "source created column") if created else None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this source in a view's version hash."""
+        return {"kind": self.kind, "timestamp": self.timestamp, "created": self.created}
+
+    def relation_sql(self, repo: Path) -> str:
+        """A DuckDB table expression that reads the source."""
+        raise NotImplementedError
+
+    def scan(self, repo: Path, con: duckdb.DuckDBPyConnection) -> pl.LazyFrame:
+        """A polars LazyFrame over the source."""
+        return con.sql(f"SELECT * FROM {self.relation_sql(repo)}").pl().lazy()
+
+
+class _FileSource(Source):
+    def __init__(self, path: str, *, timestamp: str = "event_timestamp", created: str | None = None) -> None:
+        super().__init__(timestamp=timestamp, created=created)
+        if not isinstance(path, str | Path) or not str(path):
+            raise ValueError(f"{type(self).__name__}: path must be a non-empty string, got {path!r}")
+        self.path = str(path)
+
+    def resolve(self, repo: Path) -> str:
+        p = Path(self.path)
+        return str(p if p.is_absolute() else repo / p)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {**super().fingerprint(), "path": self.path}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, timestamp={self.timestamp!r})"
+
+
+class ParquetSource(_FileSource):
+    """Parquet files: a path or a glob, relative to the repository folder."""
+
+    kind = "parquet"
+
+    def relation_sql(self, repo: Path) -> str:
+        return f"read_parquet({_sql_string(self.resolve(repo))}, union_by_name=true)"
+
+    def scan(self, repo: Path, con: duckdb.DuckDBPyConnection) -> pl.LazyFrame:
+        import polars as pl
+
+        return pl.scan_parquet(self.resolve(repo))
+
+
+class CsvSource(_FileSource):
+    """CSV files with a header row: a path or a glob, relative to the repository folder."""
+
+    kind = "csv"
+
+    def relation_sql(self, repo: Path) -> str:
+        return f"read_csv({_sql_string(self.resolve(repo))}, header=true)"
+
+
+class SqlSource(Source):
+    """A DuckDB query over files, e.g. ``SELECT * FROM 'data/*.parquet' WHERE ...``.
+
+    Relative file paths in the query resolve against the repository folder.
+    """
+
+    kind = "sql"
+
+    def __init__(self, query: str, *, timestamp: str = "event_timestamp", created: str | None = None) -> None:
+        super().__init__(timestamp=timestamp, created=created)
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("SqlSource: query must be a non-empty SQL string")
+        self.query = query.strip().rstrip(";")
+
+    def relation_sql(self, repo: Path) -> str:
+        return f"({self.query})"
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {**super().fingerprint(), "query": self.query}
+
+    def __repr__(self) -> str:
+        return f"SqlSource({self.query[:40]!r}...)"

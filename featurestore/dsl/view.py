@@ -1,0 +1,128 @@
+"""FeatureView: features of one or more entities, read from a source, optionally transformed."""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from featurestore.dsl.entity import Entity
+from featurestore.dsl.feature import Feature
+from featurestore.dsl._origin import defined_in
+from featurestore.dsl.names import check_identifier
+from featurestore.dsl.source import Source
+from featurestore.dsl.types import DType
+
+__all__ = ["FeatureView", "FeatureViewProjection"]
+
+Transform = Callable[[Any], Any] | str
+
+
+class FeatureView:
+    """A named group of features sharing entities, a source and an event time.
+
+    ``transform`` is a function ``polars.LazyFrame -> polars.LazyFrame`` or a DuckDB
+    SQL string that selects from the table ``source``. Its output must hold the join
+    keys, the source's timestamp column and every declared feature.
+    ``gate`` (a :class:`featurestore.Gate`) sets view-level checks and the gate policy.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        entities: Sequence[Entity | str],
+        source: Source,
+        features: Sequence[Feature],
+        *,
+        ttl: timedelta | None = None,
+        transform: Transform | None = None,
+        tags: Mapping[str, str] | None = None,
+        owner: str = "",
+        online: bool = True,
+        description: str = "",
+        gate: Any = None,
+    ) -> None:
+        self.module = defined_in()
+        self.name = check_identifier(name, "feature view")
+        if isinstance(entities, Entity | str):
+            entities = [entities]
+        if not entities:
+            raise ValueError(f"feature view {name!r} needs at least one entity")
+        for e in entities:
+            if not isinstance(e, Entity | str):
+                raise ValueError(f"feature view {name!r}: entities must be Entity objects or names, got {e!r}")
+        self.entities: list[Entity | str] = list(entities)
+        if not isinstance(source, Source):
+            raise ValueError(f"feature view {name!r}: source must be a ParquetSource, CsvSource or SqlSource")
+        self.source = source
+        feats = list(features)
+        if not feats or not all(isinstance(f, Feature) for f in feats):
+            raise ValueError(f"feature view {name!r}: features must be a non-empty list of Feature")
+        seen: set[str] = set()
+        for f in feats:
+            if f.name in seen:
+                raise ValueError(f"feature view {name!r}: feature {f.name!r} is declared twice")
+            seen.add(f.name)
+        self.features = feats
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+            raise ValueError(f"feature view {name!r}: ttl must be a positive timedelta or None")
+        self.ttl = ttl
+        if transform is not None and not (callable(transform) or isinstance(transform, str)):
+            raise ValueError(f"feature view {name!r}: transform must be a function or a DuckDB SQL string")
+        self.transform = transform
+        self.tags = dict(tags or {})
+        self.owner = owner
+        self.online = bool(online)
+        self.description = description
+        self.gate = gate
+
+    def __getitem__(self, names: Sequence[str] | str) -> FeatureViewProjection:
+        if isinstance(names, str):
+            names = [names]
+        known = {f.name for f in self.features}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise KeyError(f"feature view {self.name!r} has no feature(s) {unknown}")
+        return FeatureViewProjection(self, list(names))
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"feature view {self.name!r} has no feature {name!r}")
+
+    def transform_source(self) -> dict[str, str] | None:
+        """The transform as text, for the version hash and the registry."""
+        t = self.transform
+        if t is None:
+            return None
+        if isinstance(t, str):
+            return {"kind": "sql", "text": t.strip()}
+        try:
+            text = textwrap.dedent(inspect.getsource(t))
+        except (OSError, TypeError):
+            text = getattr(t, "__qualname__", repr(t))
+        return {"kind": "python", "text": text, "name": getattr(t, "__qualname__", "")}
+
+    def join_keys(self, entities: Mapping[str, Entity]) -> dict[str, DType]:
+        keys: dict[str, DType] = {}
+        for e in self.entities:
+            ent = e if isinstance(e, Entity) else entities[e]
+            keys.update(ent.join_keys)
+        return keys
+
+    def __repr__(self) -> str:
+        return f"FeatureView({self.name!r}, features={[f.name for f in self.features]})"
+
+
+class FeatureViewProjection:
+    """A subset of a view's features, written ``view[["a", "b"]]``."""
+
+    def __init__(self, view: FeatureView, features: list[str]) -> None:
+        self.view = view
+        self.features = features
+
+    def __repr__(self) -> str:
+        return f"{self.view.name}[{self.features!r}]"

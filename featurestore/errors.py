@@ -1,0 +1,80 @@
+"""One exception family for everything featurestore raises on purpose."""
+
+from __future__ import annotations
+
+__all__ = [
+    "FeatureStoreError",
+    "ConfigError",
+    "DefinitionError",
+    "RegistryError",
+    "BreakingChangeError",
+    "IngestError",
+    "TrainingSetError",
+    "OnlineStoreError",
+    "StoreUnavailableError",
+    "ValidationError",
+    "GateRejectedError",
+    "RequestError",
+]
+
+
+class FeatureStoreError(Exception):
+    """Base class: every error featurestore raises deliberately derives from it."""
+
+
+class ConfigError(FeatureStoreError):
+    """featurestore.toml or a FEATURESTORE_* variable is invalid."""
+
+
+class DefinitionError(FeatureStoreError):
+    """A definitions module or object is invalid; the message names module and object."""
+
+    def __init__(self, message: str, *, module: str | None = None, obj: str | None = None):
+        where = ", ".join(p for p in (f"module {module}" if module else "", f"object {obj!r}" if obj else "") if p)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.module = module
+        self.obj = obj
+
+
+class RegistryError(FeatureStoreError):
+    """The registry file is missing, unreadable or refers to something unknown."""
+
+
+class BreakingChangeError(RegistryError):
+    """An apply would remove a feature or change its dtype; pass allow_breaking to accept."""
+
+
+class IngestError(FeatureStoreError):
+    """Reading a source, running a transform or writing the offline store failed."""
+
+
+class TrainingSetError(FeatureStoreError):
+    """A training-set request is invalid (entity frame, feature references, manifest)."""
+
+
+class OnlineStoreError(FeatureStoreError):
+    """The online store rejected an operation."""
+
+
+class StoreUnavailableError(OnlineStoreError):
+    """The online store cannot be reached (answer 503, retry later)."""
+
+
+class ValidationError(FeatureStoreError):
+    """A check or gate is misconfigured."""
+
+
+class GateRejectedError(FeatureStoreError):
+    """A validation gate rejected a whole batch; nothing was written."""
+
+    def __init__(self, message: str, result: object | None = None):
+        super().__init__(message)
+        self.result = result
+
+
+class RequestError(FeatureStoreError):
+    """A lookup or push request is invalid (answered with a 4xx over HTTP)."""
+
+    def __init__(self, message: str, status_code: int = 400):
+        super().__init__(message)
+        self.status_code = status_code

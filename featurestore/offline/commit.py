@@ -1,0 +1,96 @@
+"""Atomic multi-partition writes: stage files, write a commit record, roll forward after a crash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+
+from featurestore.offline.layout import PART_FILE, OfflineLayout
+
+__all__ = ["Transaction", "recover"]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Transaction:
+    """Partition replacements for one view version that become visible together or not at all.
+
+    Stage each new partition with :meth:`stage_path`, then :meth:`commit` with the
+    dates to delete. A crash before the commit record is written leaves the store
+    untouched; a crash after it is rolled forward by :func:`recover`.
+    """
+
+    def __init__(self, layout: OfflineLayout, view: str, version: str) -> None:
+        self.layout = layout
+        self.view = view
+        self.version = version
+        self.dir = layout.txn_root(view) / uuid.uuid4().hex
+        self.dir.mkdir(parents=True)
+        self.written: list[str] = []
+
+    def stage_path(self, day: str) -> Path:
+        """Where to write the new content of partition ``day``."""
+        path = self.dir / f"date={day}" / PART_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.written.append(day)
+        return path
+
+    def commit(self, delete: Iterable[str] = ()) -> None:
+        for day in self.written:
+            with open(self.dir / f"date={day}" / PART_FILE, "rb") as fh:
+                os.fsync(fh.fileno())
+        record = {"view": self.view, "version": self.version, "write": self.written, "delete": sorted(set(delete))}
+        tmp = self.dir / "commit.json.tmp"
+        tmp.write_bytes(orjson.dumps(record))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.dir / "commit.json")
+        _fsync_dir(self.dir)
+        _roll_forward(self.layout, self.dir, record)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _roll_forward(layout: OfflineLayout, txn_dir: Path, record: dict) -> None:  # type: ignore[type-arg]
+    view, version = record["view"], record["version"]
+    for day in record["write"]:
+        staged = txn_dir / f"date={day}" / PART_FILE
+        final = layout.partition_file(view, version, day)
+        if staged.exists():  # absent when an earlier roll-forward already moved it
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+    for day in record["delete"]:
+        final = layout.partition_file(view, version, day)
+        if final.exists():
+            final.unlink()
+        if final.parent.is_dir() and not any(final.parent.iterdir()):
+            final.parent.rmdir()
+    shutil.rmtree(txn_dir, ignore_errors=True)
+
+
+def recover(layout: OfflineLayout, view: str) -> int:
+    """Finish committed transactions of ``view`` and drop uncommitted ones; returns how many were found."""
+    root = layout.txn_root(view)
+    if not root.is_dir():
+        return 0
+    found = 0
+    for txn_dir in sorted(root.iterdir()):
+        found += 1
+        commit = txn_dir / "commit.json"
+        if commit.is_file():
+            _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))
+        else:
+            shutil.rmtree(txn_dir, ignore_errors=True)
+    return found

@@ -1,0 +1,93 @@
+"""Frame helpers shared by ingest and training sets: UTC timestamps and dtype checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from featurestore.dsl.types import DType
+
+__all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatch", "duckdb_connection"]
+
+UTC_US = pl.Datetime("us", "UTC")
+
+
+class DTypeMismatch(ValueError):
+    """A column's data cannot be read as the declared dtype."""
+
+
+def utc_datetime(value: Any) -> datetime | None:
+    """A datetime/ISO string as an aware UTC datetime (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if not isinstance(value, datetime):
+        raise ValueError(f"expected a datetime or ISO string, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """An expression turning a datetime/date/string column into UTC microseconds (naive = UTC)."""
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return expr.dt.convert_time_zone("UTC").cast(UTC_US)
+    if dtype == pl.Date:
+        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype == pl.String:
+        parsed = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
+        return parsed
+    if dtype == pl.Null:
+        return expr.cast(UTC_US)
+    raise DTypeMismatch(f"cannot read {dtype} as a timestamp")
+
+
+_INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32}
+_FLOAT = {pl.Float32, pl.Float64}
+
+
+def _compatible(actual: pl.DataType, declared: DType) -> bool:
+    want = declared.polars
+    if actual == want or actual == pl.Null:
+        return True
+    if declared.is_list:
+        return isinstance(actual, pl.List) and (
+            actual.inner == pl.Null or _compatible(actual.inner, declared.inner)  # type: ignore[arg-type]
+        )
+    base = actual.base_type() if hasattr(actual, "base_type") else actual
+    if declared.name == "Int64":
+        return base in _INT
+    if declared.name == "Int32":
+        return base in {pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16}
+    if declared.name in ("Float64", "Float32"):
+        return base in _INT or base in _FLOAT
+    if declared.name == "Timestamp":
+        return isinstance(actual, pl.Datetime) or actual == pl.Date
+    return False
+
+
+def coerce_column(name: str, actual: pl.DataType, declared: DType) -> pl.Expr:
+    """An expression casting ``name`` to ``declared``; raises DTypeMismatch when that would lose meaning."""
+    if not _compatible(actual, declared):
+        raise DTypeMismatch(f"column {name!r} holds {actual}, which does not match the declared dtype {declared}")
+    col = pl.col(name)
+    if declared.name == "Timestamp":
+        return to_utc(col, actual).alias(name)
+    return col.cast(declared.polars).alias(name)
+
+
+def duckdb_connection(memory_limit: str = "4GB", temp_dir: str | None = None, threads: int | None = None) -> Any:
+    """An in-memory DuckDB connection in UTC that spills to ``temp_dir`` beyond ``memory_limit``."""
+    import duckdb
+
+    config: dict[str, Any] = {"memory_limit": memory_limit}
+    if temp_dir:
+        config["temp_directory"] = temp_dir
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone='UTC'")
+    return con

@@ -1,0 +1,55 @@
+"""Where a view version's rows live: <root>/<view>/v=<version>/date=YYYY-MM-DD/part-0.parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+__all__ = ["OfflineLayout", "PART_FILE"]
+
+PART_FILE = "part-0.parquet"
+
+
+class OfflineLayout:
+    """Paths of the Parquet offline store under ``root`` (Hive-style partitions)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def version_dir(self, view: str, version: str) -> Path:
+        return self.root / view / f"v={version}"
+
+    def partition_file(self, view: str, version: str, day: date | str) -> Path:
+        return self.version_dir(view, version) / f"date={day}" / PART_FILE
+
+    def files(self, view: str, version: str) -> list[Path]:
+        """The complete partition files of a view version, in date order."""
+        base = self.version_dir(view, version)
+        if not base.is_dir():
+            return []
+        return sorted(p for p in base.glob(f"date=*/{PART_FILE}") if p.is_file())
+
+    def dates(self, view: str, version: str) -> list[str]:
+        return [p.parent.name.removeprefix("date=") for p in self.files(view, version)]
+
+    def glob(self, view: str, version: str) -> str:
+        """A glob DuckDB, Spark or Trino can read directly."""
+        return str(self.version_dir(view, version) / "date=*" / "*.parquet")
+
+    def txn_root(self, view: str) -> Path:
+        return self.root / "_txn" / view
+
+    @contextlib.contextmanager
+    def lock(self, view: str) -> Iterator[None]:
+        """An exclusive inter-process lock on writes to one view."""
+        path = self.root / "_locks" / f"{view}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

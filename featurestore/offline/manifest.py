@@ -1,0 +1,59 @@
+"""Training-set manifests: what a saved training set was built from, so it can be rebuilt."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from featurestore.errors import TrainingSetError
+
+__all__ = ["file_sha256", "write_manifest", "read_manifest", "manifest_path", "verify_files"]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(out: Path) -> Path:
+    return out.with_name(out.name + ".manifest.json")
+
+
+def write_manifest(out: Path, data: dict[str, Any]) -> Path:
+    path = manifest_path(out)
+    data = {"format": 1, "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **data}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise TrainingSetError(f"manifest {path} does not exist") from None
+    except orjson.JSONDecodeError as exc:
+        raise TrainingSetError(f"manifest {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != 1:
+        raise TrainingSetError(f"manifest {path} has an unknown format")
+    return data
+
+
+def verify_files(entries: list[dict[str, Any]], what: str) -> None:
+    """Raise if a file recorded in a manifest is gone or changed."""
+    for entry in entries:
+        p = Path(entry["path"])
+        if not p.is_file():
+            raise TrainingSetError(f"{what} file {p} recorded in the manifest no longer exists")
+        if file_sha256(p) != entry["sha256"]:
+            raise TrainingSetError(
+                f"{what} file {p} changed since the manifest was written; the identical training set cannot be rebuilt"
+            )

@@ -1,0 +1,129 @@
+"""Training sets: load an entity frame, join features point-in-time, save with a manifest, rebuild."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from featurestore.errors import TrainingSetError
+from featurestore.offline.layout import OfflineLayout
+from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
+from featurestore.offline.pit import ViewRequest, point_in_time_join
+from featurestore.registry.refs import ResolvedFeatures
+from featurestore.registry.store import RegistryState
+
+__all__ = ["load_entity_frame", "build_training_set", "save_training_set", "rebuild_training_set"]
+
+
+def load_entity_frame(entity: Any) -> pl.DataFrame:
+    """An entity frame from polars, pandas, pyarrow, or a Parquet/CSV path."""
+    if isinstance(entity, pl.DataFrame):
+        return entity
+    if isinstance(entity, pl.LazyFrame):
+        return entity.collect()
+    if isinstance(entity, str | Path):
+        path = Path(entity)
+        if not path.is_file():
+            raise TrainingSetError(f"entity file {path} does not exist")
+        if path.suffix.lower() == ".csv":
+            return pl.read_csv(path, try_parse_dates=True)
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        raise TrainingSetError(f"entity file {path}: use a .parquet or .csv file")
+    mod = type(entity).__module__
+    if mod.startswith("pandas"):
+        return pl.from_pandas(entity)
+    if mod.startswith("pyarrow"):
+        out = pl.from_arrow(entity)
+        if isinstance(out, pl.DataFrame):
+            return out
+    raise TrainingSetError(
+        f"entity frame must be a polars/pandas DataFrame, a pyarrow Table or a file path, got {type(entity).__name__}"
+    )
+
+
+def _requests(layout: OfflineLayout, resolved: ResolvedFeatures) -> list[ViewRequest]:
+    return [
+        ViewRequest(spec, tuple(feats), tuple(layout.files(spec.name, spec.version))) for spec, feats in resolved
+    ]
+
+
+def build_training_set(
+    con: Any,
+    layout: OfflineLayout,
+    entity: pl.DataFrame,
+    resolved: ResolvedFeatures,
+    *,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+) -> tuple[pl.DataFrame, list[ViewRequest]]:
+    requests = _requests(layout, resolved)
+    df = point_in_time_join(
+        con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+    )
+    return df, requests
+
+
+def save_training_set(
+    df: pl.DataFrame,
+    out: Path,
+    *,
+    entity: pl.DataFrame,
+    entity_source: Path | None,
+    requests: list[ViewRequest],
+    references: list[str],
+    timestamp_column: str,
+    full_feature_names: bool,
+) -> Path:
+    """Write the training set (Parquet or CSV by extension) and its manifest; return the manifest path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if entity_source is None:
+        entity_source = out.with_name(out.name + ".entities.parquet")
+        entity.write_parquet(entity_source)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix.lower() == ".csv":
+        df.write_csv(tmp)
+    else:
+        df.write_parquet(tmp)
+    tmp.replace(out)
+    return write_manifest(
+        out,
+        {
+            "entities": {"path": str(Path(entity_source).resolve()), "sha256": file_sha256(Path(entity_source))},
+            "entity_rows": entity.height,
+            "features": references,
+            "timestamp_column": timestamp_column,
+            "full_feature_names": full_feature_names,
+            "views": {
+                r.spec.name: {
+                    "version": r.spec.version,
+                    "features": list(r.features),
+                    "files": [{"path": str(p), "sha256": file_sha256(p)} for p in r.files],
+                }
+                for r in requests
+            },
+            "output": {"path": str(out.resolve()), "rows": df.height, "sha256": file_sha256(out)},
+        },
+    )
+
+
+def rebuild_training_set(con: Any, state: RegistryState, manifest: Path) -> pl.DataFrame:
+    """Rebuild exactly the training set a manifest describes (same entities, versions and files)."""
+    data = read_manifest(manifest)
+    verify_files([data["entities"]], "entity")
+    entity = load_entity_frame(Path(data["entities"]["path"]))
+    requests = []
+    for name, info in data["views"].items():
+        verify_files(info["files"], f"offline ({name})")
+        spec = state.view(name, info["version"])
+        requests.append(ViewRequest(spec, tuple(info["features"]), tuple(Path(f["path"]) for f in info["files"])))
+    return point_in_time_join(
+        con,
+        entity,
+        requests,
+        timestamp_column=data["timestamp_column"],
+        full_feature_names=data["full_feature_names"],
+    )

@@ -1,0 +1,117 @@
+"""Definitions -> plain, JSON-serialisable specs, and the content hash that versions a view."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from featurestore.dsl.types import DType, dtype_from_name
+from featurestore.dsl.view import FeatureView
+from featurestore.registry.discover import Definitions
+
+__all__ = ["ViewSpec", "build_specs", "view_version", "to_dict_or_repr"]
+
+
+def to_dict_or_repr(obj: Any) -> Any:
+    """Serialise a check or gate through its ``to_dict`` (declarative) or as text."""
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else {"repr": repr(obj)}
+
+
+def _canonical(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def view_version(data_shape: dict[str, Any]) -> str:
+    """12 hex digits of the sha256 of what determines a view's stored data."""
+    return hashlib.sha256(_canonical(data_shape)).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """A registered view version as the registry stores it (no Python objects)."""
+
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.raw["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.raw["version"])
+
+    @property
+    def join_keys(self) -> dict[str, DType]:
+        return {k: dtype_from_name(v) for k, v in self.raw["join_keys"].items()}
+
+    @property
+    def features(self) -> dict[str, DType]:
+        return {f["name"]: dtype_from_name(f["dtype"]) for f in self.raw["features"]}
+
+    @property
+    def ttl(self) -> timedelta | None:
+        s = self.raw.get("ttl_seconds")
+        return None if s is None else timedelta(seconds=s)
+
+    @property
+    def online(self) -> bool:
+        return bool(self.raw.get("online", True))
+
+
+def _view_spec(view: FeatureView, defs: Definitions) -> dict[str, Any]:
+    keys = {k: str(t) for k, t in view.join_keys(defs.entities).items()}
+    features = [
+        {
+            "name": f.name,
+            "dtype": str(f.dtype),
+            "description": f.description,
+            "checks": [to_dict_or_repr(c) for c in f.checks],
+        }
+        for f in view.features
+    ]
+    shape = {
+        "join_keys": keys,
+        "features": [[f["name"], f["dtype"]] for f in features],
+        "source": view.source.fingerprint(),
+        "transform": view.transform_source(),
+    }
+    return {
+        "name": view.name,
+        "version": view_version(shape),
+        "module": view.module,
+        "entities": [e if isinstance(e, str) else e.name for e in view.entities],
+        "join_keys": keys,
+        "features": features,
+        "ttl_seconds": None if view.ttl is None else view.ttl.total_seconds(),
+        "source": view.source.fingerprint(),
+        "transform": view.transform_source(),
+        "tags": view.tags,
+        "owner": view.owner,
+        "online": view.online,
+        "description": view.description,
+        "gate": None if view.gate is None else to_dict_or_repr(view.gate),
+    }
+
+
+def build_specs(defs: Definitions) -> dict[str, Any]:
+    """The registry's view of a set of definitions: entities, views and services as dicts."""
+    return {
+        "entities": {
+            e.name: {
+                "join_keys": {k: str(t) for k, t in e.join_keys.items()},
+                "description": e.description,
+                "module": e.module,
+            }
+            for e in sorted(defs.entities.values(), key=lambda e: e.name)
+        },
+        "views": {v.name: _view_spec(v, defs) for v in sorted(defs.views.values(), key=lambda v: v.name)},
+        "services": {
+            s.name: {"features": s.references(), "description": s.description, "tags": s.tags, "module": s.module}
+            for s in sorted(defs.services.values(), key=lambda s: s.name)
+        },
+    }

@@ -1,0 +1,175 @@
+"""FeatureStore: the SDK entry point, thin wiring of registry, offline store, gates and online store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from featurestore.config import Settings, load_settings
+from featurestore.errors import DefinitionError, IngestError, RegistryError
+from featurestore.offline.frames import duckdb_connection, utc_datetime
+from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_view, write_view
+from featurestore.offline.layout import OfflineLayout
+from featurestore.offline.training import (
+    build_training_set,
+    load_entity_frame,
+    rebuild_training_set,
+    save_training_set,
+)
+from featurestore.registry.discover import Definitions, discover
+from featurestore.registry.plan import Plan
+from featurestore.registry.refs import resolve_features
+from featurestore.registry.spec import build_specs
+from featurestore.registry.store import Registry, RegistryState
+
+__all__ = ["FeatureStore"]
+
+
+class FeatureStore:
+    """A feature repository: ``FeatureStore("path/to/repo")``.
+
+    Methods mirror the CLI: plan, apply, ingest, get_training_set.
+    """
+
+    def __init__(self, repo_path: str | os.PathLike[str] = ".", *, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings(repo_path)
+        self.registry = Registry(self.settings.registry)
+        self.layout = OfflineLayout(self.settings.offline_root)
+
+    @property
+    def repo(self) -> Path:
+        return self.settings.repo
+
+    def definitions(self) -> Definitions:
+        """Import the definitions package and return what it declares."""
+        return discover(self.settings.definitions)
+
+    def _connection(self) -> Any:
+        tmp = self.settings.duckdb_temp_dir
+        tmp.mkdir(parents=True, exist_ok=True)
+        return duckdb_connection(self.settings.duckdb_memory_limit, str(tmp))
+
+    def state(self) -> RegistryState:
+        return self.registry.load()
+
+    # -- registry -------------------------------------------------------
+    def plan(self) -> Plan:
+        """What ``apply`` would change, without changing anything."""
+        return self.registry.plan(build_specs(self.definitions()))
+
+    def apply(self, *, allow_breaking: bool = False) -> Plan:
+        """Register the current definitions (refuses breaking changes unless allowed)."""
+        return self.registry.apply(
+            build_specs(self.definitions()), project=self.settings.project, allow_breaking=allow_breaking
+        )
+
+    # -- offline --------------------------------------------------------
+    def ingest(
+        self,
+        views: Sequence[str] | str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[IngestResult]:
+        """Read sources, transform and write the offline store (all views by default).
+
+        With ``start``/``end`` only that range [start, end) is replaced.
+        """
+        start_dt, end_dt = utc_datetime(start), utc_datetime(end)
+        check_ingest_inputs(start_dt, end_dt)
+        defs = self.definitions()
+        state = self.state()
+        names = self._view_names(state, views)
+        con = self._connection()
+        results = []
+        from featurestore._progress import steps
+
+        for name in steps(names, "ingest", enabled=progress):
+            spec = state.view(name)
+            view = defs.views.get(name)
+            if view is None:
+                raise IngestError(f"feature view {name!r} is registered but no longer defined; run apply")
+            current = build_specs(defs)["views"][name]["version"]
+            if current != spec.version:
+                raise DefinitionError(
+                    f"definition changed since the last apply (registered version {spec.version}, "
+                    f"definitions give {current}); run `featurestore apply` first",
+                    module=view.module,
+                    obj=name,
+                )
+            df, read = read_view(view, spec, self.repo, con, start_dt, end_dt)
+            gate_result = None
+            gate = self._ingest_gate(view, spec)
+            if gate is not None:
+                df, gate_result = gate(df)
+            parts = write_view(self.layout, spec, df, start_dt, end_dt)
+            results.append(IngestResult(name, spec.version, read, df.height, parts, gate_result))
+        return results
+
+    def _ingest_gate(self, view: Any, spec: Any) -> Any:
+        """The validation gate for ingest (wired by the validation package when present)."""
+        return None
+
+    @staticmethod
+    def _view_names(state: RegistryState, views: Sequence[str] | str | None) -> list[str]:
+        known = state.views
+        if not known:
+            raise RegistryError("the registry is empty; run `featurestore apply` first")
+        if views is None or (not isinstance(views, str) and not views):
+            return sorted(known)
+        names = [views] if isinstance(views, str) else list(views)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise RegistryError(f"unknown feature view(s) {unknown}; applied views: {sorted(known)}")
+        return names
+
+    def get_training_set(
+        self,
+        entity_df: Any,
+        features: str | Sequence[str],
+        *,
+        full_feature_names: bool = False,
+        timestamp_column: str = "event_timestamp",
+        out: str | os.PathLike[str] | None = None,
+    ) -> pl.DataFrame:
+        """Point-in-time-correct features for each row of ``entity_df``, in its order.
+
+        ``features`` is a service name or ``"view:feature"`` references. With ``out``,
+        the set is saved (Parquet or CSV) with a manifest beside it for rebuilding.
+        """
+        entity = load_entity_frame(entity_df)
+        state = self.state()
+        resolved = resolve_features(state, features)
+        con = self._connection()
+        df, requests = build_training_set(
+            con,
+            self.layout,
+            entity,
+            resolved,
+            timestamp_column=timestamp_column,
+            full_feature_names=full_feature_names,
+        )
+        if out is not None:
+            source = Path(entity_df) if isinstance(entity_df, str | os.PathLike) else None
+            refs = [features] if isinstance(features, str) else list(features)
+            save_training_set(
+                df,
+                Path(out),
+                entity=entity,
+                entity_source=source,
+                requests=requests,
+                references=refs,
+                timestamp_column=timestamp_column,
+                full_feature_names=full_feature_names,
+            )
+        return df
+
+    def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
+        """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
+        return rebuild_training_set(self._connection(), self.state(), Path(manifest))

@@ -1,0 +1,1 @@
+"""The featurestore command line (typer): argument parsing here, logic in the store."""

@@ -1,0 +1,28 @@
+"""The ``featurestore`` command: a typer app assembled from one module per area."""
+
+from __future__ import annotations
+
+import typer
+
+from featurestore.cli import offline, online, quality, registry
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="featurestore",
+    help="Define, validate, ingest and serve features.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (registry, offline, online, quality):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ from featurestore.registry.plan import Plan
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.spec import build_specs
 from featurestore.registry.store import Registry, RegistryState
+from featurestore.validation import gate_for
 
 __all__ = ["FeatureStore"]
 
@@ -104,17 +105,10 @@ class FeatureStore:
                     obj=name,
                 )
             df, read = read_view(view, spec, self.repo, con, start_dt, end_dt)
-            gate_result = None
-            gate = self._ingest_gate(view, spec)
-            if gate is not None:
-                df, gate_result = gate(df)
+            df, gate_result = gate_for(self.settings, spec, "ingest")(df)
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             results.append(IngestResult(name, spec.version, read, df.height, parts, gate_result))
         return results
-
-    def _ingest_gate(self, view: Any, spec: Any) -> Any:
-        """The validation gate for ingest (wired by the validation package when present)."""
-        return None
 
     @staticmethod
     def _view_names(state: RegistryState, views: Sequence[str] | str | None) -> list[str]:

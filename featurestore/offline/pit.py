@@ -77,9 +77,12 @@ def point_in_time_join(
             "pass timestamp_column= to name the event time"
         )
     out_names = output_names(requests, cols, full_feature_names)
+    # Only the row number, the normalised time and the typed keys go through DuckDB;
+    # the user's columns are stitched back unchanged, in their order.
     prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW)]
+    ts_dtype = entity.schema[timestamp_column]
     try:
-        prep.append(to_utc(pl.col(timestamp_column), entity.schema[timestamp_column]).alias(_TS))
+        prep.append(to_utc(pl.col(timestamp_column), ts_dtype).alias(_TS))
     except DTypeMismatch as exc:
         raise TrainingSetError(f"entity column {timestamp_column!r}: {exc}") from None
     key_alias: dict[tuple[str, str], str] = {}
@@ -94,12 +97,12 @@ def point_in_time_join(
                 key_alias[(key, str(dtype))] = alias
                 prep.append(pl.col(key).cast(dtype.polars, strict=True).alias(alias))
     try:
-        ent = entity.with_columns(prep)
+        ent = entity.select(prep)
     except pl.exceptions.PolarsError as exc:
         raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
 
     joins: list[str] = []
-    selects = [f"e.{_q(c)}" for c in cols]
+    selects: list[str] = []
     name_iter = iter(out_names)
     for i, req in enumerate(requests):
         if not req.files:
@@ -109,11 +112,9 @@ def point_in_time_join(
             )
         v = f"v{i}"
         inner = [f"{quote(k)} AS __k{j}" for j, k in enumerate(req.spec.join_keys)]
-        inner.append(f"event_timestamp AS __ts")
-        inner += [f"{quote(f)} AS {quote(f)}" for f in req.features]
-        cond = [
-            f"e.{key_alias[(k, str(t))]} = {v}.__k{j}" for j, (k, t) in enumerate(req.spec.join_keys.items())
-        ]
+        inner.append("event_timestamp AS __ts")
+        inner += [quote(f) for f in req.features]
+        cond = [f"e.{key_alias[(k, str(t))]} = {v}.__k{j}" for j, (k, t) in enumerate(req.spec.join_keys.items())]
         cond.append(f"e.{_TS} >= {v}.__ts")
         joins.append(
             f"ASOF LEFT JOIN (SELECT {', '.join(inner)} FROM read_parquet({_sql_list(req.files)})) {v} "
@@ -131,11 +132,12 @@ def point_in_time_join(
                     f"THEN {v}.{quote(feat)} END AS {_q(name)}"
                 )
     sql = f"SELECT {', '.join(selects)} FROM ent e {' '.join(joins)} ORDER BY e.{_ROW}"
-    con.register("ent", ent.to_arrow())
+    name = f"__fs_entity_{id(ent)}"
+    con.register(name, ent)
     try:
-        result = con.sql(sql).pl()
+        features = con.sql(sql.replace("FROM ent e", f"FROM {name} e")).pl()
     finally:
-        con.unregister("ent")
-    if not isinstance(result, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions
-        result = result.collect()
-    return result
+        con.unregister(name)
+    if not isinstance(features, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions
+        features = features.collect()
+    return pl.concat([entity, features], how="horizontal")

@@ -1,0 +1,137 @@
+"""The online row encoding: entity keys as text, rows as JSON arrays ``[event_ts_us, v1, v2, ...]``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import polars as pl
+
+from featurestore.dsl.types import DType
+from featurestore.errors import OnlineStoreError, RequestError
+
+__all__ = [
+    "KEY_SEPARATOR",
+    "KEY_DTYPES",
+    "EncodedRows",
+    "encode_rows",
+    "entity_keys",
+    "check_key_dtypes",
+    "row_timestamp_us",
+    "format_timestamp",
+    "now_us",
+]
+
+# Composite keys are joined with the ASCII unit separator, which no key value may contain.
+KEY_SEPARATOR = "\x1f"
+KEY_DTYPES = {"Int64", "Int32", "String"}
+TS = "event_timestamp"
+_INT_NAMES = {"Int64", "Int32"}
+
+
+class EncodedRows:
+    """A batch ready for ``OnlineStore.write_rows``: parallel lists of keys, rows and expiry times."""
+
+    __slots__ = ("keys", "rows", "expire_at_ms", "skipped_expired")
+
+    def __init__(
+        self, keys: list[str], rows: list[bytes], expire_at_ms: list[int] | None, skipped_expired: int = 0
+    ) -> None:
+        self.keys = keys
+        self.rows = rows
+        self.expire_at_ms = expire_at_ms
+        self.skipped_expired = skipped_expired
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1_000_000)
+
+
+def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
+    bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
+    if bad:
+        raise OnlineStoreError(f"feature view {view!r}: join keys {bad} cannot be served online (use Int64/Int32/String)")
+
+
+def _key_expr(join_keys: Sequence[str]) -> pl.Expr:
+    cols = [pl.col(k).cast(pl.String) for k in join_keys]
+    return cols[0] if len(cols) == 1 else pl.concat_str(cols, separator=KEY_SEPARATOR)
+
+
+def encode_rows(
+    df: pl.DataFrame,
+    join_keys: Sequence[str],
+    features: Sequence[str],
+    ttl: timedelta | None,
+    *,
+    now: datetime | None = None,
+) -> EncodedRows:
+    """Encode one row per entity (join keys, ``event_timestamp``, features) for the online store.
+
+    Rows already older than ``ttl`` at ``now`` are skipped; the others expire at event time + ttl.
+    Rows with a null key or a key holding the separator are dropped.
+    """
+    now = now or datetime.now(UTC)
+    ts_us = pl.col(TS).dt.epoch("us")
+    frame = df.select(_key_expr(join_keys).alias("__key"), ts_us.alias("__ts"), *[pl.col(f) for f in features])
+    frame = frame.filter(pl.col("__key").is_not_null() & ~pl.col("__key").str.contains(KEY_SEPARATOR, literal=True))
+    expire: list[int] | None = None
+    skipped = 0
+    if ttl is not None:
+        ttl_us = int(ttl.total_seconds() * 1_000_000)
+        before = frame.height
+        frame = frame.filter(pl.col("__ts") + ttl_us > int(now.timestamp() * 1_000_000))
+        skipped = before - frame.height
+        expire = ((frame.get_column("__ts") + ttl_us) // 1000).to_list()
+    keys = frame.get_column("__key").to_list()
+    dumps = orjson.dumps
+    rows = [dumps(r) for r in frame.drop("__key").iter_rows()]
+    return EncodedRows(keys, rows, expire, skipped)
+
+
+def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
+    return RequestError(
+        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type", 422
+    )
+
+
+def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes: Sequence[str], n: int) -> list[str]:
+    """Encode the request's entity columns for one view into store keys, checking value types."""
+    columns = []
+    for name, dtype in zip(join_keys, dtypes, strict=True):
+        values = entities.get(name)
+        if values is None:
+            raise RequestError(f"entity key {name!r} is missing (given: {sorted(entities)})", 422)
+        if dtype in _INT_NAMES:
+            for v in values:
+                if type(v) is not int:
+                    raise _bad_type(name, dtype, v)
+        else:
+            for v in values:
+                if type(v) is not str or KEY_SEPARATOR in v:
+                    raise _bad_type(name, dtype, v)
+        columns.append(values)
+    if len(columns) == 1:
+        return [str(v) for v in columns[0]]
+    return [KEY_SEPARATOR.join(str(v) for v in vals) for vals in zip(*columns, strict=True)]
+
+
+def row_timestamp_us(row: bytes) -> int:
+    """The event time of an encoded row without decoding the whole row."""
+    return int(row[1 : row.index(b",") if b"," in row else -1])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def format_timestamp(us: int) -> str:
+    """Microseconds since the epoch as an RFC 3339 UTC string (seconds precision when whole)."""
+    dt = _EPOCH + timedelta(microseconds=us)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")

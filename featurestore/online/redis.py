@@ -1,0 +1,267 @@
+"""The Redis online store: one key per (project, view, version, entity) holding a pre-encoded row."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from featurestore.dsl.names import check_identifier
+from featurestore.errors import OnlineStoreError, StoreUnavailableError
+from featurestore.offline.frames import utc_datetime
+from featurestore.online.base import OnlineStore
+
+__all__ = ["RedisOnlineStore"]
+
+# Commands per network write when bulk loading: big enough to amortise round trips,
+# small enough to keep memory flat and let other clients interleave.
+_CHUNK = 5000
+
+
+def _unavailable(exc: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(f"Redis online store unreachable: {exc}")
+
+
+class RedisOnlineStore(OnlineStore):
+    """Rows in Redis (``redis://``, ``rediss://`` for TLS, password and db in the URL).
+
+    Layout, chosen so a lookup of any number of entities is one MGET:
+
+    - ``fs:{project}:{view}:{version}:{entity key}`` -> ``[event_ts_us, v1, v2, ...]`` (JSON bytes),
+      with ``PXAT`` = event time + ttl;
+    - ``fs:{project}:@versions`` (hash) -> ``{view: version}``, the pointer readers follow;
+    - ``fs:{project}:@watermarks`` (hash) -> ``{view:version: ISO time}`` for incremental runs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        project: str,
+        *,
+        timeout: float = 0.5,
+        max_connections: int = 64,
+    ) -> None:
+        import redis
+
+        self.url = url
+        self.project = check_identifier(project, "project")
+        self.timeout = timeout
+        self._options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_connections": max_connections,
+            "retry_on_timeout": False,
+        }
+        try:
+            self._client = redis.Redis.from_url(url, **self._options)
+        except ValueError as exc:
+            raise OnlineStoreError(f"invalid Redis URL {url!r}: {exc}") from None
+        self._aclient: Any = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._versions_key = f"fs:{project}:@versions"
+        self._watermarks_key = f"fs:{project}:@watermarks"
+
+    # -- keys -----------------------------------------------------------
+    def prefix(self, view: str, version: str) -> str:
+        """The key prefix of one view version (``fs:{project}:{view}:{version}:``)."""
+        check_identifier(view, "feature view")
+        if not version.isalnum():
+            raise OnlineStoreError(f"invalid view version {version!r}")
+        return f"fs:{self.project}:{view}:{version}:"
+
+    def _async(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aloop is not loop:
+            import redis.asyncio as aredis
+
+            self._aclient = aredis.Redis.from_url(self.url, **self._options)
+            self._aloop = loop
+        return self._aclient
+
+    # -- rows -----------------------------------------------------------
+    def write_rows(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        rows: Sequence[bytes],
+        expire_at_ms: Sequence[int] | None = None,
+    ) -> int:
+        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
+            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        prefix = self.prefix(view, version).encode()
+        try:
+            for lo in range(0, len(keys), _CHUNK):
+                hi = min(lo + _CHUNK, len(keys))
+                payload = _pack_sets(prefix, keys[lo:hi], rows[lo:hi], None if expire_at_ms is None else expire_at_ms[lo:hi])
+                self._send_counted(payload, hi - lo)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return len(keys)
+
+    def _send_counted(self, payload: bytes, count: int) -> None:
+        """Send pre-packed SET commands and read their ``count`` replies (one round trip)."""
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([payload])
+            errors = []
+            for _ in range(count):
+                reply = conn.read_response()
+                if isinstance(reply, Exception):
+                    errors.append(reply)
+            if errors:
+                raise OnlineStoreError(f"Redis refused {len(errors)} writes, first: {errors[0]}")
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        try:
+            return list(self._client.mget([prefix + k for k in keys]))
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def aread_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        try:
+            return list(await self._async().mget([prefix + k for k in keys]))
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    # -- pointers and watermarks -----------------------------------------
+    def current_version(self, view: str) -> str | None:
+        try:
+            value = self._client.hget(self._versions_key, view)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return None if value is None else value.decode()
+
+    def current_versions(self) -> dict[str, str]:
+        try:
+            data = self._client.hgetall(self._versions_key)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return {k.decode(): v.decode() for k, v in data.items()}
+
+    async def acurrent_versions(self) -> dict[str, str]:
+        try:
+            data = await self._async().hgetall(self._versions_key)
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return {k.decode(): v.decode() for k, v in data.items()}
+
+    def set_current_version(self, view: str, version: str) -> None:
+        self.prefix(view, version)
+        try:
+            self._client.hset(self._versions_key, view, version)
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def watermark(self, view: str, version: str) -> datetime | None:
+        try:
+            value = self._client.hget(self._watermarks_key, f"{view}:{version}")
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return None if value is None else utc_datetime(value.decode())
+
+    def set_watermark(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        try:
+            self._client.hset(self._watermarks_key, f"{view}:{version}", stamp.isoformat())
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def delete(self, view: str, version: str | None = None) -> int:
+        try:
+            if version is None:
+                pattern = f"fs:{self.project}:{check_identifier(view, 'feature view')}:*"
+                self._client.hdel(self._versions_key, view)
+                fields = [f for f in self._client.hkeys(self._watermarks_key) if f.decode().startswith(view + ":")]
+                if fields:
+                    self._client.hdel(self._watermarks_key, *fields)
+            else:
+                pattern = self.prefix(view, version) + "*"
+                self._client.hdel(self._watermarks_key, f"{view}:{version}")
+            removed = 0
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=pattern, count=10_000):
+                batch.append(key)
+                if len(batch) >= 10_000:
+                    removed += int(self._client.unlink(*batch))
+                    batch = []
+            if batch:
+                removed += int(self._client.unlink(*batch))
+            return removed
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    # -- lifecycle --------------------------------------------------------
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def aping(self) -> None:
+        try:
+            await self._async().ping()
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisOnlineStore(project={self.project!r})"
+
+
+def _is_redis_connection_error(exc: BaseException) -> bool:
+    import redis.exceptions as rex
+
+    return isinstance(exc, rex.ConnectionError | rex.TimeoutError | rex.BusyLoadingError)
+
+
+def _translate(exc: Exception) -> Exception:
+    """Connection problems become StoreUnavailableError (503); anything else an OnlineStoreError."""
+    if isinstance(exc, OnlineStoreError):
+        return exc
+    if _is_redis_connection_error(exc) or isinstance(exc, OSError | asyncio.TimeoutError):
+        return _unavailable(exc)
+    return OnlineStoreError(f"Redis online store error: {exc}")
+
+
+def _pack_sets(
+    prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None
+) -> bytes:
+    """RESP for ``SET key row [PXAT ms]`` per row, built without per-command client overhead."""
+    parts: list[bytes] = []
+    append = parts.append
+    if expire_at_ms is None:
+        for key, row in zip(keys, rows, strict=True):
+            k = prefix + key.encode()
+            append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(k), k, len(row), row))
+    else:
+        for key, row, ms in zip(keys, rows, expire_at_ms, strict=True):
+            k = prefix + key.encode()
+            t = b"%d" % ms
+            append(
+                b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
+                % (len(k), k, len(row), row, len(t), t)
+            )
+    return b"".join(parts)

@@ -1,0 +1,166 @@
+"""The embedded online store: one SQLite file (WAL) shared safely by the server and materialize jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from featurestore.dsl.names import check_identifier
+from featurestore.errors import OnlineStoreError, StoreUnavailableError
+from featurestore.offline.frames import utc_datetime
+from featurestore.online.base import OnlineStore
+
+__all__ = ["SqliteOnlineStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_rows (
+    project TEXT NOT NULL, view TEXT NOT NULL, version TEXT NOT NULL, entity TEXT NOT NULL,
+    row BLOB NOT NULL, expire_at_ms INTEGER,
+    PRIMARY KEY (project, view, version, entity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_meta (
+    project TEXT NOT NULL, view TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (project, view, name)
+) WITHOUT ROWID;
+"""
+
+# SQLite caps the number of bound parameters; lookups beyond this are split.
+_MAX_PARAMS = 900
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SqliteOnlineStore(OnlineStore):
+    """Rows in a local SQLite file (``sqlite:///path/to/online.db``), the zero-install default.
+
+    WAL mode lets readers proceed while a materialize job writes; a busy timeout makes
+    concurrent writers from several processes wait instead of failing. Expired rows are
+    filtered at read time (and overwritten by later writes).
+    """
+
+    def __init__(self, path: str | Path, project: str, *, timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.project = check_identifier(project, "project")
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailableError(f"cannot open the SQLite online store {self.path}: {exc}") from None
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"SQLite online store {self.path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise OnlineStoreError(f"SQLite online store {self.path}: {exc}") from None
+
+    def write_rows(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        rows: Sequence[bytes],
+        expire_at_ms: Sequence[int] | None = None,
+    ) -> int:
+        check_identifier(view, "feature view")
+        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
+            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        expiry: Sequence[int | None] = expire_at_ms if expire_at_ms is not None else [None] * len(keys)
+        p = self.project
+        data = [(p, view, version, k, r, e) for k, r, e in zip(keys, rows, expiry, strict=True)]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany("INSERT OR REPLACE INTO online_rows VALUES (?, ?, ?, ?, ?, ?)", data)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"SQLite online store {self.path}: {exc}") from None
+        return len(data)
+
+    def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
+        found: dict[str, bytes] = {}
+        now = _now_ms()
+        unique = list(dict.fromkeys(keys))
+        for lo in range(0, len(unique), _MAX_PARAMS):
+            part = unique[lo : lo + _MAX_PARAMS]
+            marks = ",".join("?" * len(part))
+            sql = (
+                "SELECT entity, row FROM online_rows WHERE project = ? AND view = ? AND version = ? "
+                f"AND entity IN ({marks}) AND (expire_at_ms IS NULL OR expire_at_ms > ?)"
+            )
+            for entity, row in self._execute(sql, [self.project, view, version, *part, now]):
+                found[str(entity)] = bytes(row)  # type: ignore[arg-type]
+        return [found.get(k) for k in keys]
+
+    def _meta(self, view: str, name: str) -> str | None:
+        rows = self._execute(
+            "SELECT value FROM online_meta WHERE project = ? AND view = ? AND name = ?", (self.project, view, name)
+        )
+        return str(rows[0][0]) if rows else None
+
+    def _set_meta(self, view: str, name: str, value: str) -> None:
+        self._execute("INSERT OR REPLACE INTO online_meta VALUES (?, ?, ?, ?)", (self.project, view, name, value))
+
+    def current_version(self, view: str) -> str | None:
+        return self._meta(view, "version")
+
+    def current_versions(self) -> dict[str, str]:
+        rows = self._execute("SELECT view, value FROM online_meta WHERE project = ? AND name = 'version'", (self.project,))
+        return {str(v): str(ver) for v, ver in rows}
+
+    def set_current_version(self, view: str, version: str) -> None:
+        check_identifier(view, "feature view")
+        self._set_meta(view, "version", version)
+
+    def watermark(self, view: str, version: str) -> datetime | None:
+        return utc_datetime(self._meta(view, f"watermark:{version}"))
+
+    def set_watermark(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        self._set_meta(view, f"watermark:{version}", stamp.isoformat())
+
+    def delete(self, view: str, version: str | None = None) -> int:
+        if version is None:
+            count = self._execute(
+                "SELECT count(*) FROM online_rows WHERE project = ? AND view = ?", (self.project, view)
+            )[0][0]
+            self._execute("DELETE FROM online_rows WHERE project = ? AND view = ?", (self.project, view))
+            self._execute("DELETE FROM online_meta WHERE project = ? AND view = ?", (self.project, view))
+        else:
+            where = "project = ? AND view = ? AND version = ?"
+            count = self._execute(f"SELECT count(*) FROM online_rows WHERE {where}", (self.project, view, version))[0][0]
+            self._execute(f"DELETE FROM online_rows WHERE {where}", (self.project, view, version))
+            self._execute(
+                "DELETE FROM online_meta WHERE project = ? AND view = ? AND name = ?",
+                (self.project, view, f"watermark:{version}"),
+            )
+        return int(count)  # type: ignore[call-overload]
+
+    def ping(self) -> None:
+        self._execute("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteOnlineStore({str(self.path)!r}, project={self.project!r})"

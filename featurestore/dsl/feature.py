@@ -28,7 +28,7 @@ class Feature:
         if name in RESERVED:
             raise ValueError(f"feature name {name!r} is reserved")
         if not isinstance(dtype, DType):
-            raise ValueError(f"feature {name!r}: dtype must be a featurestore dtype (Int64, Float64, ...), got {dtype!r}")
+            raise ValueError(f"feature {name!r}: dtype must be a featurestore dtype (Int64, Float64...), got {dtype!r}")
         self.dtype = dtype
         self.description = description
         self.checks = list(checks)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from featurestore.dsl._origin import defined_in
 from featurestore.dsl.entity import Entity
 from featurestore.dsl.feature import Feature
-from featurestore.dsl._origin import defined_in
 from featurestore.dsl.names import check_identifier
 from featurestore.dsl.source import Source
 from featurestore.dsl.types import DType

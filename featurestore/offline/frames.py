@@ -9,12 +9,12 @@ import polars as pl
 
 from featurestore.dsl.types import DType
 
-__all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatch", "duckdb_connection"]
+__all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatchError", "duckdb_connection"]
 
 UTC_US = pl.Datetime("us", "UTC")
 
 
-class DTypeMismatch(ValueError):
+class DTypeMismatchError(ValueError):
     """A column's data cannot be read as the declared dtype."""
 
 
@@ -42,7 +42,7 @@ def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return parsed
     if dtype == pl.Null:
         return expr.cast(UTC_US)
-    raise DTypeMismatch(f"cannot read {dtype} as a timestamp")
+    raise DTypeMismatchError(f"cannot read {dtype} as a timestamp")
 
 
 _INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32}
@@ -70,9 +70,9 @@ def _compatible(actual: pl.DataType, declared: DType) -> bool:
 
 
 def coerce_column(name: str, actual: pl.DataType, declared: DType) -> pl.Expr:
-    """An expression casting ``name`` to ``declared``; raises DTypeMismatch when that would lose meaning."""
+    """An expression casting ``name`` to ``declared``; raises DTypeMismatchError when that would lose meaning."""
     if not _compatible(actual, declared):
-        raise DTypeMismatch(f"column {name!r} holds {actual}, which does not match the declared dtype {declared}")
+        raise DTypeMismatchError(f"column {name!r} holds {actual}, which does not match the declared dtype {declared}")
     col = pl.col(name)
     if declared.name == "Timestamp":
         return to_utc(col, actual).alias(name)

@@ -13,7 +13,7 @@ import polars as pl
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
 from featurestore.offline.commit import Transaction, recover
-from featurestore.offline.frames import DTypeMismatch, coerce_column, to_utc
+from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
 from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.spec import ViewSpec
 
@@ -104,7 +104,7 @@ def read_view(
             exprs.append(to_utc(pl.col(src.created), schema[src.created]).alias(_CREATED))
         else:
             exprs.append(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(_CREATED))
-    except DTypeMismatch as exc:
+    except DTypeMismatchError as exc:
         raise DefinitionError(str(exc), module=view.module, obj=view.name) from None
     lf = lf.select(exprs).with_row_index(_ORDER)
     lf = lf.filter(pl.col(TS).is_not_null())

@@ -45,9 +45,7 @@ def load_entity_frame(entity: Any) -> pl.DataFrame:
 
 
 def _requests(layout: OfflineLayout, resolved: ResolvedFeatures) -> list[ViewRequest]:
-    return [
-        ViewRequest(spec, tuple(feats), tuple(layout.files(spec.name, spec.version))) for spec, feats in resolved
-    ]
+    return [ViewRequest(spec, tuple(feats), tuple(layout.files(spec.name, spec.version))) for spec, feats in resolved]
 
 
 def build_training_set(

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 import sys
 import traceback
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class Definitions:
     services: dict[str, FeatureService] = field(default_factory=dict)
 
 
-def _import_all(package_dir: Path) -> list[object]:
+def _import_all(package_dir: Path) -> list[types.ModuleType]:
     if not (package_dir / "__init__.py").is_file():
         raise DefinitionError(f"definitions folder {package_dir} is not a Python package (no __init__.py)")
     pkg = package_dir.name

@@ -115,9 +115,8 @@ class Registry:
             if plan.breaking and not allow_breaking:
                 raise BreakingChangeError(
                     "breaking change refused (pass --allow-breaking / allow_breaking=True to accept; "
-                    "the old version's offline data stays readable):\n  " + "\n  ".join(
-                        line for line in plan.summary() if line.endswith("[BREAKING]")
-                    )
+                    "the old version's offline data stays readable):\n  "
+                    + "\n  ".join(line for line in plan.summary() if line.endswith("[BREAKING]"))
                 )
             if plan.empty and state.serial:
                 return plan

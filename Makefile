@@ -1,0 +1,44 @@
+# featurestore: `make demo` runs the example end to end, `make test` runs every check.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench install install-test redis-server clean
+
+$(VENV)/.base: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[example]'
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(BIN)/pip install -q -e '.[example,test]'
+	touch $@
+
+install: $(VENV)/.base
+install-test: $(VENV)/.test
+
+# The tests start their own redis-server processes; install the binary when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+demo: install
+	$(BIN)/python -m definitions._demo
+
+lint: install-test
+	$(BIN)/ruff check featurestore tests benchmarks definitions
+	$(BIN)/ruff format --check featurestore tests benchmarks definitions
+	$(BIN)/mypy featurestore
+
+test: install-test redis-server lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: install-test redis-server
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf data/offline data/registry.json* data/online.db* data/training data/tmp benchmarks/.work

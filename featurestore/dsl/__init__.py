@@ -1,5 +1,26 @@
 """What users declare: entities, sources, features, views, services and checks. No I/O here."""
 
+from featurestore.dsl.checks import (
+    Check,
+    Drift,
+    FrameCheck,
+    Gate,
+    expr,
+    frame_expr,
+    greater_than,
+    greater_than_or_equal_to,
+    in_range,
+    isin,
+    less_than,
+    less_than_or_equal_to,
+    matches,
+    max_null_fraction,
+    min_rows,
+    not_in,
+    not_null,
+    str_length,
+    unique,
+)
 from featurestore.dsl.entity import Entity
 from featurestore.dsl.feature import Feature
 from featurestore.dsl.service import FeatureService
@@ -26,4 +47,23 @@ __all__ = [
     "Timestamp",
     "FeatureView",
     "FeatureViewProjection",
+    "Check",
+    "FrameCheck",
+    "Drift",
+    "Gate",
+    "expr",
+    "frame_expr",
+    "greater_than",
+    "greater_than_or_equal_to",
+    "in_range",
+    "isin",
+    "less_than",
+    "less_than_or_equal_to",
+    "matches",
+    "max_null_fraction",
+    "min_rows",
+    "not_in",
+    "not_null",
+    "str_length",
+    "unique",
 ]

@@ -1,0 +1,297 @@
+"""Running a gate: find failing rows with pandera, apply the policy and budget, quarantine, report."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from featurestore.dsl.checks import attached_schema
+from featurestore.errors import GateRejectedError
+from featurestore.validation.compile import CompiledGate, compile_gate, pandera_name
+from featurestore.validation.profile import drift_scores, load_baseline, profile_frame
+from featurestore.validation.quarantine import write_quarantine
+from featurestore.validation.reports import append_report
+
+__all__ = ["GateResult", "Failures", "find_failures", "run_gate", "new_run_id", "SAMPLE_SIZE"]
+
+SAMPLE_SIZE = 20
+_FAILURE_SCHEMA = {"row": pl.Int64, "check": pl.String, "column": pl.String, "value": pl.String}
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time to the microsecond plus 4 random hex digits."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(2)
+
+
+@dataclass
+class Failures:
+    """What a batch failed: row failures (row, check, column, value) and dataframe-level failures."""
+
+    rows: pl.DataFrame
+    frame: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bad_rows(self) -> pl.Series:
+        return self.rows.get_column("row").unique().sort()
+
+
+@dataclass
+class GateResult:
+    """The outcome of one gate run; ``to_dict()`` is what the report history stores."""
+
+    run_id: str
+    view: str
+    version: str
+    path: str
+    policy: str
+    status: str  # passed | quarantined | warned | rejected
+    time: str
+    rows_checked: int
+    rows_written: int
+    rows_quarantined: int
+    bad_fraction: float
+    max_bad_fraction: float
+    failures: dict[str, dict[str, Any]]
+    frame_failures: list[dict[str, Any]]
+    sample: list[dict[str, Any]]
+    message: str = ""
+    dry_run: bool = False
+    quarantine_file: str | None = None
+    drift: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] | None = None
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(schema=_FAILURE_SCHEMA)
+
+
+def _cases_to_failures(compiled: CompiledGate, cases: pl.DataFrame, prefix: str = "") -> Failures:
+    cases = cases.with_columns(
+        pl.col("check").map_elements(pandera_name, return_dtype=pl.String).alias("check"),
+    )
+    frame_mask = pl.col("index").is_null() | pl.col("check").map_elements(
+        compiled.is_frame_check, return_dtype=pl.Boolean
+    )
+    frame = [
+        {"check": prefix + c, "column": col, "value": v}
+        for c, col, v in cases.filter(frame_mask)
+        .unique(["check", "column"], maintain_order=True)
+        .select("check", "column", "failure_case")
+        .rows()
+    ]
+    rows = cases.filter(~frame_mask).select(
+        pl.col("index").cast(pl.Int64).alias("row"),
+        (pl.lit(prefix) + pl.col("check")).alias("check"),
+        pl.col("column").cast(pl.String),
+        pl.col("failure_case").cast(pl.String).alias("value"),
+    )
+    return Failures(rows, frame)
+
+
+def _validate(schema: Any, df: pl.DataFrame) -> pl.DataFrame | None:
+    import pandera.errors as pe
+
+    try:
+        schema.validate(df, lazy=True)
+    except pe.SchemaErrors as exc:
+        return exc.failure_cases
+    return None
+
+
+def find_failures(compiled: CompiledGate, df: pl.DataFrame) -> Failures:
+    """Run the compiled pandera schema (and an attached expert schema) over ``df``."""
+    cases = _validate(compiled.schema, df)
+    result = Failures(_empty_failures()) if cases is None else _cases_to_failures(compiled, cases)
+    key = compiled.gate.schema_key
+    if key is not None:
+        expert = attached_schema(key)
+        if expert is None:
+            result.notes.append(
+                "the expert pandera schema is not loaded in this process (import the definitions); skipped"
+            )
+        else:
+            expert = expert.to_schema() if hasattr(expert, "to_schema") else expert
+            more = _validate(expert, df)
+            if more is not None:
+                extra = _cases_to_failures(compiled, more, prefix="schema:")
+                result.rows = pl.concat([result.rows, extra.rows])
+                result.frame += extra.frame
+    return result
+
+
+def _failure_counts(compiled: CompiledGate, f: Failures) -> dict[str, dict[str, Any]]:
+    counts: dict[str, dict[str, Any]] = {}
+    for check, column, n in f.rows.group_by("check", "column").len().sort("check", "column").rows():
+        label = f"{column}: {check}" if column else check
+        counts[label] = {"check": check, "column": column, "level": "row", "count": int(n)}
+    for item in f.frame:
+        label = f"{item['column']}: {item['check']}" if item.get("column") else item["check"]
+        counts[label] = {"check": item["check"], "column": item.get("column"), "level": "frame", "count": 1}
+    return counts
+
+
+def _sample(df: pl.DataFrame, compiled: CompiledGate, f: Failures, n: int = SAMPLE_SIZE) -> list[dict[str, Any]]:
+    # A few failures of every check, so a rare check is not hidden by a frequent one.
+    head = f.rows.sort("row").group_by("check", "column", maintain_order=True).head(max(1, n // 4)).head(n)
+    ids = [*compiled.keys, "event_timestamp"]
+    keys = [c for c in ids if c in df.columns]
+    out = []
+    for row, check, column, value in head.select("row", "check", "column", "value").rows():
+        key = {k: _plain(df.get_column(k)[row]) for k in keys} if 0 <= row < df.height else {}
+        out.append({"row": row, "check": check, "column": column, "value": value, "key": key})
+    return out
+
+
+def _plain(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def _drift(
+    compiled: CompiledGate, settings: Any, df: pl.DataFrame, batch: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    conf = compiled.gate.drift
+    if conf is None:
+        return None
+    baseline = load_baseline(settings.offline_root, compiled.view, compiled.version)
+    if baseline is None:
+        return {"status": "no baseline", "message": f"run `featurestore profile {compiled.view}` to store one"}
+    scores = drift_scores(baseline, batch or {}, conf.features)
+    drifted = sorted(k for k, v in scores.items() if v > conf.psi_threshold)
+    return {
+        "status": "drift" if drifted else "ok",
+        "psi": scores,
+        "threshold": conf.psi_threshold,
+        "drifted": drifted,
+        "fail": conf.fail,
+        "baseline_rows": baseline.get("rows"),
+    }
+
+
+def _per_row(height: int, f: Failures) -> list[dict[str, Any]]:
+    reasons: dict[int, list[dict[str, Any]]] = {}
+    for row, check, column, value in f.rows.sort("row").rows():
+        reasons.setdefault(row, []).append({"check": check, "column": column, "value": value})
+    return [{"row": i, "ok": i not in reasons, "reasons": reasons.get(i, [])} for i in range(height)]
+
+
+def run_gate(
+    settings: Any, spec: Any, path: str, df: pl.DataFrame, *, dry_run: bool = False
+) -> tuple[pl.DataFrame, GateResult]:
+    """Check ``df`` against the view version's gate and apply its policy.
+
+    Returns the rows that may be written and the result; raises GateRejectedError
+    (carrying the result) when the policy rejects the batch. Unless ``dry_run``,
+    failing rows go to the quarantine and the report is appended to the history.
+    """
+    t0 = time.perf_counter()
+    compiled = compile_gate(spec)
+    gate = compiled.gate
+    run_id = new_run_id()
+    f = find_failures(compiled, df)
+    batch_profile = None
+    drift = None
+    if path in ("ingest", "validate") and df.height:
+        baseline = load_baseline(settings.offline_root, compiled.view, compiled.version) if gate.drift else None
+        batch_profile = profile_frame(df, compiled.features, like=(baseline or {}).get("features"))
+        drift = _drift(compiled, settings, df, batch_profile)
+        if drift and drift.get("fail") and drift.get("drifted"):
+            for name in drift["drifted"]:
+                f.frame.append(
+                    {
+                        "check": f"drift(psi>{gate.drift.psi_threshold if gate.drift else ''})",
+                        "column": name,
+                        "value": str(drift["psi"][name]),
+                    }
+                )
+    bad = f.bad_rows
+    n, n_bad = df.height, bad.len()
+    fraction = n_bad / n if n else 0.0
+    any_failure = bool(n_bad or f.frame)
+    if gate.policy == "warn":
+        status, out = ("warned" if any_failure else "passed"), df
+    elif gate.policy == "fail":
+        status, out = ("rejected" if any_failure else "passed"), df
+    elif f.frame or fraction > gate.max_bad_fraction:
+        status, out = "rejected", df
+    elif n_bad:
+        mask = pl.int_range(pl.len(), dtype=pl.Int64).is_in(bad.implode()).not_()
+        status, out = "quarantined", df.filter(mask)
+    else:
+        status, out = "passed", df
+    message = _message(compiled, status, n, n_bad, fraction, f, gate.policy, gate.max_bad_fraction)
+    qfile = None
+    set_aside = status in ("quarantined", "rejected") and n_bad > 0
+    if set_aside and not dry_run:
+        qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows)
+    result = GateResult(
+        run_id=run_id,
+        view=compiled.view,
+        version=compiled.version,
+        path=path,
+        policy=gate.policy,
+        status=status,
+        time=datetime.now(UTC).isoformat(),
+        rows_checked=n,
+        rows_written=0 if status == "rejected" else out.height,
+        rows_quarantined=n_bad if set_aside else 0,
+        bad_fraction=round(fraction, 6),
+        max_bad_fraction=gate.max_bad_fraction,
+        failures=_failure_counts(compiled, f),
+        frame_failures=f.frame,
+        sample=_sample(df, compiled, f),
+        message=message,
+        dry_run=dry_run,
+        quarantine_file=None if qfile is None else str(qfile),
+        drift=drift,
+        profile=batch_profile,
+        rows=_per_row(n, f) if path == "push" else None,
+        notes=f.notes,
+    )
+    result.seconds = round(time.perf_counter() - t0, 4)
+    if not dry_run:
+        append_report(Path(settings.offline_root), result.to_dict())
+    if status == "rejected":
+        raise GateRejectedError(message, result)
+    return out, result
+
+
+def _message(
+    compiled: CompiledGate, status: str, n: int, n_bad: int, fraction: float, f: Failures, policy: str, budget: float
+) -> str:
+    where = f"feature view {compiled.view!r} (version {compiled.version})"
+    frame = ", ".join(sorted({(i["column"] + ": " if i.get("column") else "") + i["check"] for i in f.frame}))
+    if status == "passed":
+        return f"{where}: all {n:,} rows passed"
+    if status == "quarantined":
+        return f"{where}: {n_bad:,} of {n:,} rows quarantined ({fraction:.2%}, budget {budget:.2%})"
+    if status == "warned":
+        batch = f"; batch checks failed: {frame}" if frame else ""
+        return f"{where}: {n_bad:,} of {n:,} rows failed checks{batch} (policy warn: written anyway)"
+    why = []
+    if frame:
+        why.append(f"dataframe-level checks failed: {frame}")
+    if n_bad:
+        over = f", over the budget {budget:.2%}" if policy == "quarantine" else ""
+        why.append(f"{n_bad:,} of {n:,} rows failed ({fraction:.2%}{over})")
+    return (
+        f"{where}: batch rejected by policy {policy!r}, nothing written: "
+        + "; ".join(why)
+        + "; see `featurestore reports` and the quarantine folder"
+    )

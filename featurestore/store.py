@@ -123,6 +123,30 @@ class FeatureStore:
             raise RegistryError(f"unknown feature view(s) {unknown}; applied views: {sorted(known)}")
         return names
 
+    # -- data quality ---------------------------------------------------
+    def validate(self, view: str, start: datetime | str | None = None, end: datetime | str | None = None) -> Any:
+        """Run ``view``'s gate (as currently defined) on its source rows; writes nothing.
+
+        Returns the GateResult; ``result.rejected`` tells whether ingest would be refused.
+        """
+        from featurestore.registry.spec import ViewSpec
+        from featurestore.validation import validate_frame
+
+        start_dt, end_dt = utc_datetime(start), utc_datetime(end)
+        check_ingest_inputs(start_dt, end_dt)
+        defs = self.definitions()
+        if view not in defs.views:
+            raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
+        spec = ViewSpec(build_specs(defs)["views"][view])
+        df, _ = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
+        return validate_frame(self.settings, spec, df)
+
+    def reports(self, view: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
+        """Gate reports (every ingest, materialize and push run), newest first."""
+        from featurestore.validation import list_reports
+
+        return list_reports(self.settings.offline_root, view, limit)
+
     def get_training_set(
         self,
         entity_df: Any,

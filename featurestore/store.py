@@ -191,3 +191,66 @@ class FeatureStore:
     def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
         """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
         return rebuild_training_set(self._connection(), self.state(), Path(manifest))
+
+    # -- online ---------------------------------------------------------
+    def online_store(self) -> Any:
+        """The repository's online store (from ``settings.online_url``), opened on first use."""
+        store = self.__dict__.get("_online")
+        if store is None:
+            from featurestore.online import open_online_store
+
+            s = self.settings
+            store = self.__dict__["_online"] = open_online_store(s.online_url, s.project, timeout=s.online_timeout)
+        return store
+
+    def materialize(
+        self,
+        views: Sequence[str] | str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        incremental: bool = False,
+        progress: bool = False,
+    ) -> list[Any]:
+        """Write each online view's latest row per entity in [start, end] (end: now) to the online store."""
+        from datetime import UTC
+
+        from featurestore._progress import steps
+        from featurestore.materialize import materialize_view, view_specs
+
+        state = self.state()
+        specs = view_specs(state, self._view_names(state, views) if views else None)
+        end_dt = utc_datetime(end) or datetime.now(UTC)
+        con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
+        return [
+            materialize_view(self.settings, con, self.layout, store, spec, start_dt, end_dt, incremental=incremental)
+            for spec in steps(specs, "materialize", enabled=progress)
+        ]
+
+    def materialize_incremental(
+        self, views: Sequence[str] | str | None = None, end: datetime | str | None = None, *, progress: bool = False
+    ) -> list[Any]:
+        """Materialize each view from its stored watermark (the previous run's end) to ``end`` (now)."""
+        return self.materialize(views, None, end, incremental=True, progress=progress)
+
+    def get_online_features(
+        self, features: str | Sequence[str], entities: dict[str, Any], *, full_feature_names: bool = False
+    ) -> Any:
+        """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``."""
+        from featurestore.online.lookup import read_online
+
+        return read_online(
+            self.state(),
+            self.online_store(),
+            features,
+            entities,
+            full_feature_names=full_feature_names,
+            max_entities=self.settings.max_entities,
+        )
+
+    def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:
+        """Write rows (join keys, event_timestamp, every feature) online through the push gate."""
+        from featurestore.online.push import push_rows
+
+        spec = self.state().view(view)
+        return push_rows(self.settings, self.online_store(), spec, rows, to_offline=to_offline, layout=self.layout)

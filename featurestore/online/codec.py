@@ -55,7 +55,9 @@ def now_us() -> int:
 def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
     bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
     if bad:
-        raise OnlineStoreError(f"feature view {view!r}: join keys {bad} cannot be served online (use Int64/Int32/String)")
+        raise OnlineStoreError(
+            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64/Int32/String)"
+        )
 
 
 def _key_expr(join_keys: Sequence[str]) -> pl.Expr:

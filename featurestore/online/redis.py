@@ -54,7 +54,7 @@ class RedisOnlineStore(OnlineStore):
             "retry_on_timeout": False,
         }
         try:
-            self._client = redis.Redis.from_url(url, **self._options)
+            self._client: Any = redis.Redis.from_url(url, **self._options)
         except ValueError as exc:
             raise OnlineStoreError(f"invalid Redis URL {url!r}: {exc}") from None
         self._aclient: Any = None
@@ -94,7 +94,9 @@ class RedisOnlineStore(OnlineStore):
         try:
             for lo in range(0, len(keys), _CHUNK):
                 hi = min(lo + _CHUNK, len(keys))
-                payload = _pack_sets(prefix, keys[lo:hi], rows[lo:hi], None if expire_at_ms is None else expire_at_ms[lo:hi])
+                payload = _pack_sets(
+                    prefix, keys[lo:hi], rows[lo:hi], None if expire_at_ms is None else expire_at_ms[lo:hi]
+                )
                 self._send_counted(payload, hi - lo)
         except Exception as exc:
             raise _translate(exc) from exc
@@ -246,9 +248,7 @@ def _translate(exc: Exception) -> Exception:
     return OnlineStoreError(f"Redis online store error: {exc}")
 
 
-def _pack_sets(
-    prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None
-) -> bytes:
+def _pack_sets(prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> bytes:
     """RESP for ``SET key row [PXAT ms]`` per row, built without per-command client overhead."""
     parts: list[bytes] = []
     append = parts.append

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
@@ -59,7 +60,7 @@ class SqliteOnlineStore(OnlineStore):
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite online store {self.path}: {exc}") from None
 
-    def _execute(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
             with self._lock:
                 return self._conn.execute(sql, params).fetchall()
@@ -107,7 +108,7 @@ class SqliteOnlineStore(OnlineStore):
                 f"AND entity IN ({marks}) AND (expire_at_ms IS NULL OR expire_at_ms > ?)"
             )
             for entity, row in self._execute(sql, [self.project, view, version, *part, now]):
-                found[str(entity)] = bytes(row)  # type: ignore[arg-type]
+                found[str(entity)] = bytes(row)
         return [found.get(k) for k in keys]
 
     def _meta(self, view: str, name: str) -> str | None:
@@ -123,7 +124,9 @@ class SqliteOnlineStore(OnlineStore):
         return self._meta(view, "version")
 
     def current_versions(self) -> dict[str, str]:
-        rows = self._execute("SELECT view, value FROM online_meta WHERE project = ? AND name = 'version'", (self.project,))
+        rows = self._execute(
+            "SELECT view, value FROM online_meta WHERE project = ? AND name = 'version'", (self.project,)
+        )
         return {str(v): str(ver) for v, ver in rows}
 
     def set_current_version(self, view: str, version: str) -> None:
@@ -147,13 +150,15 @@ class SqliteOnlineStore(OnlineStore):
             self._execute("DELETE FROM online_meta WHERE project = ? AND view = ?", (self.project, view))
         else:
             where = "project = ? AND view = ? AND version = ?"
-            count = self._execute(f"SELECT count(*) FROM online_rows WHERE {where}", (self.project, view, version))[0][0]
+            count = self._execute(f"SELECT count(*) FROM online_rows WHERE {where}", (self.project, view, version))[0][
+                0
+            ]
             self._execute(f"DELETE FROM online_rows WHERE {where}", (self.project, view, version))
             self._execute(
                 "DELETE FROM online_meta WHERE project = ? AND view = ? AND name = ?",
                 (self.project, view, f"watermark:{version}"),
             )
-        return int(count)  # type: ignore[call-overload]
+        return int(count)
 
     def ping(self) -> None:
         self._execute("SELECT 1")

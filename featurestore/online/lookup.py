@@ -1,0 +1,229 @@
+"""Online lookups: feature references -> a cached plan -> store keys -> Feast-shaped results with statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from featurestore.errors import RegistryError, RequestError
+from featurestore.online.codec import check_key_dtypes, entity_keys, format_timestamp, now_us
+from featurestore.registry.refs import resolve_features
+from featurestore.registry.store import RegistryState
+
+__all__ = [
+    "ViewLookup",
+    "LookupPlan",
+    "plan_lookup",
+    "check_entities",
+    "layout_of",
+    "assemble",
+    "OnlineFeatures",
+    "read_online",
+    "view_keys",
+    "PRESENT",
+    "NULL_VALUE",
+    "NOT_FOUND",
+    "OUTSIDE_MAX_AGE",
+]
+
+PRESENT = "PRESENT"
+NULL_VALUE = "NULL_VALUE"
+NOT_FOUND = "NOT_FOUND"
+OUTSIDE_MAX_AGE = "OUTSIDE_MAX_AGE"
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class ViewLookup:
+    """The part of a request served by one view."""
+
+    name: str
+    join_keys: list[str]
+    key_dtypes: list[str]
+    features: list[str]
+    output_names: list[str]
+    ttl_us: int | None
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    """A resolved request: which views and features, and the response's column names."""
+
+    views: list[ViewLookup]
+    entity_columns: list[str]
+    feature_names: list[str]
+
+
+def plan_lookup(state: RegistryState, features: str | Sequence[str], full_feature_names: bool = False) -> LookupPlan:
+    """Resolve references (or a service) once; raise ``RequestError`` (404) naming anything unknown."""
+    try:
+        resolved = resolve_features(state, features)
+    except RegistryError as exc:
+        raise RequestError(str(exc), 404) from None
+    views = []
+    entity_columns: list[str] = []
+    for spec, feats in resolved:
+        check_key_dtypes(spec.name, spec.join_keys)
+        keys = list(spec.join_keys)
+        for k in keys:
+            if k not in entity_columns:
+                entity_columns.append(k)
+        ttl = spec.ttl
+        views.append(
+            ViewLookup(
+                name=spec.name,
+                join_keys=keys,
+                key_dtypes=[str(t) for t in spec.join_keys.values()],
+                features=feats,
+                output_names=[f"{spec.name}__{f}" if full_feature_names else f for f in feats],
+                ttl_us=None if ttl is None else int(ttl.total_seconds() * 1_000_000),
+            )
+        )
+    names = [*entity_columns, *(n for v in views for n in v.output_names)]
+    if len(set(names)) != len(names):
+        raise RequestError("feature names collide across views; pass full_feature_names=true", 422)
+    return LookupPlan(views, entity_columns, names)
+
+
+def check_entities(entities: Any, max_entities: int) -> int:
+    """Check the request's ``entities`` object shape; return the number of entity rows."""
+    if not isinstance(entities, dict) or not entities:
+        raise RequestError("'entities' must be a non-empty object {join_key: [values...]}", 422)
+    n = -1
+    for name, values in entities.items():
+        if not isinstance(values, list):
+            raise RequestError(f"entities[{name!r}] must be a list of values", 422)
+        if n == -1:
+            n = len(values)
+        elif len(values) != n:
+            raise RequestError("every entity key list must have the same length", 422)
+    if n == 0:
+        raise RequestError("no entities given", 422)
+    if n > max_entities:
+        raise RequestError(f"too many entities: {n} > {max_entities} (setting max_entities)", 422)
+    return n
+
+
+def layout_of(state: RegistryState, view: str, version: str) -> dict[str, int]:
+    """Feature name -> position in the encoded rows of ``view``/``version`` (position 0 is the event time)."""
+    try:
+        spec = state.view(view, version)
+    except RegistryError:
+        return {}
+    return {f: i + 1 for i, f in enumerate(spec.features)}
+
+
+def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[list[str]]:
+    """The store keys of each view of the plan, checking entity key names and value types."""
+    unknown = [k for k in entities if k not in plan.entity_columns]
+    if unknown:
+        raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+    return [entity_keys(entities, v.join_keys, v.key_dtypes, n) for v in plan.views]
+
+
+def assemble(
+    plan: LookupPlan,
+    entities: dict[str, list[Any]],
+    n: int,
+    rows_per_view: list[list[bytes | None]],
+    layouts: list[dict[str, int]],
+) -> dict[str, Any]:
+    """The Feast feature-server response: entity columns first, then each feature's values and statuses."""
+    now = now_us()
+    results: list[dict[str, Any]] = [
+        {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in plan.entity_columns
+    ]
+    loads = orjson.loads
+    for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
+        decoded: list[list[Any] | None] = []
+        base: list[str] = []
+        stamps: list[str] = []
+        ttl = view.ttl_us
+        for raw in rows:
+            if raw is None:
+                decoded.append(None)
+                base.append(NOT_FOUND)
+                stamps.append(EPOCH)
+                continue
+            row = loads(raw)
+            ts = row[0]
+            stamps.append(format_timestamp(ts))
+            if ttl is not None and ts + ttl < now:
+                decoded.append(None)
+                base.append(OUTSIDE_MAX_AGE)
+            else:
+                decoded.append(row)
+                base.append(PRESENT)
+        for feat in view.features:
+            idx = layout.get(feat)
+            values: list[Any] = []
+            statuses: list[str] = []
+            for row, status in zip(decoded, base, strict=True):
+                if row is None or idx is None:
+                    values.append(None)
+                    statuses.append(status if idx is not None else NOT_FOUND)
+                else:
+                    value = row[idx]
+                    values.append(value)
+                    statuses.append(PRESENT if value is not None else NULL_VALUE)
+            results.append({"values": values, "statuses": statuses, "event_timestamps": stamps})
+    return {"metadata": {"feature_names": plan.feature_names}, "results": results}
+
+
+class OnlineFeatures:
+    """Online lookup results (SDK and HTTP client alike), in the Feast response shape.
+
+    ``to_dict()`` gives ``{name: values}``; ``statuses()`` and ``event_timestamps()`` the same per value.
+    """
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        self.response = response
+        self.feature_names: list[str] = list(response["metadata"]["feature_names"])
+        self.results: list[dict[str, Any]] = list(response["results"])
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {n: r["values"] for n, r in zip(self.feature_names, self.results, strict=True)}
+
+    def statuses(self) -> dict[str, list[str]]:
+        return {n: r["statuses"] for n, r in zip(self.feature_names, self.results, strict=True)}
+
+    def event_timestamps(self) -> dict[str, list[str]]:
+        return {n: r["event_timestamps"] for n, r in zip(self.feature_names, self.results, strict=True)}
+
+    def to_polars(self) -> Any:
+        import polars as pl
+
+        return pl.DataFrame(self.to_dict())
+
+    def __getitem__(self, name: str) -> list[Any]:
+        return self.to_dict()[name]
+
+    def __repr__(self) -> str:
+        return f"OnlineFeatures({self.to_dict()!r})"
+
+
+def read_online(
+    state: RegistryState,
+    store: Any,
+    features: str | Sequence[str],
+    entities: dict[str, Any],
+    *,
+    full_feature_names: bool = False,
+    max_entities: int = 1000,
+) -> OnlineFeatures:
+    """One synchronous lookup (the SDK path): plan, read each view's rows, assemble."""
+    if isinstance(entities, dict):
+        entities = {k: [x.item() if hasattr(x, "item") else x for x in v] for k, v in entities.items()}
+    plan = plan_lookup(state, features, full_feature_names)
+    n = check_entities(entities, max_entities)
+    keys = view_keys(plan, entities, n)
+    versions = store.current_versions()
+    rows, layouts = [], []
+    for view, view_keys_ in zip(plan.views, keys, strict=True):
+        version = versions.get(view.name)
+        rows.append(store.read_rows(view.name, version, view_keys_) if version else [None] * n)
+        layouts.append(layout_of(state, view.name, version) if version else {})
+    return OnlineFeatures(assemble(plan, entities, n, rows, layouts))

@@ -41,10 +41,12 @@ def _import_all(package_dir: Path) -> list[types.ModuleType]:
         sys.path.remove(parent)
         sys.path.insert(0, parent)
     importlib.invalidate_caches()
+    # The prefix makes walk_packages import subpackages under their real name, so their
+    # modules are found too; a module or subpackage whose name starts with "_" is skipped.
     names = [pkg] + sorted(
-        f"{pkg}.{m.name}"
-        for m in pkgutil.walk_packages([str(package_dir)])
-        if not m.name.split(".")[-1].startswith("_")
+        m.name
+        for m in pkgutil.walk_packages([str(package_dir)], prefix=pkg + ".")
+        if not any(part.startswith("_") for part in m.name.split(".")[1:])
     )
     modules = []
     for name in names:

@@ -1,4 +1,4 @@
-"""Discovery of definitions: what is found, and bad definitions stopping with a DefinitionError naming module and object."""
+"""Discovering definitions; bad definitions stop with a DefinitionError naming module and object."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ HEADER = """\
 from featurestore import Entity, Feature, FeatureService, FeatureView, Float64, Int64, ParquetSource, String
 """
 
-ENTITY = HEADER + """\
+ENTITY = (
+    HEADER
+    + """\
 driver = Entity("driver", join_keys=["driver_id"])
 """
+)
 
 
 def view_src(name: str = "stats", entity: str = "driver", feature: str = "rate") -> str:
@@ -209,7 +212,8 @@ def test_modules_starting_with_underscore_are_skipped(make_repo) -> None:
 
 
 def test_private_helper_imported_by_a_public_module_is_used(make_repo) -> None:
-    repo = make_repo({"_helpers.py": ENTITY, "views.py": HEADER + "from definitions._helpers import driver\n" + view_src()})
+    views = HEADER + "from definitions._helpers import driver\n" + view_src()
+    repo = make_repo({"_helpers.py": ENTITY, "views.py": views})
     defs = discover(definitions_dir(repo))
     assert sorted(defs.entities) == ["driver"] and sorted(defs.views) == ["stats"]
 

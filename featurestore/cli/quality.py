@@ -143,7 +143,13 @@ def profile(
             q = s.get("quantiles") or {}
             top = ", ".join(str(v) for v, _ in (s.get("top") or [])[:3])
             table.add_row(
-                name, s["dtype"], f"{s['null_fraction']:.2%}", _num(s.get("min")), _num(q.get("0.5")), _num(s.get("max")), top
+                name,
+                s["dtype"],
+                f"{s['null_fraction']:.2%}",
+                _num(s.get("min")),
+                _num(q.get("0.5")),
+                _num(s.get("max")),
+                top,
             )
         console.print(table)
         console.print(f"baseline stored at {result.get('path')}")

@@ -15,6 +15,7 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: $(VENV)/.base
 	$(BIN)/pip install -q -e '.[example,test]'
+	$(BIN)/pip download -q --no-deps -d $(VENV)/compose-spec docker-compose==1.29.2  # ships the Compose JSON schema
 	touch $@
 
 install: $(VENV)/.base

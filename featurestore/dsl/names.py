@@ -6,12 +6,12 @@ import re
 
 __all__ = ["IDENTIFIER", "check_identifier", "quote"]
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def check_identifier(name: object, what: str) -> str:
     """Return ``name`` if it is a plain identifier, else raise ``ValueError`` naming ``what``."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(
             f"{what} name {name!r} is not a valid identifier "
             "(letters, digits and '_', starting with a letter or '_', at most 63 characters)"

@@ -219,12 +219,13 @@ class FeatureStore:
         from featurestore.materialize import materialize_view, view_specs
 
         state = self.state()
-        specs = view_specs(state, self._view_names(state, views) if views else None)
+        specs = {s.name: s for s in view_specs(state, self._view_names(state, views) if views else None)}
         end_dt = utc_datetime(end) or datetime.now(UTC)
         con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
+        run = (self.settings, con, self.layout, store)
         return [
-            materialize_view(self.settings, con, self.layout, store, spec, start_dt, end_dt, incremental=incremental)
-            for spec in steps(specs, "materialize", enabled=progress)
+            materialize_view(*run, specs[n], start_dt, end_dt, incremental=incremental)
+            for n in steps(specs, "materialize", enabled=progress)
         ]
 
     def materialize_incremental(

@@ -1,11 +1,115 @@
-"""Online commands: materialize, materialize-incremental, serve, get (filled by the online store work)."""
+"""Online commands: materialize, materialize-incremental, serve, get."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import orjson
 import typer
+from rich.table import Table
+
+from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
 
 __all__ = ["register"]
 
 
+def _report(results: list[Any]) -> None:
+    table = Table(title="Materialize")
+    for col in ("view", "version", "rows read", "rows written", "expired (ttl)", "seconds", "rows/s"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r.view + (" [green](new version live)[/]" if r.switched else ""),
+            r.version,
+            f"{r.rows_read:,}",
+            f"{r.rows_written:,}",
+            f"{r.rows_expired:,}",
+            f"{r.seconds:.2f}",
+            f"{r.rows_per_second:,.0f}",
+        )
+    console.print(table)
+    for r in results:
+        start = r.start.isoformat(timespec="seconds") if r.start else "the beginning"
+        console.print(f"{r.view}: window {start} .. {r.end.isoformat(timespec='seconds')}", highlight=False)
+
+
+def materialize(
+    views: list[str] = typer.Argument(None, help="Views to materialize (every online view by default)."),
+    start: str = typer.Option(None, "--start", help="Only rows with event time >= START (ISO, UTC)."),
+    end: str = typer.Option(None, "--end", help="Only rows with event time <= END (ISO, UTC; default now)."),
+    repo: Path = RepoOption,
+) -> None:
+    """Write each entity's latest offline row in the window to the online store."""
+    with errors_to_exit():
+        _report(open_store(repo).materialize(views or None, start, end, progress=True))
+
+
+def materialize_incremental(
+    views: list[str] = typer.Argument(None, help="Views to materialize (every online view by default)."),
+    end: str = typer.Option(None, "--end", help="Window end (ISO, UTC; default now)."),
+    repo: Path = RepoOption,
+) -> None:
+    """Materialize each view from where the previous run ended up to END."""
+    with errors_to_exit():
+        _report(open_store(repo).materialize_incremental(views or None, end, progress=True))
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(6566, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    repo: Path = RepoOption,
+) -> None:
+    """Serve online features over HTTP (Feast-compatible /get-online-features, /rows, /push, /docs)."""
+    with errors_to_exit():
+        from featurestore.server import serve as run
+
+        store = open_store(repo)
+        console.print(f"serving {store.settings.project!r} from {store.settings.online} on http://{host}:{port}/docs")
+        run(store.settings, host=host, port=port, workers=workers)
+
+
+def get(
+    features: list[str] = typer.Option(..., "--features", "-f", help="view:feature references or a service name."),
+    entity: list[str] = typer.Option(..., "--entity", "-e", help='key=value[,value...] (JSON values: 1, "a").'),
+    repo: Path = RepoOption,
+) -> None:
+    """Look features up in the online store (no server needed)."""
+    with errors_to_exit():
+        entities: dict[str, list[Any]] = {}
+        for item in entity:
+            key, sep, values = item.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"--entity {item!r}: expected key=value[,value...]")
+            parsed = []
+            for v in values.split(","):
+                try:
+                    parsed.append(orjson.loads(v))
+                except orjson.JSONDecodeError:
+                    parsed.append(v)
+            entities[key] = parsed
+        refs: list[str] | str = features if len(features) > 1 else features[0]
+        result = open_store(repo).get_online_features(refs, entities)
+        table = Table()
+        statuses = result.statuses()
+        for name in result.feature_names:
+            table.add_column(name)
+        columns = result.to_dict()
+        n = len(next(iter(columns.values())))
+        for i in range(n):
+            table.add_row(
+                *[
+                    f"{columns[c][i]!r}" + ("" if statuses[c][i] == "PRESENT" else f" [dim]{statuses[c][i]}[/]")
+                    for c in result.feature_names
+                ]
+            )
+        console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the online commands to ``app``."""
+    app.command()(materialize)
+    app.command("materialize-incremental")(materialize_incremental)
+    app.command()(serve)
+    app.command()(get)

@@ -1,0 +1,99 @@
+"""The FastAPI app factory and the uvicorn runner for ``featurestore serve``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from featurestore.config import Settings, load_settings
+from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError
+from featurestore.offline.layout import OfflineLayout
+
+__all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV"]
+
+# The repository a worker process serves when uvicorn starts several workers.
+REPO_ENV = "FEATURESTORE_SERVE_REPO"
+
+
+def _error(status: int, detail: str) -> Response:
+    return Response(orjson.dumps({"detail": detail}), status_code=status, media_type="application/json")
+
+
+def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
+    """The online feature server of one repository (``store`` overrides ``settings.online_url``)."""
+    from featurestore.online import open_online_store
+    from featurestore.server.catalog import Catalog
+    from featurestore.server.routes import router
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = store is None
+        online = store or open_online_store(settings.online_url, settings.project, timeout=settings.online_timeout)
+        app.state.store = online
+        app.state.catalog = Catalog(settings.registry, online)
+        try:
+            yield
+        finally:
+            if own:
+                await online.aclose()
+
+    app = FastAPI(
+        title="featurestore online server",
+        version="1",
+        description="Latest feature values per entity (Feast feature-server compatible), push and health.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.layout = OfflineLayout(settings.offline_root)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, exc: RequestError) -> Response:
+        return _error(exc.status_code, str(exc))
+
+    @app.exception_handler(StoreUnavailableError)
+    async def unavailable(request: Request, exc: StoreUnavailableError) -> Response:
+        return _error(503, str(exc))
+
+    @app.exception_handler(OnlineStoreError)
+    async def store_error(request: Request, exc: OnlineStoreError) -> Response:
+        return _error(500, str(exc))
+
+    app.include_router(router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: the repository comes from ``FEATURESTORE_SERVE_REPO``."""
+    return create_app(load_settings(os.environ.get(REPO_ENV, ".")))
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers: int = 1) -> None:
+    """Run the server with uvicorn (uvloop and httptools when installed)."""
+    import importlib.util
+
+    import uvicorn
+
+    fast: dict[str, Any] = {
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+    }
+    if workers > 1:
+        os.environ[REPO_ENV] = str(settings.repo)
+        uvicorn.run(
+            "featurestore.server.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+            **fast,
+        )
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False, **fast)

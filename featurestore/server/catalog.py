@@ -1,0 +1,117 @@
+"""What the server caches between requests: registry state, resolved plans, version pointers, row layouts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from featurestore.errors import RegistryError, RequestError, StoreUnavailableError
+from featurestore.online.base import OnlineStore
+from featurestore.online.lookup import LookupPlan, layout_of, plan_lookup
+from featurestore.registry.store import Registry, RegistryState
+
+__all__ = ["Catalog"]
+
+# Plans are cached per distinct request shape; a client sending endless distinct
+# feature lists must not grow memory without bound.
+_MAX_PLANS = 4096
+
+
+class Catalog:
+    """Registry and version pointers, re-checked at most every ``interval`` seconds.
+
+    The registry file is re-read only when its stat changes; feature references are
+    resolved once per registry version and request shape.
+    """
+
+    def __init__(self, registry_path: os.PathLike[str] | str, store: OnlineStore, interval: float = 1.0) -> None:
+        self.registry = Registry(registry_path)  # type: ignore[arg-type]
+        self.store = store
+        self.interval = interval
+        self._stat: tuple[int, int, int] | None = None
+        self._state = RegistryState({})
+        self._plans: dict[Any, LookupPlan] = {}
+        self._layouts: dict[tuple[str, str], dict[str, int]] = {}
+        self._headers: dict[tuple[str, str], bytes] = {}
+        self._versions: dict[str, str] | None = None
+        self._checked = float("-inf")
+        self.reload_registry()
+
+    @property
+    def state(self) -> RegistryState:
+        return self._state
+
+    def reload_registry(self) -> bool:
+        """Re-read the registry if the file changed; return whether it did."""
+        try:
+            st = os.stat(self.registry.path)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = (0, 0, 0)
+        if stamp == self._stat:
+            return False
+        try:
+            state = self.registry.load()
+        except RegistryError:
+            return False  # a half-written or broken file: keep serving the previous state
+        self._state, self._stat = state, stamp
+        self._plans.clear()
+        self._layouts.clear()
+        self._headers.clear()
+        return True
+
+    async def refresh(self, force: bool = False) -> None:
+        """At most once per interval: reload a changed registry and re-read the version pointers."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval:
+            return
+        self._checked = now
+        self.reload_registry()
+        try:
+            self._versions = await self.store.acurrent_versions()
+        except StoreUnavailableError:
+            self._versions = None
+            raise
+
+    def invalidate(self) -> None:
+        """Make the next request re-check the registry and pointers (after a push)."""
+        self._checked = float("-inf")
+
+    def versions(self) -> dict[str, str]:
+        if self._versions is None:
+            raise StoreUnavailableError("the online store did not answer (version pointers unknown)")
+        return self._versions
+
+    def plan(self, features: str | Sequence[str], full_feature_names: bool) -> LookupPlan:
+        key = (features if isinstance(features, str) else tuple(features), full_feature_names)
+        plan = self._plans.get(key)
+        if plan is None:
+            if not self._state.views:
+                raise RequestError("the registry is empty; run `featurestore apply`", 404)
+            plan = plan_lookup(self._state, features, full_feature_names)
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
+    def layout(self, view: str, version: str) -> dict[str, int]:
+        key = (view, version)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = layout_of(self._state, view, version)
+        return layout
+
+    def rows_header(self, view: str, version: str) -> bytes:
+        """The start of a ``/rows`` response for a view version, encoded once."""
+        key = (view, version)
+        head = self._headers.get(key)
+        if head is None:
+            layout = self.layout(view, version)
+            columns = ["event_timestamp_us", *sorted(layout, key=layout.__getitem__)]
+            head = orjson.dumps({"view": view, "version": version, "columns": columns})[:-1]
+            self._headers[key] = head
+        return head

@@ -1,0 +1,189 @@
+"""HTTP handlers: Feast-compatible lookups, native row lookups, push, health and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
+from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
+from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
+from featurestore.server.models import (
+    ErrorResponse,
+    GetOnlineFeaturesRequest,
+    GetOnlineFeaturesResponse,
+    PushRequest,
+    RowsRequest,
+    RowsResponse,
+    request_body,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+JSON = "application/json"
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 404, 413, 422, 503)}
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, refusing oversized or malformed bodies with a 4xx."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"request body larger than {limit} bytes (setting max_body_bytes)", 413)
+    body = await request.body()
+    if len(body) > limit:
+        raise RequestError(f"request body larger than {limit} bytes (setting max_body_bytes)", 413)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"malformed JSON: {exc}", 400) from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object", 400)
+    return data
+
+
+@router.post(
+    "/get-online-features",
+    response_model=GetOnlineFeaturesResponse,
+    responses=_ERRORS,
+    openapi_extra=request_body(GetOnlineFeaturesRequest),
+    summary="Latest feature values (Feast feature-server compatible)",
+)
+async def get_online_features(request: Request) -> Response:
+    data = await read_json(request)
+    app = request.app.state
+    catalog = app.catalog
+    await catalog.refresh()
+    features = data.get("features")
+    service = data.get("feature_service")
+    if service is not None:
+        if not isinstance(service, str):
+            raise RequestError("'feature_service' must be a string", 422)
+        if ":" in service:
+            raise RequestError(f"unknown feature service {service!r}", 404)
+        refs: Any = service
+    elif isinstance(features, list) and features and all(type(f) is str for f in features):
+        refs = features
+    else:
+        raise RequestError("give 'features' (a non-empty list of 'view:feature') or 'feature_service'", 422)
+    full = data.get("full_feature_names", False)
+    if not isinstance(full, bool):
+        raise RequestError("'full_feature_names' must be true or false", 422)
+    if len(refs) > app.settings.max_features and isinstance(refs, list):
+        raise RequestError(f"too many features: {len(refs)} > {app.settings.max_features}", 422)
+    plan = catalog.plan(refs, full)
+    entities: Any = data.get("entities")
+    n = check_entities(entities, app.settings.max_entities)
+    keys = view_keys(plan, entities, n)
+    versions = catalog.versions()
+    store = app.store
+    rows: list[list[bytes | None]] = []
+    layouts: list[dict[str, int]] = []
+    for view, view_keys_ in zip(plan.views, keys, strict=True):
+        version = versions.get(view.name)
+        if version is None:
+            rows.append([None] * n)
+            layouts.append({})
+        else:
+            rows.append(await store.aread_rows(view.name, version, view_keys_))
+            layouts.append(catalog.layout(view.name, version))
+    return Response(orjson.dumps(assemble(plan, entities, n, rows, layouts)), media_type=JSON)
+
+
+@router.post(
+    "/rows",
+    response_model=RowsResponse,
+    responses=_ERRORS,
+    openapi_extra=request_body(RowsRequest),
+    summary="Every feature of one view per entity, as stored rows (fastest)",
+)
+async def get_rows(request: Request) -> Response:
+    data = await read_json(request)
+    app = request.app.state
+    catalog = app.catalog
+    await catalog.refresh()
+    view = data.get("view")
+    if not isinstance(view, str):
+        raise RequestError("'view' must be a feature view name", 422)
+    plan = catalog.plan(view + ":*", False)
+    lookup = plan.views[0]
+    entities: Any = data.get("entities")
+    n = check_entities(entities, app.settings.max_entities)
+    unknown = [k for k in entities if k not in lookup.join_keys]
+    if unknown:
+        raise RequestError(f"unknown entity key(s) {unknown}; view {view!r} uses {lookup.join_keys}", 422)
+    keys = entity_keys(entities, lookup.join_keys, lookup.key_dtypes, n)
+    version = catalog.versions().get(view)
+    if version is None:
+        head = orjson.dumps({"view": view, "version": None, "columns": ["event_timestamp_us"]})[:-1]
+        body = head + b',"statuses":' + orjson.dumps([NOT_FOUND] * n) + b',"rows":[' + b",".join([b"null"] * n)
+        return Response(body + b"]}", media_type=JSON)
+    rows = await app.store.aread_rows(view, version, keys)
+    ttl, now = lookup.ttl_us, now_us()
+    statuses, parts = [], []
+    for row in rows:
+        if row is None:
+            statuses.append(NOT_FOUND)
+            parts.append(b"null")
+        elif ttl is not None and row_timestamp_us(row) + ttl < now:
+            statuses.append(OUTSIDE_MAX_AGE)
+            parts.append(b"null")
+        else:
+            statuses.append(PRESENT)
+            parts.append(row)
+    body = catalog.rows_header(view, version) + b',"statuses":' + orjson.dumps(statuses) + b',"rows":['
+    return Response(body + b",".join(parts) + b"]}", media_type=JSON)
+
+
+@router.post(
+    "/push",
+    responses={**_ERRORS, 422: {"description": "Invalid rows, or the gate rejected the batch (its result)"}},
+    openapi_extra=request_body(PushRequest),
+    summary="Write rows online through the view's push gate",
+)
+async def push(request: Request) -> Response:
+    from featurestore.online.push import push_rows
+
+    data = await read_json(request)
+    app = request.app.state
+    name = data.get("view", data.get("push_source_name"))
+    rows = data.get("rows", data.get("df"))
+    to_offline = data.get("to_offline", data.get("to") in ("offline", "online_and_offline"))
+    if not isinstance(name, str):
+        raise RequestError("'view' must be a feature view name", 422)
+    if not isinstance(rows, list | dict) or not rows:
+        raise RequestError("'rows' must be a non-empty list of objects or an object of columns", 422)
+    if not isinstance(to_offline, bool):
+        raise RequestError("'to_offline' must be true or false", 422)
+    try:
+        spec = app.catalog.state.view(name)
+    except RegistryError as exc:
+        raise RequestError(str(exc), 404) from None
+    try:
+        result = await run_in_threadpool(
+            push_rows, app.settings, app.store, spec, rows, to_offline=to_offline, layout=app.layout
+        )
+    except GateRejectedError as exc:
+        gate = exc.result.to_dict() if hasattr(exc.result, "to_dict") else None
+        return Response(orjson.dumps({"detail": str(exc), "gate": gate}), status_code=422, media_type=JSON)
+    app.catalog.invalidate()
+    return Response(orjson.dumps(result.to_dict()), media_type=JSON)
+
+
+@router.get("/health", summary="Liveness: the process answers")
+async def health() -> Response:
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+@router.get("/ready", responses={503: {"model": ErrorResponse}}, summary="Readiness: the online store answers")
+async def ready(request: Request) -> Response:
+    try:
+        await request.app.state.store.aping()
+    except StoreUnavailableError as exc:
+        return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type=JSON)
+    return Response(b'{"status":"ready"}', media_type=JSON)

@@ -21,8 +21,8 @@ def settings(tmp_path: Path) -> SimpleNamespace:
 def gated_repo(make_repo: Callable[..., Path]) -> Callable[..., Path]:
     """A repository whose view ``items`` has the given Gate arguments and source rows."""
 
-    def factory(gate: str = "", frame: pl.DataFrame | None = None) -> Path:
-        repo = make_repo({"views.py": VIEWS.format(gate=gate)})
+    def factory(gate: str = "", frame: pl.DataFrame | None = None, name: str = "repo") -> Path:
+        repo = make_repo({"views.py": VIEWS.format(gate=gate)}, name=name)
         (repo / "data").mkdir(exist_ok=True)
         (frame if frame is not None else source_frame(bad=BAD)).write_parquet(repo / "data" / "src.parquet")
         return repo

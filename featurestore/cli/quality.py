@@ -75,8 +75,8 @@ def reports(
             return
         table = Table(title="Gate reports")
         for col in ("time", "run", "view", "version", "path", "policy", "status", "checked", "written", "quarantined"):
-            table.add_column(col)
-        table.add_column("top failures")
+            table.add_column(col, overflow="fold")
+        table.add_column("top failures", overflow="fold")
         for r in rows:
             top = sorted((r.get("failures") or {}).items(), key=lambda kv: -kv[1]["count"])[:3]
             table.add_row(

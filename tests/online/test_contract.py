@@ -1,0 +1,151 @@
+"""The online-store contract, run against every implementation (SQLite file, real Redis server)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from featurestore.errors import ConfigError, StoreUnavailableError
+from featurestore.online import STORES, OnlineStore, open_online_store
+
+_projects = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
+    project = f"contract{next(_projects)}"
+    if request.param == "sqlite":
+        s = open_online_store(f"sqlite:///{tmp_path}/online.db", project)
+    else:
+        s = open_online_store(request.getfixturevalue("redis_server").url, project)
+    yield s
+    s.close()
+
+
+def row(ts: int, *values: object) -> bytes:
+    return orjson.dumps([ts, *values])
+
+
+def test_url_map_chooses_the_implementation(tmp_path: Path) -> None:
+    assert set(STORES) == {"sqlite", "redis", "rediss"}
+    s = open_online_store(f"sqlite:///{tmp_path}/x.db", "p")
+    assert type(s).__name__ == "SqliteOnlineStore"
+    assert (tmp_path / "x.db").is_file()
+    s.close()
+    with pytest.raises(ConfigError, match="unknown scheme"):
+        open_online_store("mongodb://x", "p")
+
+
+def test_write_then_read_in_key_order(store: OnlineStore) -> None:
+    assert store.write_rows("v", "ver1", ["1", "2"], [row(10, 1.5, "a"), row(20, None, "b")]) == 2
+    assert store.read_rows("v", "ver1", ["2", "3", "1"]) == [row(20, None, "b"), None, row(10, 1.5, "a")]
+    assert store.read_rows("v", "ver1", []) == []
+
+
+def test_versions_and_views_are_separate_namespaces(store: OnlineStore) -> None:
+    store.write_rows("v", "old", ["1"], [row(1, "old")])
+    store.write_rows("v", "new", ["1"], [row(2, "new")])
+    store.write_rows("w", "old", ["1"], [row(3, "w")])
+    assert store.read_rows("v", "old", ["1"]) == [row(1, "old")]
+    assert store.read_rows("v", "new", ["1"]) == [row(2, "new")]
+    assert store.read_rows("w", "old", ["1"]) == [row(3, "w")]
+
+
+def test_rewrite_is_idempotent_and_replaces_whole_rows(store: OnlineStore) -> None:
+    store.write_rows("v", "a", ["1", "2"], [row(1, 1), row(1, 2)])
+    store.write_rows("v", "a", ["1", "2"], [row(1, 1), row(1, 2)])
+    assert store.read_rows("v", "a", ["1", "2"]) == [row(1, 1), row(1, 2)]
+    store.write_rows("v", "a", ["1"], [row(5, 9)])
+    assert store.read_rows("v", "a", ["1", "2"]) == [row(5, 9), row(1, 2)]
+
+
+def test_expired_rows_are_not_served(store: OnlineStore) -> None:
+    now_ms = int(time.time() * 1000)
+    store.write_rows("v", "a", ["gone", "kept"], [row(1, 1), row(1, 2)], [now_ms - 1000, now_ms + 60_000])
+    assert store.read_rows("v", "a", ["gone", "kept"]) == [None, row(1, 2)]
+
+
+def test_version_pointer(store: OnlineStore) -> None:
+    assert store.current_version("v") is None
+    store.set_current_version("v", "a")
+    store.set_current_version("w", "b")
+    store.set_current_version("v", "c")
+    assert store.current_version("v") == "c"
+    assert store.current_versions() == {"v": "c", "w": "b"}
+    assert asyncio.run(store.acurrent_versions()) == {"v": "c", "w": "b"}
+
+
+def test_watermarks_per_version(store: OnlineStore) -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert store.watermark("v", "a") is None
+    store.set_watermark("v", "a", when)
+    assert store.watermark("v", "a") == when
+    assert store.watermark("v", "b") is None
+
+
+def test_delete_one_version_or_the_whole_view(store: OnlineStore) -> None:
+    store.write_rows("v", "a", ["1", "2"], [row(1, 1), row(1, 2)])
+    store.write_rows("v", "b", ["1"], [row(1, 3)])
+    store.write_rows("w", "a", ["1"], [row(1, 4)])
+    store.set_current_version("v", "b")
+    assert store.delete("v", "a") == 2
+    assert store.read_rows("v", "a", ["1", "2"]) == [None, None]
+    assert store.read_rows("v", "b", ["1"]) == [row(1, 3)]
+    assert store.delete("v") == 1
+    assert store.current_version("v") is None
+    assert store.read_rows("w", "a", ["1"]) == [row(1, 4)]
+
+
+def test_large_batches_round_trip(store: OnlineStore) -> None:
+    keys = [str(i) for i in range(12_000)]
+    rows = [row(i, i * 0.5, f"s{i}") for i in range(12_000)]
+    assert store.write_rows("v", "a", keys, rows) == 12_000
+    sample = keys[::997]
+    assert store.read_rows("v", "a", sample) == [rows[int(k)] for k in sample]
+    assert asyncio.run(store.aread_rows("v", "a", sample)) == [rows[int(k)] for k in sample]
+
+
+def test_rows_are_never_torn_under_concurrent_writes(store: OnlineStore) -> None:
+    """A reader only ever sees one writer's complete row."""
+    a, b = row(1, *(["a"] * 20)), row(2, *(["b"] * 20))
+    stop = threading.Event()
+
+    def writer(payload: bytes) -> None:
+        while not stop.is_set():
+            store.write_rows("v", "a", ["k"], [payload])
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in (a, b)]
+    for t in threads:
+        t.start()
+    try:
+        seen = {store.read_rows("v", "a", ["k"])[0] for _ in range(300)}
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert seen <= {a, b, None}
+
+
+def test_ping(store: OnlineStore) -> None:
+    store.ping()
+    asyncio.run(store.aping())
+
+
+def test_unreachable_store_raises_store_unavailable(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    s = open_online_store(f"redis://127.0.0.1:{free_port()}/0", "p", timeout=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(StoreUnavailableError):
+        s.read_rows("v", "a", ["1"])
+    with pytest.raises(StoreUnavailableError):
+        s.ping()
+    assert time.monotonic() - t0 < 2

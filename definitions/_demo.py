@@ -50,12 +50,19 @@ def main() -> None:
 
     t0 = time.perf_counter()
     results = store.ingest(progress=True)
-    table = Table(title=f"Ingest ({time.perf_counter() - t0:.2f} s)")
-    for col in ("view", "version", "rows read", "rows written"):
+    table = Table(title=f"Ingest through the validation gates ({time.perf_counter() - t0:.2f} s)")
+    for col in ("view", "version", "rows read", "rows written", "quarantined", "why"):
         table.add_column(col)
     for r in results:
-        table.add_row(r.view, r.version, f"{r.rows_read:,}", f"{r.rows_written:,}")
+        g = r.gate
+        why = "\n".join(f"{n}: {f['count']}" for n, f in (g.failures if g else {}).items())
+        table.add_row(
+            r.view, r.version, f"{r.rows_read:,}", f"{r.rows_written:,}", f"{g.rows_quarantined:,}" if g else "-", why
+        )
     console.print(table)
+    for r in results:
+        if r.gate is not None and r.gate.quarantine_file:
+            console.print(f"Quarantined {r.view} rows (inspect with DuckDB): {r.gate.quarantine_file}")
 
     entities = flight_entities(data / "flights.parquet")
     out = REPO / "data" / "training" / "delay_model.parquet"
@@ -74,6 +81,10 @@ def main() -> None:
         cover.add_row(f, f"{training[f].is_not_null().mean():.1%}")
     console.print(cover)
     console.print(f"Label: {training['late'].mean():.1%} of flights arrived more than 15 minutes late.")
+    console.print(
+        f"Highest wind speed in the training set: {training['wind_speed'].max():.1f} mph "
+        "(the 1,048 mph reading never reached the offline store)."
+    )
     console.print(training.select("event_timestamp", "origin", "dest", "carrier", "late", *feats[:4]).head(5))
 
 

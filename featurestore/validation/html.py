@@ -76,7 +76,7 @@ def render_html(report: dict[str, Any], baseline: dict[str, Any] | None = None) 
     """The page for one report (as stored in the history); opens offline, no scripts."""
     status = str(report.get("status", ""))
     title = f"Gate report {report.get('view')} {report.get('run_id')}"
-    summary = [
+    summary: list[list[Any]] = [
         ["view", report.get("view")],
         ["version", report.get("version")],
         ["write path", report.get("path")],

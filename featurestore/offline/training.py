@@ -12,6 +12,7 @@ from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
 from featurestore.offline.pit import ViewRequest, point_in_time_join
 from featurestore.registry.refs import ResolvedFeatures
+from featurestore.registry.spec import ViewSpec
 from featurestore.registry.store import RegistryState
 
 __all__ = ["load_entity_frame", "build_training_set", "save_training_set", "rebuild_training_set"]
@@ -95,9 +96,13 @@ def save_training_set(
             "features": references,
             "timestamp_column": timestamp_column,
             "full_feature_names": full_feature_names,
+            # The manifest's keys are sorted; this keeps the join (and column) order.
+            "view_order": [r.spec.name for r in requests],
             "views": {
                 r.spec.name: {
                     "version": r.spec.version,
+                    # ttl is not part of the version hash, so a later apply may change it.
+                    "ttl_seconds": r.spec.raw.get("ttl_seconds"),
                     "features": list(r.features),
                     "files": [{"path": str(p), "sha256": file_sha256(p)} for p in r.files],
                 }
@@ -114,9 +119,12 @@ def rebuild_training_set(con: Any, state: RegistryState, manifest: Path) -> pl.D
     verify_files([data["entities"]], "entity")
     entity = load_entity_frame(Path(data["entities"]["path"]))
     requests = []
-    for name, info in data["views"].items():
+    for name in data.get("view_order", list(data["views"])):
+        info = data["views"][name]
         verify_files(info["files"], f"offline ({name})")
         spec = state.view(name, info["version"])
+        if "ttl_seconds" in info:
+            spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
         requests.append(ViewRequest(spec, tuple(info["features"]), tuple(Path(f["path"]) for f in info["files"])))
     return point_in_time_join(
         con,

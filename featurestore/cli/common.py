@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from featurestore.errors import FeatureStoreError
 
@@ -25,7 +26,9 @@ def errors_to_exit() -> Iterator[None]:
     try:
         yield
     except FeatureStoreError as exc:
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, markup=True)
+        # The message is escaped (a path or name may hold "[...]") and not wrapped, so it stays one line.
+        text = f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}"
+        err_console.print(text, highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

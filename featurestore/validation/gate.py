@@ -13,7 +13,7 @@ import polars as pl
 
 from featurestore.dsl.checks import attached_schema
 from featurestore.errors import GateRejectedError
-from featurestore.validation.compile import CompiledGate, compile_gate, pandera_name
+from featurestore.validation.compile import TS, CompiledGate, compile_gate, pandera_name, strictly_increasing
 from featurestore.validation.profile import drift_scores, load_baseline, profile_frame
 from featurestore.validation.quarantine import write_quarantine
 from featurestore.validation.reports import append_report
@@ -117,7 +117,10 @@ def _validate(schema: Any, df: pl.DataFrame) -> pl.DataFrame | None:
 
 def find_failures(compiled: CompiledGate, df: pl.DataFrame) -> Failures:
     """Run the compiled pandera schema (and an attached expert schema) over ``df``."""
-    cases = _validate(compiled.schema, df)
+    schema = compiled.schema
+    if compiled.gate.unique_key and strictly_increasing(df, [*compiled.keys, TS]):
+        schema = compiled.schema_sorted
+    cases = _validate(schema, df)
     result = Failures(_empty_failures()) if cases is None else _cases_to_failures(compiled, cases)
     key = compiled.gate.schema_key
     if key is not None:

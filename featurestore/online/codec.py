@@ -129,11 +129,24 @@ def row_timestamp_us(row: bytes) -> int:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400_000_000
+_days: dict[int, str] = {}
 
 
 def format_timestamp(us: int) -> str:
-    """Microseconds since the epoch as an RFC 3339 UTC string (seconds precision when whole)."""
-    dt = _EPOCH + timedelta(microseconds=us)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Microseconds since the epoch as an RFC 3339 UTC string (seconds precision when whole).
+
+    Hot path of every lookup: the date part is cached per day, the time part is arithmetic.
+    """
+    day, rest = divmod(us, _DAY_US)
+    date = _days.get(day)
+    if date is None:
+        if len(_days) > 100_000:
+            _days.clear()
+        date = _days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+    secs, micros = divmod(rest, 1_000_000)
+    hours, secs = divmod(secs, 3600)
+    minutes, secs = divmod(secs, 60)
+    if micros:
+        return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}.{micros:06d}Z"
+    return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}Z"

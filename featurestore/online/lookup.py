@@ -157,19 +157,32 @@ def assemble(
             else:
                 decoded.append(row)
                 base.append(PRESENT)
+        if NOT_FOUND not in base and OUTSIDE_MAX_AGE not in base:
+            # every entity has a servable row: transpose in C, statuses only where values are null
+            columns = list(zip(*decoded, strict=False)) if decoded else []
+            present = [PRESENT] * len(decoded)
+            for feat in view.features:
+                idx = layout.get(feat)
+                if idx is None or idx >= len(columns):
+                    results.append({"values": [None] * n, "statuses": [NOT_FOUND] * n, "event_timestamps": stamps})
+                    continue
+                col = columns[idx]
+                statuses = present if None not in col else [PRESENT if v is not None else NULL_VALUE for v in col]
+                results.append({"values": list(col), "statuses": statuses, "event_timestamps": stamps})
+            continue
         for feat in view.features:
             idx = layout.get(feat)
             values: list[Any] = []
-            statuses: list[str] = []
+            statuses_: list[str] = []
             for row, status in zip(decoded, base, strict=True):
                 if row is None or idx is None:
                     values.append(None)
-                    statuses.append(status if idx is not None else NOT_FOUND)
+                    statuses_.append(status if idx is not None else NOT_FOUND)
                 else:
                     value = row[idx]
                     values.append(value)
-                    statuses.append(PRESENT if value is not None else NULL_VALUE)
-            results.append({"values": values, "statuses": statuses, "event_timestamps": stamps})
+                    statuses_.append(PRESENT if value is not None else NULL_VALUE)
+            results.append({"values": values, "statuses": statuses_, "event_timestamps": stamps})
     return {"metadata": {"feature_names": plan.feature_names}, "results": results}
 
 

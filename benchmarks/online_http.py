@@ -1,0 +1,227 @@
+"""Benchmark: the online HTTP server on W1 in Redis against a bare MGET endpoint (the floor), driven by wrk.
+
+Run: python -m benchmarks.online_http [--quick] [--duration SECONDS]
+One server worker on 127.0.0.1; requests of 1 and 100 random existing entities x 20 features at
+concurrency 1 and 16. The wrk script counts every response that is not a 200 with all values
+PRESENT (the run fails if there is any).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.materialize import prepare, redis_server
+from benchmarks.w1 import FEATURES
+
+__all__ = ["floor_app", "main"]
+
+LUA = r"""
+local n_entities, n_ids, path, mode = %(entities)d, %(ids)d, "%(path)s", "%(mode)s"
+local features = '%(features)s'
+bad, checked = 0, 0
+local threads = {}
+math.randomseed(%(seed)d)
+function setup(thread) table.insert(threads, thread) end
+function request()
+  local ids = {}
+  for i = 1, n_entities do ids[i] = math.random(0, n_ids - 1) end
+  local body
+  if mode == "feast" then
+    body = '{"features":' .. features .. ',"entities":{"driver_id":[' .. table.concat(ids, ",") .. ']}}'
+  else
+    body = '{"view":"driver_stats","entities":{"driver_id":[' .. table.concat(ids, ",") .. ']}}'
+  end
+  return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+end
+function response(status, headers, body)
+  checked = checked + 1
+  if status ~= 200 or body:find("NOT_FOUND") or body:find("OUTSIDE_MAX_AGE") or body:find("null") then
+    bad = bad + 1
+  end
+end
+function done(summary, latency, requests)
+  local b, c = 0, 0
+  for _, t in ipairs(threads) do b = b + t:get("bad"); c = c + t:get("checked") end
+  io.write(string.format("BENCH p50_us=%%d p99_us=%%d rps=%%.1f bad=%%d checked=%%d errors=%%d\n",
+    latency:percentile(50), latency:percentile(99), summary.requests / (summary.duration / 1e6), b, c,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.timeout))
+end
+"""
+
+
+def floor_app(url: str, prefix: str):  # type: ignore[no-untyped-def]
+    """The floor: a bare Starlette route doing one MGET and splicing the stored rows."""
+    import orjson
+    import redis.asyncio as aredis
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    client = aredis.Redis.from_url(url)
+
+    async def rows(request: Request) -> Response:
+        data = orjson.loads(await request.body())
+        keys = [prefix + str(k) for k in data["entities"]["driver_id"]]
+        found = await client.mget(keys)
+        return Response(b'{"rows":[' + b",".join(r or b"null" for r in found) + b"]}", media_type="application/json")
+
+    return Starlette(routes=[Route("/rows", rows, methods=["POST"])])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited at startup")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def _start(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait(port, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _wrk(port: int, path: str, mode: str, entities: int, ids: int, conns: int, seconds: float) -> dict[str, float]:
+    features = "[" + ",".join(f'"driver_stats:{f}"' for f in FEATURES) + "]"
+    script = LUA % {"entities": entities, "ids": ids, "path": path, "mode": mode, "features": features, "seed": 7}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{conns}",
+                f"-d{int(seconds)}s",
+                "--latency",
+                "-s",
+                fh.name,
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.unlink(fh.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr or out.stdout}")
+    out = out.stdout
+    match = re.search(r"BENCH (.*)", out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    result = {k: float(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+    if result["bad"] or result["errors"]:
+        raise RuntimeError(f"{mode} {path}: {result['bad']:.0f} bad responses, {result['errors']:.0f} errors")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1/10 of W1 and 2 s per measurement")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5)")
+    parser.add_argument("--serve-floor", nargs=3, metavar=("REDIS_URL", "PREFIX", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_floor:
+        import uvicorn
+
+        url, prefix, port = args.serve_floor
+        uvicorn.run(
+            floor_app(url, prefix),
+            host="127.0.0.1",
+            port=int(port),
+            log_level="warning",
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed")
+    scale = 0.1 if args.quick else 1.0
+    seconds = args.duration or (2.0 if args.quick else 5.0)
+    ids = int(100_000 * scale)
+    with redis_server() as url:
+        from featurestore import FeatureStore
+
+        root = prepare(scale, url)
+        store = FeatureStore(root)
+        (result,) = store.materialize(["driver_stats"])
+        print(f"W1 x{scale:g}: {result.rows_written:,} entities materialized into Redis in {result.seconds:.2f} s")
+        prefix = store.online_store().prefix("driver_stats", result.version)
+        port, floor_port = _free_port(), _free_port()
+        server = _start(["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)], port)
+        floor = _start(["-m", "benchmarks.online_http", "--serve-floor", url, prefix, str(floor_port)], floor_port)
+        try:
+            rows = []
+            for entities in (1, 100):
+                for conns in (1, 16):
+                    feast = _wrk(port, "/get-online-features", "feast", entities, ids, conns, seconds)
+                    native = _wrk(port, "/rows", "rows", entities, ids, conns, seconds)
+                    bare = _wrk(floor_port, "/rows", "rows", entities, ids, conns, seconds)
+                    rows.append((entities, conns, feast, native, bare))
+                    print(_line(entities, conns, feast, native, bare), flush=True)
+        finally:
+            _stop(server)
+            _stop(floor)
+    print("\n" + _table(rows))
+
+
+def _fmt(r: dict[str, float]) -> str:
+    return f"{r['p50_us'] / 1000:.2f} / {r['p99_us'] / 1000:.2f} ms  {r['rps']:>7,.0f} req/s"
+
+
+def _line(entities: int, conns: int, feast: dict[str, float], native: dict[str, float], bare: dict[str, float]) -> str:
+    return (
+        f"{entities:>3} entities c{conns:<2} | feast {_fmt(feast)} | rows {_fmt(native)} | floor {_fmt(bare)} | "
+        f"rps vs floor: feast {feast['rps'] / bare['rps']:.2f}, rows {native['rps'] / bare['rps']:.2f}"
+    )
+
+
+def _table(rows: list[tuple[int, int, dict[str, float], dict[str, float], dict[str, float]]]) -> str:
+    head = "| entities | conc. | endpoint | p50 ms | p99 ms | req/s | req/s vs floor |\n|---|---|---|---|---|---|---|"
+    lines = [head]
+    for entities, conns, feast, native, bare in rows:
+        for name, r in (("/get-online-features", feast), ("/rows", native), ("floor (bare MGET)", bare)):
+            lines.append(
+                f"| {entities} | {conns} | {name} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
+                f"{r['rps']:,.0f} | {r['rps'] / bare['rps']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

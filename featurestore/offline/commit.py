@@ -12,7 +12,7 @@ import orjson
 
 from featurestore.offline.layout import PART_FILE, OfflineLayout
 
-__all__ = ["Transaction", "recover"]
+__all__ = ["Transaction", "recover", "finish_committed"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -94,3 +94,19 @@ def recover(layout: OfflineLayout, view: str) -> int:
         else:
             shutil.rmtree(txn_dir, ignore_errors=True)
     return found
+
+
+def finish_committed(layout: OfflineLayout, view: str) -> None:
+    """For readers: complete any committed but unfinished write of ``view`` before listing files.
+
+    Uncommitted staging is left alone (a live ingest may own it); only a write whose
+    commit record exists is rolled forward, under the view's lock.
+    """
+    root = layout.txn_root(view)
+    if not root.is_dir() or not any((d / "commit.json").is_file() for d in root.iterdir()):
+        return
+    with layout.lock(view):
+        for txn_dir in sorted(root.iterdir()):
+            commit = txn_dir / "commit.json"
+            if commit.is_file():
+                _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))

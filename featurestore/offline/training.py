@@ -8,6 +8,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.errors import TrainingSetError
+from featurestore.offline.commit import finish_committed
 from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
 from featurestore.offline.pit import ViewRequest, point_in_time_join
@@ -46,6 +47,8 @@ def load_entity_frame(entity: Any) -> pl.DataFrame:
 
 
 def _requests(layout: OfflineLayout, resolved: ResolvedFeatures) -> list[ViewRequest]:
+    for spec, _ in resolved:
+        finish_committed(layout, spec.name)
     return [ViewRequest(spec, tuple(feats), tuple(layout.files(spec.name, spec.version))) for spec, feats in resolved]
 
 

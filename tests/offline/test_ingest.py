@@ -478,3 +478,22 @@ def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
         except AssertionError as exc:
             raise AssertionError(f"trial {trial}: killed after {delay:.3f}s of {duration:.3f}s: {exc}") from None
         assert not list(store.layout.txn_root("stats").iterdir())
+
+
+def test_a_reader_finishes_a_committed_write_but_leaves_live_staging_alone(make_repo) -> None:
+    _, store = new_repo(make_repo)
+    store.ingest()
+    version = store.state().view("stats").version
+    layout = OfflineLayout(store.settings.offline_root)
+    # a live ingest's staging (no commit record yet) ...
+    live = Transaction(layout, "stats", version)
+    source_frame(CHANGED_ROWS).write_parquet(live.stage_path("2024-01-07"))
+    # ... and a crashed ingest whose commit record is on disk: it deletes day 3
+    crashed = Transaction(layout, "stats", version)
+    record = {"view": "stats", "version": version, "write": [], "delete": ["2024-01-03"]}
+    (crashed.dir / "commit.json").write_bytes(orjson.dumps(record))
+    entity = pl.DataFrame({"driver_id": [1], "event_timestamp": [t(3, 9)]})
+    out = store.get_training_set(entity, ["stats:rate"])
+    assert out["rate"].to_list() == [0.3]  # day 3's row is gone: the committed write was finished
+    assert not crashed.dir.exists()
+    assert live.dir.exists() and (live.dir / "date=2024-01-07" / PART_FILE).exists()

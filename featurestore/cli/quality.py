@@ -34,7 +34,8 @@ def print_result(report: dict[str, Any]) -> None:
             table.add_column(col)
         for s in sample[:10]:
             key = ", ".join(f"{k}={v}" for k, v in (s.get("key") or {}).items())
-            table.add_row(str(s["row"]), key, str(s.get("column")), str(s["check"]), str(s.get("value")))
+            value = "null" if s.get("value") is None else str(s["value"])
+            table.add_row(str(s["row"]), key, str(s.get("column")), str(s["check"]), value)
         console.print(table)
     drift = report.get("drift")
     if drift and drift.get("drifted"):

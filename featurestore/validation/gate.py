@@ -70,6 +70,12 @@ class GateResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def __repr__(self) -> str:
+        return (
+            f"GateResult(run_id={self.run_id!r}, view={self.view!r}, path={self.path!r}, status={self.status!r}, "
+            f"checked={self.rows_checked}, written={self.rows_written}, quarantined={self.rows_quarantined})"
+        )
+
     @property
     def rejected(self) -> bool:
         return self.status == "rejected"

@@ -1,0 +1,74 @@
+"""The gate on the online write paths: materialize and push write nothing that fails it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import featurestore as fs
+from featurestore.errors import GateRejectedError
+from featurestore.validation import list_reports, read_quarantine
+from tests.validation.helpers import BAD, VIEWS
+
+
+def online_ids(store: fs.FeatureStore) -> set[int]:
+    out = store.get_online_features(["items:x", "items:s"], {"id": list(range(20))})
+    data = out.to_dict() if hasattr(out, "to_dict") else dict(out)
+    present = [i for i, x, s in zip(data["id"], data["x"], data["s"], strict=True) if x is not None or s is not None]
+    return set(present)
+
+
+def regate(repo: Path, gate: str) -> fs.FeatureStore:
+    """Change only the gate (the view version stays) and apply it."""
+    (repo / "definitions" / "views.py").write_text(VIEWS.format(gate=gate))
+    store = fs.FeatureStore(repo)
+    store.apply()
+    return store
+
+
+def warned_repo(gated_repo: Callable[..., Path]) -> Path:
+    """Bad rows reach the offline store under policy warn, so materialize has to re-check them."""
+    repo = gated_repo("policy='warn'")
+    store = fs.FeatureStore(repo)
+    store.apply()
+    store.ingest()
+    return repo
+
+
+def test_materialize_quarantines_rows_read_back_from_the_offline_store(gated_repo: Callable[..., Path]) -> None:
+    store = regate(warned_repo(gated_repo), "max_bad_fraction=0.2")
+    [result] = store.materialize()
+    assert result.gate.status == "quarantined"
+    assert online_ids(store) == set(range(20)) - set(BAD)
+    q = read_quarantine(store.settings.offline_root, "items")
+    assert set(q.filter(pl.col("_path") == "materialize").get_column("id").to_list()) == set(BAD)
+
+
+def test_a_rejected_materialize_writes_nothing_online(gated_repo: Callable[..., Path]) -> None:
+    store = regate(warned_repo(gated_repo), "policy='fail'")
+    with pytest.raises(GateRejectedError):
+        store.materialize()
+    assert online_ids(store) == set()
+    assert list_reports(store.settings.offline_root)[0]["path"] == "materialize"
+
+
+def test_push_reports_rejected_rows_and_a_rejected_push_writes_nothing(gated_repo: Callable[..., Path]) -> None:
+    repo = gated_repo("max_bad_fraction=0.5")
+    store = fs.FeatureStore(repo)
+    store.apply()
+    ts = datetime(2026, 1, 2, tzinfo=UTC)
+    rows = {"id": [1, 2], "event_timestamp": [ts, ts], "x": [5.0, 500.0], "s": ["a", "a"], "y": [1.0, 1.0]}
+    result = store.push("items", pl.DataFrame(rows))
+    gate = result.gate.to_dict()
+    assert [r["ok"] for r in gate["rows"]] == [True, False]
+    assert gate["rows"][1]["reasons"][0]["check"] == "in_range(0, 100)"
+    assert online_ids(store) == {1}
+    bad = {"id": [3, 4], "event_timestamp": [ts, ts], "x": [500.0, 600.0], "s": ["a", "a"], "y": [1.0, 1.0]}
+    with pytest.raises(GateRejectedError) as info:
+        store.push("items", pl.DataFrame(bad))
+    assert [r["ok"] for r in info.value.result.to_dict()["rows"]] == [False, False]  # type: ignore[attr-defined]
+    assert online_ids(store) == {1}

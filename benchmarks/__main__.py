@@ -1,0 +1,489 @@
+"""The whole comparison on W1: featurestore, Feast 0.67 and the bare-engine floors, in one run.
+
+Run: python -m benchmarks [--quick] [--reps N] [--duration S] [--no-feast]   (also: make bench)
+Prints Markdown tables (figures, ratios to Feast and to the floors, correctness checks) and writes
+benchmarks/results/latest.json and latest.md. Every measurement of a subject is interleaved with
+the others' so machine noise hits them alike; figures are medians over the repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import feast as feast_bench
+from benchmarks import training_set
+from benchmarks._util import ROOT, machine, median, run_child, workdir
+from benchmarks.w1 import FEATURES
+
+__all__ = ["run_training", "run_online", "run_gates", "render", "main"]
+
+RESULTS = ROOT / "results"
+# The helpers of benchmarks.online_http this module drives (its wrk load generator, servers, floor).
+ONLINE_HTTP_NEEDS = ("_free_port", "_start", "_stop", "_wrk", "floor_app")
+ONLINE_CASES = [(1, 1), (1, 16), (100, 1), (100, 16)]  # (entities per request, concurrency)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    secs = median([r["seconds"] for r in runs])
+    return {
+        "seconds": secs,
+        "rows": runs[0]["rows"],
+        "rows_per_s": runs[0]["rows"] / secs,
+        "peak_mb": max(r["peak_mb"] for r in runs),
+    }
+
+
+# -- training set ----------------------------------------------------------
+
+
+def run_training(scale: float, reps: int, feast_repo: Path | None) -> dict[str, Any]:
+    """get_training_set, the DuckDB ASOF floor and Feast's file and DuckDB stores, each in a fresh process."""
+    root = training_set.prepare(scale)
+    entity_rows = int(1_000_000 * scale)
+    runs: dict[str, list[dict[str, Any]]] = {"featurestore": [], "floor": []}
+    if feast_repo is not None:
+        runs.update({"feast_file": [], "feast_duckdb": []})
+    outputs = {s: feast_repo / f"training-{s}.parquet" for s in feast_bench.OFFLINE_STORES} if feast_repo else {}
+    for rep in range(reps):
+        for which in runs:
+            _log(f"training set: {which} (rep {rep + 1}/{reps})")
+            if which.startswith("feast_"):
+                store = which.removeprefix("feast_")
+                assert feast_repo is not None
+                out = outputs[store] if rep == 0 else None  # written after the timing, once
+                runs[which].append(feast_bench.training(feast_repo, store, out))
+            else:
+                runs[which].append(run_child("benchmarks.training_set", "--child", which, "--root", str(root)))
+    result: dict[str, Any] = {"entity_rows": entity_rows, "reps": reps}
+    result.update({which: _summary(rs) for which, rs in runs.items()})
+    if feast_repo is not None:
+        result["correctness"] = _training_correctness(root, feast_repo, outputs)
+    return result
+
+
+def _training_correctness(root: Path, feast_repo: Path, outputs: dict[str, Path]) -> dict[str, Any]:
+    """featurestore's values against Feast's on the rows both return (joined on row_id)."""
+    import polars as pl
+
+    from featurestore import FeatureStore
+
+    entity = pl.read_parquet(feast_repo / "entities.parquet")
+    frame = FeatureStore(root).get_training_set(entity, [f"driver_stats:{f}" for f in FEATURES])
+    return {store: feast_bench.compare_training(frame, path) for store, path in outputs.items()}
+
+
+# -- materialize and online ------------------------------------------------
+
+
+def _materialize_featurestore(root: Path) -> dict[str, Any]:
+    from featurestore import FeatureStore
+
+    store = FeatureStore(root)
+    online = store.online_store()
+    with contextlib.suppress(Exception):
+        online.delete("driver_stats")  # a full write every time, as on the first run
+    t0 = time.perf_counter()
+    (res,) = store.materialize(["driver_stats"])
+    seconds = time.perf_counter() - t0
+    online.close()
+    return {"seconds": seconds, "rows": res.rows_written, "version": res.version}
+
+
+def _materialize_feast(repo: Path, port: int) -> dict[str, Any]:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, db=1)
+    client.flushdb()
+    out = feast_bench.materialize(repo, f"127.0.0.1:{port},db=1")
+    out["rows"] = int(client.dbsize())  # Feast writes one hash per entity
+    client.close()
+    return out
+
+
+def _offline_latest(root: Path, ids: list[int]) -> dict[str, list[Any]]:
+    """The reference for online values: each driver's latest source row (brute force, polars)."""
+    import polars as pl
+
+    df = pl.read_parquet(root / "data" / "driver_stats.parquet")
+    latest = df.sort("event_timestamp").group_by("driver_id").last()
+    rows = pl.DataFrame({"driver_id": ids}).join(latest, on="driver_id", how="left", maintain_order="left")
+    return {f: rows[f].to_list() for f in FEATURES}
+
+
+def run_online(
+    scale: float, reps: int, seconds: float, feast_repo: Path | None, *, sample: int = 100
+) -> dict[str, Any]:
+    """Materialize W1 into one redis-server for both systems, then serve it and drive every server with wrk.
+
+    Returns {"materialize": ..., "online": ..., "correctness": ...}; the floor for online is
+    online_http's bare MGET route. Everything started here is stopped before returning.
+    """
+    from benchmarks import online_http
+    from benchmarks.materialize import prepare, redis_server
+
+    out: dict[str, Any] = {}
+    with redis_server() as url:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        root = prepare(scale, url)
+        runs: dict[str, list[dict[str, Any]]] = {"featurestore": []}
+        if feast_repo is not None:
+            runs["feast"] = []
+        for rep in range(reps):
+            for which in runs:
+                _log(f"materialize: {which} (rep {rep + 1}/{reps})")
+                if which == "feast":
+                    assert feast_repo is not None
+                    runs[which].append(_materialize_feast(feast_repo, port))
+                else:
+                    runs[which].append(_materialize_featurestore(root))
+        out["materialize"] = {
+            w: {
+                "seconds": median([r["seconds"] for r in rs]),
+                "rows": rs[0]["rows"],
+                "rows_per_s": rs[0]["rows"] / median([r["seconds"] for r in rs]),
+            }
+            for w, rs in runs.items()
+        }
+        version = runs["featurestore"][-1]["version"]
+        out.update(_serve_and_load(online_http, root, url, version, scale, reps, seconds, feast_repo, port, sample))
+    return out
+
+
+def _serve_and_load(
+    online_http: Any,
+    root: Path,
+    url: str,
+    version: str,
+    scale: float,
+    reps: int,
+    seconds: float,
+    feast_repo: Path | None,
+    redis_port: int,
+    sample: int,
+) -> dict[str, Any]:
+    from featurestore import FeatureStore
+
+    store = FeatureStore(root)
+    prefix = store.online_store().prefix("driver_stats", version)
+    drivers = int(100_000 * scale)
+    fs_port, floor_port = online_http._free_port(), online_http._free_port()
+    started = []
+    with contextlib.ExitStack() as stack:
+        started.append(
+            online_http._start(
+                ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(fs_port)], fs_port
+            )
+        )
+        stack.callback(online_http._stop, started[-1])
+        started.append(
+            online_http._start(
+                ["-m", "benchmarks.online_http", "--serve-floor", url, prefix, str(floor_port)], floor_port
+            )
+        )
+        stack.callback(online_http._stop, started[-1])
+        # (label, port, path, body shape): the same wrk script drives every server.
+        targets = [
+            ("featurestore", fs_port, "/get-online-features", "feast"),
+            ("featurestore /rows", fs_port, "/rows", "rows"),
+            ("floor", floor_port, "/rows", "rows"),
+        ]
+        feast_url = None
+        if feast_repo is not None:
+            feast_url = stack.enter_context(feast_bench.feast_server(feast_repo, f"127.0.0.1:{redis_port},db=1"))
+            targets.append(("feast", int(feast_url.rsplit(":", 1)[1]), "/get-online-features", "feast"))
+        fs_url = f"http://127.0.0.1:{fs_port}"
+        ids = random.Random(11).sample(range(drivers), min(sample, drivers))
+        correctness: dict[str, Any] = {}
+        reference = _offline_latest(root, ids)
+        served = feast_bench.online_lookup(fs_url, ids)
+        correctness["featurestore_vs_offline"] = {
+            "entities": len(ids),
+            "values_differing": sum(
+                1 for f in FEATURES for a, b in zip(served[f], reference[f], strict=True) if a != b
+            ),
+        }
+        if feast_url is not None:
+            correctness["featurestore_vs_feast"] = feast_bench.compare_online(fs_url, feast_url, ids)
+        for label, port, path, mode in targets:  # warm-up: first requests, caches, registry loads
+            _log(f"online: warm-up {label}")
+            online_http._wrk(port, path, mode, 1, drivers, 1, 1)
+        runs: dict[tuple[int, int, str], list[dict[str, float]]] = {}
+        for rep in range(reps):
+            for entities, conns in ONLINE_CASES:
+                for label, port, path, mode in targets:
+                    _log(f"online: {label} {entities} entities c{conns} (rep {rep + 1}/{reps})")
+                    r = online_http._wrk(port, path, mode, entities, drivers, conns, seconds)
+                    runs.setdefault((entities, conns, label), []).append(r)
+    online = [
+        {
+            "entities": e,
+            "concurrency": c,
+            "system": label,
+            "p50_ms": median([r["p50_us"] for r in rs]) / 1000,
+            "p99_ms": median([r["p99_us"] for r in rs]) / 1000,
+            "rps": median([r["rps"] for r in rs]),
+            "requests_checked": int(sum(r["checked"] for r in rs)),
+        }
+        for (e, c, label), rs in runs.items()
+    ]
+    return {"online": online, "correctness": correctness, "seconds_per_run": int(seconds)}
+
+
+# -- gates -----------------------------------------------------------------
+
+
+def run_gates(scale: float, reps: int) -> dict[str, Any]:
+    """Validation-gate overhead on ingest (benchmarks.gates); its log goes to stderr."""
+    from benchmarks import gates
+
+    argv = ["--reps", str(reps), *(["--quick"] if scale < 1 else [])]
+    with contextlib.redirect_stdout(sys.stderr):
+        return dict(gates.main(argv))
+
+
+# -- output ----------------------------------------------------------------
+
+
+def _x(a: float, b: float | None) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def _training_table(t: dict[str, Any]) -> list[str]:
+    floor = t["floor"]["seconds"]
+    feast = t.get("feast_duckdb", {}).get("seconds")
+    ours = t["featurestore"]["seconds"]
+    lines = [
+        f"### Training set: {t['entity_rows']:,} entity rows x 20 features (median of {t['reps']})",
+        "",
+        "| system | seconds | rows/s | peak MB | entity rows returned | time / floor | time / featurestore |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    labels = {
+        "featurestore": "featurestore",
+        "feast_file": "Feast 0.67, file store (default)",
+        "feast_duckdb": "Feast 0.67, DuckDB store",
+        "floor": "bare DuckDB ASOF JOIN (floor, no ttl)",
+    }
+    for key, label in labels.items():
+        if key not in t:
+            continue
+        m = t[key]
+        dropped = t["entity_rows"] - m["rows"]
+        returned = f"{m['rows']:,}" + (f" (drops {dropped:,} = {dropped / t['entity_rows']:.1%})" if dropped else "")
+        lines.append(
+            f"| {label} | {m['seconds']:.2f} | {m['rows'] / m['seconds']:,.0f} | {m['peak_mb']:,.0f} | {returned} | "
+            f"{_x(m['seconds'], floor)} | {_x(m['seconds'], ours)} |"
+        )
+    if "feast_file" not in t:
+        lines.append("| Feast 0.67 | TODO: not measured (Feast not installed or --no-feast) | | | | | |")
+    elif feast:
+        lines.append("")
+        lines.append(
+            f"featurestore is {t['feast_file']['seconds'] / ours:.1f}x faster than Feast's file store and "
+            f"{feast / ours:.1f}x faster than its DuckDB store."
+        )
+    return lines
+
+
+def _materialize_table(m: dict[str, Any]) -> list[str]:
+    ours = m["featurestore"]["seconds"]
+    lines = [
+        "### Materialize W1 into Redis (latest row per entity, 20 features)",
+        "",
+        "| system | seconds | rows written | rows/s | time / featurestore | Feast / time |",
+        "|---|---|---|---|---|---|",
+    ]
+    feast = m.get("feast", {}).get("seconds")
+    for key, label in (("featurestore", "featurestore"), ("feast", "Feast 0.67 (file offline store)")):
+        if key in m:
+            r = m[key]
+            lines.append(
+                f"| {label} | {r['seconds']:.2f} | {r['rows']:,} | {r['rows_per_s']:,.0f} | "
+                f"{_x(r['seconds'], ours)} | {_x(feast, r['seconds']) if feast else '-'} |"
+            )
+    if "feast" not in m:
+        lines.append("| Feast 0.67 | TODO: not measured | | | | |")
+    lines.append("| floor | none defined (no bare-engine floor for materialize yet) | | | | |")
+    return lines
+
+
+def _online_table(rows: list[dict[str, Any]], seconds: int) -> list[str]:
+    index = {(r["entities"], r["concurrency"], r["system"]): r for r in rows}
+    labels = {
+        "featurestore": "featurestore /get-online-features",
+        "featurestore /rows": "featurestore /rows (native)",
+        "feast": "Feast 0.67 feature server",
+        "floor": "floor: bare uvicorn + Redis MGET",
+    }
+    lines = [
+        f"### Online lookups over HTTP, one server worker, wrk {seconds} s per run (median over runs)",
+        "",
+        "| entities | conc. | system | p50 ms | p99 ms | req/s | req/s / floor | req/s / Feast |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for entities, conns in ONLINE_CASES:
+        floor = index.get((entities, conns, "floor"))
+        feast = index.get((entities, conns, "feast"))
+        for key, label in labels.items():
+            r = index.get((entities, conns, key))
+            if r is None:
+                if key == "feast":
+                    lines.append(f"| {entities} | {conns} | {label} | TODO: not measured | | | | |")
+                continue
+            lines.append(
+                f"| {entities} | {conns} | {label} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:,.0f} | "
+                f"{_x(r['rps'], floor['rps'] if floor else None)} | {_x(r['rps'], feast['rps'] if feast else None)} |"
+            )
+    return lines
+
+
+def _gates_table(g: dict[str, Any]) -> list[str]:
+    return [
+        f"### Validation gate overhead on ingest ({g['rows']:,} rows, 20 features, range + not-null each)",
+        "",
+        "| ingest without gate s | ingest with gate s | overhead | gate alone s | Feast |",
+        "|---|---|---|---|---|",
+        f"| {g['ingest_without_gate_s']:.3f} | {g['ingest_with_gate_s']:.3f} | {g['overhead_ratio']:+.1%} | "
+        f"{g['gate_alone_s']:.3f} | no validation gate to compare |",
+    ]
+
+
+def _correctness_table(r: dict[str, Any]) -> list[str]:
+    lines = ["### Correctness", "", "| check | compared | differing |", "|---|---|---|"]
+    for store, c in r.get("training", {}).get("correctness", {}).items():
+        lines.append(
+            f"| training set vs Feast {store} store (rows both return) | {c['values_compared']:,} values "
+            f"({c['non_null_values_compared']:,} non-null) in {c['rows_compared']:,} rows | {c['values_differing']:,} |"
+        )
+        if c["rows_missing_in_feast"]:
+            lines.append(
+                f"| rows Feast {store} store drops that have a value inside the ttl | "
+                f"{c['rows_missing_in_feast']:,} dropped rows | {c['missing_rows_with_features']:,} |"
+            )
+    online = r.get("online", {}).get("correctness", {})
+    if "featurestore_vs_offline" in online:
+        c = online["featurestore_vs_offline"]
+        lines.append(
+            f"| online (HTTP) vs latest offline row | {c['entities']} drivers x 20 | {c['values_differing']:,} |"
+        )
+    if "featurestore_vs_feast" in online:
+        c = online["featurestore_vs_feast"]
+        lines.append(f"| online (HTTP) vs Feast server | {c['entities']} drivers x 20 | {c['values_differing']:,} |")
+    if not r.get("feast"):
+        lines.append("| against Feast | TODO: Feast not measured | - |")
+    return lines
+
+
+def render(r: dict[str, Any]) -> str:
+    """The Markdown report of one run's results (as written to latest.json)."""
+    m = r["machine"]
+    out = [
+        f"## W1 benchmark{' (quick: 1/10 of W1)' if r['scale'] < 1 else ''}",
+        "",
+        f"Machine: {m['cores']} cores, {m['memory_gb']} GB memory, Python {m['python']}; "
+        f"{r['date']}. Command: `{r['command']}`.",
+        "",
+    ]
+    for key, table in (("training", _training_table), ("materialize", _materialize_table)):
+        out += [*(table(r[key]) if key in r else [f"### {key}: TODO: {r.get('todo', {}).get(key, 'not run')}"]), ""]
+    if "online" in r:
+        out += [*_online_table(r["online"]["online"], r["online"]["seconds_per_run"]), ""]
+    else:
+        out += [f"### Online lookups: TODO: {r.get('todo', {}).get('online', 'not run')}", ""]
+    if "gates" in r:
+        out += [*_gates_table(r["gates"]), ""]
+    else:
+        out += [f"### Gates: TODO: {r.get('todo', {}).get('gates', 'not run')}", ""]
+    out += _correctness_table(r)
+    if r.get("feast_note"):
+        out += ["", f"Feast: {r['feast_note']}"]
+    return "\n".join(out) + "\n"
+
+
+def _missing(module: str, names: tuple[str, ...]) -> str | None:
+    """Why a sibling benchmark module cannot be called (not written yet, or without a helper we use)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} is not there yet ({exc})"
+    absent = [n for n in names if not hasattr(mod, n)]
+    return f"{module} lacks {', '.join(absent)}" if absent else None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="about a tenth of W1, 1 s wrk runs")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (median)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
+    p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
+    p.add_argument("--only", default="training,materialize,online,gates", help="comma-separated subjects")
+    p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
+    args = p.parse_args(argv)
+    scale = 0.1 if args.quick else 1.0
+    seconds = args.duration or (1.0 if args.quick else 3.0)
+    only = set(args.only.split(","))
+    command = "python -m benchmarks" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    result: dict[str, Any] = {
+        "command": command,
+        "scale": scale,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "feast": False,
+        "todo": {},
+    }
+    feast_repo = None
+    if not args.no_feast:
+        try:
+            feast_bench.feast_python()
+            feast_repo = feast_bench.prepare(scale, training_set.prepare(scale))
+            result["feast"] = True
+            result["feast_note"] = (
+                f"{feast_bench.FEAST_VERSION} in its own virtualenv; feature server run with "
+                "`feast serve -w 1 --no-access-log --max-requests 0` (no worker recycling)."
+            )
+        except feast_bench.FeastUnavailableError as exc:
+            result["feast_note"] = f"not measured: {exc}"
+            _log(f"Feast skipped: {exc}")
+    if "training" in only:
+        result["training"] = run_training(scale, args.reps, feast_repo)
+    if only & {"materialize", "online"}:
+        missing = _missing("benchmarks.online_http", ONLINE_HTTP_NEEDS) or _missing(
+            "benchmarks.materialize", ("prepare", "redis_server")
+        )
+        if missing:
+            result["todo"]["materialize"] = result["todo"]["online"] = missing
+        else:
+            online = run_online(scale, args.reps, seconds, feast_repo)
+            result["materialize"] = online.pop("materialize")
+            result["online"] = online
+    if "gates" in only:
+        missing = _missing("benchmarks.gates", ("main",))
+        if missing:
+            result["todo"]["gates"] = missing
+        else:
+            result["gates"] = run_gates(scale, args.reps)
+    text = render(result)
+    print(text)
+    # Quick runs never overwrite the committed full-run results.
+    folder = args.out or (workdir("results") if args.quick else RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "latest.md").write_text(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -127,10 +127,10 @@ def training(repo: Path, offline: str, out: Path | None = None) -> dict[str, Any
     return _child(*args, *(["--out", str(out)] if out else []))
 
 
-def materialize(repo: Path, redis: str) -> dict[str, Any]:
-    """One ``materialize`` of the whole W1 window into Redis (Feast connection string ``redis``)."""
+def materialize(repo: Path, redis: str, offline: str = "file") -> dict[str, Any]:
+    """One ``materialize`` of the whole W1 window from ``offline`` into Redis (Feast connection string ``redis``)."""
     configure(repo, redis)
-    return _child("materialize", "--repo", str(repo / "file"), "--start", WINDOW[0], "--end", WINDOW[1])
+    return _child("materialize", "--repo", str(repo / offline), "--start", WINDOW[0], "--end", WINDOW[1])
 
 
 def _free_port() -> int:

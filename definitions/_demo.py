@@ -5,7 +5,11 @@ Run: python -m definitions._demo
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from definitions._prepare import prepare
-from featurestore import FeatureStore
+from featurestore import FeatureStore, GateRejectedError
+from featurestore.client import FeatureClient
 
 __all__ = ["main"]
 
@@ -86,6 +91,83 @@ def main() -> None:
         "(the 1,048 mph reading never reached the offline store)."
     )
     console.print(training.select("event_timestamp", "origin", "dest", "carrier", "late", *feats[:4]).head(5))
+
+    online_demo(store, data)
+
+
+def online_demo(store: FeatureStore, data: Path) -> None:
+    """Materialize, push a live weather reading, serve over HTTP and look a flight up."""
+    console.rule("[bold]online")
+    mat = Table(title=f"Materialize into {store.settings.online_url.split('://')[0]} (the embedded default)")
+    for col in ("view", "rows written", "older than ttl (not written)", "rows/s"):
+        mat.add_column(col)
+    for r in store.materialize(progress=True):
+        mat.add_row(r.view, f"{r.rows_written:,}", f"{r.rows_expired:,}", f"{r.rows_per_second:,.0f}")
+    console.print(mat)
+    console.print("2013 weather and delay windows are older than their ttl today, so they are not served;")
+    console.print("a live feed pushes fresh readings instead (through the same validation gate):")
+
+    # Replay each airport's last 2013 observation as if it had just arrived.
+    now = datetime.now(UTC).replace(microsecond=0)
+    latest = (
+        pl.read_parquet(data / "weather.parquet")
+        .filter(pl.col("wind_speed").is_between(0, 150) & pl.col("temp").is_not_null())
+        .sort("time_hour")
+        .group_by("origin")
+        .last()
+    )
+    spec = store.state().view("weather")
+    rows = [
+        {"origin": r["origin"], "event_timestamp": now.isoformat(), **{f: r[f] for f in spec.features}}
+        for r in latest.iter_rows(named=True)
+    ]
+    pushed = store.push("weather", rows)
+    console.print(f"  pushed {pushed.rows_written} fresh weather rows")
+    bad = {**rows[0], "wind_speed": 1048.36}
+    try:
+        store.push("weather", [bad])
+    except GateRejectedError as exc:
+        console.print(f"  a 1,048 mph reading was refused by the push gate: {exc}")
+
+    flight = pl.read_parquet(data / "flights.parquet").filter(pl.col("tailnum").is_not_null()).row(0, named=True)
+    entities = {k: [flight[k]] for k in ("origin", "dest", "carrier", "tailnum")}
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(REPO), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with FeatureClient(url) as client:
+            deadline = time.monotonic() + 30
+            while not client.ready():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the feature server did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+            t0 = time.perf_counter()
+            answer = client.get_online_features("delay_model", entities)
+            ms = (time.perf_counter() - t0) * 1000
+        console.print(f"POST {url}/get-online-features for flight {flight['carrier']}{flight['flight']} {entities}")
+        table = Table(title=f"Online features over HTTP ({ms:.1f} ms round trip)")
+        for col in ("feature", "value", "status", "event time"):
+            table.add_column(col)
+        values, statuses, times = answer.to_dict(), answer.statuses(), answer.event_timestamps()
+        for name in values:
+            if name in entities:
+                continue
+            table.add_row(name, str(values[name][0]), statuses[name][0], str(times[name][0]))
+        console.print(table)
+    finally:
+        server.terminate()
+        server.wait(10)
+    console.print("Server stopped. Next: `make test`, or read the README's sections on serving and gates.")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -80,8 +80,13 @@ def encode_rows(
     """
     now = now or datetime.now(UTC)
     ts_us = pl.col(TS).dt.epoch("us")
-    frame = df.select(_key_expr(join_keys).alias("__key"), ts_us.alias("__ts"), *[pl.col(f) for f in features])
-    frame = frame.filter(pl.col("__key").is_not_null() & ~pl.col("__key").str.contains(KEY_SEPARATOR, literal=True))
+    # A row is addressable only if every key part is set and free of the separator.
+    valid = [pl.col(k).is_not_null() for k in join_keys] + [
+        ~pl.col(k).str.contains(KEY_SEPARATOR, literal=True) for k in join_keys if df.schema[k] == pl.String
+    ]
+    frame = df.filter(pl.all_horizontal(valid)).select(
+        _key_expr(join_keys).alias("__key"), ts_us.alias("__ts"), *[pl.col(f) for f in features]
+    )
     expire: list[int] | None = None
     skipped = 0
     if ttl is not None:

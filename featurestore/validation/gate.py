@@ -214,6 +214,11 @@ def run_gate(
     gate = compiled.gate
     run_id = new_run_id()
     f = find_failures(compiled, df)
+    if path not in ("ingest", "validate") and f.frame:
+        # Dataframe-level checks (row counts, null fractions, freshness) describe an ingest
+        # batch; materialize (latest row per entity) and push (a few rows) re-check rows only.
+        f.notes.append(f"dataframe-level checks apply to ingest, not {path}: " + ", ".join(i["check"] for i in f.frame))
+        f.frame = []
     batch_profile = None
     drift = None
     if path in ("ingest", "validate") and df.height:

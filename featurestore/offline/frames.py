@@ -90,4 +90,5 @@ def duckdb_connection(memory_limit: str = "4GB", temp_dir: str | None = None, th
         config["threads"] = threads
     con = duckdb.connect(config=config)
     con.execute("SET TimeZone='UTC'")
+    con.execute("SET enable_progress_bar=false")
     return con

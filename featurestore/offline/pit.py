@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from featurestore.dsl.names import quote
@@ -136,6 +137,11 @@ def point_in_time_join(
     con.register(name, ent)
     try:
         features = con.sql(sql.replace("FROM ent e", f"FROM {name} e")).pl()
+    except duckdb.OutOfMemoryException as exc:
+        raise TrainingSetError(
+            f"the point-in-time join ran out of memory even spilling to disk ({exc}); "
+            "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
+        ) from None
     finally:
         con.unregister(name)
     if not isinstance(features, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions

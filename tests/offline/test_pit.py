@@ -239,3 +239,20 @@ def test_ties_on_event_time_resolved_by_created_then_read_order(make_repo: Any) 
     store.ingest()
     out = store.get_training_set(pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0, T0]}), ["v:x"])
     assert out["x"].to_list() == [30, 50]
+
+
+def test_spills_to_disk_when_the_join_exceeds_the_memory_limit(tmp_path: Path) -> None:
+    """W1 at a fifth of its size (~70 MB of join input and output) under a 60 MB DuckDB limit."""
+    from benchmarks.w1 import FEATURES, entity_frame, make_w1
+    from featurestore import FeatureStore
+    from featurestore.config import load_settings
+
+    root = make_w1(tmp_path / "w1", 0.2)
+    entity = entity_frame(0.2)
+    refs = [f"driver_stats:{f}" for f in FEATURES]
+    roomy = FeatureStore(root).get_training_set(entity, refs)
+    tight = load_settings(root, env={"FEATURESTORE_DUCKDB_MEMORY_LIMIT": "60MB"})
+    assert FeatureStore(settings=tight).get_training_set(entity, refs).equals(roomy)
+    tiny = load_settings(root, env={"FEATURESTORE_DUCKDB_MEMORY_LIMIT": "4MB"})
+    with pytest.raises(TrainingSetError, match="duckdb_memory_limit"):
+        FeatureStore(settings=tiny).get_training_set(entity, refs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -10,12 +11,91 @@ from typing import Any
 
 from featurestore.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "CONFIG_FILE"]
+__all__ = ["Settings", "ApiKey", "load_settings", "parse_api_keys", "redact", "CONFIG_FILE"]
 
 CONFIG_FILE = "featurestore.toml"
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
 
 @dataclass(frozen=True)
+class ApiKey:
+    """One configured API key: its name, the SHA-256 of the key, and what it may do.
+
+    ``services``/``views`` of ``None`` mean no restriction on reads; ``push`` allows ``POST /push``.
+    """
+
+    name: str
+    sha256: str = field(repr=False)
+    services: tuple[str, ...] | None = None
+    views: tuple[str, ...] | None = None
+    push: bool = False
+
+
+def _names(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: {key!r} must be a list of names")
+    return tuple(value)
+
+
+def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
+    """``[[api_keys]]`` tables (or the same list as JSON text, from ``FEATURESTORE_API_KEYS``) -> ApiKey records."""
+    if isinstance(value, str):
+        if not value.strip():
+            return ()
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"api_keys: not a JSON list of key objects ({exc.__class__.__name__})") from None
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise ConfigError("api_keys: expected a list of tables {name, sha256, services, views, push}")
+    keys = []
+    for i, entry in enumerate(value):
+        if isinstance(entry, ApiKey):
+            keys.append(entry)
+            continue
+        where = f"api_keys[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table with name and sha256")
+        unknown = set(entry) - {"name", "sha256", "services", "views", "push"}
+        if unknown:
+            hint = "(a plain key is never accepted: use sha256)"
+            raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} {hint}")
+        name, digest, push = entry.get("name", f"key{i}"), entry.get("sha256"), entry.get("push", False)
+        if not isinstance(name, str) or not isinstance(push, bool):
+            raise ConfigError(f"{where}: 'name' must be a string and 'push' true or false")
+        if not isinstance(digest, str) or not _SHA256.match(digest.lower()):
+            raise ConfigError(f"{where} ({name}): 'sha256' must be 64 hex digits (`featurestore new-api-key`)")
+        services, views = _names(entry, "services", where), _names(entry, "views", where)
+        keys.append(ApiKey(name, digest.lower(), services, views, push))
+    return tuple(keys)
+
+
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+_SECRET_WORDS = re.compile(
+    r"(?P<k>\b(?:password|passwd|api[_-]?key|token|secret)\b\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I
+)
+_BEARER = re.compile(r"(?P<k>\bBearer\s+)(?P<v>[^\s,;'\"]+)", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords in URLs, bearer tokens and ``password=...``/``api_key=...`` values masked.
+
+    ``redact("redis://:s3cret@redis:6379/0")`` -> ``"redis://:***@redis:6379/0"``.
+    """
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _SECRET_WORDS.sub(lambda m: f"{m['k']}***", text)
+    return _BEARER.sub(lambda m: f"{m['k']}***", text)
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Resolved configuration of one feature repository.
 
@@ -34,10 +114,21 @@ class Settings:
     max_entities: int = 1000
     max_features: int = 500
     max_body_bytes: int = 1_048_576
-    api_keys: str = ""
-    auth: str = "off"
+    auth: str = "on"
+    api_keys: tuple[ApiKey, ...] = ()
     online_timeout: float = 0.5
+    log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log through a repr: URL passwords are masked, keys shown by name.
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "api_keys":
+                value = [k.name for k in value]
+            parts.append(f"{f.name}={redact(repr(value))}")
+        return f"Settings({', '.join(parts)})"
 
     @property
     def online_url(self) -> str:
@@ -55,6 +146,18 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = kinds[name]
     try:
+        if name == "api_keys":
+            return parse_api_keys(value)
+        if name == "auth":
+            mode = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else str(value).lower()
+            if mode not in ("on", "off"):
+                raise ConfigError(f'config key \'auth\': use "on" or "off", not {value!r}')
+            return mode
+        if name == "log_level":
+            level = str(value).lower()
+            if level not in ("debug", "info", "warning", "error"):
+                raise ConfigError(f"config key 'log_level': use debug, info, warning or error, not {value!r}")
+            return level
         if name in _PATH_KEYS:
             p = Path(str(value)).expanduser()
             return p if p.is_absolute() else (repo / p)

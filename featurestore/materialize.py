@@ -105,6 +105,8 @@ def materialize_view(
     df, gate_result = gate_for(settings, spec, "materialize")(df)
     encoded = encode_rows(df, list(spec.join_keys), list(spec.features), spec.ttl)
     store.write_rows(spec.name, spec.version, encoded.keys, encoded.rows, encoded.expire_at_ms)
+    if len(encoded) and df.height:
+        store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
     store.set_watermark(spec.name, spec.version, end)
     switched = current != spec.version
     if switched:

@@ -1,4 +1,4 @@
-"""Online commands: materialize, materialize-incremental, serve, get."""
+"""Online commands: materialize, materialize-incremental, serve, get, new-api-key."""
 
 from __future__ import annotations
 
@@ -107,8 +107,25 @@ def get(
         console.print(table)
 
 
+def new_api_key(
+    name: str = typer.Option("client", "--name", help="A name for the key (shown in logs, never the key)."),
+    services: list[str] = typer.Option(None, "--services", help="Feature services the key may read (default all)."),
+    push: bool = typer.Option(False, "--push/--no-push", help="Whether the key may POST /push."),
+) -> None:
+    """Print a fresh random API key once, and the featurestore.toml table holding only its hash."""
+    from featurestore.server.auth import new_api_key as fresh
+    from featurestore.server.auth import toml_snippet
+
+    key = fresh()
+    console.print("API key (shown once, give it to the client):", highlight=False)
+    console.print(key, highlight=False, markup=False)
+    console.print("\nAdd to featurestore.toml (or FEATURESTORE_API_KEYS as a JSON list):\n", highlight=False)
+    console.print(toml_snippet(key, name, services or None, push), highlight=False, markup=False, end="")
+
+
 def register(app: typer.Typer) -> None:
     """Add the online commands to ``app``."""
+    app.command("new-api-key")(new_api_key)
     app.command()(materialize)
     app.command("materialize-incremental")(materialize_incremental)
     app.command()(serve)

@@ -85,6 +85,23 @@ class OnlineStore(abc.ABC):
         """Record that ``view``/``version`` is materialized up to ``when``."""
 
     @abc.abstractmethod
+    def newest_events(self) -> dict[tuple[str, str], datetime]:
+        """The newest event time written to each view version: ``{(view, version): UTC datetime}`` (freshness).
+
+        Example::
+
+            store.newest_events()  # {("driver_stats", "3f2a9c0b1d2e"): datetime(2026, 1, 1, tzinfo=UTC)}
+        """
+
+    async def anewest_events(self) -> dict[tuple[str, str], datetime]:
+        """``newest_events`` for the event loop."""
+        return self.newest_events()
+
+    @abc.abstractmethod
+    def set_newest_event(self, view: str, version: str, when: datetime) -> None:
+        """Record that a row with event time ``when`` was written to ``view``/``version`` (keeps the latest)."""
+
+    @abc.abstractmethod
     def delete(self, view: str, version: str | None = None) -> int:
         """Remove the rows of one version (or of every version and the pointer); return rows removed."""
 

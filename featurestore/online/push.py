@@ -108,6 +108,8 @@ def push_rows(
     ]
     expire = None if encoded.expire_at_ms is None else [encoded.expire_at_ms[i] for i in keep]
     store.write_rows(spec.name, spec.version, [encoded.keys[i] for i in keep], [encoded.rows[i] for i in keep], expire)
+    if keep:
+        store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
     if store.current_version(spec.name) is None:
         store.set_current_version(spec.name, spec.version)
     partitions: list[str] = []

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from featurestore.config import redact
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.offline.frames import utc_datetime
@@ -20,7 +21,7 @@ _CHUNK = 5000
 
 
 def _unavailable(exc: Exception) -> StoreUnavailableError:
-    return StoreUnavailableError(f"Redis online store unreachable: {exc}")
+    return StoreUnavailableError(redact(f"Redis online store unreachable: {exc}"))
 
 
 class RedisOnlineStore(OnlineStore):
@@ -31,7 +32,8 @@ class RedisOnlineStore(OnlineStore):
     - ``fs:{project}:{view}:{version}:{entity key}`` -> ``[event_ts_us, v1, v2, ...]`` (JSON bytes),
       with ``PXAT`` = event time + ttl;
     - ``fs:{project}:@versions`` (hash) -> ``{view: version}``, the pointer readers follow;
-    - ``fs:{project}:@watermarks`` (hash) -> ``{view:version: ISO time}`` for incremental runs.
+    - ``fs:{project}:@watermarks`` (hash) -> ``{view:version: ISO time}`` for incremental runs;
+    - ``fs:{project}:@newest`` (hash) -> ``{view:version: ISO time}``, the newest event written (freshness).
     """
 
     def __init__(
@@ -56,11 +58,12 @@ class RedisOnlineStore(OnlineStore):
         try:
             self._client: Any = redis.Redis.from_url(url, **self._options)
         except ValueError as exc:
-            raise OnlineStoreError(f"invalid Redis URL {url!r}: {exc}") from None
+            raise OnlineStoreError(redact(f"invalid Redis URL {url!r}: {exc}")) from None
         self._aclient: Any = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._versions_key = f"fs:{project}:@versions"
         self._watermarks_key = f"fs:{project}:@watermarks"
+        self._newest_key = f"fs:{project}:@newest"
 
     # -- keys -----------------------------------------------------------
     def prefix(self, view: str, version: str) -> str:
@@ -183,17 +186,42 @@ class RedisOnlineStore(OnlineStore):
         except Exception as exc:
             raise _translate(exc) from exc
 
+    def newest_events(self) -> dict[tuple[str, str], datetime]:
+        try:
+            return _parse_newest(self._client.hgetall(self._newest_key))
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def anewest_events(self) -> dict[tuple[str, str], datetime]:
+        try:
+            return _parse_newest(await self._async().hgetall(self._newest_key))
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    def set_newest_event(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        field = f"{view}:{version}"
+        try:
+            old = self._client.hget(self._newest_key, field)
+            if old is None or utc_datetime(old.decode()) < stamp:  # type: ignore[operator]
+                self._client.hset(self._newest_key, field, stamp.isoformat())
+        except Exception as exc:
+            raise _translate(exc) from exc
+
     def delete(self, view: str, version: str | None = None) -> int:
         try:
             if version is None:
                 pattern = f"fs:{self.project}:{check_identifier(view, 'feature view')}:*"
                 self._client.hdel(self._versions_key, view)
-                fields = [f for f in self._client.hkeys(self._watermarks_key) if f.decode().startswith(view + ":")]
-                if fields:
-                    self._client.hdel(self._watermarks_key, *fields)
+                for meta in (self._watermarks_key, self._newest_key):
+                    fields = [f for f in self._client.hkeys(meta) if f.decode().startswith(view + ":")]
+                    if fields:
+                        self._client.hdel(meta, *fields)
             else:
                 pattern = self.prefix(view, version) + "*"
                 self._client.hdel(self._watermarks_key, f"{view}:{version}")
+                self._client.hdel(self._newest_key, f"{view}:{version}")
             removed = 0
             batch: list[bytes] = []
             for key in self._client.scan_iter(match=pattern, count=10_000):
@@ -233,6 +261,16 @@ class RedisOnlineStore(OnlineStore):
         return f"RedisOnlineStore(project={self.project!r})"
 
 
+def _parse_newest(data: dict[bytes, bytes]) -> dict[tuple[str, str], datetime]:
+    out = {}
+    for field, value in data.items():
+        view, _, version = field.decode().rpartition(":")
+        stamp = utc_datetime(value.decode())
+        if stamp is not None:
+            out[(view, version)] = stamp
+    return out
+
+
 def _is_redis_connection_error(exc: BaseException) -> bool:
     import redis.exceptions as rex
 
@@ -245,7 +283,7 @@ def _translate(exc: Exception) -> Exception:
         return exc
     if _is_redis_connection_error(exc) or isinstance(exc, OSError | asyncio.TimeoutError):
         return _unavailable(exc)
-    return OnlineStoreError(f"Redis online store error: {exc}")
+    return OnlineStoreError(redact(f"Redis online store error: {exc}"))
 
 
 def _pack_sets(prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> bytes:

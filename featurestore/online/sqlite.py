@@ -141,6 +141,24 @@ class SqliteOnlineStore(OnlineStore):
         assert stamp is not None
         self._set_meta(view, f"watermark:{version}", stamp.isoformat())
 
+    def newest_events(self) -> dict[tuple[str, str], datetime]:
+        rows = self._execute(
+            "SELECT view, name, value FROM online_meta WHERE project = ? AND name LIKE 'newest:%'", (self.project,)
+        )
+        out = {}
+        for view, name, value in rows:
+            stamp = utc_datetime(str(value))
+            if stamp is not None:
+                out[(str(view), str(name)[len("newest:") :])] = stamp
+        return out
+
+    def set_newest_event(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        old = utc_datetime(self._meta(view, f"newest:{version}"))
+        if old is None or old < stamp:
+            self._set_meta(view, f"newest:{version}", stamp.isoformat())
+
     def delete(self, view: str, version: str | None = None) -> int:
         if version is None:
             count = self._execute(
@@ -155,8 +173,8 @@ class SqliteOnlineStore(OnlineStore):
             ]
             self._execute(f"DELETE FROM online_rows WHERE {where}", (self.project, view, version))
             self._execute(
-                "DELETE FROM online_meta WHERE project = ? AND view = ? AND name = ?",
-                (self.project, view, f"watermark:{version}"),
+                "DELETE FROM online_meta WHERE project = ? AND view = ? AND name IN (?, ?)",
+                (self.project, view, f"watermark:{version}", f"newest:{version}"),
             )
         return int(count)
 

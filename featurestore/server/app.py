@@ -11,7 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from featurestore.config import Settings, load_settings
+from featurestore.config import Settings, load_settings, redact
 from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError
 from featurestore.offline.layout import OfflineLayout
 
@@ -28,11 +28,22 @@ def _error(status: int, detail: str) -> Response:
 def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     """The online feature server of one repository (``store`` overrides ``settings.online_url``)."""
     from featurestore.online import open_online_store
+    from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
+    from featurestore.server.logs import configure_logging
+    from featurestore.server.metrics import ServerMetrics
+    from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
+
+    logger = configure_logging(settings.log_level)
+    keys = KeyRing(settings.api_keys, enabled=settings.auth == "on")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if keys.enabled and not keys.keys:
+            logger.warning("auth is on and no api_keys are configured: every lookup and push gets 401")
+        elif not keys.enabled:
+            logger.warning('auth is off (auth = "off"): anyone who reaches this server can read and push')
         own = store is None
         online = store or open_online_store(settings.online_url, settings.project, timeout=settings.online_timeout)
         app.state.store = online
@@ -58,14 +69,21 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     @app.exception_handler(StoreUnavailableError)
     async def unavailable(request: Request, exc: StoreUnavailableError) -> Response:
-        return _error(503, str(exc))
+        app.state.metrics.store_error(unavailable=True)
+        return _error(503, redact(str(exc)))
 
     @app.exception_handler(OnlineStoreError)
     async def store_error(request: Request, exc: OnlineStoreError) -> Response:
-        return _error(500, str(exc))
+        app.state.metrics.store_error(unavailable=False)
+        logger.error("online store error: %s", exc)
+        return _error(500, redact(str(exc)))
 
     app.include_router(router)
     _bypass_fastapi_on_hot_routes(app)
+    # Known paths label the metrics (FastAPI may keep included routers behind one lazy route).
+    paths = set(app.openapi()["paths"]) | {getattr(r, "path", "") for r in app.router.routes} - {""}
+    app.state.metrics = ServerMetrics(paths)
+    app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, logger=logger)
     return app
 
 
@@ -81,9 +99,7 @@ def _bypass_fastapi_on_hot_routes(app: FastAPI) -> None:
     app.openapi()
     hot = {"/get-online-features", "/rows"}
     app.router.routes[:] = [
-        Route(r.path, r.endpoint, methods=["POST"], name=r.name)
-        if isinstance(r, APIRoute) and r.path in hot
-        else r
+        Route(r.path, r.endpoint, methods=["POST"], name=r.name) if isinstance(r, APIRoute) and r.path in hot else r
         for r in app.router.routes
     ]
 

@@ -1,17 +1,18 @@
-"""HTTP handlers: Feast-compatible lookups, native row lookups, push, health and readiness."""
+"""HTTP handlers: Feast-compatible lookups, native row lookups, push, health, readiness, metrics, reports."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
 from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
+from featurestore.server.auth import SCOPE_KEY, check_push, check_read
 from featurestore.server.models import (
     ErrorResponse,
     GetOnlineFeaturesRequest,
@@ -77,6 +78,9 @@ async def get_online_features(request: Request) -> Response:
     if len(refs) > app.settings.max_features and isinstance(refs, list):
         raise RequestError(f"too many features: {len(refs)} > {app.settings.max_features}", 422)
     plan = catalog.plan(refs, full)
+    key = request.scope.get(SCOPE_KEY)
+    if key is not None:
+        check_read(key, service, [v.name for v in plan.views])
     entities: Any = data.get("entities")
     n = check_entities(entities, app.settings.max_entities)
     keys = view_keys(plan, entities, n)
@@ -92,7 +96,11 @@ async def get_online_features(request: Request) -> Response:
         else:
             rows.append(await store.aread_rows(view.name, version, view_keys_))
             layouts.append(catalog.layout(view.name, version))
-    return Response(orjson.dumps(assemble(plan, entities, n, rows, layouts)), media_type=JSON)
+    result = assemble(plan, entities, n, rows, layouts)
+    count = app.metrics.count_statuses
+    for column in result["results"][len(plan.entity_columns) :]:
+        count(column["statuses"])
+    return Response(orjson.dumps(result), media_type=JSON)
 
 
 @router.post(
@@ -110,6 +118,9 @@ async def get_rows(request: Request) -> Response:
     view = data.get("view")
     if not isinstance(view, str):
         raise RequestError("'view' must be a feature view name", 422)
+    key = request.scope.get(SCOPE_KEY)
+    if key is not None:
+        check_read(key, None, [view])
     plan = catalog.plan(view + ":*", False)
     lookup = plan.views[0]
     entities: Any = data.get("entities")
@@ -121,6 +132,7 @@ async def get_rows(request: Request) -> Response:
     version = catalog.versions().get(view)
     if version is None:
         head = orjson.dumps({"view": view, "version": None, "columns": ["event_timestamp_us"]})[:-1]
+        app.metrics.count_statuses([NOT_FOUND] * n)
         body = head + b',"statuses":' + orjson.dumps([NOT_FOUND] * n) + b',"rows":[' + b",".join([b"null"] * n)
         return Response(body + b"]}", media_type=JSON)
     rows = await app.store.aread_rows(view, version, keys)
@@ -136,6 +148,7 @@ async def get_rows(request: Request) -> Response:
         else:
             statuses.append(PRESENT)
             parts.append(row)
+    app.metrics.count_statuses(statuses)
     body = catalog.rows_header(view, version) + b',"statuses":' + orjson.dumps(statuses) + b',"rows":['
     return Response(body + b",".join(parts) + b"]}", media_type=JSON)
 
@@ -160,6 +173,7 @@ async def push(request: Request) -> Response:
         raise RequestError("'rows' must be a non-empty list of objects or an object of columns", 422)
     if not isinstance(to_offline, bool):
         raise RequestError("'to_offline' must be true or false", 422)
+    check_push(request.scope.get(SCOPE_KEY), name)
     try:
         spec = app.catalog.state.view(name)
     except RegistryError as exc:
@@ -187,3 +201,47 @@ async def ready(request: Request) -> Response:
     except StoreUnavailableError as exc:
         return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type=JSON)
     return Response(b'{"status":"ready"}', media_type=JSON)
+
+
+@router.get("/metrics", summary="Prometheus metrics (requests, latency, statuses, store errors, freshness, gates)")
+async def metrics(request: Request) -> Response:
+    from featurestore.server.metrics import freshness, gate_snapshot
+
+    app = request.app.state
+    views: dict[str, dict[str, Any]] = {name: {} for name in app.catalog.state.views}
+    try:
+        ages = freshness(await app.store.anewest_events(), await app.store.acurrent_versions())
+    except StoreUnavailableError:
+        ages = {}  # the store is down: the error counters and /ready say so; freshness is unknown
+    gates = await run_in_threadpool(gate_snapshot, app.settings.offline_root, list(views))
+    for name, info in views.items():
+        info["freshness"] = ages.get(name)
+        info["gate"] = gates.get(name)
+    body, content_type = app.metrics.render(views)
+    return Response(body, media_type=content_type)
+
+
+@router.get("/reports", responses={403: {"model": ErrorResponse}}, summary="Gate report history, newest first")
+async def reports(
+    request: Request,
+    view: str | None = Query(None, max_length=200, description="Only the reports of this feature view."),
+    limit: int = Query(50, ge=1, le=1000, description="At most this many reports."),
+) -> Response:
+    from featurestore.validation import list_reports
+
+    app = request.app.state
+    key = request.scope.get(SCOPE_KEY)
+    allowed: set[str] | None = None
+    if key is not None and (key.services is not None or key.views is not None):
+        allowed = set(key.views or ())
+        for service in key.services or ():
+            try:
+                allowed.update(v.name for v in app.catalog.plan(service, False).views)
+            except RequestError:
+                continue
+        if view is not None and view not in allowed:
+            raise RequestError(f"API key {key.name!r} may not read the reports of view {view!r}", 403)
+    found = await run_in_threadpool(list_reports, app.settings.offline_root, view, None if allowed else limit)
+    if allowed is not None:
+        found = [r for r in found if r.get("view") in allowed][:limit]
+    return Response(orjson.dumps(found, option=orjson.OPT_NON_STR_KEYS), media_type=JSON)

@@ -26,6 +26,7 @@ def running(root: Path, **env: str) -> Iterator[str]:
     """Serve ``root`` with uvicorn in a thread on a free loopback port; yield its base URL."""
     import uvicorn
 
+    env = {"auth": "off", **env}  # auth is on by default; tests/server/test_auth.py covers it
     settings = load_settings(root, env={f"FEATURESTORE_{k.upper()}": v for k, v in env.items()})
     port = free_port()
     server = uvicorn.Server(

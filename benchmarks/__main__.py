@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from benchmarks import feast as feast_bench
 from benchmarks import training_set
@@ -218,6 +220,8 @@ def _serve_and_load(
     fs_port, floor_port = online_http._free_port(), online_http._free_port()
     started = []
     with contextlib.ExitStack() as stack:
+        # No per-request access log, as Feast's server runs with --no-access-log.
+        stack.enter_context(mock.patch.dict(os.environ, {"FEATURESTORE_LOG_LEVEL": "warning"}))
         started.append(
             online_http._start(
                 ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(fs_port)], fs_port
@@ -495,7 +499,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["feast"] = True
             result["feast_note"] = (
                 f"{feast_bench.FEAST_VERSION} in its own virtualenv; feature server run with "
-                "`feast serve -w 1 --no-access-log --max-requests 0` (no worker recycling)."
+                "`feast serve -w 1 --no-access-log --max-requests 0` (no worker recycling); featurestore's "
+                "server with FEATURESTORE_LOG_LEVEL=warning (no access log either)."
             )
         except feast_bench.FeastUnavailableError as exc:
             result["feast_note"] = f"not measured: {exc}"

@@ -100,7 +100,8 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 def _start(args: list[str], port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Not a pipe: nobody reads it, and the access log would fill it and stall the server.
+    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait(port, proc)
     return proc
 

@@ -266,6 +266,8 @@ def _serve_and_load(
                 for label, port, path, mode in targets:
                     _log(f"online: {label} {entities} entities c{conns} (rep {rep + 1}/{reps})")
                     r = online_http._wrk(port, path, mode, entities, drivers, conns, seconds)
+                    if not r["checked"]:  # a stalled server answers nothing and wrk reports no error
+                        raise RuntimeError(f"{label}: no response in {seconds:g} s of load")
                     runs.setdefault((entities, conns, label), []).append(r)
     online = [
         {

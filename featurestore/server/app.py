@@ -120,7 +120,13 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
     }
     if workers > 1:
+        import tempfile
+
+        from featurestore.server.metrics import MULTIPROC_ENV
+
         os.environ[REPO_ENV] = str(settings.repo)
+        # Workers share their metrics through files, so /metrics on any worker reports them all.
+        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="featurestore-metrics-"))
         uvicorn.run(
             "featurestore.server.app:create_app_from_env",
             factory=True,

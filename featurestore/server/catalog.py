@@ -67,7 +67,9 @@ class Catalog:
     async def refresh(self, force: bool = False) -> None:
         """At most once per interval: reload a changed registry and re-read the version pointers."""
         now = time.monotonic()
-        if not force and now - self._checked < self.interval:
+        # Unknown pointers (start-up, after an outage) are always re-read: concurrent requests must
+        # not answer 503 just because another request's read is still in flight.
+        if not force and self._versions is not None and now - self._checked < self.interval:
             return
         self._checked = now
         self.reload_registry()

@@ -91,6 +91,18 @@ def test_watermarks_per_version(store: OnlineStore) -> None:
     assert store.watermark("v", "b") is None
 
 
+def test_newest_event_keeps_the_latest_per_version(store: OnlineStore) -> None:
+    early, late = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    assert store.newest_events() == {}
+    store.set_newest_event("v", "a", late)
+    store.set_newest_event("v", "a", early)  # an older batch does not move it back
+    store.set_newest_event("w", "b", early)
+    assert store.newest_events() == {("v", "a"): late, ("w", "b"): early}
+    assert asyncio.run(store.anewest_events()) == {("v", "a"): late, ("w", "b"): early}
+    store.delete("v", "a")
+    assert store.newest_events() == {("w", "b"): early}
+
+
 def test_delete_one_version_or_the_whole_view(store: OnlineStore) -> None:
     store.write_rows("v", "a", ["1", "2"], [row(1, 1), row(1, 2)])
     store.write_rows("v", "b", ["1"], [row(1, 3)])

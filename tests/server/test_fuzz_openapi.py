@@ -1,0 +1,81 @@
+"""Fuzz every operation of the HTTP API from its own OpenAPI schema (schemathesis): no 5xx, no hang."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featurestore import FeatureStore
+from featurestore.server.auth import hash_key
+from tests.server.test_routes import running
+from tests.test_materialize import build
+
+schemathesis = pytest.importorskip("schemathesis")
+
+KEY = "fs_fuzz_key"
+EXAMPLES = 40  # per operation: bounded so the suite stays fast
+MAX_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("fuzz")
+
+    def make_repo(modules: dict[str, str], config: str) -> Path:
+        root = base / "repo"
+        (root / "definitions").mkdir(parents=True)
+        (root / "featurestore.toml").write_text(config)
+        (root / "definitions" / "__init__.py").touch()
+        for name, text in modules.items():
+            (root / "definitions" / name).write_text(text)
+        return root
+
+    root = build(make_repo, "sqlite:///data/online.db")
+    FeatureStore(root).materialize()
+    keys = json.dumps([{"name": "fuzz", "sha256": hash_key(KEY), "push": True}])
+    with running(root, auth="on", api_keys=keys, max_body_bytes="20000") as url:
+        yield url
+
+
+def operations(url: str) -> list[Any]:
+    schema = schemathesis.openapi.from_url(url + "/openapi.json")
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+def test_no_operation_answers_5xx_or_hangs(base_url: str) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    ops = operations(base_url)
+    assert {op.path for op in ops} >= {"/get-online-features", "/rows", "/push", "/reports", "/metrics"}
+    failures: list[str] = []
+    seen: list[int] = []
+
+    def fuzz_operation(op: Any) -> None:
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=op.as_strategy())
+        def fuzz(case: Any) -> None:
+            for headers in ({"X-API-Key": KEY}, {}):
+                t0 = time.monotonic()
+                response = case.call(base_url=base_url, headers=headers, timeout=MAX_SECONDS)
+                took = time.monotonic() - t0
+                seen.append(response.status_code)
+                if response.status_code >= 500 or took > MAX_SECONDS:
+                    failures.append(f"{op.method.upper()} {op.path} -> {response.status_code} in {took:.2f}s")
+
+        fuzz()
+
+    for op in ops:
+        fuzz_operation(op)
+    assert not failures, failures[:10]
+    assert len(seen) >= 10 * len(ops) and {200, 401, 422} <= set(seen), sorted(set(seen))

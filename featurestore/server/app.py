@@ -30,7 +30,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     from featurestore.online import open_online_store
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
-    from featurestore.server.logs import configure_logging
+    from featurestore.server.logs import AccessLog, configure_logging
     from featurestore.server.metrics import ServerMetrics
     from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     # Known paths label the metrics (FastAPI may keep included routers behind one lazy route).
     paths = set(app.openapi()["paths"]) | {getattr(r, "path", "") for r in app.router.routes} - {""}
     app.state.metrics = ServerMetrics(paths)
-    app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, logger=logger)
+    app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -11,7 +12,7 @@ import orjson
 
 from featurestore.config import redact
 
-__all__ = ["LOGGER", "JsonFormatter", "TextFormatter", "configure_logging"]
+__all__ = ["LOGGER", "AccessLog", "JsonFormatter", "TextFormatter", "configure_logging"]
 
 LOGGER = "featurestore.server"
 _FIELDS = ("request_id", "method", "path", "status", "duration_ms", "client", "api_key")
@@ -76,3 +77,30 @@ def configure_logging(level: str = "info", stream: Any = None, json: bool | None
     handler._featurestore = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     return logger
+
+
+class AccessLog:
+    """One line per request, written straight to stderr (the logging module costs ~10 us a line).
+
+    Same shape as the ``JsonFormatter`` lines (``"message": "request"``); silent above level info.
+    """
+
+    def __init__(self, level: str = "info", stream: Any = None, json: bool | None = None) -> None:
+        self.enabled = level.lower() in ("debug", "info")
+        self.stream = stream
+        shown = sys.stderr if stream is None else stream
+        self.json = not (hasattr(shown, "isatty") and shown.isatty()) if json is None else json
+        self.pid = os.getpid()
+
+    def write(self, fields: dict[str, Any]) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        if self.json:
+            head = {"time": stamp, "level": "info", "logger": LOGGER, "pid": self.pid, "message": "request"}
+            line = orjson.dumps({**head, **fields}).decode()
+        else:
+            line = "info    request  " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        try:
+            (sys.stderr if self.stream is None else self.stream).write(line + "\n")
+        except (OSError, ValueError):  # a closed or broken stderr must never fail a request
+            pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import orjson
 
 from featurestore.server.auth import OPEN_PATHS, SCOPE_KEY, KeyRing
+from featurestore.server.logs import AccessLog
 from featurestore.server.metrics import ServerMetrics
 
 __all__ = ["ServerMiddleware", "REQUEST_ID_HEADER"]
@@ -37,11 +37,11 @@ class ServerMiddleware:
     Written as plain ASGI (no ``BaseHTTPMiddleware``): it adds a few microseconds to a lookup.
     """
 
-    def __init__(self, app: Any, *, metrics: ServerMetrics, keys: KeyRing, logger: logging.Logger) -> None:
+    def __init__(self, app: Any, *, metrics: ServerMetrics, keys: KeyRing, log: AccessLog) -> None:
         self.app = app
         self.metrics = metrics
         self.keys = keys
-        self.logger = logger
+        self.log = log
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -73,18 +73,17 @@ class ServerMiddleware:
             seconds = time.perf_counter() - start
             endpoint = self.metrics.endpoint(path)
             self.metrics.observe(endpoint, status, seconds)
-            if self.logger.isEnabledFor(logging.INFO):
-                self.logger.info(
-                    "request",
-                    extra={
-                        "request_id": rid.decode(),
-                        "method": scope["method"],
-                        "path": endpoint if endpoint != "other" else path[:200],
-                        "status": status,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "api_key": key.name if key is not None else None,
-                    },
-                )
+            if self.log.enabled:
+                fields = {
+                    "request_id": rid.decode(),
+                    "method": scope["method"],
+                    "path": endpoint if endpoint != "other" else path[:200],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
+                if key is not None:
+                    fields["api_key"] = key.name
+                self.log.write(fields)
 
 
 async def _send_401(send: Any) -> None:

@@ -68,14 +68,19 @@ def test_metrics_count_requests_statuses_freshness_and_gates(served: tuple[TestC
     assert 'featurestore_gate_last_status{path="materialize",status="passed",view="stats"} 1.0' in text
 
 
-def test_access_log_is_json_without_values_or_keys(served: tuple[TestClient, io.StringIO]) -> None:
-    client, logs = served
+def test_access_log_is_json_without_values_or_keys(
+    served: tuple[TestClient, io.StringIO], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, _ = served
     secret_entity = 987654321
-    client.post("/get-online-features", json={"features": ["stats:s"], "entities": {"driver_id": [secret_entity]}})
-    lines = [orjson.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+    body = {"features": ["stats:s"], "entities": {"driver_id": [secret_entity]}}
+    client.post("/get-online-features", json=body, headers={"X-Request-ID": "req-42"})
+    err = capsys.readouterr().err
+    lines = [orjson.loads(line) for line in err.splitlines() if line.startswith("{")]
     access = [r for r in lines if r.get("path") == "/get-online-features"]
-    assert access and {"request_id", "method", "status", "duration_ms", "time", "level"} <= access[-1].keys()
-    assert str(secret_entity) not in logs.getvalue()
+    assert access and {"request_id", "method", "status", "duration_ms", "time", "level", "pid"} <= access[-1].keys()
+    assert access[-1]["request_id"] == "req-42" and access[-1]["status"] == 200
+    assert str(secret_entity) not in err
 
 
 def test_reports_endpoint(served: tuple[TestClient, io.StringIO]) -> None:

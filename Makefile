@@ -36,7 +36,7 @@ lint: install-test
 	$(BIN)/mypy featurestore
 
 test: install-test redis-server lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider
 
 bench: install-test redis-server
 	$(BIN)/python -m benchmarks

@@ -30,16 +30,20 @@ def make_repo(tmp_path: Path) -> RepoFactory:
     """
 
     def factory(modules: dict[str, str], config: str = 'project = "test"\n', name: str = "repo") -> Path:
-        root = tmp_path / name
-        pkg = root / "definitions"
-        pkg.mkdir(parents=True, exist_ok=True)
-        (root / "featurestore.toml").write_text(config)
-        (pkg / "__init__.py").touch()
-        for fname, text in modules.items():
-            (pkg / fname).write_text(textwrap.dedent(text))
-        return root
+        return write_repo(tmp_path / name, modules, config)
 
     return factory
+
+
+def write_repo(root: Path, modules: dict[str, str], config: str) -> Path:
+    """Write a repository at ``root``: featurestore.toml plus a definitions package of ``modules``."""
+    pkg = root / "definitions"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (root / "featurestore.toml").write_text(config)
+    (pkg / "__init__.py").touch()
+    for fname, text in modules.items():
+        (pkg / fname).write_text(textwrap.dedent(text))
+    return root
 
 
 class RedisServer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from featurestore.config import load_settings, parse_api_keys
 from featurestore.errors import ConfigError
 from featurestore.server import create_app
 from featurestore.server.auth import KeyRing, hash_key
+from tests.conftest import write_repo
 from tests.test_materialize import build
 
 READER, SVC_ONLY, PUSHER = "fs_reader_key", "fs_service_key", "fs_push_key"
@@ -31,14 +33,7 @@ LOOKUP = {"features": ["stats:b"], "entities": {"driver_id": [1]}}
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     base = tmp_path_factory.mktemp("auth")
 
-    def make_repo(modules: dict[str, str], config: str) -> Path:
-        root = base / "repo"
-        (root / "definitions").mkdir(parents=True)
-        (root / "featurestore.toml").write_text(config)
-        (root / "definitions" / "__init__.py").touch()
-        for name, text in modules.items():
-            (root / "definitions" / name).write_text(text)
-        return root
+    make_repo = functools.partial(write_repo, base / "repo")
 
     root = build(make_repo, "sqlite:///data/online.db")
     FeatureStore(root).materialize()

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from featurestore import FeatureStore
 from featurestore.server.auth import hash_key
+from tests.conftest import write_repo
 from tests.server.test_routes import running
 from tests.test_materialize import build
 
@@ -26,14 +27,7 @@ MAX_SECONDS = 5.0
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("fuzz")
 
-    def make_repo(modules: dict[str, str], config: str) -> Path:
-        root = base / "repo"
-        (root / "definitions").mkdir(parents=True)
-        (root / "featurestore.toml").write_text(config)
-        (root / "definitions" / "__init__.py").touch()
-        for name, text in modules.items():
-            (root / "definitions" / name).write_text(text)
-        return root
+    make_repo = functools.partial(write_repo, base / "repo")
 
     root = build(make_repo, "sqlite:///data/online.db")
     FeatureStore(root).materialize()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from featurestore import FeatureStore
 from featurestore.config import load_settings, redact
 from featurestore.server import create_app
 from featurestore.server.logs import LOGGER, configure_logging
+from tests.conftest import write_repo
 from tests.test_materialize import build
 
 
@@ -22,14 +24,7 @@ from tests.test_materialize import build
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, io.StringIO]]:
     base = tmp_path_factory.mktemp("obs")
 
-    def make_repo(modules: dict[str, str], config: str) -> Path:
-        root = base / "repo"
-        (root / "definitions").mkdir(parents=True)
-        (root / "featurestore.toml").write_text(config)
-        (root / "definitions" / "__init__.py").touch()
-        for name, text in modules.items():
-            (root / "definitions" / name).write_text(text)
-        return root
+    make_repo = functools.partial(write_repo, base / "repo")
 
     root = build(make_repo, "sqlite:///data/online.db", ttl="timedelta(days=2)")
     FeatureStore(root).materialize()

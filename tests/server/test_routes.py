@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from featurestore import FeatureStore, GateRejectedError
 from featurestore.client import FeatureClient
 from featurestore.config import load_settings
 from featurestore.server import create_app
-from tests.conftest import free_port
+from tests.conftest import free_port, write_repo
 from tests.test_materialize import NOW, build, source_frame
 
 
@@ -53,14 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, redis_server: Any) -> Itera
     redis.Redis.from_url(redis_server.url).flushdb()
     base = tmp_path_factory.mktemp("served")
 
-    def make_repo(modules: dict[str, str], config: str) -> Path:
-        root = base / "repo"
-        (root / "definitions").mkdir(parents=True)
-        (root / "featurestore.toml").write_text(config)
-        (root / "definitions" / "__init__.py").touch()
-        for name, text in modules.items():
-            (root / "definitions" / name).write_text(text)
-        return root
+    make_repo = functools.partial(write_repo, base / "repo")
 
     root = build(make_repo, redis_server.url)
     FeatureStore(root).materialize()

@@ -13,7 +13,7 @@ import polars as pl
 from featurestore.config import Settings, load_settings
 from featurestore.errors import DefinitionError, IngestError, RegistryError
 from featurestore.offline.frames import duckdb_connection, utc_datetime
-from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_view, write_view
+from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
 from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.training import (
     build_training_set,
@@ -59,15 +59,24 @@ class FeatureStore:
         return self.registry.load()
 
     # -- registry -------------------------------------------------------
+    def specs(self, defs: Definitions | None = None) -> dict[str, Any]:
+        """The registry form of the definitions (join keys without a dtype typed from the data)."""
+        con = None
+
+        def key_types(view: Any, keys: list[str]) -> Any:
+            nonlocal con
+            con = con or self._connection()
+            return read_key_dtypes(view, keys, self.repo, con)
+
+        return build_specs(defs or self.definitions(), key_types)
+
     def plan(self) -> Plan:
         """What ``apply`` would change, without changing anything."""
-        return self.registry.plan(build_specs(self.definitions()))
+        return self.registry.plan(self.specs())
 
     def apply(self, *, allow_breaking: bool = False) -> Plan:
         """Register the current definitions (refuses breaking changes unless allowed)."""
-        return self.registry.apply(
-            build_specs(self.definitions()), project=self.settings.project, allow_breaking=allow_breaking
-        )
+        return self.registry.apply(self.specs(), project=self.settings.project, allow_breaking=allow_breaking)
 
     # -- offline --------------------------------------------------------
     def ingest(
@@ -88,6 +97,7 @@ class FeatureStore:
         state = self.state()
         names = self._view_names(state, views)
         con = self._connection()
+        current_specs = self.specs(defs)["views"]
         results = []
         from featurestore._progress import steps
 
@@ -96,7 +106,7 @@ class FeatureStore:
             view = defs.views.get(name)
             if view is None:
                 raise IngestError(f"feature view {name!r} is registered but no longer defined; run apply")
-            current = build_specs(defs)["views"][name]["version"]
+            current = current_specs[name]["version"]
             if current != spec.version:
                 raise DefinitionError(
                     f"definition changed since the last apply (registered version {spec.version}, "
@@ -137,7 +147,7 @@ class FeatureStore:
         defs = self.definitions()
         if view not in defs.views:
             raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
-        spec = ViewSpec(build_specs(defs)["views"][view])
+        spec = ViewSpec(self.specs(defs)["views"][view])
         df, _ = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
         return validate_frame(self.settings, spec, df)
 

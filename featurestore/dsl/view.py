@@ -106,8 +106,9 @@ class FeatureView:
             text = getattr(t, "__qualname__", repr(t))
         return {"kind": "python", "text": text, "name": getattr(t, "__qualname__", "")}
 
-    def join_keys(self, entities: Mapping[str, Entity]) -> dict[str, DType]:
-        keys: dict[str, DType] = {}
+    def join_keys(self, entities: Mapping[str, Entity]) -> dict[str, DType | None]:
+        """Join key -> dtype over the view's entities (None: to be read from the data)."""
+        keys: dict[str, DType | None] = {}
         for e in self.entities:
             ent = e if isinstance(e, Entity) else entities[e]
             keys.update(ent.join_keys)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from featurestore.dsl.types import DType, Int64, String
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
 from featurestore.offline.commit import Transaction, recover
@@ -17,7 +18,7 @@ from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_ut
 from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.spec import ViewSpec
 
-__all__ = ["IngestResult", "read_view", "write_view", "check_ingest_inputs", "TS", "Gate"]
+__all__ = ["IngestResult", "read_view", "write_view", "check_ingest_inputs", "read_key_dtypes", "TS", "Gate"]
 
 TS = "event_timestamp"
 _CREATED = "__created"
@@ -65,6 +66,28 @@ def _transformed(view: FeatureView, repo: Path, con: Any) -> pl.LazyFrame:
             module=view.module,
             obj=view.name,
         )
+    return out
+
+
+def read_key_dtypes(view: FeatureView, keys: Sequence[str], repo: Path, con: Any) -> dict[str, DType]:
+    """The dtypes of join keys declared without one, as the view's (transformed) data holds them.
+
+    Integer columns become Int64 and strings String. When the data cannot be read yet
+    (or holds another type) the key defaults to Int64, and ingest reports any mismatch.
+    """
+    t = view.transform
+    try:
+        if isinstance(t, str):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {view.source.relation_sql(repo)}")
+            schema = dict(con.sql(f"SELECT * FROM ({t}) LIMIT 0").pl().schema)
+        else:
+            schema = dict(_transformed(view, repo, con).collect_schema())
+    except Exception:  # no data yet, or a transform that fails: ingest will say so
+        schema = {}
+    out: dict[str, DType] = {}
+    for key in keys:
+        dtype = schema.get(key)
+        out[key] = String if dtype == pl.String else Int64
     return out
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from featurestore.dsl.types import DType, dtype_from_name
+from featurestore.dsl.types import DType, Int64, dtype_from_name
 from featurestore.dsl.view import FeatureView
 from featurestore.registry.discover import Definitions
 
@@ -63,8 +64,17 @@ class ViewSpec:
         return bool(self.raw.get("online", True))
 
 
-def _view_spec(view: FeatureView, defs: Definitions) -> dict[str, Any]:
-    keys = {k: str(t) for k, t in view.join_keys(defs.entities).items()}
+KeyTypes = Callable[[FeatureView, list[str]], dict[str, DType]]
+
+
+def _view_spec(view: FeatureView, defs: Definitions, key_types: KeyTypes | None) -> dict[str, Any]:
+    declared = view.join_keys(defs.entities)
+    untyped = [k for k, t in declared.items() if t is None]
+    if untyped:
+        # Keys declared without a dtype are typed from the data when it can be read, else Int64.
+        read = key_types(view, untyped) if key_types is not None else {}
+        declared = {k: t if t is not None else read.get(k, Int64) for k, t in declared.items()}
+    keys = {k: str(t) for k, t in declared.items()}
     features = [
         {
             "name": f.name,
@@ -98,18 +108,21 @@ def _view_spec(view: FeatureView, defs: Definitions) -> dict[str, Any]:
     }
 
 
-def build_specs(defs: Definitions) -> dict[str, Any]:
-    """The registry's view of a set of definitions: entities, views and services as dicts."""
+def build_specs(defs: Definitions, key_types: KeyTypes | None = None) -> dict[str, Any]:
+    """The registry's view of a set of definitions: entities, views and services as dicts.
+
+    ``key_types`` reads the dtypes of join keys declared without one from a view's data.
+    """
     return {
         "entities": {
             e.name: {
-                "join_keys": {k: str(t) for k, t in e.join_keys.items()},
+                "join_keys": {k: None if t is None else str(t) for k, t in e.join_keys.items()},
                 "description": e.description,
                 "module": e.module,
             }
             for e in sorted(defs.entities.values(), key=lambda e: e.name)
         },
-        "views": {v.name: _view_spec(v, defs) for v in sorted(defs.views.values(), key=lambda v: v.name)},
+        "views": {v.name: _view_spec(v, defs, key_types) for v in sorted(defs.views.values(), key=lambda v: v.name)},
         "services": {
             s.name: {"features": s.references(), "description": s.description, "tags": s.tags, "module": s.module}
             for s in sorted(defs.services.values(), key=lambda s: s.name)

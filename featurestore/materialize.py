@@ -12,7 +12,7 @@ import polars as pl
 
 from featurestore.dsl.names import quote
 from featurestore.errors import OnlineStoreError
-from featurestore.offline.commit import finish_committed
+from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import check_key_dtypes, encode_rows
@@ -52,7 +52,13 @@ def latest_rows(
     con: Any, layout: OfflineLayout, spec: ViewSpec, start: datetime | None, end: datetime
 ) -> tuple[pl.DataFrame, int]:
     """The latest offline row per entity key with ``start <= event_timestamp <= end``, and rows scanned."""
-    finish_committed(layout, spec.name)
+    with read_snapshot(layout, [spec.name]):
+        return _latest_rows(con, layout, spec, start, end)
+
+
+def _latest_rows(
+    con: Any, layout: OfflineLayout, spec: ViewSpec, start: datetime | None, end: datetime
+) -> tuple[pl.DataFrame, int]:
     files = layout.files(spec.name, spec.version)
     columns = [*spec.join_keys, TS, *spec.features]
     if not files:

@@ -12,6 +12,7 @@ import polars as pl
 
 from featurestore.config import Settings, load_settings
 from featurestore.errors import DefinitionError, IngestError, RegistryError
+from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import duckdb_connection, utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
 from featurestore.offline.layout import OfflineLayout
@@ -175,32 +176,34 @@ class FeatureStore:
         state = self.state()
         resolved = resolve_features(state, features)
         con = self._connection()
-        df, requests = build_training_set(
-            con,
-            self.layout,
-            entity,
-            resolved,
-            timestamp_column=timestamp_column,
-            full_feature_names=full_feature_names,
-        )
-        if out is not None:
-            source = Path(entity_df) if isinstance(entity_df, str | os.PathLike) else None
-            refs = [features] if isinstance(features, str) else list(features)
-            save_training_set(
-                df,
-                Path(out),
-                entity=entity,
-                entity_source=source,
-                requests=requests,
-                references=refs,
+        # The files read and the files hashed into the manifest are one consistent snapshot.
+        with read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
+            df, requests = build_training_set(
+                con,
+                self.layout,
+                entity,
+                resolved,
                 timestamp_column=timestamp_column,
                 full_feature_names=full_feature_names,
             )
+            if out is not None:
+                source = Path(entity_df) if isinstance(entity_df, str | os.PathLike) else None
+                refs = [features] if isinstance(features, str) else list(features)
+                save_training_set(
+                    df,
+                    Path(out),
+                    entity=entity,
+                    entity_source=source,
+                    requests=requests,
+                    references=refs,
+                    timestamp_column=timestamp_column,
+                    full_feature_names=full_feature_names,
+                )
         return df
 
     def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
         """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
-        return rebuild_training_set(self._connection(), self.state(), Path(manifest))
+        return rebuild_training_set(self._connection(), self.state(), Path(manifest), self.layout)
 
     # -- online ---------------------------------------------------------
     def online_store(self) -> Any:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
 
 from featurestore.offline.layout import PART_FILE, OfflineLayout
 
-__all__ = ["Transaction", "recover", "finish_committed"]
+__all__ = ["Transaction", "recover", "finish_committed", "read_snapshot"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -64,6 +65,12 @@ class Transaction:
 
 
 def _roll_forward(layout: OfflineLayout, txn_dir: Path, record: dict) -> None:  # type: ignore[type-arg]
+    with layout.snapshot([record["view"]], exclusive=True):
+        _swap(layout, txn_dir, record)
+    shutil.rmtree(txn_dir, ignore_errors=True)
+
+
+def _swap(layout: OfflineLayout, txn_dir: Path, record: dict) -> None:  # type: ignore[type-arg]
     view, version = record["view"], record["version"]
     for day in record["write"]:
         staged = txn_dir / f"date={day}" / PART_FILE
@@ -77,7 +84,6 @@ def _roll_forward(layout: OfflineLayout, txn_dir: Path, record: dict) -> None:  
             final.unlink()
         if final.parent.is_dir() and not any(final.parent.iterdir()):
             final.parent.rmdir()
-    shutil.rmtree(txn_dir, ignore_errors=True)
 
 
 def recover(layout: OfflineLayout, view: str) -> int:
@@ -110,3 +116,13 @@ def finish_committed(layout: OfflineLayout, view: str) -> None:
             commit = txn_dir / "commit.json"
             if commit.is_file():
                 _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))
+
+
+@contextlib.contextmanager
+def read_snapshot(layout: OfflineLayout, views: Iterable[str]) -> Iterator[None]:
+    """Hold a consistent view of ``views``' files: no write swaps them until the block ends."""
+    names = sorted(set(views))
+    for view in names:
+        finish_committed(layout, view)
+    with layout.snapshot(names):
+        yield

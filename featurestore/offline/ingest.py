@@ -161,11 +161,16 @@ def write_view(
     df: pl.DataFrame,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    upsert: bool = False,
 ) -> list[str]:
     """Replace the [start, end) range of a view version with ``df``, atomically.
 
     Without a range the whole version is replaced. Rows already stored outside the
-    range but in a partially covered day are kept. Returns the partitions written.
+    range but in a partially covered day are kept. With ``upsert`` nothing is removed:
+    ``df``'s rows are merged into the days they fall on, replacing stored rows with the
+    same keys and event time (read and written under the view's lock). Returns the
+    partitions written.
     """
     view, version = spec.name, spec.version
     with layout.lock(view):
@@ -174,7 +179,9 @@ def write_view(
         days = df.get_column(TS).dt.date().cast(pl.String).alias("__date")
         parts = df.with_columns(days).partition_by("__date", as_dict=True, include_key=False)
         new = {str(k[0]): v for k, v in parts.items()}
-        if start is None and end is None:
+        if upsert:
+            touched = existing & new.keys()
+        elif start is None and end is None:
             touched = existing
         else:
             touched = {d for d in existing if _day_overlaps(d, start, end)}
@@ -182,7 +189,14 @@ def write_view(
         try:
             for day in sorted(touched | new.keys()):
                 frame = new.get(day)
-                if day in existing and (start is not None or end is not None):
+                if upsert and frame is not None and day in touched:
+                    old = pl.read_parquet(layout.partition_file(view, version, day)).select(df.columns)
+                    frame = (
+                        pl.concat([old, frame], how="vertical_relaxed")
+                        .unique(subset=[*spec.join_keys, TS], keep="last", maintain_order=True)
+                        .sort([*spec.join_keys, TS])
+                    )
+                elif day in existing and (start is not None or end is not None):
                     old = pl.read_parquet(layout.partition_file(view, version, day))
                     outside = pl.lit(False)
                     if start is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -53,3 +53,16 @@ class OfflineLayout:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def snapshot(self, views: Iterable[str], *, exclusive: bool = False) -> Iterator[None]:
+        """Readers hold this shared while they list and read views' files; a commit holds it
+        exclusive while it swaps them, so a reader sees a whole write or none of it."""
+        with contextlib.ExitStack() as stack:
+            for view in sorted(set(views)):  # one global order: no deadlock between readers and writers
+                path = self.root / "_locks" / f"{view}.snapshot.lock"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = stack.enter_context(open(path, "a+"))
+                fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                stack.callback(fcntl.flock, fh, fcntl.LOCK_UN)
+            yield

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from featurestore.errors import TrainingSetError
-from featurestore.offline.commit import finish_committed
+from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
 from featurestore.offline.pit import ViewRequest, point_in_time_join
@@ -47,8 +48,6 @@ def load_entity_frame(entity: Any) -> pl.DataFrame:
 
 
 def _requests(layout: OfflineLayout, resolved: ResolvedFeatures) -> list[ViewRequest]:
-    for spec, _ in resolved:
-        finish_committed(layout, spec.name)
     return [ViewRequest(spec, tuple(feats), tuple(layout.files(spec.name, spec.version))) for spec, feats in resolved]
 
 
@@ -116,23 +115,28 @@ def save_training_set(
     )
 
 
-def rebuild_training_set(con: Any, state: RegistryState, manifest: Path) -> pl.DataFrame:
+def rebuild_training_set(
+    con: Any, state: RegistryState, manifest: Path, layout: OfflineLayout | None = None
+) -> pl.DataFrame:
     """Rebuild exactly the training set a manifest describes (same entities, versions and files)."""
     data = read_manifest(manifest)
-    verify_files([data["entities"]], "entity")
-    entity = load_entity_frame(Path(data["entities"]["path"]))
-    requests = []
-    for name in data.get("view_order", list(data["views"])):
-        info = data["views"][name]
-        verify_files(info["files"], f"offline ({name})")
-        spec = state.view(name, info["version"])
-        if "ttl_seconds" in info:
-            spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
-        requests.append(ViewRequest(spec, tuple(info["features"]), tuple(Path(f["path"]) for f in info["files"])))
-    return point_in_time_join(
-        con,
-        entity,
-        requests,
-        timestamp_column=data["timestamp_column"],
-        full_feature_names=data["full_feature_names"],
-    )
+    snapshot = read_snapshot(layout, data["views"]) if layout is not None else contextlib.nullcontext()
+    with snapshot:
+        verify_files([data["entities"]], "entity")
+        entity = load_entity_frame(Path(data["entities"]["path"]))
+        requests = []
+        for name in data.get("view_order", list(data["views"])):
+            info = data["views"][name]
+            verify_files(info["files"], f"offline ({name})")
+            spec = state.view(name, info["version"])
+            if "ttl_seconds" in info:
+                spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
+            files = tuple(Path(f["path"]) for f in info["files"])
+            requests.append(ViewRequest(spec, tuple(info["features"]), files))
+        return point_in_time_join(
+            con,
+            entity,
+            requests,
+            timestamp_column=data["timestamp_column"],
+            full_feature_names=data["full_feature_names"],
+        )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -131,19 +130,6 @@ def push_rows(
 
 def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     """Upsert rows into the offline store: the days they touch are rewritten with them merged in."""
-    from datetime import UTC, datetime
-
     from featurestore.offline.ingest import write_view
 
-    days = sorted(set(df.get_column(TS).dt.date().to_list()))
-    frames = [df]
-    lo, hi = str(days[0]), str(days[-1])
-    for day in layout.dates(spec.name, spec.version):  # every stored day the rewritten range covers
-        if lo <= day <= hi:
-            frames.insert(0, pl.read_parquet(layout.partition_file(spec.name, spec.version, day)).select(df.columns))
-    merged = pl.concat(frames, how="vertical_relaxed").unique(
-        subset=[*spec.join_keys, TS], keep="last", maintain_order=True
-    )
-    start = datetime.combine(days[0], datetime.min.time(), UTC)
-    end = datetime.combine(days[-1], datetime.min.time(), UTC) + timedelta(days=1)
-    return write_view(layout, spec, merged.sort(TS), start, end)
+    return write_view(layout, spec, df.sort(TS), upsert=True)

@@ -445,7 +445,10 @@ def run_ingest(repo: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
+def sigkill_trials(make_repo, trials: int) -> None:
+    """Kill ingests at random moments: the store is always all-old or all-new, and a rerun equals a clean run."""
+    from featurestore.offline.commit import finish_committed
+
     old, new = big_rows(1, days=25), big_rows(2, days=20)
     _, clean = new_repo(make_repo, new, name="clean")
     clean.ingest()
@@ -453,6 +456,7 @@ def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
 
     repo, store = new_repo(make_repo, old, name="killed")
     store.ingest()
+    before = read_store(store)
     write_source(repo, new)
     # How long the ingest itself takes in a subprocess, to aim the kills inside it.
     proc = run_ingest(repo)
@@ -462,7 +466,7 @@ def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
     assert_frame_equal(read_store(store), expected)
 
     rng = random.Random()
-    for trial in range(3):
+    for trial in range(trials):
         write_source(repo, old)
         store.ingest()
         write_source(repo, new)
@@ -472,12 +476,33 @@ def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+        where = f"trial {trial}: killed after {delay:.3f}s of {duration:.3f}s"
+        # What a reader sees right after the crash: the old data or the new, never a mix.
+        finish_committed(store.layout, "stats")
+        seen = read_store(store)
+        assert seen.equals(before) or seen.equals(expected), f"{where}: a reader saw a partial ingest"
         store.ingest()
         try:
             assert_frame_equal(read_store(store), expected)
         except AssertionError as exc:
-            raise AssertionError(f"trial {trial}: killed after {delay:.3f}s of {duration:.3f}s: {exc}") from None
+            raise AssertionError(f"{where}: {exc}") from None
         assert not list(store.layout.txn_root("stats").iterdir())
+        assert all(
+            len(list(d.iterdir())) == 1 for d in store.layout.version_dir("stats", seen_version(store)).iterdir()
+        )
+
+
+def seen_version(store: FeatureStore) -> str:
+    return store.state().view("stats").version
+
+
+def test_sigkill_during_ingest_then_rerun_equals_a_clean_run(make_repo) -> None:
+    sigkill_trials(make_repo, 3)
+
+
+@pytest.mark.stress
+def test_sigkill_during_ingest_stress(make_repo) -> None:
+    sigkill_trials(make_repo, 20)
 
 
 def test_a_reader_finishes_a_committed_write_but_leaves_live_staging_alone(make_repo) -> None:
@@ -497,3 +522,48 @@ def test_a_reader_finishes_a_committed_write_but_leaves_live_staging_alone(make_
     assert out["rate"].to_list() == [0.3]  # day 3's row is gone: the committed write was finished
     assert not crashed.dir.exists()
     assert live.dir.exists() and (live.dir / "date=2024-01-07" / PART_FILE).exists()
+
+
+def test_concurrent_readers_see_a_whole_write_or_none_of_it(make_repo) -> None:
+    import threading
+
+    from featurestore.offline.commit import read_snapshot
+    from featurestore.offline.ingest import write_view
+
+    def stored(store: FeatureStore) -> pl.DataFrame:
+        spec = store.state().view("stats")
+        files = store.layout.files("stats", spec.version)
+        return pl.concat([pl.read_parquet(f) for f in files]).sort(["driver_id", "event_timestamp"])
+
+    _, a = new_repo(make_repo, big_rows(1, days=12), name="a")
+    a.ingest()
+    _, store = new_repo(make_repo, big_rows(2, days=9), name="b")
+    store.ingest()
+    old, new = stored(store), stored(a)
+    spec = store.state().view("stats")
+    done = threading.Event()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                with read_snapshot(store.layout, ["stats"]):
+                    df = stored(store)
+            except BaseException as exc:  # a vanished file would land here
+                errors.append(exc)
+                return
+            seen.append("old" if df.equals(old) else "new" if df.equals(new) else "MIXED")
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for th in threads:
+        th.start()
+    try:
+        for i in range(12):
+            write_view(store.layout, spec, new if i % 2 == 0 else old)
+    finally:
+        done.set()
+        for th in threads:
+            th.join(10)
+    assert errors == []
+    assert seen and "MIXED" not in seen

@@ -194,6 +194,23 @@ def test_ttl_skips_old_rows_and_serves_outside_max_age(make_repo: Any, online_ur
     assert stale.statuses()["a"] == ["OUTSIDE_MAX_AGE"] and stale.to_dict()["a"] == [None]
 
 
+def test_outside_max_age_then_not_found_on_the_real_clock(make_repo: Any, online_url: str) -> None:
+    import time
+
+    now = datetime.now(UTC)
+    df = pl.DataFrame(
+        {"driver_id": [1], "event_timestamp": [now - timedelta(milliseconds=200)], "a": [1.0], "b": [1], "s": ["x"]}
+    )
+    store = FeatureStore(build(make_repo, online_url, ttl="timedelta(seconds=1)", df=df))
+    store.materialize()
+    assert store.get_online_features(["stats:a"], {"driver_id": [1]}).statuses()["a"] == ["PRESENT"]
+    time.sleep(max(0.0, (now + timedelta(seconds=1, milliseconds=100) - datetime.now(UTC)).total_seconds()))
+    stale = store.get_online_features(["stats:a"], {"driver_id": [1]})
+    assert stale.statuses()["a"] == ["OUTSIDE_MAX_AGE"] and stale["a"] == [None]
+    time.sleep(max(0.0, (now + timedelta(seconds=2, milliseconds=100) - datetime.now(UTC)).total_seconds()))
+    assert store.get_online_features(["stats:a"], {"driver_id": [1]}).statuses()["a"] == ["NOT_FOUND"]
+
+
 def test_ttl_sets_the_redis_expiry(make_repo: Any, redis_server: Any) -> None:
     import redis
 
@@ -205,7 +222,8 @@ def test_ttl_sets_the_redis_expiry(make_repo: Any, redis_server: Any) -> None:
     store.materialize()
     version = store.state().view("stats").version
     expire_ms = client.pexpiretime(f"fs:mat:stats:{version}:1")
-    assert expire_ms == int((event + timedelta(hours=1)).timestamp() * 1000)
+    # kept one more ttl so lookups can answer OUTSIDE_MAX_AGE before the key disappears
+    assert expire_ms == int((event + timedelta(hours=2)).timestamp() * 1000)
 
 
 def _rejecting_gate(*args: Any) -> Any:
@@ -271,4 +289,11 @@ def test_encode_rows_layout() -> None:
     enc = encode_rows(df, ["k"], ["x"], timedelta(days=1), now=NOW)
     ts = int(NOW.timestamp() * 1_000_000)
     assert enc.keys == ["1"] and enc.rows == [b"[%d,1.5]" % ts] and enc.skipped_expired == 1
-    assert enc.expire_at_ms == [(ts + 86_400_000_000) // 1000]
+    assert enc.expire_at_ms == [(ts + 2 * 86_400_000_000) // 1000]
+
+
+def test_push_accepts_and_ignores_a_created_column(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    row = {"driver_id": 5, "event_timestamp": NOW.isoformat(), "a": 0.5, "b": 5, "s": "p", "created": NOW.isoformat()}
+    assert store.push("stats", [row]).rows_written == 1
+    assert store.get_online_features(["stats:b"], {"driver_id": [5]})["b"] == [5]

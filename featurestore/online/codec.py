@@ -10,7 +10,8 @@ import orjson
 import polars as pl
 
 from featurestore.dsl.types import DType
-from featurestore.errors import OnlineStoreError, RequestError
+from featurestore.errors import RequestError
+from featurestore.registry.discover import SERVABLE_KEY_DTYPES
 
 __all__ = [
     "KEY_SEPARATOR",
@@ -26,7 +27,9 @@ __all__ = [
 
 # Composite keys are joined with the ASCII unit separator, which no key value may contain.
 KEY_SEPARATOR = "\x1f"
-KEY_DTYPES = {"Int64", "Int32", "String"}
+# Stored rows expire after this many ttls past their event time (the last one answers OUTSIDE_MAX_AGE).
+EXPIRY_TTLS = 2
+KEY_DTYPES = SERVABLE_KEY_DTYPES
 TS = "event_timestamp"
 _INT_NAMES = {"Int64", "Int32"}
 
@@ -53,10 +56,11 @@ def now_us() -> int:
 
 
 def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
+    """Refuse views whose join keys the online store cannot address (a 422 over HTTP)."""
     bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
     if bad:
-        raise OnlineStoreError(
-            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64/Int32/String)"
+        raise RequestError(
+            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64, Int32 or String keys)", 422
         )
 
 
@@ -75,7 +79,9 @@ def encode_rows(
 ) -> EncodedRows:
     """Encode one row per entity (join keys, ``event_timestamp``, features) for the online store.
 
-    Rows already older than ``ttl`` at ``now`` are skipped; the others expire at event time + ttl.
+    Rows already older than ``ttl`` at ``now`` are skipped. The others stay stored until event
+    time + 2 x ttl: past event time + ttl a lookup answers OUTSIDE_MAX_AGE (the value is not
+    served), and only after the grace period does the store drop the row (NOT_FOUND).
     Rows with a null key or a key holding the separator are dropped.
     """
     now = now or datetime.now(UTC)
@@ -94,7 +100,7 @@ def encode_rows(
         before = frame.height
         frame = frame.filter(pl.col("__ts") + ttl_us > int(now.timestamp() * 1_000_000))
         skipped = before - frame.height
-        expire = ((frame.get_column("__ts") + ttl_us) // 1000).to_list()
+        expire = ((frame.get_column("__ts") + EXPIRY_TTLS * ttl_us) // 1000).to_list()
     keys = frame.get_column("__key").to_list()
     dumps = orjson.dumps
     rows = [dumps(r) for r in frame.drop("__key").iter_rows()]

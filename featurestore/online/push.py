@@ -12,7 +12,7 @@ from featurestore.errors import RequestError
 from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
-from featurestore.online.codec import encode_rows, row_timestamp_us
+from featurestore.online.codec import check_key_dtypes, encode_rows, row_timestamp_us
 from featurestore.registry.spec import ViewSpec
 from featurestore.validation import gate_for
 
@@ -48,15 +48,20 @@ class PushResult:
         }
 
 
+CREATED_COLUMNS = ("created", "created_timestamp")
+
+
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares."""
     try:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise RequestError(f"push to {spec.name!r}: rows are not a table: {exc}", 422) from None
+    check_key_dtypes(spec.name, spec.join_keys)
     declared = {**spec.join_keys, **spec.features}
     missing = [c for c in [*spec.join_keys, TS, *spec.features] if c not in df.columns]
-    extra = [c for c in df.columns if c not in declared and c != TS]
+    # A creation-time column (as Feast push frames carry) is accepted and not stored.
+    extra = [c for c in df.columns if c not in declared and c not in (TS, *CREATED_COLUMNS)]
     if missing or extra:
         raise RequestError(
             f"push to {spec.name!r}: columns must be the join keys, {TS!r} and every feature "

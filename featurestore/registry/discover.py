@@ -15,7 +15,10 @@ from featurestore.dsl.service import FeatureService
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError
 
-__all__ = ["Definitions", "discover"]
+__all__ = ["Definitions", "discover", "SERVABLE_KEY_DTYPES"]
+
+# What the online stores can address (see featurestore.online.codec).
+SERVABLE_KEY_DTYPES = frozenset({"Int64", "Int32", "String"})
 
 
 @dataclass
@@ -109,6 +112,14 @@ def _check_references(defs: Definitions) -> None:
             if isinstance(ent, Entity) and ent is not known:
                 raise DefinitionError(f"entity {name!r} is defined twice", module=view.module, obj=view.name)
         keys = view.join_keys(defs.entities)
+        unservable = {k: str(t) for k, t in keys.items() if t is not None and str(t) not in SERVABLE_KEY_DTYPES}
+        if view.online and unservable:
+            raise DefinitionError(
+                f"join keys {unservable} cannot be served online; use Int64, Int32 or String keys, "
+                "or declare the view with online=False",
+                module=view.module,
+                obj=view.name,
+            )
         clash = sorted(set(keys) & {f.name for f in view.features})
         if clash:
             raise DefinitionError(f"features {clash} clash with join keys", module=view.module, obj=view.name)

@@ -28,7 +28,7 @@ def test_composite_keys_are_encoded_and_only_unaddressable_rows_dropped() -> Non
     assert enc.expire_at_ms is None
 
 
-def test_rows_older_than_ttl_are_skipped_and_the_rest_expire_at_event_plus_ttl() -> None:
+def test_rows_older_than_ttl_are_skipped_and_the_rest_kept_until_event_plus_two_ttls() -> None:
     df = pl.DataFrame(
         {
             "driver_id": [1, 2],
@@ -39,4 +39,5 @@ def test_rows_older_than_ttl_are_skipped_and_the_rest_expire_at_event_plus_ttl()
     enc = encode_rows(df, ["driver_id"], ["f"], timedelta(hours=1), now=NOW)
     assert enc.keys == ["2"]
     assert enc.skipped_expired == 1
-    assert enc.expire_at_ms == [int((NOW + timedelta(minutes=30)).timestamp() * 1000)]
+    # event (NOW - 30 min) + 2 x 1 h: OUTSIDE_MAX_AGE from NOW + 30 min, gone at NOW + 90 min
+    assert enc.expire_at_ms == [int((NOW + timedelta(minutes=90)).timestamp() * 1000)]

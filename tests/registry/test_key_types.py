@@ -48,3 +48,15 @@ def test_a_declared_key_type_that_the_data_contradicts_stops_ingest(make_repo: A
     with pytest.raises(DefinitionError, match="user_id.*String.*Int64"):
         store.ingest()
     assert store.layout.files("v", store.state().view("v").version) == []
+
+
+def test_a_view_served_online_needs_addressable_keys(make_repo: Any) -> None:
+    views = """
+    from featurestore import Entity, Feature, FeatureView, Float64, ParquetSource
+    e = Entity("e", join_keys={"k": Float64})
+    v = FeatureView("v", [e], ParquetSource("src.parquet"), [Feature("x", Float64)])
+    offline_only = FeatureView("w", [e], ParquetSource("src.parquet"), [Feature("x", Float64)], online=False)
+    """
+    store = FeatureStore(make_repo({"views.py": views}, name="floatkeys"))
+    with pytest.raises(DefinitionError, match=r"module definitions.views, object 'v'.*online=False"):
+        store.plan()

@@ -54,18 +54,25 @@ class FeatureStore:
     def _connection(self) -> Any:
         tmp = self.settings.duckdb_temp_dir
         tmp.mkdir(parents=True, exist_ok=True)
-        return duckdb_connection(self.settings.duckdb_memory_limit, str(tmp))
+        return duckdb_connection(self.settings.duckdb_memory_limit, str(tmp), search_path=str(self.repo))
 
     def state(self) -> RegistryState:
         return self.registry.load()
 
     # -- registry -------------------------------------------------------
-    def specs(self, defs: Definitions | None = None) -> dict[str, Any]:
-        """The registry form of the definitions (join keys without a dtype typed from the data)."""
+    def specs(self, defs: Definitions | None = None, registered: RegistryState | None = None) -> dict[str, Any]:
+        """The registry form of the definitions.
+
+        Join keys declared without a dtype are typed from the data, or, for a view already
+        in ``registered``, keep the type registered for them (the data may have arrived since).
+        """
         con = None
 
         def key_types(view: Any, keys: list[str]) -> Any:
             nonlocal con
+            known = registered.views.get(view.name) if registered is not None else None
+            if known is not None and all(k in known.join_keys for k in keys):
+                return {k: known.join_keys[k] for k in keys}
             con = con or self._connection()
             return read_key_dtypes(view, keys, self.repo, con)
 
@@ -98,7 +105,7 @@ class FeatureStore:
         state = self.state()
         names = self._view_names(state, views)
         con = self._connection()
-        current_specs = self.specs(defs)["views"]
+        current_specs = self.specs(defs, registered=state)["views"]
         results = []
         from featurestore._progress import steps
 

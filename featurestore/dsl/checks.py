@@ -334,8 +334,9 @@ class Gate:
     check fails, then write nothing), ``"fail"`` (any failure rejects the batch) or
     ``"warn"`` (write everything, report the failures).
     ``unique_key``: (join keys, event time) is unique in the batch. ``max_future``:
-    tolerance for event times in the future. ``freshness``: the newest event time is
-    at most this old. ``checks``: dataframe-level checks. ``drift``: a :class:`Drift`.
+    when set, event times further than this in the future fail (off by default).
+    ``freshness``: the newest event time is at most this old. ``checks``: dataframe-level
+    checks. ``drift``: a :class:`Drift`.
     ``schema``: an expert's ``pandera.polars`` schema or model, run in addition; it
     cannot be serialised, so it only runs in processes that imported the definitions.
     """
@@ -346,7 +347,7 @@ class Gate:
         *,
         max_bad_fraction: float = 0.05,
         unique_key: bool = True,
-        max_future: timedelta | None = timedelta(minutes=5),
+        max_future: timedelta | None = None,
         freshness: timedelta | None = None,
         checks: Sequence[FrameCheck] = (),
         drift: Drift | None = None,

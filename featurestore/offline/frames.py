@@ -61,7 +61,7 @@ def _compatible(actual: pl.DataType, declared: DType) -> bool:
     if declared.name == "Int64":
         return base in _INT
     if declared.name == "Int32":
-        return base in {pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16}
+        return base in _INT  # a wider integer is narrowed with a checked cast (overflow is an error)
     if declared.name in ("Float64", "Float32"):
         return base in _INT or base in _FLOAT
     if declared.name == "Timestamp":
@@ -79,8 +79,13 @@ def coerce_column(name: str, actual: pl.DataType, declared: DType) -> pl.Expr:
     return col.cast(declared.polars).alias(name)
 
 
-def duckdb_connection(memory_limit: str = "4GB", temp_dir: str | None = None, threads: int | None = None) -> Any:
-    """An in-memory DuckDB connection in UTC that spills to ``temp_dir`` beyond ``memory_limit``."""
+def duckdb_connection(
+    memory_limit: str = "4GB", temp_dir: str | None = None, threads: int | None = None, search_path: str | None = None
+) -> Any:
+    """An in-memory DuckDB connection in UTC that spills to ``temp_dir`` beyond ``memory_limit``.
+
+    ``search_path``: the folder relative file paths in SQL resolve against (the repository).
+    """
     import duckdb
 
     config: dict[str, Any] = {"memory_limit": memory_limit}
@@ -91,4 +96,6 @@ def duckdb_connection(memory_limit: str = "4GB", temp_dir: str | None = None, th
     con = duckdb.connect(config=config)
     con.execute("SET TimeZone='UTC'")
     con.execute("SET enable_progress_bar=false")
+    if search_path:
+        con.execute("SET file_search_path = " + "'" + search_path.replace("'", "''") + "'")
     return con

@@ -112,6 +112,8 @@ def read_view(
     src = view.source
     keys, feats = spec.join_keys, spec.features
     needed = [*keys, src.timestamp, *feats]
+    if src.created:
+        needed.append(src.created)
     missing = [c for c in needed if c not in schema]
     if missing:
         raise DefinitionError(
@@ -120,10 +122,19 @@ def read_view(
             module=view.module,
             obj=view.name,
         )
+    # A text column with no value at all (e.g. an empty CSV column) carries no type: read it as nulls.
+    untyped = [c for c, t in feats.items() if schema[c] == pl.String and t.name not in ("String", "Timestamp")]
+    empty: set[str] = set()
+    if untyped:
+        present = lf.select([pl.col(c).is_not_null().any() for c in untyped]).collect().row(0)
+        empty = {c for c, has_value in zip(untyped, present, strict=True) if not has_value}
     try:
-        exprs = [coerce_column(k, schema[k], t) for k, t in {**keys, **feats}.items()]
+        exprs = [
+            pl.lit(None, dtype=t.polars).alias(k) if k in empty else coerce_column(k, schema[k], t)
+            for k, t in {**keys, **feats}.items()
+        ]
         exprs.append(to_utc(pl.col(src.timestamp), schema[src.timestamp]).alias(TS))
-        if src.created and src.created in schema:
+        if src.created:
             exprs.append(to_utc(pl.col(src.created), schema[src.created]).alias(_CREATED))
         else:
             exprs.append(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(_CREATED))

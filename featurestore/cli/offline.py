@@ -40,7 +40,9 @@ def ingest(
 
 def training_set(
     entities: Path = typer.Option(None, "--entities", help="Entity rows: a Parquet or CSV file."),
-    features: list[str] = typer.Option(None, "--features", "-f", help="view:feature references or a service name."),
+    features: list[str] = typer.Option(
+        None, "--features", "-f", help="view:feature references (repeat -f or separate with commas) or a service name."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write the training set (.parquet or .csv)."),
     manifest: Path = typer.Option(None, "--manifest", help="Rebuild the training set described by this manifest."),
     timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column"),
@@ -57,7 +59,9 @@ def training_set(
         else:
             if entities is None or not features or out is None:
                 raise typer.BadParameter("--entities, --features and --out are required (or --manifest)")
-            refs: list[str] | str = features if len(features) > 1 else features[0]
+            # -f may repeat and each value may list several references separated by commas
+            names = [r.strip() for f in features for r in f.split(",") if r.strip()]
+            refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
             df = store.get_training_set(
                 entities, refs, out=out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
             )

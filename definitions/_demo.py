@@ -131,6 +131,11 @@ def online_demo(store: FeatureStore, data: Path) -> None:
 
     flight = pl.read_parquet(data / "flights.parquet").filter(pl.col("tailnum").is_not_null()).row(0, named=True)
     entities = {k: [flight[k]] for k in ("origin", "dest", "carrier", "tailnum")}
+    if store.settings.auth == "off":
+        console.print(
+            'Serving without API keys: this example\'s featurestore.toml says auth = "off" '
+            "(auth is on by default; see `featurestore new-api-key`)."
+        )
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(REPO), "--port", str(port)],

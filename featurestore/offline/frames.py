@@ -38,11 +38,24 @@ def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if dtype == pl.String:
-        parsed = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
-        return parsed
+        return _parse_iso_utc(expr)
     if dtype == pl.Null:
         return expr.cast(UTC_US)
     raise DTypeMismatchError(f"cannot read {dtype} as a timestamp")
+
+
+def _parse_iso_utc(expr: pl.Expr) -> pl.Expr:
+    """ISO 8601 text to UTC, row by row: ``Z`` or ``+HH:MM`` offsets, naive (UTC), date only, ``T`` or space."""
+    text = (
+        expr.str.strip_chars()
+        .str.replace(r"Z$", "+00:00")
+        .str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
+        .str.replace(r"T(\d{2}:\d{2})($|[+-])", "T${1}:00${2}")  # no seconds
+    )
+    date_only = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+    has_offset = text.str.contains(r"[+-]\d{2}:?\d{2}$")
+    full = pl.when(date_only).then(text + "T00:00:00+00:00").when(~has_offset).then(text + "+00:00").otherwise(text)
+    return full.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=True)
 
 
 _INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32}

@@ -256,3 +256,25 @@ def test_spills_to_disk_when_the_join_exceeds_the_memory_limit(tmp_path: Path) -
     tiny = load_settings(root, env={"FEATURESTORE_DUCKDB_MEMORY_LIMIT": "4MB"})
     with pytest.raises(TrainingSetError, match="duckdb_memory_limit"):
         FeatureStore(settings=tiny).get_training_set(entity, refs)
+
+
+def test_entity_times_as_text_in_mixed_iso_forms(driver_view: ViewRequest) -> None:
+    """Z, offsets, naive (UTC), a space separator, no seconds and date only, row by row."""
+    entity = pl.DataFrame(
+        {
+            "driver_id": [1, 1, 1, 1, 1, 1],
+            "event_timestamp": [
+                "2026-01-01T01:00:00Z",
+                "2026-01-01 00:30:00",
+                "2026-01-01",
+                "2026-01-01T03:00:00+02:00",
+                "2026-01-01T05:30",
+                None,
+            ],
+        }
+    )
+    out = join(entity, driver_view)
+    assert out["rating"].to_list() == [2.0, 1.0, 1.0, 2.0, 3.0, None]
+    assert out["event_timestamp"].dtype == pl.String  # the user's column comes back as given
+    with pytest.raises(TrainingSetError, match="cannot be joined"):
+        join(pl.DataFrame({"driver_id": [1], "event_timestamp": ["tomorrow"]}), driver_view)

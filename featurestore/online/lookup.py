@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from featurestore.errors import RegistryError, RequestError
-from featurestore.online.codec import check_key_dtypes, entity_keys, format_timestamp, now_us
+from featurestore.online.codec import check_key_dtypes, entity_keys, format_timestamps, now_us
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
 
@@ -140,23 +140,24 @@ def assemble(
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
         decoded: list[list[Any] | None] = []
         base: list[str] = []
-        stamps: list[str] = []
+        times: list[int] = []
         ttl = view.ttl_us
         for raw in rows:
             if raw is None:
                 decoded.append(None)
                 base.append(NOT_FOUND)
-                stamps.append(EPOCH)
+                times.append(0)
                 continue
             row = loads(raw)
             ts = row[0]
-            stamps.append(format_timestamp(ts))
+            times.append(ts)
             if ttl is not None and ts + ttl < now:
                 decoded.append(None)
                 base.append(OUTSIDE_MAX_AGE)
             else:
                 decoded.append(row)
                 base.append(PRESENT)
+        stamps = format_timestamps(times)  # a missing row's 0 formats as the epoch, as Feast answers
         if NOT_FOUND not in base and OUTSIDE_MAX_AGE not in base:
             # every entity has a servable row: transpose in C, statuses only where values are null
             columns = list(zip(*decoded, strict=False)) if decoded else []

@@ -78,7 +78,11 @@ class RedisOnlineStore(OnlineStore):
         if self._aclient is None or self._aloop is not loop:
             import redis.asyncio as aredis
 
-            self._aclient = aredis.Redis.from_url(self.url, **self._options)
+            options = dict(self._options)
+            fast = _hiredis_connection_class(self.url)
+            if fast is not None:
+                options["connection_class"] = fast
+            self._aclient = aredis.Redis.from_url(self.url, **options)
             self._aloop = loop
         return self._aclient
 
@@ -303,3 +307,30 @@ def _pack_sets(prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire
                 % (len(k), k, len(row), row, len(t), t)
             )
     return b"".join(parts)
+
+
+def _hiredis_connection_class(url: str) -> Any:
+    """An asyncio connection class packing commands with hiredis (C) instead of Python.
+
+    redis-py's asyncio connections pack every argument in Python (about 55 us for an MGET
+    of 100 keys against 5 us in hiredis); the lookup hot path is mostly that packing.
+    None when hiredis is not installed.
+    """
+    try:
+        import hiredis
+    except ImportError:
+        return None
+    import redis.asyncio.connection as aconn
+
+    base = aconn.SSLConnection if url.startswith("rediss://") else aconn.Connection
+
+    class HiredisPackingConnection(base):  # type: ignore[valid-type,misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            first = args[0]
+            if isinstance(first, str) and " " in first:  # "CONFIG GET" -> two arguments, as redis-py does
+                args = (*first.split(), *args[1:])
+            elif isinstance(first, bytes) and b" " in first:
+                args = (*first.split(), *args[1:])
+            return [hiredis.pack_command(args)]
+
+    return HiredisPackingConnection

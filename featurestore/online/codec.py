@@ -166,6 +166,8 @@ def format_timestamp(us: int) -> str:
 
 def format_timestamps(us: list[int]) -> list[str]:
     """Many timestamps at once, as :func:`format_timestamp` writes them (vectorised: a lookup's hot path)."""
+    if len(us) < 16:  # numpy's call overhead only pays off for larger batches
+        return [format_timestamp(t) for t in us]
     import numpy as np
 
     text = np.datetime_as_string(np.array(us, dtype="datetime64[us]"), unit="us").tolist()

@@ -41,3 +41,28 @@ def test_rows_older_than_ttl_are_skipped_and_the_rest_kept_until_event_plus_two_
     assert enc.skipped_expired == 1
     # event (NOW - 30 min) + 2 x 1 h: OUTSIDE_MAX_AGE from NOW + 30 min, gone at NOW + 90 min
     assert enc.expire_at_ms == [int((NOW + timedelta(minutes=90)).timestamp() * 1000)]
+
+
+def test_vectorised_timestamps_match_the_scalar_format() -> None:
+    from featurestore.online.codec import format_timestamp, format_timestamps
+
+    stamps = [0, 1_767_225_600_000_000, 1_767_225_600_123_456, 1_767_225_601_000_001, 253_402_300_799_000_000]
+    assert format_timestamps(stamps) == [format_timestamp(t) for t in stamps]
+    many = stamps * 10  # the vectorised branch
+    assert format_timestamps(many) == [format_timestamp(t) for t in many]
+    assert format_timestamps(stamps)[:3] == [
+        "1970-01-01T00:00:00Z",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:00.123456Z",
+    ]
+
+
+def test_hiredis_packing_matches_redis_py() -> None:
+    from redis.asyncio.connection import Connection
+
+    from featurestore.online.redis import _hiredis_connection_class
+
+    fast = _hiredis_connection_class("redis://127.0.0.1:6379/0")
+    assert fast is not None
+    for command in [("MGET", "a", "b:c"), ("CONFIG GET", "maxmemory"), ("SET", "k", b"\x00v", "PXAT", 123)]:
+        assert b"".join(fast().pack_command(*command)) == b"".join(Connection().pack_command(*command))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -48,6 +49,10 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         online = store or open_online_store(settings.online_url, settings.project, timeout=settings.online_timeout)
         app.state.store = online
         app.state.catalog = Catalog(settings.registry, online)
+        # Start-up objects (modules, the app, the registry) never die: moving them out of the
+        # collector's reach keeps full collections, and their pauses in the p99, short.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

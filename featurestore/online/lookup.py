@@ -133,8 +133,10 @@ def assemble(
 ) -> dict[str, Any]:
     """The Feast feature-server response: entity columns first, then each feature's values and statuses."""
     now = now_us()
+    # Join-key columns come first, in the order the request gave them (as Feast answers).
+    keys = list(entities) if len(entities) == len(plan.entity_columns) else plan.entity_columns
     results: list[dict[str, Any]] = [
-        {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in plan.entity_columns
+        {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in keys
     ]
     loads = orjson.loads
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
@@ -184,7 +186,8 @@ def assemble(
                     values.append(value)
                     statuses_.append(PRESENT if value is not None else NULL_VALUE)
             results.append({"values": values, "statuses": statuses_, "event_timestamps": stamps})
-    return {"metadata": {"feature_names": plan.feature_names}, "results": results}
+    names = plan.feature_names if keys is plan.entity_columns else [*keys, *plan.feature_names[len(keys) :]]
+    return {"metadata": {"feature_names": names}, "results": results}
 
 
 class OnlineFeatures:

@@ -70,14 +70,16 @@ def _latest_rows(
     if start is not None:
         where.append(f"{quote(TS)} >= {_sql_time(start)}")
     keys = ", ".join(quote(k) for k in spec.join_keys)
-    # One row per (keys, event_timestamp) in the offline store, so arg_max picks exactly one row.
+    # One row per (keys, event_timestamp) in the offline store, so row_number picks exactly one
+    # row; the window count is taken before QUALIFY, so it is the rows scanned in the window.
     sql = (
-        f"SELECT {', '.join(quote(c) for c in columns)} FROM read_parquet({paths}) "
-        f"WHERE {' AND '.join(where)} "
+        f"SELECT {', '.join(quote(c) for c in columns)}, count(*) OVER () AS __scanned "
+        f"FROM read_parquet({paths}) WHERE {' AND '.join(where)} "
         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(TS)} DESC) = 1"
     )
     df = con.sql(sql).pl()
-    scanned = con.sql(f"SELECT count(*) FROM read_parquet({paths}) WHERE {' AND '.join(where)}").fetchall()[0][0]
+    scanned = df.get_column("__scanned")[0] if df.height else 0
+    df = df.drop("__scanned")
     return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned)
 
 

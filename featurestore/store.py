@@ -155,7 +155,7 @@ class FeatureStore:
         defs = self.definitions()
         if view not in defs.views:
             raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
-        spec = ViewSpec(self.specs(defs)["views"][view])
+        spec = ViewSpec(self.specs(defs, registered=self.state())["views"][view])
         df, _ = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
         return validate_frame(self.settings, spec, df)
 

@@ -87,19 +87,11 @@ def _swap(layout: OfflineLayout, txn_dir: Path, record: dict) -> None:  # type: 
 
 
 def recover(layout: OfflineLayout, view: str) -> int:
-    """Finish committed transactions of ``view`` and drop uncommitted ones; returns how many were found."""
-    root = layout.txn_root(view)
-    if not root.is_dir():
-        return 0
-    found = 0
-    for txn_dir in sorted(root.iterdir()):
-        found += 1
-        commit = txn_dir / "commit.json"
-        if commit.is_file():
-            _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))
-        else:
-            shutil.rmtree(txn_dir, ignore_errors=True)
-    return found
+    """Finish committed transactions of ``view`` and drop uncommitted ones; returns how many were found.
+
+    For writers, under the view's lock: no other write can own the staging it drops.
+    """
+    return _settle(layout, view, drop_uncommitted=True)
 
 
 def finish_committed(layout: OfflineLayout, view: str) -> None:
@@ -109,13 +101,24 @@ def finish_committed(layout: OfflineLayout, view: str) -> None:
     commit record exists is rolled forward, under the view's lock.
     """
     root = layout.txn_root(view)
-    if not root.is_dir() or not any((d / "commit.json").is_file() for d in root.iterdir()):
-        return
-    with layout.lock(view):
-        for txn_dir in sorted(root.iterdir()):
-            commit = txn_dir / "commit.json"
-            if commit.is_file():
-                _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))
+    if root.is_dir() and any((d / "commit.json").is_file() for d in root.iterdir()):
+        with layout.lock(view):
+            _settle(layout, view, drop_uncommitted=False)
+
+
+def _settle(layout: OfflineLayout, view: str, *, drop_uncommitted: bool) -> int:
+    root = layout.txn_root(view)
+    if not root.is_dir():
+        return 0
+    found = 0
+    for txn_dir in sorted(root.iterdir()):
+        found += 1
+        commit = txn_dir / "commit.json"
+        if commit.is_file():
+            _roll_forward(layout, txn_dir, orjson.loads(commit.read_bytes()))
+        elif drop_uncommitted:
+            shutil.rmtree(txn_dir, ignore_errors=True)
+    return found
 
 
 @contextlib.contextmanager

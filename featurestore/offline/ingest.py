@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,10 +228,7 @@ def write_view(
 
 
 def _day_overlaps(day: str, start: datetime | None, end: datetime | None) -> bool:
-    from datetime import UTC, timedelta
-    from datetime import date as date_cls
-
-    d0 = datetime.combine(date_cls.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
+    d0 = datetime.combine(date.fromisoformat(day), datetime.min.time(), tzinfo=UTC)
     d1 = d0 + timedelta(days=1)
     return (start is None or d1 > start) and (end is None or d0 < end)
 

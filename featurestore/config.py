@@ -22,7 +22,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 class ApiKey:
     """One configured API key: its name, the SHA-256 of the key, and what it may do.
 
-    ``services``/``views`` of ``None`` mean no restriction on reads; ``push`` allows ``POST /push``.
+    ``services``/``views`` of ``None`` mean no restriction on reads; ``push`` allows ``POST /push``
+    to the views the key may read; ``push_views`` (when set) lists the views it may push to instead.
     """
 
     name: str
@@ -30,6 +31,7 @@ class ApiKey:
     services: tuple[str, ...] | None = None
     views: tuple[str, ...] | None = None
     push: bool = False
+    push_views: tuple[str, ...] | None = None
 
 
 def _names(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
@@ -55,7 +57,7 @@ def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise ConfigError("api_keys: expected a list of tables {name, sha256, services, views, push}")
+        raise ConfigError("api_keys: expected a list of tables {name, sha256, services, views, push, push_views}")
     keys = []
     for i, entry in enumerate(value):
         if isinstance(entry, ApiKey):
@@ -64,7 +66,7 @@ def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
         where = f"api_keys[{i}]"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: expected a table with name and sha256")
-        unknown = set(entry) - {"name", "sha256", "services", "views", "push"}
+        unknown = set(entry) - {"name", "sha256", "services", "views", "push", "push_views"}
         if unknown:
             hint = "(a plain key is never accepted: use sha256)"
             raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)} {hint}")
@@ -74,7 +76,7 @@ def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
         if not isinstance(digest, str) or not _SHA256.match(digest.lower()):
             raise ConfigError(f"{where} ({name}): 'sha256' must be 64 hex digits (`featurestore new-api-key`)")
         services, views = _names(entry, "services", where), _names(entry, "views", where)
-        keys.append(ApiKey(name, digest.lower(), services, views, push))
+        keys.append(ApiKey(name, digest.lower(), services, views, push, _names(entry, "push_views", where)))
     return tuple(keys)
 
 

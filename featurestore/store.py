@@ -244,7 +244,7 @@ class FeatureStore:
         con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
         run = (self.settings, con, self.layout, store)
         return [
-            materialize_view(*run, specs[n], start_dt, end_dt, incremental=incremental)
+            materialize_view(*run, specs[n], start_dt, end_dt, incremental=incremental, resolve=_resolver(state, n))
             for n in steps(specs, "materialize", enabled=progress)
         ]
 
@@ -273,5 +273,28 @@ class FeatureStore:
         """Write rows (join keys, event_timestamp, every feature) online through the push gate."""
         from featurestore.online.push import push_rows
 
-        spec = self.state().view(view)
-        return push_rows(self.settings, self.online_store(), spec, rows, to_offline=to_offline, layout=self.layout)
+        state = self.state()
+        spec = state.view(view)
+        return push_rows(
+            self.settings,
+            self.online_store(),
+            spec,
+            rows,
+            to_offline=to_offline,
+            layout=self.layout,
+            resolve=_resolver(state, view, self.registry),
+        )
+
+
+def _resolver(state: RegistryState, view: str, registry: Registry | None = None) -> Any:
+    """The spec of an applied version of ``view``: from ``state``, else from a fresh read of ``registry``."""
+
+    def resolve(version: str) -> Any:
+        try:
+            return state.view(view, version)
+        except RegistryError:
+            if registry is None:
+                raise
+            return registry.load().view(view, version)
+
+    return resolve

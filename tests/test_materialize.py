@@ -288,7 +288,7 @@ def test_encode_rows_layout() -> None:
     )
     enc = encode_rows(df, ["k"], ["x"], timedelta(days=1), now=NOW)
     ts = int(NOW.timestamp() * 1_000_000)
-    assert enc.keys == ["1"] and enc.rows == [b"[%d,1.5]" % ts] and enc.skipped_expired == 1
+    assert enc.keys == ["1"] and enc.rows == [b"[%d,1.5,0]" % ts] and enc.skipped_expired == 1
     assert enc.expire_at_ms == [(ts + 2 * 86_400_000_000) // 1000]
 
 

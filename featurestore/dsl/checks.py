@@ -326,6 +326,10 @@ class Drift:
         return f"Drift({self.to_dict()})"
 
 
+# Event times may run this far ahead of the writer's clock (clock skew between machines).
+DEFAULT_MAX_FUTURE = timedelta(minutes=5)
+
+
 class Gate:
     """The view-level checks and the policy of a view's validation gate.
 
@@ -334,7 +338,9 @@ class Gate:
     check fails, then write nothing), ``"fail"`` (any failure rejects the batch) or
     ``"warn"`` (write everything, report the failures).
     ``unique_key``: (join keys, event time) is unique in the batch. ``max_future``:
-    when set, event times further than this in the future fail (off by default).
+    event times further than this in the future fail (default 5 minutes, ``None`` turns
+    the check off): one row dated a year ahead would otherwise stay served and make every
+    real-time push of its entity look stale.
     ``freshness``: the newest event time is at most this old. ``checks``: dataframe-level
     checks. ``drift``: a :class:`Drift`.
     ``schema``: an expert's ``pandera.polars`` schema or model, run in addition; it
@@ -347,7 +353,7 @@ class Gate:
         *,
         max_bad_fraction: float = 0.05,
         unique_key: bool = True,
-        max_future: timedelta | None = None,
+        max_future: timedelta | None = DEFAULT_MAX_FUTURE,
         freshness: timedelta | None = None,
         checks: Sequence[FrameCheck] = (),
         drift: Drift | None = None,
@@ -392,7 +398,8 @@ class Gate:
             return cls()
         if "policy" not in data:
             raise ValueError(f"not a featurestore Gate: {data!r}")
-        mf, fr = data.get("max_future_seconds"), data.get("freshness_seconds")
+        fr = data.get("freshness_seconds")
+        mf = data.get("max_future_seconds", DEFAULT_MAX_FUTURE.total_seconds())
         gate = cls(
             data["policy"],
             max_bad_fraction=data.get("max_bad_fraction", 0.05),

@@ -13,14 +13,20 @@ class OnlineStore(abc.ABC):
     """Where the latest row of each entity of each view version is kept for serving.
 
     A *row* is one entity's features, pre-encoded by :mod:`featurestore.online.codec`
-    (``[event_ts_us, v1, v2, ...]`` as JSON bytes, in the order of the view version's
-    features). An *entity key* is the join-key values encoded by ``codec.entity_key``.
-    Stores only move bytes: they never decode a row. Configuration (URL, project,
-    timeouts) goes into the constructor.
+    (``[event_ts_us, v1, ..., vN, created_us]`` as JSON bytes, in the order of the view
+    version's features). An *entity key* is the join-key values encoded by
+    ``codec.entity_keys``. Stores never decode a row; they read its first and last numbers
+    to order rows (``codec.newer``). Configuration (URL, project, timeouts) goes into the
+    constructor.
+
+    Newest wins: a stored row is only replaced by a row with a greater event time, or the
+    same event time and a greater created time, compared and written atomically in the
+    store, so concurrent writers and re-runs can never put an older row back.
 
     Versions: rows are namespaced by view version, so a new version never mixes with
     the old one; readers follow a per-view *version pointer* that materialization
-    switches once a new version is completely written.
+    switches once a new version is completely written. While it writes one, it marks it
+    *pending*, so that pushes write to both (see ``pointers``).
     """
 
     project: str
@@ -33,16 +39,20 @@ class OnlineStore(abc.ABC):
         keys: Sequence[str],
         rows: Sequence[bytes],
         expire_at_ms: Sequence[int] | None = None,
+        *,
+        pushed: bool = False,
     ) -> int:
-        """Store ``rows[i]`` as the row of entity ``keys[i]`` in ``view``/``version``; return the count.
+        """Store ``rows[i]`` as the row of entity ``keys[i]`` unless the stored row is newer; return rows written.
 
-        Each row is replaced atomically (no reader sees a mix of two writes) and writing
-        the same rows again changes nothing. ``expire_at_ms[i]`` (Unix milliseconds) makes
-        the row disappear at that time; ``None`` keeps it forever.
+        Newest wins (``codec.newer``), compared and written atomically per row in the store,
+        in one round trip per batch: no reader sees a mix of two writes, writing the same rows
+        again changes nothing, and an older row never replaces a newer one. ``expire_at_ms[i]``
+        (Unix milliseconds) makes the row disappear at that time; ``None`` keeps it forever.
+        ``pushed`` also records the keys as pushed to this version (``pushed_keys``).
 
         Example::
 
-            store.write_rows("driver_stats", "3f2a9c0b1d2e", ["1001"], [b'[1767225600000000,0.5,7]'])
+            store.write_rows("driver_stats", "3f2a9c0b1d2e", ["1001"], [b'[1767225600000000,0.5,7,0]'])  # 1
         """
 
     @abc.abstractmethod
@@ -61,6 +71,33 @@ class OnlineStore(abc.ABC):
         return self.read_rows(view, version, keys)
 
     @abc.abstractmethod
+    def pushed_keys(self, view: str, version: str) -> list[str]:
+        """The entity keys ever pushed to ``view``/``version`` (carried forward when a new version goes live).
+
+        Example::
+
+            store.pushed_keys("driver_stats", "3f2a9c0b1d2e")  # ["1001"]
+        """
+
+    @abc.abstractmethod
+    def pointers(self, view: str) -> tuple[str | None, str | None]:
+        """``(current, pending)`` versions of ``view``, read atomically in one round trip.
+
+        *pending* is the version a materialization is writing before it goes live (``None``
+        when none is, or when it equals *current*). A push writes to both and then reads
+        the pointers again: if they changed meanwhile it writes again, so no pushed row is
+        lost across a version switch.
+
+        Example::
+
+            store.pointers("driver_stats")  # ("3f2a9c0b1d2e", "77aa01c2b3d4")
+        """
+
+    @abc.abstractmethod
+    def set_pending_version(self, view: str, version: str) -> None:
+        """Mark ``version`` as being written for ``view`` (pushes start writing to it too)."""
+
+    @abc.abstractmethod
     def current_version(self, view: str) -> str | None:
         """The version readers should use for ``view`` (``None`` before the first materialization)."""
 
@@ -73,8 +110,12 @@ class OnlineStore(abc.ABC):
         return self.current_versions()
 
     @abc.abstractmethod
-    def set_current_version(self, view: str, version: str) -> None:
-        """Point readers of ``view`` at ``version`` (call once the version is completely written)."""
+    def set_current_version(self, view: str, version: str, *, if_absent: bool = False) -> None:
+        """Point readers of ``view`` at ``version`` (call once it is completely written).
+
+        A pending mark equal to ``version`` is then no longer pending. ``if_absent`` sets the
+        pointer only if the view has none (atomically: a first push never overrides a switch).
+        """
 
     @abc.abstractmethod
     def watermark(self, view: str, version: str) -> datetime | None:
@@ -103,7 +144,10 @@ class OnlineStore(abc.ABC):
 
     @abc.abstractmethod
     def delete(self, view: str, version: str | None = None) -> int:
-        """Remove the rows of one version (or of every version and the pointer); return rows removed."""
+        """Remove the rows of one version (or of every version and the pointers); return rows removed.
+
+        The version's watermark, newest event and pushed keys go with it.
+        """
 
     @abc.abstractmethod
     def ping(self) -> None:

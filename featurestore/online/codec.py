@@ -1,4 +1,4 @@
-"""The online row encoding: entity keys as text, rows as JSON arrays ``[event_ts_us, v1, v2, ...]``."""
+"""The online row encoding: entity keys as text, rows as JSON arrays ``[event_ts_us, v1, ..., vN, created_us]``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ __all__ = [
     "entity_keys",
     "check_key_dtypes",
     "row_timestamp_us",
+    "row_stamp",
+    "newer",
     "format_timestamp",
     "format_timestamps",
     "now_us",
@@ -77,8 +79,15 @@ def encode_rows(
     ttl: timedelta | None,
     *,
     now: datetime | None = None,
+    created_us: int | pl.Expr = 0,
 ) -> EncodedRows:
     """Encode one row per entity (join keys, ``event_timestamp``, features) for the online store.
+
+    A row is ``[event_ts_us, v1, ..., vN, created_us]``: the event time first (lookups read it
+    without decoding), the features in the version's order, and last the row's creation time,
+    which breaks ties between rows of the same event time (the store keeps the greater; see
+    :func:`newer`). Materialized rows carry ``created_us=0``; a push carries its ``created``
+    column or the time it was received, so it wins a tie with the offline row it corrects.
 
     Rows already older than ``ttl`` at ``now`` are skipped. The others stay stored until event
     time + 2 x ttl: past event time + ttl a lookup answers OUTSIDE_MAX_AGE (the value is not
@@ -91,8 +100,12 @@ def encode_rows(
     valid = [pl.col(k).is_not_null() for k in join_keys] + [
         ~pl.col(k).str.contains(KEY_SEPARATOR, literal=True) for k in join_keys if df.schema[k] == pl.String
     ]
+    created = created_us if isinstance(created_us, pl.Expr) else pl.lit(created_us, dtype=pl.Int64)
     frame = df.filter(pl.all_horizontal(valid)).select(
-        _key_expr(join_keys).alias("__key"), ts_us.alias("__ts"), *[pl.col(f) for f in features]
+        _key_expr(join_keys).alias("__key"),
+        ts_us.alias("__ts"),
+        *[pl.col(f) for f in features],
+        created.alias("__created"),
     )
     expire: list[int] | None = None
     skipped = 0
@@ -138,6 +151,21 @@ def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes
 def row_timestamp_us(row: bytes) -> int:
     """The event time of an encoded row without decoding the whole row."""
     return int(row[1 : row.index(b",") if b"," in row else -1])
+
+
+def row_stamp(row: bytes) -> tuple[int, int]:
+    """``(event_ts_us, created_us)`` of an encoded row, read from its first and last elements."""
+    return int(row[1 : row.index(b",")]), int(row[row.rindex(b",") + 1 : -1])
+
+
+def newer(new: bytes, old: bytes | None) -> bool:
+    """Whether ``new`` may replace the stored row ``old``: a greater event time, or the same and a greater created.
+
+    The one ordering every store applies to every write path (materialize, incremental
+    materialize, push), so re-running a write changes nothing and an older row never
+    replaces a newer one. Stores compare in the store itself (Redis: a server-side script).
+    """
+    return old is None or row_stamp(new) > row_stamp(old)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -8,12 +8,13 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
-from featurestore.errors import RequestError
+from featurestore.errors import RegistryError, RequestError
 from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
-from featurestore.online.codec import check_key_dtypes, encode_rows, row_timestamp_us
+from featurestore.online.codec import KEY_SEPARATOR, check_key_dtypes, now_us
 from featurestore.registry.spec import ViewSpec
+from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_live_versions
 from featurestore.validation import gate_for
 
 __all__ = ["PushResult", "push_rows", "push_frame"]
@@ -23,7 +24,11 @@ TS = "event_timestamp"
 
 @dataclass(frozen=True)
 class PushResult:
-    """What a push did: rows received, written online, skipped as older than the stored row."""
+    """What a push did: rows received, written online, skipped as not newer than the stored row.
+
+    ``version`` is the version readers follow; ``versions`` the rows written to each version
+    the push reached (during a materialization of a new version, both).
+    """
 
     view: str
     version: str
@@ -33,6 +38,7 @@ class PushResult:
     rows_expired: int
     offline_partitions: list[str] = field(default_factory=list)
     gate: Any = None
+    versions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         gate = self.gate.to_dict() if hasattr(self.gate, "to_dict") else None
@@ -43,12 +49,14 @@ class PushResult:
             "rows_written": self.rows_written,
             "rows_stale": self.rows_stale,
             "rows_expired": self.rows_expired,
+            "versions": self.versions,
             "offline_partitions": self.offline_partitions,
             "gate": gate,
         }
 
 
 CREATED_COLUMNS = ("created", "created_timestamp")
+CREATED = "created"
 
 
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
@@ -60,8 +68,11 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     check_key_dtypes(spec.name, spec.join_keys)
     declared = {**spec.join_keys, **spec.features}
     missing = [c for c in [*spec.join_keys, TS, *spec.features] if c not in df.columns]
-    # A creation-time column (as Feast push frames carry) is accepted and not stored.
+    # A creation-time column (as Feast push frames carry) orders rows of the same event time.
     extra = [c for c in df.columns if c not in declared and c not in (TS, *CREATED_COLUMNS)]
+    created = [c for c in CREATED_COLUMNS if c in df.columns]
+    if len(created) > 1:
+        raise RequestError(f"push to {spec.name!r}: give one of {list(CREATED_COLUMNS)}, not both", 422)
     if missing or extra:
         raise RequestError(
             f"push to {spec.name!r}: columns must be the join keys, {TS!r} and every feature "
@@ -78,12 +89,23 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     try:
-        typed = df.select(typed_column(TS, Timestamp), *[typed_column(c, t) for c, t in declared.items()])
+        typed = df.select(
+            typed_column(TS, Timestamp),
+            *[typed_column(c, t) for c, t in declared.items()],
+            *[typed_column(c, Timestamp).alias(CREATED) for c in created],
+        )
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
         raise RequestError(f"push to {spec.name!r}: {exc}", 422) from None
     if typed.select(pl.any_horizontal(pl.col([*spec.join_keys, TS]).is_null()).any()).item():
         raise RequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null", 422)
-    return typed.select([*spec.join_keys, TS, *spec.features])
+    for key, dtype in spec.join_keys.items():
+        if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
+            raise RequestError(
+                f"push to {spec.name!r}: join key {key!r} contains the reserved character U+001F "
+                "(it separates the parts of composite keys)",
+                422,
+            )
+    return typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
 
 
 def push_rows(
@@ -94,43 +116,57 @@ def push_rows(
     *,
     to_offline: bool = False,
     layout: OfflineLayout | None = None,
+    resolve: SpecResolver | None = None,
 ) -> PushResult:
-    """Write pushed rows online (the newest per entity, never replacing a newer stored row).
+    """Write pushed rows online: the newest per entity, never replacing a newer stored row.
 
     The ``push`` gate runs first; when it rejects, ``GateRejectedError`` is raised and
-    nothing is written. With ``to_offline`` the rows are also merged into the offline store.
+    nothing is written. Rows go to every live version of the view (the one readers follow
+    and one being materialized), so a version switch never loses them; ``resolve`` gives
+    the spec of another applied version. A row's ``created`` column (else the time it was
+    received) breaks ties with a stored row of the same event time. With ``to_offline`` the
+    rows are also merged into the offline store.
     """
     df = push_frame(spec, rows)
     received = df.height
     df, gate_result = gate_for(settings, spec, "push")(df)
+    received_at = now_us()
+    created = pl.col(CREATED).dt.epoch("us").fill_null(received_at) if CREATED in df.columns else pl.lit(received_at)
     keys = list(spec.join_keys)
-    latest = df.sort(TS).unique(subset=keys, keep="last", maintain_order=True)
-    encoded = encode_rows(latest, keys, list(spec.features), spec.ttl)
-    stored = store.read_rows(spec.name, spec.version, encoded.keys)
-    keep = [
-        i for i, old in enumerate(stored) if old is None or row_timestamp_us(old) <= row_timestamp_us(encoded.rows[i])
-    ]
-    expire = None if encoded.expire_at_ms is None else [encoded.expire_at_ms[i] for i in keep]
-    store.write_rows(spec.name, spec.version, [encoded.keys[i] for i in keep], [encoded.rows[i] for i in keep], expire)
-    if keep:
-        store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
-    if store.current_version(spec.name) is None:
-        store.set_current_version(spec.name, spec.version)
+    latest = (
+        df.with_columns(created.cast(pl.Int64).alias(CREATED_US))
+        .sort([TS, CREATED_US])
+        .unique(subset=keys, keep="last", maintain_order=True)
+    )
+    resolver = resolve or _no_other_version(spec)
+    live, written, expired = write_to_live_versions(store, spec, latest, resolver)
     partitions: list[str] = []
     if to_offline:
         if layout is None:
             raise ValueError("push_rows(to_offline=True) needs the offline layout")
-        partitions = merge_offline(layout, spec, df)
+        partitions = merge_offline(layout, spec, df.drop(CREATED, strict=False))
+    served = written.get(live, 0)
     return PushResult(
         view=spec.name,
-        version=spec.version,
+        version=live,
         rows_received=received,
-        rows_written=len(keep),
-        rows_stale=len(encoded) - len(keep),
-        rows_expired=encoded.skipped_expired,
+        rows_written=served,
+        rows_stale=latest.height - expired - served,
+        rows_expired=expired,
         offline_partitions=partitions,
         gate=gate_result,
+        versions=written,
     )
+
+
+def _no_other_version(spec: ViewSpec) -> SpecResolver:
+    def resolve(version: str) -> ViewSpec:
+        raise RegistryError(
+            f"feature view {spec.name!r} is served at version {version!r}, which this push does not know; "
+            "reload the registry and retry"
+        )
+
+    return resolve
 
 
 def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:

@@ -12,6 +12,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.offline.frames import utc_datetime
 from featurestore.online.base import OnlineStore
+from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
 
 __all__ = ["RedisOnlineStore"]
 
@@ -29,9 +30,12 @@ class RedisOnlineStore(OnlineStore):
 
     Layout, chosen so a lookup of any number of entities is one MGET:
 
-    - ``fs:{project}:{view}:{version}:{entity key}`` -> ``[event_ts_us, v1, v2, ...]`` (JSON bytes),
-      with ``PXAT`` = event time + ttl;
+    - ``fs:{project}:{view}:{version}:{entity key}`` -> ``[event_ts_us, v1, ..., vN, created_us]``
+      (JSON bytes), with ``PXAT`` = event time + 2 x ttl, written by a server-side script that
+      keeps the newer row (one ``EVALSHA`` per batch of rows);
     - ``fs:{project}:@versions`` (hash) -> ``{view: version}``, the pointer readers follow;
+    - ``fs:{project}:@pending`` (hash) -> ``{view: version}``, a version being materialized;
+    - ``fs:{project}:@pushed:{view}:{version}`` (set) -> entity keys pushed to that version;
     - ``fs:{project}:@watermarks`` (hash) -> ``{view:version: ISO time}`` for incremental runs;
     - ``fs:{project}:@newest`` (hash) -> ``{view:version: ISO time}``, the newest event written (freshness).
     """
@@ -62,6 +66,7 @@ class RedisOnlineStore(OnlineStore):
         self._aclient: Any = None
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._versions_key = f"fs:{project}:@versions"
+        self._pending_key = f"fs:{project}:@pending"
         self._watermarks_key = f"fs:{project}:@watermarks"
         self._newest_key = f"fs:{project}:@newest"
 
@@ -94,39 +99,70 @@ class RedisOnlineStore(OnlineStore):
         keys: Sequence[str],
         rows: Sequence[bytes],
         expire_at_ms: Sequence[int] | None = None,
+        *,
+        pushed: bool = False,
     ) -> int:
         if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
             raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
-        prefix = self.prefix(view, version).encode()
+        if not keys:
+            return 0
+        prefix = self.prefix(view, version)
+        pushed_set = self._pushed_key(view, version) if pushed else None
+        payloads = [
+            _pack_put_newer(
+                prefix,
+                keys[lo : lo + _CHUNK],
+                rows[lo : lo + _CHUNK],
+                None if expire_at_ms is None else expire_at_ms[lo : lo + _CHUNK],
+                pushed_set,
+            )
+            for lo in range(0, len(keys), _CHUNK)
+        ]
         try:
-            for lo in range(0, len(keys), _CHUNK):
-                hi = min(lo + _CHUNK, len(keys))
-                payload = _pack_sets(
-                    prefix, keys[lo:hi], rows[lo:hi], None if expire_at_ms is None else expire_at_ms[lo:hi]
-                )
-                self._send_counted(payload, hi - lo)
+            return self._run_scripts(payloads)
         except Exception as exc:
             raise _translate(exc) from exc
-        return len(keys)
 
-    def _send_counted(self, payload: bytes, count: int) -> None:
-        """Send pre-packed SET commands and read their ``count`` replies (one round trip)."""
+    def _run_scripts(self, payloads: list[bytes]) -> int:
+        """Send packed EVALSHA calls in one write, read their replies; load the script once if Redis lost it."""
+        import redis.exceptions as rex
+
         pool = self._client.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command([payload])
-            errors = []
-            for _ in range(count):
-                reply = conn.read_response()
-                if isinstance(reply, Exception):
-                    errors.append(reply)
-            if errors:
-                raise OnlineStoreError(f"Redis refused {len(errors)} writes, first: {errors[0]}")
+            written, missing = 0, []
+            conn.send_packed_command(payloads)
+            for i in range(len(payloads)):
+                try:
+                    reply = conn.read_response()
+                except rex.NoScriptError:
+                    missing.append(i)
+                    continue
+                except rex.ResponseError as exc:
+                    raise OnlineStoreError(redact(f"Redis refused a write: {exc}")) from None
+                written += int(reply)
+            if missing:  # first use on this server (or after a restart): load it, send those again
+                conn.send_command("SCRIPT", "LOAD", PUT_NEWER)
+                conn.read_response()
+                conn.send_packed_command([payloads[i] for i in missing])
+                for _ in missing:
+                    written += int(conn.read_response())
+            return written
         except BaseException:
             conn.disconnect()
             raise
         finally:
             pool.release(conn)
+
+    def _pushed_key(self, view: str, version: str) -> str:
+        self.prefix(view, version)
+        return f"fs:{self.project}:@pushed:{view}:{version}"
+
+    def pushed_keys(self, view: str, version: str) -> list[str]:
+        try:
+            return sorted(m.decode() for m in self._client.sscan_iter(self._pushed_key(view, version), count=10_000))
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -147,6 +183,25 @@ class RedisOnlineStore(OnlineStore):
             raise _translate(exc) from exc
 
     # -- pointers and watermarks -----------------------------------------
+    def pointers(self, view: str) -> tuple[str | None, str | None]:
+        try:
+            pipe = self._client.pipeline(transaction=True)  # MULTI/EXEC: both pointers as of one moment
+            pipe.hget(self._versions_key, view)
+            pipe.hget(self._pending_key, view)
+            current, pending = pipe.execute()
+        except Exception as exc:
+            raise _translate(exc) from exc
+        cur = None if current is None else current.decode()
+        pend = None if pending is None else pending.decode()
+        return cur, (None if pend == cur else pend)
+
+    def set_pending_version(self, view: str, version: str) -> None:
+        self.prefix(view, version)
+        try:
+            self._client.hset(self._pending_key, view, version)
+        except Exception as exc:
+            raise _translate(exc) from exc
+
     def current_version(self, view: str) -> str | None:
         try:
             value = self._client.hget(self._versions_key, view)
@@ -168,10 +223,13 @@ class RedisOnlineStore(OnlineStore):
             raise _translate(exc) from exc
         return {k.decode(): v.decode() for k, v in data.items()}
 
-    def set_current_version(self, view: str, version: str) -> None:
+    def set_current_version(self, view: str, version: str, *, if_absent: bool = False) -> None:
         self.prefix(view, version)
         try:
-            self._client.hset(self._versions_key, view, version)
+            if if_absent:
+                self._client.hsetnx(self._versions_key, view, version)
+            else:
+                self._client.hset(self._versions_key, view, version)
         except Exception as exc:
             raise _translate(exc) from exc
 
@@ -218,12 +276,16 @@ class RedisOnlineStore(OnlineStore):
             if version is None:
                 pattern = f"fs:{self.project}:{check_identifier(view, 'feature view')}:*"
                 self._client.hdel(self._versions_key, view)
+                self._client.hdel(self._pending_key, view)
+                for pushed in self._client.scan_iter(match=f"fs:{self.project}:@pushed:{view}:*", count=10_000):
+                    self._client.unlink(pushed)
                 for meta in (self._watermarks_key, self._newest_key):
                     fields = [f for f in self._client.hkeys(meta) if f.decode().startswith(view + ":")]
                     if fields:
                         self._client.hdel(meta, *fields)
             else:
                 pattern = self.prefix(view, version) + "*"
+                self._client.unlink(self._pushed_key(view, version))
                 self._client.hdel(self._watermarks_key, f"{view}:{version}")
                 self._client.hdel(self._newest_key, f"{view}:{version}")
             removed = 0
@@ -290,23 +352,26 @@ def _translate(exc: Exception) -> Exception:
     return OnlineStoreError(redact(f"Redis online store error: {exc}"))
 
 
-def _pack_sets(prefix: bytes, keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> bytes:
-    """RESP for ``SET key row [PXAT ms]`` per row, built without per-command client overhead."""
-    parts: list[bytes] = []
-    append = parts.append
-    if expire_at_ms is None:
-        for key, row in zip(keys, rows, strict=True):
-            k = prefix + key.encode()
-            append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(k), k, len(row), row))
-    else:
-        for key, row, ms in zip(keys, rows, expire_at_ms, strict=True):
-            k = prefix + key.encode()
-            t = b"%d" % ms
-            append(
-                b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$4\r\nPXAT\r\n$%d\r\n%b\r\n"
-                % (len(k), k, len(row), row, len(t), t)
-            )
-    return b"".join(parts)
+def _pack_put_newer(
+    prefix: str,
+    keys: Sequence[str],
+    rows: Sequence[bytes],
+    expire_at_ms: Sequence[int] | None,
+    pushed_set: str | None,
+) -> bytes:
+    """RESP for one ``EVALSHA`` of the newest-wins script over a batch, packed by hiredis (C)."""
+    import hiredis
+
+    n = len(keys)
+    args: list[Any] = ["EVALSHA", PUT_NEWER_SHA, n + (pushed_set is not None)]
+    args.extend([prefix + k for k in keys])
+    if pushed_set is not None:
+        args.append(pushed_set)
+    args.extend((n, 0 if expire_at_ms is None else 1, len(prefix) if pushed_set is not None else 0))
+    args.extend(rows)
+    if expire_at_ms is not None:
+        args.extend(expire_at_ms)
+    return bytes(hiredis.pack_command(tuple(args)))
 
 
 def _hiredis_connection_class(url: str) -> Any:

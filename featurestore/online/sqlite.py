@@ -14,13 +14,18 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.offline.frames import utc_datetime
 from featurestore.online.base import OnlineStore
+from featurestore.online.codec import row_stamp
 
 __all__ = ["SqliteOnlineStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS online_rows (
     project TEXT NOT NULL, view TEXT NOT NULL, version TEXT NOT NULL, entity TEXT NOT NULL,
-    row BLOB NOT NULL, expire_at_ms INTEGER,
+    row BLOB NOT NULL, expire_at_ms INTEGER, event_us INTEGER, created_us INTEGER,
+    PRIMARY KEY (project, view, version, entity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_pushed (
+    project TEXT NOT NULL, view TEXT NOT NULL, version TEXT NOT NULL, entity TEXT NOT NULL,
     PRIMARY KEY (project, view, version, entity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS online_meta (
@@ -31,6 +36,20 @@ CREATE TABLE IF NOT EXISTS online_meta (
 
 # SQLite caps the number of bound parameters; lookups beyond this are split.
 _MAX_PARAMS = 900
+
+# Newest wins (codec.newer), decided by SQLite inside the write itself: the stored row is
+# replaced only by a greater (event time, created time), or when it has expired (or predates
+# these columns: NULL).
+_UPSERT = """
+INSERT INTO online_rows (project, view, version, entity, row, expire_at_ms, event_us, created_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (project, view, version, entity) DO UPDATE SET
+    row = excluded.row, expire_at_ms = excluded.expire_at_ms,
+    event_us = excluded.event_us, created_us = excluded.created_us
+WHERE online_rows.event_us IS NULL
+   OR (excluded.event_us, excluded.created_us) > (online_rows.event_us, online_rows.created_us)
+   OR online_rows.expire_at_ms <= ?
+"""
 
 
 def _now_ms() -> int:
@@ -57,6 +76,10 @@ class SqliteOnlineStore(OnlineStore):
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.executescript(_SCHEMA)
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(online_rows)")}
+            for added in ("event_us", "created_us"):  # a file written by an older release
+                if added not in columns:
+                    self._conn.execute(f"ALTER TABLE online_rows ADD COLUMN {added} INTEGER")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite online store {self.path}: {exc}") from None
 
@@ -76,25 +99,54 @@ class SqliteOnlineStore(OnlineStore):
         keys: Sequence[str],
         rows: Sequence[bytes],
         expire_at_ms: Sequence[int] | None = None,
+        *,
+        pushed: bool = False,
     ) -> int:
         check_identifier(view, "feature view")
         if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
             raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
         expiry: Sequence[int | None] = expire_at_ms if expire_at_ms is not None else [None] * len(keys)
-        p = self.project
-        data = [(p, view, version, k, r, e) for k, r, e in zip(keys, rows, expiry, strict=True)]
+        p, now = self.project, _now_ms()
+        data = [(p, view, version, k, r, e, *row_stamp(r), now) for k, r, e in zip(keys, rows, expiry, strict=True)]
         try:
             with self._lock:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    self._conn.executemany("INSERT OR REPLACE INTO online_rows VALUES (?, ?, ?, ?, ?, ?)", data)
+                    before = self._conn.total_changes
+                    self._conn.executemany(_UPSERT, data)
+                    written = self._conn.total_changes - before
+                    if pushed:
+                        self._conn.executemany(
+                            "INSERT OR IGNORE INTO online_pushed VALUES (?, ?, ?, ?)",
+                            [(p, view, version, k) for k in keys],
+                        )
                     self._conn.execute("COMMIT")
                 except BaseException:
                     self._conn.execute("ROLLBACK")
                     raise
         except sqlite3.OperationalError as exc:
             raise StoreUnavailableError(f"SQLite online store {self.path}: {exc}") from None
-        return len(data)
+        return written
+
+    def pushed_keys(self, view: str, version: str) -> list[str]:
+        rows = self._execute(
+            "SELECT entity FROM online_pushed WHERE project = ? AND view = ? AND version = ? ORDER BY entity",
+            (self.project, view, version),
+        )
+        return [str(r[0]) for r in rows]
+
+    def pointers(self, view: str) -> tuple[str | None, str | None]:
+        rows = self._execute(
+            "SELECT name, value FROM online_meta WHERE project = ? AND view = ? AND name IN ('version', 'pending')",
+            (self.project, view),
+        )
+        found = {str(n): str(v) for n, v in rows}
+        current, pending = found.get("version"), found.get("pending")
+        return current, (None if pending == current else pending)
+
+    def set_pending_version(self, view: str, version: str) -> None:
+        check_identifier(view, "feature view")
+        self._set_meta(view, "pending", version)
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         found: dict[str, bytes] = {}
@@ -129,9 +181,13 @@ class SqliteOnlineStore(OnlineStore):
         )
         return {str(v): str(ver) for v, ver in rows}
 
-    def set_current_version(self, view: str, version: str) -> None:
+    def set_current_version(self, view: str, version: str, *, if_absent: bool = False) -> None:
         check_identifier(view, "feature view")
-        self._set_meta(view, "version", version)
+        if if_absent:
+            row = (self.project, view, version)
+            self._execute("INSERT OR IGNORE INTO online_meta VALUES (?, ?, 'version', ?)", row)
+        else:
+            self._set_meta(view, "version", version)
 
     def watermark(self, view: str, version: str) -> datetime | None:
         return utc_datetime(self._meta(view, f"watermark:{version}"))
@@ -166,12 +222,14 @@ class SqliteOnlineStore(OnlineStore):
             )[0][0]
             self._execute("DELETE FROM online_rows WHERE project = ? AND view = ?", (self.project, view))
             self._execute("DELETE FROM online_meta WHERE project = ? AND view = ?", (self.project, view))
+            self._execute("DELETE FROM online_pushed WHERE project = ? AND view = ?", (self.project, view))
         else:
             where = "project = ? AND view = ? AND version = ?"
             count = self._execute(f"SELECT count(*) FROM online_rows WHERE {where}", (self.project, view, version))[0][
                 0
             ]
             self._execute(f"DELETE FROM online_rows WHERE {where}", (self.project, view, version))
+            self._execute(f"DELETE FROM online_pushed WHERE {where}", (self.project, view, version))
             self._execute(
                 "DELETE FROM online_meta WHERE project = ? AND view = ? AND name IN (?, ?)",
                 (self.project, view, f"watermark:{version}", f"newest:{version}"),

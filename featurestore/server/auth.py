@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from featurestore.config import ApiKey
 from featurestore.errors import RequestError
@@ -14,6 +14,7 @@ __all__ = [
     "KeyRing",
     "check_read",
     "check_push",
+    "may_read_view",
     "hash_key",
     "new_api_key",
     "toml_snippet",
@@ -86,11 +87,33 @@ def check_read(key: ApiKey | None, service: str | None, views: Iterable[str]) ->
     raise RequestError(f"API key {key.name!r} may not read {what}", 403)
 
 
-def check_push(key: ApiKey | None, view: str) -> None:
-    """Raise 403 unless ``key`` may push (and, when it is limited to views, to ``view``)."""
+def may_read_view(key: ApiKey, view: str, service_views: Callable[[str], Iterable[str]]) -> bool:
+    """Whether ``key`` may read ``view``: no read limit, the view listed, or a listed service reads it."""
+    if key.services is None and key.views is None:
+        return True
+    if key.views is not None and view in key.views:
+        return True
+    return any(view in service_views(s) for s in key.services or ())
+
+
+def check_push(key: ApiKey | None, view: str, service_views: Callable[[str], Iterable[str]]) -> None:
+    """Raise 403 unless ``key`` may push to ``view``.
+
+    A key may push only where ``push = true`` and only to views it may read (``services``,
+    ``views``), unless ``push_views`` lists the views it may push to. ``service_views``
+    gives the views a feature service reads.
+    """
     if key is None:
+        return
+    if key.push_views is not None:
+        if view not in key.push_views:
+            raise RequestError(f"API key {key.name!r} may not push to view {view!r} (not in its push_views)", 403)
         return
     if not key.push:
         raise RequestError(f"API key {key.name!r} may not push (set push = true on the key)", 403)
-    if key.views is not None and view not in key.views:
-        raise RequestError(f"API key {key.name!r} may not push to view {view!r}", 403)
+    if not may_read_view(key, view, service_views):
+        raise RequestError(
+            f"API key {key.name!r} may not push to view {view!r}: a key pushes only to views it may read "
+            "(or list them in push_views)",
+            403,
+        )

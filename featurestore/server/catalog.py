@@ -100,6 +100,24 @@ class Catalog:
             self._plans[key] = plan
         return plan
 
+    def service_views(self, service: str) -> list[str]:
+        """The views a feature service reads (none if it is unknown)."""
+        try:
+            return [v.name for v in self.plan(service, False).views]
+        except RequestError:
+            return []
+
+    def spec_resolver(self, view: str) -> Any:
+        """For a push: the spec of an applied version of ``view``, re-reading a registry that lags behind."""
+
+        def resolve(version: str) -> Any:
+            try:
+                return self._state.view(view, version)
+            except RegistryError:
+                return self.registry.load().view(view, version)
+
+        return resolve
+
     def layout(self, view: str, version: str) -> dict[str, int]:
         key = (view, version)
         layout = self._layouts.get(key)
@@ -113,7 +131,7 @@ class Catalog:
         head = self._headers.get(key)
         if head is None:
             layout = self.layout(view, version)
-            columns = ["event_timestamp_us", *sorted(layout, key=layout.__getitem__)]
+            columns = ["event_timestamp_us", *sorted(layout, key=layout.__getitem__), "created_us"]
             head = orjson.dumps({"view": view, "version": version, "columns": columns})[:-1]
             self._headers[key] = head
         return head

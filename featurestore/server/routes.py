@@ -173,14 +173,22 @@ async def push(request: Request) -> Response:
         raise RequestError("'rows' must be a non-empty list of objects or an object of columns", 422)
     if not isinstance(to_offline, bool):
         raise RequestError("'to_offline' must be true or false", 422)
-    check_push(request.scope.get(SCOPE_KEY), name)
+    catalog = app.catalog
+    check_push(request.scope.get(SCOPE_KEY), name, catalog.service_views)
     try:
-        spec = app.catalog.state.view(name)
+        spec = catalog.state.view(name)
     except RegistryError as exc:
         raise RequestError(str(exc), 404) from None
     try:
         result = await run_in_threadpool(
-            push_rows, app.settings, app.store, spec, rows, to_offline=to_offline, layout=app.layout
+            push_rows,
+            app.settings,
+            app.store,
+            spec,
+            rows,
+            to_offline=to_offline,
+            layout=app.layout,
+            resolve=catalog.spec_resolver(name),
         )
     except GateRejectedError as exc:
         gate = exc.result.to_dict() if hasattr(exc.result, "to_dict") else None

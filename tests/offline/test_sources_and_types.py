@@ -113,22 +113,24 @@ def test_keys_applied_before_the_data_keep_their_registered_type(make_repo: Any)
         store.ingest()  # a clear type error, not "definition changed since the last apply"
 
 
-def test_future_event_times_are_kept_unless_the_view_bounds_them(make_repo: Any) -> None:
+@pytest.mark.parametrize("gate", ["", "gate=Gate(max_future=None)"])
+def test_future_event_times_are_quarantined_unless_the_view_allows_them(make_repo: Any, gate: str) -> None:
     root, store = repo(
         make_repo,
-        """
-        from featurestore import Entity, Feature, FeatureView, Float64, ParquetSource
+        f"""
+        from featurestore import Entity, Feature, FeatureView, Float64, Gate, ParquetSource
         e = Entity("e", join_keys=["k"])
-        v = FeatureView("v", [e], ParquetSource("data/src.parquet"), [Feature("x", Float64)])
+        v = FeatureView("v", [e], ParquetSource("data/src.parquet"), [Feature("x", Float64)], {gate})
         """,
-        "future",
+        "future" + str(bool(gate)),
     )
     future = datetime(2031, 1, 1, tzinfo=UTC)
-    pl.DataFrame({"k": [1, 2], "event_timestamp": [T0, future], "x": [1.0, 2.0]}).write_parquet(
-        root / "data/src.parquet"
-    )
+    rows = {"k": list(range(40)), "event_timestamp": [T0] * 39 + [future], "x": [1.0] * 39 + [2.0]}
+    pl.DataFrame(rows).write_parquet(root / "data/src.parquet")
     store.apply()
     (result,) = store.ingest()
-    assert result.rows_written == 2
-    out = store.get_training_set(pl.DataFrame({"k": [2], "event_timestamp": [future]}), ["v:x"])
-    assert out["x"].to_list() == [2.0]
+    out = store.get_training_set(pl.DataFrame({"k": [39], "event_timestamp": [future]}), ["v:x"])
+    if gate:  # the check turned off: kept
+        assert result.rows_written == 40 and out["x"].to_list() == [2.0]
+    else:  # by default a row more than 5 minutes ahead is quarantined with its reason
+        assert result.rows_written == 39 and result.gate.rows_quarantined == 1 and out["x"].to_list() == [None]

@@ -24,7 +24,7 @@ def test_composite_keys_are_encoded_and_only_unaddressable_rows_dropped() -> Non
     enc = encode_rows(df, ["origin", "dest"], ["delay"], None, now=NOW)
     assert enc.keys == [f"JFK{KEY_SEPARATOR}LAX", f"LGA{KEY_SEPARATOR}SFO"]
     ts = int(NOW.timestamp() * 1_000_000)
-    assert [orjson.loads(r) for r in enc.rows] == [[ts, 1.5], [ts, 2.5]]
+    assert [orjson.loads(r) for r in enc.rows] == [[ts, 1.5, 0], [ts, 2.5, 0]]
     assert enc.expire_at_ms is None
 
 

@@ -30,8 +30,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStor
     s.close()
 
 
-def row(ts: int, *values: object) -> bytes:
-    return orjson.dumps([ts, *values])
+def row(ts: int, *values: object, created: int = 0) -> bytes:
+    return orjson.dumps([ts, *values, created])
 
 
 def test_url_map_chooses_the_implementation(tmp_path: Path) -> None:
@@ -161,3 +161,64 @@ def test_unreachable_store_raises_store_unavailable(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError):
         s.ping()
     assert time.monotonic() - t0 < 2
+
+
+def test_newest_row_wins_by_event_time_then_created(store: OnlineStore) -> None:
+    assert store.write_rows("v", "a", ["1"], [row(10, "first", created=5)]) == 1
+    assert store.write_rows("v", "a", ["1"], [row(9, "older")]) == 0
+    assert store.write_rows("v", "a", ["1"], [row(10, "same stamp", created=5)]) == 0
+    assert store.write_rows("v", "a", ["1"], [row(10, "earlier created", created=4)]) == 0
+    assert store.read_rows("v", "a", ["1"]) == [row(10, "first", created=5)]
+    assert store.write_rows("v", "a", ["1"], [row(10, "later created", created=6)]) == 1
+    assert store.write_rows("v", "a", ["1", "2"], [row(11, "newer"), row(1, "new key")]) == 2
+    assert store.read_rows("v", "a", ["1", "2"]) == [row(11, "newer"), row(1, "new key")]
+    assert store.write_rows("v", "a", ["1"], [row(-5, [1, 2], created=-1)]) == 0  # lists and negatives parse
+
+
+def test_an_expired_row_is_replaced_by_any_row(store: OnlineStore) -> None:
+    now_ms = int(time.time() * 1000)
+    store.write_rows("v", "a", ["1"], [row(100, "expired")], [now_ms - 1000])
+    assert store.write_rows("v", "a", ["1"], [row(50, "older but live")], [now_ms + 60_000]) == 1
+    assert store.read_rows("v", "a", ["1"]) == [row(50, "older but live")]
+
+
+def test_concurrent_writers_leave_the_newest_row(store: OnlineStore) -> None:
+    """16 threads write increasing event times for one key, in bursts; the newest always survives."""
+    for burst in range(5):
+        start = threading.Barrier(16)
+
+        def write(i: int, burst: int = burst, start: threading.Barrier = start) -> None:
+            start.wait()
+            store.write_rows("v", "a", ["k"], [row(burst * 100 + i, i)])
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert store.read_rows("v", "a", ["k"]) == [row(burst * 100 + 15, 15)]
+
+
+def test_pushed_keys_are_remembered_per_version(store: OnlineStore) -> None:
+    store.write_rows("v", "a", ["1", "2"], [row(1, 1), row(1, 2)], pushed=True)
+    store.write_rows("v", "a", ["3"], [row(1, 3)])
+    store.write_rows("v", "a", ["2"], [row(0, 2)], pushed=True)  # not written (older), still a pushed key
+    store.write_rows("v", "b", ["9"], [row(1, 9)], pushed=True)
+    assert store.pushed_keys("v", "a") == ["1", "2"] and store.pushed_keys("v", "b") == ["9"]
+    store.delete("v", "a")
+    assert store.pushed_keys("v", "a") == [] and store.pushed_keys("v", "b") == ["9"]
+    store.delete("v")
+    assert store.pushed_keys("v", "b") == []
+
+
+def test_pointers_pending_and_if_absent(store: OnlineStore) -> None:
+    assert store.pointers("v") == (None, None)
+    store.set_current_version("v", "a", if_absent=True)
+    store.set_current_version("v", "b", if_absent=True)  # a pointer is already set: kept
+    assert store.pointers("v") == ("a", None)
+    store.set_pending_version("v", "c")
+    assert store.pointers("v") == ("a", "c")
+    store.set_current_version("v", "c")
+    assert store.pointers("v") == ("c", None)  # the pending version went live
+    store.delete("v")
+    assert store.pointers("v") == (None, None)

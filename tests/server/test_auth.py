@@ -21,10 +21,12 @@ from tests.conftest import write_repo
 from tests.test_materialize import build
 
 READER, SVC_ONLY, PUSHER = "fs_reader_key", "fs_service_key", "fs_push_key"
+SVC_PUSHER = "fs_svc_pusher_key"
 KEYS = [
     {"name": "reader", "sha256": hash_key(READER)},
     {"name": "svc-only", "sha256": hash_key(SVC_ONLY), "services": ["svc"]},
     {"name": "pusher", "sha256": hash_key(PUSHER), "views": ["stats"], "push": True},
+    {"name": "svc-pusher", "sha256": hash_key(SVC_PUSHER), "services": ["svc"], "push": True},
 ]
 LOOKUP = {"features": ["stats:b"], "entities": {"driver_id": [1]}}
 
@@ -89,6 +91,51 @@ def test_push_needs_a_push_key(client: TestClient) -> None:
     resp = client.post("/push", json=body, headers=bearer(READER))
     assert resp.status_code == 403 and "may not push" in resp.json()["detail"]
     assert client.post("/push", json=body, headers=bearer(PUSHER)).status_code == 200
+
+
+def test_a_push_key_pushes_only_where_it_may_read(client: TestClient) -> None:
+    """A key scoped to a service may push to that service's views only (over HTTP, before the view is looked up)."""
+    from tests.test_materialize import NOW
+
+    row = {"driver_id": 1, "event_timestamp": NOW.isoformat(), "a": 0.5, "b": 3, "s": "x"}
+    assert client.post("/push", json={"view": "stats", "rows": [row]}, headers=bearer(SVC_PUSHER)).status_code == 200
+    other = client.post("/push", json={"view": "other", "rows": [row]}, headers=bearer(SVC_PUSHER))
+    assert other.status_code == 403 and "only to views it may read" in other.json()["detail"]
+
+
+SCOPES = {"svc": ["stats"], "svc2": ["other"]}
+
+
+@pytest.mark.parametrize(
+    ("entry", "allowed"),
+    [
+        ({}, set()),  # push not allowed at all
+        ({"push": True}, {"stats", "other", "third"}),  # no read limit: every view
+        ({"push": True, "views": ["stats"]}, {"stats"}),
+        ({"push": True, "services": ["svc"]}, {"stats"}),
+        ({"push": True, "services": ["svc", "svc2"]}, {"stats", "other"}),
+        ({"push": True, "services": ["svc"], "views": ["third"]}, {"stats", "third"}),
+        ({"push": True, "services": ["unknown"]}, set()),
+        ({"services": ["svc"], "views": ["stats"]}, set()),  # readers only
+        ({"push_views": ["third"]}, {"third"}),  # push_views says where, whatever the reads
+        ({"push": True, "services": ["svc"], "push_views": ["other"]}, {"other"}),
+        ({"push": True, "push_views": []}, set()),
+    ],
+)
+def test_every_combination_of_push_scopes(entry: dict[str, Any], allowed: set[str]) -> None:
+    from featurestore.errors import RequestError
+    from featurestore.server.auth import check_push
+
+    (key,) = parse_api_keys([{"name": "k", "sha256": hash_key("x"), **entry}])
+    for view in ("stats", "other", "third"):
+        try:
+            check_push(key, view, lambda service: SCOPES.get(service, []))
+            ok = True
+        except RequestError as exc:
+            assert exc.status_code == 403 and "'k'" in str(exc)
+            ok = False
+        assert ok == (view in allowed), (entry, view)
+    check_push(None, "stats", lambda service: [])  # auth off: no key, no limit
 
 
 def test_reports_follow_the_key_scope(client: TestClient) -> None:

@@ -91,7 +91,7 @@ def test_feast_compatible_request_and_response(served: tuple[str, Path]) -> None
 def test_native_rows_splice_stored_rows(served: tuple[str, Path]) -> None:
     url, _ = served
     data = post(url, "/rows", {"view": "stats", "entities": {"driver_id": [3, 999]}}).json()
-    assert data["columns"] == ["event_timestamp_us", "a", "b", "s"]
+    assert data["columns"] == ["event_timestamp_us", "a", "b", "s", "created_us"]
     assert data["statuses"] == ["PRESENT", "NOT_FOUND"] and data["rows"][1] is None
     feast = post(url, "/get-online-features", {"features": ["stats:s"], "entities": {"driver_id": [3]}}).json()
     assert data["rows"][0][3] == feast["results"][1]["values"][0]

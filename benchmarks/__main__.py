@@ -89,51 +89,16 @@ def _training_correctness(root: Path, feast_repo: Path, outputs: dict[str, Path]
 
 
 def _materialize_featurestore(root: Path) -> dict[str, Any]:
-    from featurestore import FeatureStore
+    from benchmarks.materialize import featurestore_once
 
-    store = FeatureStore(root)
-    online = store.online_store()
-    with contextlib.suppress(Exception):
-        online.delete("driver_stats")  # a full write every time, as on the first run
-    t0 = time.perf_counter()
-    (res,) = store.materialize(["driver_stats"])
-    seconds = time.perf_counter() - t0
-    online.close()
-    return {"seconds": seconds, "rows": res.rows_written, "version": res.version}
+    return featurestore_once(root)
 
 
 def _materialize_floor(root: Path, version: str, port: int) -> dict[str, Any]:
     """The floor: one DuckDB latest-row-per-driver query, rows JSON-encoded by polars, pipelined MSETs."""
-    import duckdb
-    import polars as pl
-    import redis
+    from benchmarks.materialize import floor_once
 
-    from featurestore.offline.layout import OfflineLayout
-
-    files = OfflineLayout(root / "data" / "offline").files("driver_stats", version)
-    client = redis.Redis(host="127.0.0.1", port=port, db=2)
-    client.flushdb()
-    paths = "[" + ", ".join(f"'{p}'" for p in files) + "]"
-    t0 = time.perf_counter()
-    df = (
-        duckdb.connect()
-        .sql(
-            f"SELECT driver_id, {', '.join(FEATURES)} FROM read_parquet({paths}) "
-            "QUALIFY row_number() OVER (PARTITION BY driver_id ORDER BY event_timestamp DESC) = 1"
-        )
-        .pl()
-    )
-    keys = ("floor:" + df["driver_id"].cast(pl.String)).to_list()
-    rows = df.select(pl.struct(FEATURES).struct.json_encode())[:, 0].to_list()
-    pipe = client.pipeline(transaction=False)
-    for i in range(0, len(keys), 10_000):
-        pipe.mset(dict(zip(keys[i : i + 10_000], rows[i : i + 10_000], strict=True)))
-    pipe.execute()
-    seconds = time.perf_counter() - t0
-    written = int(client.dbsize())
-    client.flushdb()
-    client.close()
-    return {"seconds": seconds, "rows": written}
+    return floor_once(root, version, f"redis://127.0.0.1:{port}/0")
 
 
 def _materialize_feast(repo: Path, port: int, offline: str) -> dict[str, Any]:

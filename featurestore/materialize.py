@@ -84,8 +84,9 @@ def _latest_rows(
         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(TS)} DESC) = 1"
     )
     df = con.sql(sql).pl()
-    scanned = con.execute(f"SELECT count(*) FROM read_parquet({paths}) WHERE {' AND '.join(where)}").fetchone()
-    return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned[0]) if scanned else 0
+    # fetchall, not fetchone: a partly fetched result would keep the connection busy for the next query
+    ((scanned,),) = con.execute(f"SELECT count(*) FROM read_parquet({paths}) WHERE {' AND '.join(where)}").fetchall()
+    return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned)
 
 
 def materialize_view(

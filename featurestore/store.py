@@ -217,10 +217,9 @@ class FeatureStore:
         """The repository's online store (from ``settings.online_url``), opened on first use."""
         store = self.__dict__.get("_online")
         if store is None:
-            from featurestore.online import open_online_store
+            from featurestore.online import online_store_from_settings
 
-            s = self.settings
-            store = self.__dict__["_online"] = open_online_store(s.online_url, s.project, timeout=s.online_timeout)
+            store = self.__dict__["_online"] = online_store_from_settings(self.settings)
         return store
 
     def materialize(

@@ -297,3 +297,22 @@ def test_push_accepts_and_ignores_a_created_column(make_repo: Any) -> None:
     row = {"driver_id": 5, "event_timestamp": NOW.isoformat(), "a": 0.5, "b": 5, "s": "p", "created": NOW.isoformat()}
     assert store.push("stats", [row]).rows_written == 1
     assert store.get_online_features(["stats:b"], {"driver_id": [5]})["b"] == [5]
+
+
+def test_several_views_materialize_in_one_call(make_repo: Any) -> None:
+    """One DuckDB connection serves every view of a run (no result left open between them)."""
+    root = build(make_repo, "sqlite:///data/online.db", extra="")
+    views = root / "definitions" / "views.py"
+    views.write_text(
+        views.read_text().replace('stats = FeatureView(\n    "stats"', 'stats = FeatureView(\n    "stats"')
+        + (
+            "\nstats2 = FeatureView('stats2', entities=[driver], source=ParquetSource('data/stats.parquet'),"
+            " features=[Feature('b', Int64)], ttl=None)\n"
+        )
+    )
+    store = FeatureStore(root)
+    store.apply()
+    store.ingest()
+    results = store.materialize()
+    assert [r.view for r in results] == ["stats", "stats2"] and all(r.rows_written == 40 for r in results)
+    assert [r.rows_read for r in results] == [200, 200]

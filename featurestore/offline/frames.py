@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
 
 from featurestore.dsl.types import DType
+from featurestore.times import utc_datetime
 
 __all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatchError", "duckdb_connection"]
 
@@ -16,17 +16,6 @@ UTC_US = pl.Datetime("us", "UTC")
 
 class DTypeMismatchError(ValueError):
     """A column's data cannot be read as the declared dtype."""
-
-
-def utc_datetime(value: Any) -> datetime | None:
-    """A datetime/ISO string as an aware UTC datetime (naive means UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if not isinstance(value, datetime):
-        raise ValueError(f"expected a datetime or ISO string, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:

@@ -5,8 +5,22 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Protocol
 
-__all__ = ["OnlineStore"]
+__all__ = ["OnlineStore", "StoreSettings"]
+
+
+class StoreSettings(Protocol):
+    """What a store reads from the repository's settings (``featurestore.config.Settings`` has it)."""
+
+    @property
+    def online_url(self) -> str: ...
+
+    @property
+    def project(self) -> str: ...
+
+    @property
+    def online_timeout(self) -> float: ...
 
 
 class OnlineStore(abc.ABC):
@@ -30,6 +44,16 @@ class OnlineStore(abc.ABC):
     """
 
     project: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, settings: StoreSettings) -> OnlineStore:
+        """The store ``settings.online_url`` names, for ``settings.project``, with its timeouts.
+
+        Example::
+
+            RedisOnlineStore.from_settings(load_settings("."))  # online = "redis://localhost:6379/0"
+        """
 
     @abc.abstractmethod
     def write_rows(

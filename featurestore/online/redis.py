@@ -10,9 +10,9 @@ from typing import Any
 from featurestore.config import redact
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
-from featurestore.offline.frames import utc_datetime
-from featurestore.online.base import OnlineStore
+from featurestore.online.base import OnlineStore, StoreSettings
 from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
+from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
 
@@ -69,6 +69,10 @@ class RedisOnlineStore(OnlineStore):
         self._pending_key = f"fs:{project}:@pending"
         self._watermarks_key = f"fs:{project}:@watermarks"
         self._newest_key = f"fs:{project}:@newest"
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> RedisOnlineStore:
+        return cls(settings.online_url, settings.project, timeout=settings.online_timeout)
 
     # -- keys -----------------------------------------------------------
     def prefix(self, view: str, version: str) -> str:

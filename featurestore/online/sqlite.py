@@ -12,9 +12,9 @@ from typing import Any
 
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
-from featurestore.offline.frames import utc_datetime
-from featurestore.online.base import OnlineStore
+from featurestore.online.base import OnlineStore, StoreSettings
 from featurestore.online.codec import row_stamp
+from featurestore.times import utc_datetime
 
 __all__ = ["SqliteOnlineStore"]
 
@@ -82,6 +82,11 @@ class SqliteOnlineStore(OnlineStore):
                     self._conn.execute(f"ALTER TABLE online_rows ADD COLUMN {added} INTEGER")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(f"cannot open the SQLite online store {self.path}: {exc}") from None
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> SqliteOnlineStore:
+        # sqlite:///relative/path (against the working directory) or sqlite:////absolute/path
+        return cls(settings.online_url[len("sqlite:///") :], settings.project)
 
     def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:

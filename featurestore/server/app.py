@@ -28,7 +28,7 @@ def _error(status: int, detail: str) -> Response:
 
 def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     """The online feature server of one repository (``store`` overrides ``settings.online_url``)."""
-    from featurestore.online import open_online_store
+    from featurestore.online import online_store_from_settings
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
     from featurestore.server.logs import AccessLog, configure_logging
@@ -46,7 +46,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         elif not keys.enabled:
             logger.warning('auth is off (auth = "off"): anyone who reaches this server can read and push')
         own = store is None
-        online = store or open_online_store(settings.online_url, settings.project, timeout=settings.online_timeout)
+        online = store or online_store_from_settings(settings)
         app.state.store = online
         app.state.catalog = Catalog(settings.registry, online)
         # Start-up objects (modules, the app, the registry) never die: moving them out of the

@@ -19,15 +19,32 @@ from featurestore.online import STORES, OnlineStore, open_online_store
 _projects = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+def _url(scheme: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store URL of each kind the contract runs over (one entry per store class)."""
+    if scheme == "sqlite":
+        return f"sqlite:///{tmp_path}/online.db"
+    if scheme == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    if scheme == "memory":
+        return f"memory://{tmp_path.name}"
+    raise AssertionError(f"no test URL for {scheme!r}: add the store to the contract suite")
+
+
+# One scheme per store class in the registry (rediss is the Redis class over TLS: tests/online/test_redis_tls.py).
+SUITE = sorted({target: scheme for scheme, target in sorted(STORES.items(), reverse=True)}.values())
+
+
+@pytest.fixture(params=SUITE)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
     project = f"contract{next(_projects)}"
-    if request.param == "sqlite":
-        s = open_online_store(f"sqlite:///{tmp_path}/online.db", project)
-    else:
-        s = open_online_store(request.getfixturevalue("redis_server").url, project)
+    s = open_online_store(_url(request.param, request, tmp_path), project)
     yield s
     s.close()
+
+
+def test_every_registered_store_class_runs_the_suite() -> None:
+    assert {STORES[s] for s in SUITE} == set(STORES.values())
+    assert {"sqlite", "redis", "memory"} <= set(SUITE)
 
 
 def row(ts: int, *values: object, created: int = 0) -> bytes:
@@ -35,7 +52,7 @@ def row(ts: int, *values: object, created: int = 0) -> bytes:
 
 
 def test_url_map_chooses_the_implementation(tmp_path: Path) -> None:
-    assert set(STORES) == {"sqlite", "redis", "rediss"}
+    assert {"sqlite", "redis", "rediss", "memory"} <= set(STORES)
     s = open_online_store(f"sqlite:///{tmp_path}/x.db", "p")
     assert type(s).__name__ == "SqliteOnlineStore"
     assert (tmp_path / "x.db").is_file()

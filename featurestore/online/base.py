@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["OnlineStore", "StoreSettings"]
+__all__ = ["OnlineStore", "StoreSettings", "check_batch"]
+
+
+def check_batch(keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> None:
+    """Refuse a ``write_rows`` batch whose parallel lists differ in length (before anything is written)."""
+    from featurestore.errors import OnlineStoreError
+
+    if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
+        raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
 
 
 class StoreSettings(Protocol):

@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from featurestore.dsl.names import check_identifier
-from featurestore.errors import OnlineStoreError
-from featurestore.online.base import OnlineStore, StoreSettings
+from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import newer
 from featurestore.times import utc_datetime
 
@@ -51,8 +50,7 @@ class MemoryOnlineStore(OnlineStore):
         pushed: bool = False,
     ) -> int:
         check_identifier(view, "feature view")
-        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
-            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        check_batch(keys, rows, expire_at_ms)
         written = 0
         with self._lock:
             now = _now_ms()

@@ -10,7 +10,7 @@ from typing import Any
 from featurestore.config import redact
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
-from featurestore.online.base import OnlineStore, StoreSettings
+from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
 from featurestore.times import utc_datetime
 
@@ -106,8 +106,7 @@ class RedisOnlineStore(OnlineStore):
         *,
         pushed: bool = False,
     ) -> int:
-        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
-            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        check_batch(keys, rows, expire_at_ms)
         if not keys:
             return 0
         prefix = self.prefix(view, version)

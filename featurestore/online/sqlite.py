@@ -12,7 +12,7 @@ from typing import Any
 
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
-from featurestore.online.base import OnlineStore, StoreSettings
+from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import row_stamp
 from featurestore.times import utc_datetime
 
@@ -108,8 +108,7 @@ class SqliteOnlineStore(OnlineStore):
         pushed: bool = False,
     ) -> int:
         check_identifier(view, "feature view")
-        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
-            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        check_batch(keys, rows, expire_at_ms)
         expiry: Sequence[int | None] = expire_at_ms if expire_at_ms is not None else [None] * len(keys)
         p, now = self.project, _now_ms()
         data = [(p, view, version, k, r, e, *row_stamp(r), now) for k, r, e in zip(keys, rows, expiry, strict=True)]

@@ -58,7 +58,7 @@ def init_repository(
     ``materialize`` and ``serve`` work with no edit. Everything is written in a temporary
     sibling folder first and moved into place at the end, so a failure leaves nothing behind.
     """
-    target = Path(path)
+    target = Path(path).resolve()  # "." has no name, and the staging folder goes beside it
     try:
         template = Template(template)
     except ValueError:
@@ -79,13 +79,17 @@ def init_repository(
     staging = target.parent / f".{target.name}.init-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        result = InitResult(target, template, project)
+        result = InitResult(Path(path), template, project)
         result.files = _render(files("featurestore") / "templates" / template.value, staging, {"project": project})
         result.rows = _write_sample(staging)
         _check_empty(target)  # still empty: nothing appeared while the data was written
         if target.exists():
-            target.rmdir()
-        staging.rename(target)
+            # Keep the folder itself (it may be a shell's working directory): move the entries in.
+            for entry in staging.iterdir():
+                entry.rename(target / entry.name)
+            staging.rmdir()
+        else:
+            staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

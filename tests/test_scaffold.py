@@ -152,6 +152,13 @@ def test_an_empty_folder_is_filled_and_nothing_is_left_behind(tmp_path: Path) ->
     result = init_repository(tmp_path / "empty", project="custom")
     assert 'project = "custom"' in (result.path / "featurestore.toml").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no staging folder left
+    (tmp_path / "here").mkdir()
+    inode = (tmp_path / "here").stat().st_ino  # a shell inside the folder keeps seeing it
+    out = cli(tmp_path / "here", "init", ".")
+    assert (tmp_path / "here").stat().st_ino == inode
+    assert (tmp_path / "here" / "featurestore.toml").is_file() and "cd ." in out
+    assert 'project = "here"' in (tmp_path / "here" / "featurestore.toml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "here"]
 
 
 def test_bad_template_and_project_names(tmp_path: Path) -> None:

@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# setuptools notes every editable install with a UserWarning ("Editable installation ... be
+# careful with folders named like the package"); it says nothing about this project.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e
 
-.PHONY: demo test lint bench install install-test redis-server clean
+.PHONY: demo test lint bench dist install install-test redis-server clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[example]'
+	$(EDITABLE) '.[example]'
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(BIN)/pip install -q -e '.[example,test]'
+	$(EDITABLE) '.[example,test]'
 	$(BIN)/pip download -q --no-deps -d $(VENV)/compose-spec docker-compose==1.29.2  # ships the Compose JSON schema
 	touch $@
 
@@ -43,8 +46,14 @@ lint: install-test
 test: install-test redis-server lint
 	$(BIN)/pytest -p no:cacheprovider
 
+# An sdist and a wheel in dist/, built by the standard builder in an isolated environment.
+dist: install-test
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+
 bench: install-test redis-server
 	$(BIN)/python -m benchmarks
 
 clean:
+	rm -rf dist build featurestore.egg-info
 	rm -rf data/offline data/registry.json* data/online.db* data/training data/tmp benchmarks/.work

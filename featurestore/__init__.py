@@ -1,5 +1,6 @@
 """featurestore: a fast, point-in-time-correct feature store with validation gates."""
 
+from featurestore._version import __version__ as __version__
 from featurestore.config import Settings, load_settings
 from featurestore.dsl import (
     Bool,
@@ -51,8 +52,6 @@ from featurestore.errors import (
     ValidationError,
 )
 from featurestore.store import FeatureStore
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Bool",

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "FeatureStoreError",
     "ConfigError",
+    "MissingExtraError",
     "DefinitionError",
     "RegistryError",
     "BreakingChangeError",
@@ -24,6 +25,10 @@ class FeatureStoreError(Exception):
 
 class ConfigError(FeatureStoreError):
     """featurestore.toml or a FEATURESTORE_* variable is invalid."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional integration is used without its extra installed; the message names the pip command."""
 
 
 class DefinitionError(FeatureStoreError):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from featurestore.cli import offline, online, quality, registry
+from featurestore._version import __version__
+from featurestore.cli import init, offline, online, quality, registry
 
 __all__ = ["app", "main"]
 
@@ -16,12 +17,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (registry, offline, online, quality):
+for module in (registry, offline, online, quality, init):
     module.register(app)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"featurestore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Define, validate, ingest and serve features."""
+
+
 def main() -> None:
-    app()
+    app(prog_name="featurestore")
 
 
 if __name__ == "__main__":

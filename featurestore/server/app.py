@@ -12,6 +12,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from featurestore._version import __version__
 from featurestore.config import Settings, load_settings, redact
 from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError
 from featurestore.offline.layout import OfflineLayout
@@ -61,7 +62,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     app = FastAPI(
         title="featurestore online server",
-        version="1",
+        version=__version__,
         description="Latest feature values per entity (Feast feature-server compatible), push and health.",
         lifespan=lifespan,
     )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from featurestore._version import __version__
 from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
 from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
@@ -197,9 +198,13 @@ async def push(request: Request) -> Response:
     return Response(orjson.dumps(result.to_dict()), media_type=JSON)
 
 
-@router.get("/health", summary="Liveness: the process answers")
+# Built once: liveness probes call this often.
+_HEALTH = orjson.dumps({"status": "ok", "version": __version__})
+
+
+@router.get("/health", summary="Liveness: the process answers (and names the featurestore version)")
 async def health() -> Response:
-    return Response(b'{"status":"ok"}', media_type=JSON)
+    return Response(_HEALTH, media_type=JSON)
 
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}}, summary="Readiness: the online store answers")

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from featurestore import FeatureStore, GateRejectedError
+from featurestore import FeatureStore, GateRejectedError, __version__
 from featurestore.client import FeatureClient
 from featurestore.config import load_settings
 from featurestore.server import create_app
@@ -157,10 +157,11 @@ def test_rows_bad_input(served: tuple[str, Path], body: Any, status: int) -> Non
 
 def test_health_ready_and_docs(served: tuple[str, Path]) -> None:
     url, _ = served
-    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    assert httpx.get(url + "/health").json() == {"status": "ok", "version": __version__}
     assert httpx.get(url + "/ready").status_code == 200
     spec = httpx.get(url + "/openapi.json").json()
     assert {"/get-online-features", "/rows", "/push", "/health", "/ready"} <= set(spec["paths"])
+    assert spec["info"]["version"] == __version__
     assert httpx.get(url + "/docs").status_code == 200
 
 

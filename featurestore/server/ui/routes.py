@@ -228,7 +228,12 @@ def mount_ui(app: FastAPI) -> None:
     async def slash(request: Request) -> Response:
         return RedirectResponse("/ui")
 
+    async def auth(request: Request) -> Response:
+        # Whether the page must ask for a key before its first API call (open: it says nothing else).
+        return _json({"auth": request.app.state.settings.auth == "on"})
+
     app.add_api_route("/ui", page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/ui/auth", auth, methods=["GET"], include_in_schema=False)
     app.add_api_route("/ui/", slash, methods=["GET"], include_in_schema=False)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(router)

@@ -27,9 +27,9 @@ function s(tag, attrs, ...kids) {
 }
 function table(headers, rows, numeric) {
   const num = new Set(numeric || []);
-  return h("table", {},
+  return h("div", { class: "scroll" }, h("table", {},
     h("thead", {}, h("tr", {}, headers.map((x, i) => h("th", { class: num.has(i) ? "num" : null }, x)))),
-    h("tbody", {}, rows.map(r => h("tr", {}, r.map((c, i) => h("td", { class: num.has(i) ? "num" : null }, c))))));
+    h("tbody", {}, rows.map(r => h("tr", {}, r.map((c, i) => h("td", { class: num.has(i) ? "num" : null }, c)))))));
 }
 const fmt = n => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en-US");
 const pct = f => (f === null || f === undefined) ? "–" : (100 * f).toFixed(f && f < 0.001 ? 3 : 2) + " %";
@@ -75,6 +75,7 @@ let session = null;
 async function render() {
   const hash = location.hash || "#/";
   if (!session) {
+    if (!sessionStorage.getItem(KEY) && (await api("/ui/auth")).auth) return keyPage();
     try { session = await api("/ui/api/session"); }
     catch (e) { if (e.status === 401) return keyPage(); return fail(e); }
     document.getElementById("who").textContent =
@@ -193,16 +194,26 @@ async function viewPage(name) {
     h("p", {}, sourceText(v.source)),
     v.transform ? h("pre", {}, v.transform.text) : h("p", { class: "muted" }, "No transform: source columns are the features."),
     h("h2", {}, "Version history"),
-    v.history.length ? v.history.map(e => h("div", {},
+    v.history.length ? h("div", {}, v.history.map(e => h("div", {},
       h("h3", {}, "apply #" + e.serial + " · " + (e.applied_at || "") + " · ", h("code", {}, e.version || "removed"),
         e.previous_version && e.previous_version !== e.version ? h("span", { class: "muted" }, " (was " + e.previous_version + ")") : null),
       e.changes.length ? h("p", { class: "small muted" }, e.changes.join(" · ")) : null,
-      e.diff.length ? table(["field", "before", "after"], e.diff.map(d => [d.field, diffValue(d.old), diffValue(d.new)])) : null))
+      e.diff.length ? table(["field", "before", "after"], e.diff.map(d => [d.field, diffValue(d.old), diffValue(d.new)])) : null)))
       : h("p", { class: "muted" }, "No history."),
     h("h2", {}, "Offline partitions"),
     h("p", { class: "small muted" }, v.offline_glob),
-    table(["date", "rows", "bytes"], v.partitions.slice().reverse().slice(0, 400).map(p => [p.date, fmt(p.rows), fmt(p.bytes)]), [1, 2]),
-    v.partitions.length > 400 ? h("p", { class: "muted" }, "… " + (v.partitions.length - 400) + " older partitions") : null);
+    partitionBars(v.partitions),
+    table(["date", "rows", "bytes"], v.partitions.slice().reverse().slice(0, 20).map(p => [p.date, fmt(p.rows), fmt(p.bytes)]), [1, 2]),
+    v.partitions.length > 20 ? h("p", { class: "muted" }, "… and " + fmt(v.partitions.length - 20) + " older partitions (the chart shows all)") : null);
+}
+function partitionBars(parts) {
+  if (!parts.length) return h("p", { class: "muted" }, "No offline data yet: run `featurestore ingest`.");
+  const width = 900, height = 90, top = Math.max(...parts.map(p => p.rows), 1), bw = width / parts.length;
+  const svg = s("svg", { width, height: height + 16, role: "img", class: "partitions" });
+  parts.forEach((p, i) => svg.append(s("rect", { x: (i * bw).toFixed(2), y: (height - p.rows / top * height).toFixed(1), width: Math.max(bw - (bw > 3 ? 1 : 0), 0.5).toFixed(2), height: (p.rows / top * height).toFixed(1), fill: "#0969da" }, s("title", {}, p.date + ": " + fmt(p.rows) + " rows"))));
+  svg.append(s("text", { x: 0, y: height + 13, "font-size": 10 }, parts[0].date));
+  svg.append(s("text", { x: width, y: height + 13, "font-size": 10, "text-anchor": "end" }, parts[parts.length - 1].date));
+  return h("div", { class: "chart" }, h("div", { class: "small muted" }, "rows per partition (max " + fmt(top) + ")"), svg);
 }
 
 // ---- Service (features and skew) ----
@@ -215,7 +226,7 @@ async function servicePage(name) {
     h("p", {}, h("b", {}, "Join keys: "), sv.join_keys.join(", ")),
     h("h2", {}, "Features"), h("p", {}, h("span", { class: "checks" }, sv.features.map(f => h("code", {}, f)))),
     h("h2", {}, "Training/serving skew"),
-    skewTables(skew));
+    h("div", {}, skewTables(skew)));
 }
 function skewTables(reports) {
   if (!reports.length) return h("p", { class: "muted" }, "No skew computed yet: enable log_sample_rate on the server, then run `featurestore skew`.");
@@ -308,6 +319,7 @@ async function qualityPage(name) {
         page.total ? `rows ${fmt(offset + 1)}–${fmt(Math.min(offset + limit, page.total))} of ${fmt(page.total)}` : "no quarantined rows")),
       page.rows.length ? table(page.columns, page.rows.map(r => r.map((c, i) => h("span", { class: page.columns[i] === "_value" ? "pill bad" : null }, num(c))))) : null);
     qbox.dataset.total = String(page.total);
+    qbox.dataset.loaded = [checkSel.value, runSel.value, offset].join("|");
   }
   checkSel.addEventListener("change", () => { offset = 0; loadPage(); });
   runSel.addEventListener("change", () => { offset = 0; loadPage(); });
@@ -316,7 +328,7 @@ async function qualityPage(name) {
     h("h1", {}, "Data quality: ", link("#/view/" + name, name), " ", h("code", {}, "v=" + q.version)),
     last ? h("p", {}, pill(last.status), " ", last.message || "") : h("p", { class: "muted" }, "No gate runs yet."),
     h("h2", {}, "Gate report history"),
-    charts.length ? charts : h("p", { class: "muted" }, "No reports."),
+    charts.length ? h("div", {}, charts) : h("p", { class: "muted" }, "No reports."),
     h("h2", {}, "Failures per check"),
     q.checks.length ? table(["check", "column", "rows failed (all runs)", "runs", "last run"], q.checks.map(c => [h("code", {}, c.check), c.column || "(batch)", fmt(c.rows), fmt(c.runs), c.last_run || ""]), [2, 3])
       : h("p", { class: "muted" }, "No check has failed."),
@@ -331,7 +343,7 @@ async function qualityPage(name) {
         h("div", { class: "name" }, h("b", {}, f.feature), h("br"), "PSI ", f.psi === null ? "–" : h("span", { class: "pill " + (f.psi > (d.threshold || 0.25) ? "drift" : "ok") }, num(f.psi))),
         histogram(f.baseline, "#8c959f", "baseline"), histogram(f.batch, "#0969da", "latest ingest")))),
     h("h2", {}, "Training/serving skew"),
-    skewTables(q.skew || []));
+    h("div", {}, skewTables(q.skew || [])));
   await loadPage();
 }
 
@@ -339,12 +351,12 @@ async function qualityPage(name) {
 async function trainingPage() {
   const sets = await api("/ui/api/training-sets");
   main.replaceChildren(h("h1", {}, "Training sets"),
-    sets.length ? sets.map(t => h("div", {},
+    sets.length ? h("div", {}, sets.map(t => h("div", {},
       h("h2", {}, t.output || t.manifest),
       table(["created", "features", "entity file", "entity rows", "rows", "views (version, files)"], [[
         (t.created_at || "").replace("T", " "), (t.features || []).join(", "), t.entities || "", fmt(t.entity_rows), fmt(t.rows),
         Object.entries(t.views).map(([n, v]) => `${n} v=${v.version} (${v.files})`).join(", ")]], [3, 4]),
-      h("pre", {}, t.rebuild))) : h("p", { class: "muted" }, "No saved training sets: pass out= to get_training_set (or --out) to save one with its manifest."));
+      h("pre", {}, t.rebuild)))) : h("p", { class: "muted" }, "No saved training sets: pass out= to get_training_set (or --out) to save one with its manifest."));
 }
 
 // ---- Lookup playground ----

@@ -24,7 +24,8 @@ __all__ = [
 
 # Reachable without a key: probes, metrics, the API documentation and the UI's page (its /ui/api calls need one).
 OPEN_PATHS = frozenset(
-    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/ui", "/ui/", "/ui/auth"}
+    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    | {"/ui", "/ui/", "/ui/auth"}
 )
 # The UI's static assets (HTML, JS, CSS) load without a key too.
 OPEN_PREFIX = "/ui/static/"

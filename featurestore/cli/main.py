@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from featurestore.cli import offline, online, quality, registry
+from featurestore.cli import monitoring, offline, online, quality, registry
 
 __all__ = ["app", "main"]
 
@@ -16,7 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (registry, offline, online, quality):
+for module in (registry, offline, online, quality, monitoring):
     module.register(app)
 
 

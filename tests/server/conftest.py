@@ -41,12 +41,15 @@ def _config() -> str:
 def start_server(repo: Path, env: dict[str, str] | None = None) -> ExampleServer:
     """``featurestore serve`` over ``repo`` on a free port, waited for until it answers."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(repo), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
+    # The access log goes to a file: an unread pipe would fill up and block the server.
+    log = repo / f"server-{port}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(repo), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -57,7 +60,7 @@ def start_server(repo: Path, env: dict[str, str] | None = None) -> ExampleServer
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"the feature server did not start: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+            raise RuntimeError(f"the feature server did not start: {log.read_text()[-3000:]}")
         time.sleep(0.1)
 
 

@@ -30,8 +30,16 @@ def build_example(target: Path, config: str | None = None) -> Path:
     re-ingested so drift has a batch to compare; delays over January only (fast); a training
     set is saved; everything is materialized and fresh weather pushed, so freshness is live.
     """
-    from definitions._prepare import prepare
+    import importlib.util
+
     from featurestore import FeatureStore
+
+    # Loaded from its file: other tests leave their own `definitions` package in sys.modules.
+    spec = importlib.util.spec_from_file_location("_example_prepare", ROOT / "definitions" / "_prepare.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    prepare = module.prepare
 
     shutil.copytree(ROOT / "definitions", target / "definitions", ignore=shutil.ignore_patterns("__pycache__"))
     (target / "definitions" / "ui_extra.py").write_text(_EXTRA)
@@ -44,8 +52,8 @@ def build_example(target: Path, config: str | None = None) -> Path:
     store.ingest(["carrier_delays", "route_delays"], start="2013-01-01", end="2013-01-15")
     from featurestore.validation.profile import profile_view
 
-    spec = store.state().view("weather")
-    profile_view(store.settings.offline_root, spec, store.layout.files("weather", spec.version))
+    weather = store.state().view("weather")
+    profile_view(store.settings.offline_root, weather, store.layout.files("weather", weather.version))
     store.ingest("weather", start="2013-06-01", end="2013-07-01")
     flights = (
         pl.read_parquet(data / "flights.parquet")
@@ -62,7 +70,7 @@ def build_example(target: Path, config: str | None = None) -> Path:
         .group_by("origin")
         .last()
     )
-    feats = list(spec.features)
+    feats = list(weather.features)
     store.push(
         "weather",
         [

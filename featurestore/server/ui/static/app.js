@@ -13,7 +13,7 @@ function h(tag, attrs, ...kids) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined || kid === false) continue;
     el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   }
@@ -22,8 +22,12 @@ function h(tag, attrs, ...kids) {
 function s(tag, attrs, ...kids) {
   const el = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
-  for (const kid of kids.flat()) if (kid !== null && kid !== undefined) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  for (const kid of kids.flat(Infinity)) if (kid !== null && kid !== undefined) el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
   return el;
+}
+// Replace the page's content (nested arrays flattened; null, undefined and false left out).
+function show(...kids) {
+  main.replaceChildren(...kids.flat(Infinity).filter(k => k !== null && k !== undefined && k !== false));
 }
 function table(headers, rows, numeric) {
   const num = new Set(numeric || []);
@@ -85,7 +89,7 @@ async function render() {
     const m = hash.match(re);
     if (!m) continue;
     for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.dataset.nav === nav);
-    main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    show(h("p", { class: "muted" }, "Loading…"));
     const t0 = performance.now();
     try { await page(...m.slice(1)); }
     catch (e) { if (e.status === 401) { session = null; return keyPage(); } return fail(e); }
@@ -93,10 +97,10 @@ async function render() {
     document.body.dataset.ms = String(Math.round(performance.now() - t0));
     return;
   }
-  main.replaceChildren(h("p", { class: "error" }, "No such page: " + hash));
+  show(h("p", { class: "error" }, "No such page: " + hash));
 }
 function fail(e) {
-  main.replaceChildren(h("p", { class: "error" }, (e.status ? e.status + ": " : "") + e.message));
+  show(h("p", { class: "error" }, (e.status ? e.status + ": " : "") + e.message));
   document.body.dataset.rendered = location.hash || "#/";
 }
 function keyPage() {
@@ -107,7 +111,7 @@ function keyPage() {
     h("p", { class: "muted" }, "This server has auth on. Enter an API key; it stays in this browser tab's session only."),
     input, h("button", { type: "submit" }, "Open"));
   if (sessionStorage.getItem(KEY)) form.append(h("p", { class: "error" }, "That key was refused."));
-  main.replaceChildren(form);
+  show(form);
   document.body.dataset.rendered = "key";
 }
 window.addEventListener("hashchange", render);
@@ -129,7 +133,7 @@ async function overviewPage() {
     fmt(v.offline_rows),
     link("#/quality/" + v.name, "quality"),
   ]);
-  main.replaceChildren(
+  show(
     h("h1", {}, "Overview"),
     h("div", { class: "cards" },
       h("div", { class: "card" }, h("b", {}, data.views.length), "feature views"),
@@ -164,7 +168,7 @@ async function viewPage(name) {
     gate.freshness_seconds ? ["freshness(" + age(gate.freshness_seconds) + ")"] : [],
     gate.unique_key ? ["unique (keys, event time)"] : []);
   const l = v.lineage;
-  main.replaceChildren(
+  show(
     h("h1", {}, "View ", name, " ", h("code", {}, "v=" + v.version)),
     h("p", { class: "muted" }, v.description || ""),
     h("div", { class: "cards" },
@@ -221,7 +225,7 @@ async function servicePage(name) {
   const [pg, skew] = await Promise.all([api("/ui/api/playground"), api("/ui/api/skew?target=" + encodeURIComponent(name))]);
   const sv = pg.services[name];
   if (!sv) throw new HttpError(404, "unknown or unreadable feature service " + name);
-  main.replaceChildren(
+  show(
     h("h1", {}, "Service ", name),
     h("p", {}, h("b", {}, "Join keys: "), sv.join_keys.join(", ")),
     h("h2", {}, "Features"), h("p", {}, h("span", { class: "checks" }, sv.features.map(f => h("code", {}, f)))),
@@ -245,7 +249,7 @@ function skewTables(reports) {
 // ---- Data quality ----
 async function qualityIndex() {
   const data = await api("/ui/api/overview");
-  main.replaceChildren(h("h1", {}, "Data quality"),
+  show(h("h1", {}, "Data quality"),
     table(["view", "last gate", "path", "bad fraction", "when"], data.views.map(v => [
       link("#/quality/" + v.name, v.name), v.gate ? pill(v.gate.status) : pill("no runs", "none"),
       v.gate ? v.gate.path : "–", v.gate ? pct(v.gate.bad_fraction) : "–", v.gate ? (v.gate.time || "").slice(0, 19).replace("T", " ") : "–"]), [3]));
@@ -324,7 +328,7 @@ async function qualityPage(name) {
   checkSel.addEventListener("change", () => { offset = 0; loadPage(); });
   runSel.addEventListener("change", () => { offset = 0; loadPage(); });
   const d = q.drift;
-  main.replaceChildren(
+  show(
     h("h1", {}, "Data quality: ", link("#/view/" + name, name), " ", h("code", {}, "v=" + q.version)),
     last ? h("p", {}, pill(last.status), " ", last.message || "") : h("p", { class: "muted" }, "No gate runs yet."),
     h("h2", {}, "Gate report history"),
@@ -350,7 +354,7 @@ async function qualityPage(name) {
 // ---- Training sets ----
 async function trainingPage() {
   const sets = await api("/ui/api/training-sets");
-  main.replaceChildren(h("h1", {}, "Training sets"),
+  show(h("h1", {}, "Training sets"),
     sets.length ? h("div", {}, sets.map(t => h("div", {},
       h("h2", {}, t.output || t.manifest),
       table(["created", "features", "entity file", "entity rows", "rows", "views (version, files)"], [[
@@ -403,7 +407,7 @@ async function playgroundPage() {
     }
   }
   kind.addEventListener("change", build);
-  main.replaceChildren(h("h1", {}, "Lookup playground"), h("div", { class: "inline" }, h("label", {}, "features of ", kind)), form, out);
+  show(h("h1", {}, "Lookup playground"), h("div", { class: "inline" }, h("label", {}, "features of ", kind)), form, out);
   if (kind.options.length) build(); else form.append(h("p", { class: "muted" }, "Nothing this key may read."));
 }
 

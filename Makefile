@@ -25,11 +25,12 @@ install: $(VENV)/.base
 install-test: $(VENV)/.test
 
 # The tests start their own redis-server processes (one with TLS, whose certificate openssl
-# makes); install what is missing.
+# makes) and drive Debian's chromium for the UI; install what is missing.
 redis-server:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -120,6 +120,7 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = ()
     online_timeout: float = 0.5
     log_level: str = "info"
+    log_sample_rate: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -160,6 +161,11 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
             if level not in ("debug", "info", "warning", "error"):
                 raise ConfigError(f"config key 'log_level': use debug, info, warning or error, not {value!r}")
             return level
+        if name == "log_sample_rate":
+            rate = float(value)
+            if not 0.0 <= rate <= 1.0:
+                raise ConfigError(f"config key 'log_sample_rate': a fraction between 0 and 1, not {value!r}")
+            return rate
         if name in _PATH_KEYS:
             p = Path(str(value)).expanduser()
             return p if p.is_absolute() else (repo / p)

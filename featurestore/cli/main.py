@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from featurestore._version import __version__
-from featurestore.cli import init, offline, online, quality, registry
+from featurestore.cli import init, monitoring, offline, online, quality, registry
 
 __all__ = ["app", "main"]
 
@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (registry, offline, online, quality, init):
+for module in (registry, offline, online, quality, monitoring, init):
     module.register(app)
 
 

@@ -11,7 +11,9 @@ import orjson
 
 from featurestore.errors import TrainingSetError
 
-__all__ = ["file_sha256", "write_manifest", "read_manifest", "manifest_path", "verify_files"]
+__all__ = ["file_sha256", "write_manifest", "read_manifest", "manifest_path", "verify_files", "find_manifests"]
+
+MANIFEST_SUFFIX = ".manifest.json"
 
 
 def file_sha256(path: Path) -> str:
@@ -57,3 +59,21 @@ def verify_files(entries: list[dict[str, Any]], what: str) -> None:
             raise TrainingSetError(
                 f"{what} file {p} changed since the manifest was written; the identical training set cannot be rebuilt"
             )
+
+
+def find_manifests(root: Path, *, skip: tuple[Path, ...] = (), limit: int = 10_000) -> list[Path]:
+    """Saved training-set manifests under ``root`` (hidden, ``_``-prefixed and ``skip`` folders left out)."""
+    import os
+
+    skipped = {str(Path(p).resolve()) for p in skip}
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [
+            d
+            for d in dirs
+            if not d.startswith((".", "_")) and d != "node_modules" and str(Path(folder, d).resolve()) not in skipped
+        ]
+        found.extend(Path(folder, f) for f in files if f.endswith(MANIFEST_SUFFIX))
+        if len(found) >= limit:
+            break
+    return sorted(found)[:limit]

@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     from featurestore.server.metrics import ServerMetrics
     from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
+    from featurestore.server.ui import mount_ui
 
     logger = configure_logging(settings.log_level)
     keys = KeyRing(settings.api_keys, enabled=settings.auth == "on")
@@ -50,6 +51,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         online = store or online_store_from_settings(settings)
         app.state.store = online
         app.state.catalog = Catalog(settings.registry, online)
+        if app.state.served_log is not None:
+            app.state.served_log.start()
         # Start-up objects (modules, the app, the registry) never die: moving them out of the
         # collector's reach keeps full collections, and their pauses in the p99, short.
         gc.collect()
@@ -57,6 +60,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.served_log is not None:
+                app.state.served_log.close()  # writes what is still queued
             if own:
                 await online.aclose()
 
@@ -68,6 +73,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.layout = OfflineLayout(settings.offline_root)
+    app.state.served_log = _served_log(settings)
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> Response:
@@ -85,12 +91,22 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         return _error(500, redact(str(exc)))
 
     app.include_router(router)
+    mount_ui(app)
     _bypass_fastapi_on_hot_routes(app)
     # Known paths label the metrics (FastAPI may keep included routers behind one lazy route).
     paths = set(app.openapi()["paths"]) | {getattr(r, "path", "") for r in app.router.routes} - {""}
     app.state.metrics = ServerMetrics(paths)
     app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
     return app
+
+
+def _served_log(settings: Settings) -> Any:
+    """The served-feature log when ``log_sample_rate`` > 0, else None."""
+    if settings.log_sample_rate <= 0:
+        return None
+    from featurestore.server.served_log import ServedLog
+
+    return ServedLog(settings.offline_root, settings.log_sample_rate)
 
 
 def _bypass_fastapi_on_hot_routes(app: FastAPI) -> None:

@@ -19,11 +19,17 @@ __all__ = [
     "new_api_key",
     "toml_snippet",
     "OPEN_PATHS",
+    "OPEN_PREFIX",
     "SCOPE_KEY",
 ]
 
-# Reachable without a key: probes, metrics and the API documentation.
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# Reachable without a key: probes, metrics, the API documentation and the UI's page (its /ui/api calls need one).
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    | {"/ui", "/ui/", "/ui/auth"}
+)
+# The UI's static assets (HTML, JS, CSS) load without a key too.
+OPEN_PREFIX = "/ui/static/"
 # Where the middleware leaves the authenticated key in the ASGI scope for the handlers.
 SCOPE_KEY = "featurestore.api_key"
 

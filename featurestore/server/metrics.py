@@ -135,38 +135,59 @@ class _ViewCollector:
             "When the view's last gate ran (Unix time).",
             labels=["view"],
         )
+        skew = GaugeMetricFamily(
+            "featurestore_skew_psi",
+            "PSI of served values against the training set or the offline profile (newest `featurestore skew`).",
+            labels=["view", "feature", "target", "against"],
+        )
         for view, info in sorted(self.views.items()):
             if info.get("freshness") is not None:
                 fresh.add_metric([view], info["freshness"])
             report = info.get("gate")
-            if report:
+            for (target, feature, against), value in sorted(((report or {}).get("skew") or {}).items()):
+                skew.add_metric([view, feature, target, against], value)
+            if report and "status" in report:
                 for s in _GATE_STATUSES:
                     status.add_metric([view, str(report.get("path", "")), s], 1.0 if report.get("status") == s else 0.0)
                 bad.add_metric([view], float(report.get("bad_fraction") or 0.0))
                 if report.get("unix_time") is not None:
                     when.add_metric([view], report["unix_time"])
-        yield from (fresh, status, bad, when)
+        yield from (fresh, status, bad, when, skew)
 
 
 def gate_snapshot(offline_root: Path, views: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The newest gate report of each view (ingest, materialize or push), with its time as Unix seconds."""
+    """The newest gate report of each view (ingest, materialize or push), with its time as Unix seconds,
+    and under ``"skew"`` the newest PSI per (service or view, feature, reference) from `featurestore skew`."""
     from featurestore.offline.frames import utc_datetime
     from featurestore.validation import list_reports
 
     wanted = set(views)
     out: dict[str, dict[str, Any]] = {}
+    skew_seen: set[tuple[str, str]] = set()
     for report in list_reports(offline_root, limit=None):
         view = report.get("view")
-        if view in wanted and view not in out and not report.get("dry_run"):
-            summary = {k: report.get(k) for k in ("path", "status", "bad_fraction")}
-            try:
-                stamp = utc_datetime(report.get("time"))
-                summary["unix_time"] = stamp.timestamp() if stamp is not None else None
-            except Exception:  # an unreadable time only loses that gauge
-                summary["unix_time"] = None
-            out[str(view)] = summary
-            if len(out) == len(wanted):
-                break
+        if view not in wanted or report.get("dry_run"):
+            continue
+        entry = out.setdefault(str(view), {})
+        if report.get("path") == "skew":
+            target = str(report.get("target"))
+            if (target, str(view)) in skew_seen:
+                continue
+            skew_seen.add((target, str(view)))
+            psi = entry.setdefault("skew", {})
+            for item in (report.get("skew") or {}).get("features", []):
+                for against in ("training", "profile"):
+                    if item.get(f"psi_{against}") is not None:
+                        psi[(target, item["feature"], against)] = float(item[f"psi_{against}"])
+            continue
+        if "status" in entry:
+            continue
+        entry.update({k: report.get(k) for k in ("path", "status", "bad_fraction")})
+        try:
+            stamp = utc_datetime(report.get("time"))
+            entry["unix_time"] = stamp.timestamp() if stamp is not None else None
+        except Exception:  # an unreadable time only loses that gauge
+            entry["unix_time"] = None
     return out
 
 

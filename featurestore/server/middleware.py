@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.server.auth import OPEN_PATHS, SCOPE_KEY, KeyRing
+from featurestore.server.auth import OPEN_PATHS, OPEN_PREFIX, SCOPE_KEY, KeyRing
 from featurestore.server.logs import AccessLog
 from featurestore.server.metrics import ServerMetrics
 
@@ -62,7 +62,7 @@ class ServerMiddleware:
             await send(message)
 
         try:
-            if self.keys.enabled and path not in OPEN_PATHS:
+            if self.keys.enabled and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIX):
                 key = self.keys.authenticate(headers)
                 if key is None:
                     await _send_401(send_with_id)

@@ -98,6 +98,8 @@ async def get_online_features(request: Request) -> Response:
             rows.append(await store.aread_rows(view.name, version, view_keys_))
             layouts.append(catalog.layout(view.name, version))
     result = assemble(plan, entities, n, rows, layouts)
+    if app.served_log is not None:
+        app.served_log.record(service, plan, result)
     count = app.metrics.count_statuses
     for column in result["results"][len(plan.entity_columns) :]:
         count(column["statuses"])

@@ -1,0 +1,227 @@
+"""The UI's registry pages as JSON: the overview of views and services, and one view's details and lineage."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from featurestore.config import ApiKey
+from featurestore.errors import RequestError
+from featurestore.offline.layout import OfflineLayout
+from featurestore.registry.store import RegistryState
+from featurestore.server.ui.scope import Scope, service_views
+
+__all__ = ["RowCounts", "overview", "view_detail", "field_diff", "OnlineFacts"]
+
+# Online facts per view: (live version, watermark, newest event time).
+OnlineFacts = dict[str, tuple[str | None, datetime | None, datetime | None]]
+
+
+class RowCounts:
+    """Row counts of Parquet files from their footers, cached per (path, mtime, size): no data is read."""
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._cache: dict[str, tuple[tuple[int, int], int]] = {}
+        self._lock = threading.Lock()
+        self.max_entries = max_entries
+
+    def rows(self, path: Path) -> int:
+        import pyarrow.parquet as pq
+
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return 0
+        stamp = (st.st_mtime_ns, st.st_size)
+        key = str(path)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            n = int(pq.read_metadata(path).num_rows)
+        except (OSError, ValueError):  # a file being replaced: count it next time
+            return 0
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = (stamp, n)
+        return n
+
+
+def _freshness_limit(raw: dict[str, Any]) -> float | None:
+    """Seconds past which a view is stale: its ``freshness`` check, else its ttl."""
+    gate = raw.get("gate") or {}
+    limit = gate.get("freshness_seconds") if isinstance(gate, dict) else None
+    return limit if limit is not None else raw.get("ttl_seconds")
+
+
+def overview(
+    state: RegistryState,
+    scope: Scope,
+    online: OnlineFacts,
+    gates: dict[str, dict[str, Any]],
+    layout: OfflineLayout,
+    counts: RowCounts,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Every readable view (versions, freshness, last gate, offline rows) and service."""
+    now = time.time() if now is None else now
+    views = []
+    for name, spec in sorted(state.views.items()):
+        if not scope.can_view(name):
+            continue
+        raw = spec.raw
+        live, watermark, newest = online.get(name, (None, None, None))
+        age = None if newest is None else max(0.0, now - newest.timestamp())
+        limit = _freshness_limit(raw)
+        gate = gates.get(name)
+        files = layout.files(name, spec.version)
+        views.append(
+            {
+                "name": name,
+                "version": spec.version,
+                "online_version": live,
+                "online": spec.online,
+                "watermark": None if watermark is None else watermark.isoformat(),
+                "newest_event": None if newest is None else newest.isoformat(),
+                "freshness_seconds": age,
+                "freshness_limit_seconds": limit,
+                "stale": age is not None and limit is not None and age > limit,
+                "ttl_seconds": raw.get("ttl_seconds"),
+                "features": len(raw.get("features", [])),
+                "entities": raw.get("entities", []),
+                "gate": gate,
+                "offline_rows": sum(counts.rows(f) for f in files),
+                "partitions": len(files),
+                "description": raw.get("description"),
+            }
+        )
+    services = [
+        {
+            "name": name,
+            "description": svc.get("description"),
+            "features": len(svc.get("features", [])),
+            "views": service_views(state, name),
+        }
+        for name, svc in sorted(state.services.items())
+        if scope.can_service(name)
+    ]
+    return {"views": views, "services": services, "registry_serial": state.serial}
+
+
+def _feature_map(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in spec.get("features", [])}
+
+
+def field_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Field-level changes from one registered spec of a view to the next: ``{field, old, new}`` rows."""
+    if old is None:
+        return [{"field": "view", "old": None, "new": "created"}]
+    rows: list[dict[str, Any]] = []
+    of, nf = _feature_map(old), _feature_map(new)
+    for name in nf.keys() - of.keys():
+        rows.append({"field": f"feature {name}", "old": None, "new": nf[name]["dtype"]})
+    for name in sorted(of.keys() - nf.keys()):
+        rows.append({"field": f"feature {name}", "old": of[name]["dtype"], "new": None})
+    for name in sorted(of.keys() & nf.keys()):
+        for attr in ("dtype", "description", "checks"):
+            if of[name].get(attr) != nf[name].get(attr):
+                rows.append({"field": f"feature {name}.{attr}", "old": of[name].get(attr), "new": nf[name].get(attr)})
+    for key in ("join_keys", "source", "transform", "ttl_seconds", "gate", "online", "tags", "owner", "description"):
+        if old.get(key) != new.get(key):
+            rows.append({"field": key, "old": old.get(key), "new": new.get(key)})
+    return sorted(rows, key=lambda r: (not r["field"].startswith("feature"), r["field"]))
+
+
+def _history(state: RegistryState, name: str) -> list[dict[str, Any]]:
+    """Each apply that touched the view, newest first, with its change lines and field-level diff."""
+    versions = state.data.get("versions", {}).get(name, {})
+    out = []
+    previous: str | None = None
+    for entry in state.history:
+        version = (entry.get("views") or {}).get(name)
+        lines = [c for c in entry.get("changes", []) if f" view {name}" in f" {c.split(':', 1)[0]}"]
+        if version is None and previous is None:
+            continue
+        if version == previous and not lines:
+            continue
+        old = versions.get(previous) if previous else None
+        diff = field_diff(old, versions[version]) if version in versions and version != previous else []
+        out.append(
+            {
+                "serial": entry.get("serial"),
+                "applied_at": entry.get("applied_at"),
+                "version": version,
+                "previous_version": previous,
+                "changes": lines or (["view removed"] if version is None else []),
+                "diff": diff,
+            }
+        )
+        previous = version
+    out.reverse()
+    return out
+
+
+def _keys_reading(name: str, state: RegistryState, keys: tuple[ApiKey, ...], auth: bool) -> list[dict[str, Any]]:
+    if not auth:
+        return [{"name": "(auth off: anyone)", "scope": "all"}]
+    out = []
+    for key in keys:
+        scope = Scope.of(key, state)
+        if scope.can_view(name):
+            what = "all" if scope.views is None else ", ".join(sorted((key.services or ()) + (key.views or ())))
+            out.append({"name": key.name, "scope": what})
+    return out
+
+
+def view_detail(
+    state: RegistryState,
+    scope: Scope,
+    name: str,
+    layout: OfflineLayout,
+    counts: RowCounts,
+    keys: tuple[ApiKey, ...],
+    auth: bool,
+) -> dict[str, Any]:
+    """One view: features with dtypes, descriptions and checks; source and transform; history; partitions; lineage."""
+    spec = state.views.get(name)
+    if spec is None:
+        raise RequestError(f"unknown feature view {name!r}", 404)
+    scope.require_view(name)
+    raw = spec.raw
+    partitions = [
+        {"date": f.parent.name.removeprefix("date="), "rows": counts.rows(f), "bytes": f.stat().st_size}
+        for f in layout.files(name, spec.version)
+    ]
+    services = [s for s in sorted(state.services) if name in service_views(state, s) and scope.can_service(s)]
+    return {
+        "name": name,
+        "version": spec.version,
+        "description": raw.get("description"),
+        "owner": raw.get("owner"),
+        "tags": raw.get("tags") or {},
+        "module": raw.get("module"),
+        "entities": raw.get("entities", []),
+        "join_keys": raw.get("join_keys", {}),
+        "ttl_seconds": raw.get("ttl_seconds"),
+        "online": spec.online,
+        "features": raw.get("features", []),
+        "gate": raw.get("gate"),
+        "source": raw.get("source"),
+        "transform": raw.get("transform"),
+        "history": _history(state, name),
+        "partitions": partitions,
+        "offline_rows": sum(p["rows"] for p in partitions),
+        "offline_glob": layout.glob(name, spec.version),
+        "lineage": {
+            "source": raw.get("source"),
+            "transform": (raw.get("transform") or {}).get("kind"),
+            "view": name,
+            "services": services,
+            "keys": _keys_reading(name, state, keys, auth),
+        },
+    }

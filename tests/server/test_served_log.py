@@ -1,0 +1,136 @@
+"""Served-feature logging and `featurestore skew`: unit tests, and a real server under load with logging at 1.0."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from featurestore import FeatureStore
+from featurestore.cli.main import app as cli
+from featurestore.online.lookup import plan_lookup
+from featurestore.server.served_log import ServedLog, served_files, status_column, value_column
+from featurestore.skew import SkewError, compute_skew
+from featurestore.validation import list_reports
+from tests.server.conftest import ADMIN_KEY, start_server, stop_server
+from tests.server.example_repo import SCOPED_SERVICE
+
+
+def _result(n: int) -> dict:
+    origins = ["JFK", "LGA", "EWR"] * n
+    return {
+        "metadata": {"feature_names": ["origin", "temp", "wind_speed"]},
+        "results": [
+            {"values": origins[:n], "statuses": ["PRESENT"] * n, "event_timestamps": ["x"] * n},
+            {"values": [50.0 + i for i in range(n)], "statuses": ["PRESENT"] * n, "event_timestamps": ["x"] * n},
+            {"values": [None] * n, "statuses": ["NOT_FOUND"] * n, "event_timestamps": ["x"] * n},
+        ],
+    }
+
+
+def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tmp_path: Path) -> None:
+    state = FeatureStore(example_repo).state()
+    plan = plan_lookup(state, ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0, max_rows=10)
+    for _ in range(5):
+        log.record(None, plan, _result(3))  # 3 fit (9 rows), 2 are dropped: the request never waits
+    assert log.dropped == 6
+    assert log.flush() == 9
+    files = served_files(tmp_path, "weather")
+    assert len(files) == 1 and not list(files[0].parent.glob(".*"))  # no temporary file left
+    frame = pl.read_parquet(files[0])
+    assert frame.columns == [
+        "request_time",
+        "origin",
+        value_column("weather", "temp"),
+        status_column("weather", "temp"),
+        value_column("weather", "wind_speed"),
+        status_column("weather", "wind_speed"),
+    ]
+    assert frame.height == 9 and frame["weather__temp"].to_list()[:3] == [50.0, 51.0, 52.0]
+    assert frame["weather__wind_speed__status"].unique().to_list() == ["NOT_FOUND"]
+    assert frame["request_time"].dtype == pl.Datetime("us", "UTC")
+    log.record("svc", plan, _result(2))  # a service logs every feature under its own name
+    log.close()
+    assert pl.read_parquet(served_files(tmp_path, "svc")).height == 2
+
+
+def test_sampling_keeps_about_the_configured_share(tmp_path: Path, example_repo: Path) -> None:
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 0.1)
+    for _ in range(2000):
+        log.record(None, plan, _result(1))
+    log.close()
+    rows = pl.read_parquet(served_files(tmp_path, "weather")).height
+    assert 100 < rows < 300  # 10 % of 2,000, with a wide margin (no timing, only counting)
+
+
+def test_log_under_load_loses_nothing_on_a_clean_shutdown_and_skew_reads_it(example_repo: Path) -> None:
+    before = sum(pl.read_parquet(f).height for f in served_files(example_repo / "data/offline", SCOPED_SERVICE))
+    server = start_server(example_repo)
+    body = {"feature_service": SCOPED_SERVICE, "entities": {"origin": ["JFK", "LGA", "XXX"]}}
+    headers = {"X-API-Key": ADMIN_KEY}
+
+    def hammer(_: int) -> int:
+        with httpx.Client(base_url=server.url, headers=headers) as client:
+            for _ in range(50):
+                r = client.post("/get-online-features", json=body)
+                assert r.status_code == 200, r.text
+        return 50
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            sent = sum(pool.map(hammer, range(8)))
+    finally:
+        stop_server(server)  # SIGTERM: the lifespan shutdown writes what is still queued
+    files = served_files(example_repo / "data/offline", SCOPED_SERVICE)
+    logged = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    assert logged.height - before == sent * 3
+    assert set(logged["origin"].unique()) >= {"JFK", "LGA", "XXX"}
+    statuses = logged["weather__temp__status"].value_counts().rows()
+    assert dict(statuses)["NOT_FOUND"] >= sent  # the unknown airport, one per lookup
+
+    settings = FeatureStore(example_repo).settings
+    state = FeatureStore(example_repo).state()
+    [report] = compute_skew(settings, state, SCOPED_SERVICE, threshold=0.0001)
+    skew = report["skew"]
+    assert report["path"] == "skew" and report["target"] == SCOPED_SERVICE and report["view"] == "weather"
+    assert skew["training_set"] and skew["training_set"].endswith("delay_model.parquet.manifest.json")
+    by_feature = {f["feature"]: f for f in skew["features"]}
+    assert set(by_feature) == {"temp", "wind_speed"}
+    temp = by_feature["temp"]
+    assert temp["psi_training"] is not None and temp["psi_training"] > 0.0001  # a few live values vs January
+    assert temp["psi_profile"] is not None  # the weather baseline stored by `profile`
+    assert temp["not_found"] == pytest.approx(1 / 3, abs=0.05)
+    assert temp["null_served"] >= temp["not_found"]
+    assert report["status"] == "warned" and "temp: skew(psi>0.0001)" in report["failures"]
+    # the failed check joins the report history, and the UI and /metrics read it
+    newest = list_reports(settings.offline_root, "weather", limit=1)[0]
+    assert newest["run_id"] == report["run_id"]
+
+
+def test_skew_command_and_metrics(example_repo: Path, example_server) -> None:  # type: ignore[no-untyped-def]
+    store = FeatureStore(example_repo)
+    log = ServedLog(store.settings.offline_root, 1.0)  # a few served lookups, whatever ran before
+    log.record(SCOPED_SERVICE, plan_lookup(store.state(), SCOPED_SERVICE), _result(3))
+    log.close()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["skew", SCOPED_SERVICE, "--repo", str(example_repo)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"{SCOPED_SERVICE} / weather" in result.output and "PSI vs training" in result.output
+    missing = runner.invoke(cli, ["skew", "no_such_service", "--repo", str(example_repo)])
+    assert missing.exit_code == 1 and "no served-feature log for 'no_such_service'" in missing.output
+    with pytest.raises(SkewError):
+        compute_skew(FeatureStore(example_repo).settings, FeatureStore(example_repo).state(), "nothing")
+    metrics = httpx.get(example_server.url + "/metrics").text
+    assert f'featurestore_skew_psi{{against="training",feature="temp",target="{SCOPED_SERVICE}",view="weather"}}' in (
+        metrics
+    )
+    ui = httpx.get(
+        example_server.url + f"/ui/api/skew?target={SCOPED_SERVICE}", headers={"X-API-Key": ADMIN_KEY}
+    ).json()
+    assert ui and ui[0]["skew"]["features"]

@@ -225,7 +225,7 @@ def _deduplicate(typed: pl.DataFrame, subset: list[str], unkeyed: list[str]) -> 
     unique = keyed.sort([_CREATED, _POS], nulls_last=False).unique(subset=subset, keep="last", maintain_order=False)
     dropped = keyed.height - unique.height
     rows = pl.concat([unique, loose]) if loose.height else unique
-    return rows.sort(subset, nulls_last=True), dropped
+    return rows.sort(subset), dropped
 
 
 def _cast_failures(

@@ -66,7 +66,7 @@ def _castable(actual: Any, declared: DType) -> bool:
 
 
 def _null_count(col: pl.Expr) -> pl.Expr:
-    return col.list.eval(pl.element().is_null().sum()).list.first()
+    return col.list.len() - col.list.drop_nulls().list.len()
 
 
 def cast_column(name: str, actual: pl.DataType, declared: DType, rounding: Rounding = Rounding.FLOOR) -> CastColumn:

@@ -127,7 +127,8 @@ def nan_as_null(frame: Frame, dtypes: Mapping[str, DType], keep_nan: Collection[
         if base is None or base.name not in ("Float64", "Float32"):
             continue
         col = pl.col(name)
-        exprs.append(col.list.eval(pl.element().fill_nan(None)) if dtype.is_list else col.fill_nan(None))
+        # list.agg runs the element-wise expression inside each list (as list.eval does).
+        exprs.append(col.list.agg(pl.element().fill_nan(None)) if dtype.is_list else col.fill_nan(None))
     return frame.with_columns(exprs) if exprs else frame
 
 

@@ -180,3 +180,19 @@ def test_nan_in_text_parsed_as_a_number_is_null(make_repo: Any) -> None:
     store = new_store(make_repo, source(2, x=["NaN", "2"]))
     store.ingest()
     assert stored(store)["x"].to_list() == [None, 2.0]
+
+
+def test_nan_inside_lists_is_null_and_a_list_element_that_cannot_be_cast_fails_its_row() -> None:
+    from featurestore.dsl.types import Float64, Int32, List
+    from featurestore.offline.cast import cast_column
+    from featurestore.offline.frames import nan_as_null
+
+    nan = float("nan")
+    df = pl.DataFrame({"a": [[1.0, nan, None], [], None, [nan]], "b": [[1, 2], [2**40], None, []]})
+    out = nan_as_null(df, {"a": List(Float64)})
+    assert out["a"].to_list() == [[1.0, None, None], [], None, [None]]
+    cast = cast_column("b", df.schema["b"], List(Int32))
+    assert cast.failed is not None
+    typed = df.select(cast.value, cast.failed.alias("bad"))
+    assert typed["bad"].to_list() == [False, True, False, False]
+    assert typed["b"].to_list()[0] == [1, 2] and typed.schema["b"] == pl.List(pl.Int32)

@@ -124,7 +124,8 @@ class FeatureStore:
                 )
             batch = read_view(view, spec, self.repo, con, start_dt, end_dt)
             df, gate_result = gate_for(self.settings, spec, "ingest")(batch.rows, **batch.gate_inputs())
-            df = df.filter(pl.col("event_timestamp").is_not_null())  # a policy may pass rows it cannot store
+            if df.get_column("event_timestamp").null_count():  # warn passes rows it cannot store
+                df = df.filter(pl.col("event_timestamp").is_not_null())
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             dropped = batch.duplicates_dropped
             results.append(IngestResult(name, spec.version, batch.rows_read, df.height, parts, gate_result, dropped))

@@ -65,7 +65,7 @@ def _ingest_once(root: Path, gated: bool) -> tuple[float, Any]:
 
     real = store_module.gate_for
     if not gated:
-        store_module.gate_for = lambda settings, spec, path: lambda df: (df, None)  # type: ignore[assignment]
+        store_module.gate_for = lambda settings, spec, path: lambda df, **batch: (df, None)  # type: ignore[assignment]
     try:
         store = FeatureStore(root)
         t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def _gate_alone(root: Path) -> dict[str, float]:
     store = FeatureStore(root)
     spec = store.state().view("driver_stats")
     con = duckdb_connection("4GB", str(root / "data" / "tmp"))
-    df, _ = read_view(store.definitions().views["driver_stats"], spec, root, con)
+    df = read_view(store.definitions().views["driver_stats"], spec, root, con).rows
     compiled = compile_gate(spec)
     t0 = time.perf_counter()
     try:

@@ -56,13 +56,19 @@ def main() -> None:
     t0 = time.perf_counter()
     results = store.ingest(progress=True)
     table = Table(title=f"Ingest through the validation gates ({time.perf_counter() - t0:.2f} s)")
-    for col in ("view", "version", "rows read", "rows written", "quarantined", "why"):
+    for col in ("view", "version", "rows read", "duplicates dropped", "rows written", "quarantined", "why"):
         table.add_column(col)
     for r in results:
         g = r.gate
         why = "\n".join(f"{n}: {f['count']}" for n, f in (g.failures if g else {}).items())
         table.add_row(
-            r.view, r.version, f"{r.rows_read:,}", f"{r.rows_written:,}", f"{g.rows_quarantined:,}" if g else "-", why
+            r.view,
+            r.version,
+            f"{r.rows_read:,}",
+            f"{r.duplicates_dropped:,}",
+            f"{r.rows_written:,}",
+            f"{g.rows_quarantined:,}" if g else "-",
+            why,
         )
     console.print(table)
     for r in results:

@@ -122,10 +122,13 @@ class FeatureStore:
                     module=view.module,
                     obj=name,
                 )
-            df, read = read_view(view, spec, self.repo, con, start_dt, end_dt)
-            df, gate_result = gate_for(self.settings, spec, "ingest")(df)
+            batch = read_view(view, spec, self.repo, con, start_dt, end_dt)
+            df, gate_result = gate_for(self.settings, spec, "ingest")(batch.rows, **batch.gate_inputs())
+            if df.get_column("event_timestamp").null_count():  # warn passes rows it cannot store
+                df = df.filter(pl.col("event_timestamp").is_not_null())
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
-            results.append(IngestResult(name, spec.version, read, df.height, parts, gate_result))
+            dropped = batch.duplicates_dropped
+            results.append(IngestResult(name, spec.version, batch.rows_read, df.height, parts, gate_result, dropped))
         return results
 
     @staticmethod
@@ -156,8 +159,8 @@ class FeatureStore:
         if view not in defs.views:
             raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
         spec = ViewSpec(self.specs(defs, registered=self.state())["views"][view])
-        df, _ = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
-        return validate_frame(self.settings, spec, df)
+        batch = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
+        return validate_frame(self.settings, spec, batch.rows, **batch.gate_inputs())
 
     def reports(self, view: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
         """Gate reports (every ingest, materialize and push run), newest first."""

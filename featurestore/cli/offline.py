@@ -22,7 +22,8 @@ def ingest(
     with errors_to_exit():
         results = open_store(repo).ingest(views or None, start, end, progress=True)
         table = Table(title="Ingest")
-        for col in ("view", "version", "rows read", "rows written", "quarantined", "gate", "partitions"):
+        columns = ("view", "version", "rows read", "duplicates dropped", "rows written", "quarantined", "gate")
+        for col in (*columns, "partitions"):
             table.add_column(col)
         for r in results:
             g = r.gate
@@ -30,6 +31,7 @@ def ingest(
                 r.view,
                 r.version,
                 f"{r.rows_read:,}",
+                f"{r.duplicates_dropped:,}",
                 f"{r.rows_written:,}",
                 f"{g.rows_quarantined:,}" if g else "-",
                 g.status if g else "-",

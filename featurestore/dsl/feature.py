@@ -14,7 +14,12 @@ RESERVED = {"event_timestamp", "created_timestamp"}
 
 
 class Feature:
-    """A feature column: ``Feature("temp", Float64, checks=[in_range(-40, 130)])``."""
+    """A feature column: ``Feature("temp", Float64, checks=[in_range(-40, 130)])``.
+
+    NaN is null: a float NaN is stored (offline and online) as null, unless
+    ``allow_nan=True`` keeps it as a value; such a feature's view must be ``online=False``,
+    because the online store's JSON rows cannot hold NaN.
+    """
 
     def __init__(
         self,
@@ -23,6 +28,7 @@ class Feature:
         *,
         description: str = "",
         checks: Sequence[Any] = (),
+        allow_nan: bool = False,
     ) -> None:
         self.name = check_identifier(name, "feature")
         if name in RESERVED:
@@ -30,6 +36,10 @@ class Feature:
         if not isinstance(dtype, DType):
             raise ValueError(f"feature {name!r}: dtype must be a featurestore dtype (Int64, Float64...), got {dtype!r}")
         self.dtype = dtype
+        base = dtype.inner if dtype.inner is not None else dtype
+        if allow_nan and base.name not in ("Float64", "Float32"):
+            raise ValueError(f"feature {name!r}: allow_nan applies to Float64/Float32 features, not {dtype}")
+        self.allow_nan = bool(allow_nan)
         self.description = description
         self.checks = list(checks)
 

@@ -75,6 +75,14 @@ class FeatureView:
         self.tags = dict(tags or {})
         self.owner = owner
         self.online = bool(online)
+        keeps_nan = [f.name for f in feats if f.allow_nan]
+        if self.online and keeps_nan:
+            # Online rows are JSON, which has no NaN: the online store would answer null where
+            # training sets hold NaN. Parity first: such a view stays offline.
+            raise ValueError(
+                f"feature view {name!r}: feature(s) {keeps_nan} allow NaN, which the online store cannot "
+                "serve (JSON has no NaN); declare the view with online=False or drop allow_nan"
+            )
         self.description = description
         self.gate = gate
 

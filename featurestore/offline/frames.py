@@ -1,50 +1,124 @@
-"""Frame helpers shared by ingest and training sets: UTC timestamps and dtype checks."""
+"""Frame helpers shared by ingest, push and training sets: UTC timestamps, NaN, dtype checks."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Mapping
+from enum import Enum
+from typing import Any, TypeVar
 
 import polars as pl
 
 from featurestore.dsl.types import DType
 from featurestore.times import utc_datetime
 
-__all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatchError", "duckdb_connection"]
+__all__ = [
+    "Rounding",
+    "to_utc",
+    "event_time_utc",
+    "entity_time_utc",
+    "nan_as_null",
+    "utc_datetime",
+    "coerce_column",
+    "DTypeMismatchError",
+    "duckdb_connection",
+]
 
 UTC_US = pl.Datetime("us", "UTC")
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+class Rounding(Enum):
+    """How a time finer than the stored microsecond is rounded."""
+
+    FLOOR = "floor"  # toward the past: entity (request) times
+    CEIL = "ceil"  # toward the future: feature event times, so a row is never earlier than its truth
 
 
 class DTypeMismatchError(ValueError):
     """A column's data cannot be read as the declared dtype."""
 
 
-def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """An expression turning a datetime/date/string column into UTC microseconds (naive = UTC)."""
+def to_utc(expr: pl.Expr, dtype: pl.DataType, rounding: Rounding = Rounding.FLOOR, *, strict: bool = True) -> pl.Expr:
+    """An expression turning a datetime/date/string column into UTC microseconds (naive = UTC).
+
+    Nanoseconds are rounded as ``rounding`` says. With ``strict=False`` text that is not
+    ISO 8601 becomes null instead of failing the whole column.
+    """
     if isinstance(dtype, pl.Datetime):
+        if dtype.time_unit == "ns":
+            ns = expr.dt.epoch("ns")
+            us = ns // 1000 if rounding is Rounding.FLOOR else -((-ns) // 1000)
+            return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
         if dtype.time_zone is None:
             return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         return expr.dt.convert_time_zone("UTC").cast(UTC_US)
     if dtype == pl.Date:
         return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if dtype == pl.String:
-        return _parse_iso_utc(expr)
+        return _parse_iso_utc(expr, rounding, strict)
     if dtype == pl.Null:
         return expr.cast(UTC_US)
     raise DTypeMismatchError(f"cannot read {dtype} as a timestamp")
 
 
-def _parse_iso_utc(expr: pl.Expr) -> pl.Expr:
-    """ISO 8601 text to UTC, row by row: ``Z`` or ``+HH:MM`` offsets, naive (UTC), date only, ``T`` or space."""
+def event_time_utc(expr: pl.Expr, dtype: pl.DataType, *, strict: bool = True) -> pl.Expr:
+    """A feature row's event time (source rows, pushes) in UTC microseconds, nanoseconds rounded UP.
+
+    With entity times rounded down (``entity_time_utc``) a row is never joined to an
+    entity row earlier than itself: a row at +500 ns is stored at +1 us, which an entity
+    row at +50 ns (read as +0 us) does not reach.
+    """
+    return to_utc(expr, dtype, Rounding.CEIL, strict=strict)
+
+
+def entity_time_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """An entity (request) row's time in UTC microseconds, nanoseconds rounded DOWN."""
+    return to_utc(expr, dtype, Rounding.FLOOR)
+
+
+def _parse_iso_utc(expr: pl.Expr, rounding: Rounding, strict: bool) -> pl.Expr:
+    """ISO 8601 text to UTC, row by row: ``Z`` or ``+HH:MM`` offsets, naive (UTC), date only, ``T`` or space.
+
+    Digits past the microsecond are cut off (a floor) and, for ``Rounding.CEIL``, a
+    microsecond is added when any of them is not zero.
+    """
     text = (
         expr.str.strip_chars()
         .str.replace(r"Z$", "+00:00")
         .str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]", "${1}T")
         .str.replace(r"T(\d{2}:\d{2})($|[+-])", "T${1}:00${2}")  # no seconds
     )
+    below_us = text.str.extract(r"\.\d{6}(\d+)")
+    text = text.str.replace(r"(\.\d{6})\d+", "${1}")
     date_only = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
     has_offset = text.str.contains(r"[+-]\d{2}:?\d{2}$")
     full = pl.when(date_only).then(text + "T00:00:00+00:00").when(~has_offset).then(text + "+00:00").otherwise(text)
-    return full.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=True)
+    out = full.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=strict)
+    if rounding is Rounding.CEIL:
+        out = out + pl.when(below_us.str.contains("[1-9]")).then(pl.duration(microseconds=1)).otherwise(
+            pl.duration(microseconds=0)
+        )
+    return out
+
+
+def nan_as_null(frame: Frame, dtypes: Mapping[str, DType], keep_nan: Collection[str] = ()) -> Frame:
+    """NaN is null: float NaN (also inside lists) in ``dtypes``' columns becomes null.
+
+    The one rule for every write (ingest and push), so the offline store, training sets
+    and the online store hold the same null. Features declared ``allow_nan=True`` (named
+    in ``keep_nan``) keep NaN as a value.
+    """
+    exprs = []
+    for name, dtype in dtypes.items():
+        if name in keep_nan:
+            continue
+        base = dtype.inner if dtype.is_list else dtype
+        if base is None or base.name not in ("Float64", "Float32"):
+            continue
+        col = pl.col(name)
+        # list.agg runs the element-wise expression inside each list (as list.eval does).
+        exprs.append(col.list.agg(pl.element().fill_nan(None)) if dtype.is_list else col.fill_nan(None))
+    return frame.with_columns(exprs) if exprs else frame
 
 
 _INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32}
@@ -77,7 +151,7 @@ def coerce_column(name: str, actual: pl.DataType, declared: DType) -> pl.Expr:
         raise DTypeMismatchError(f"column {name!r} holds {actual}, which does not match the declared dtype {declared}")
     col = pl.col(name)
     if declared.name == "Timestamp":
-        return to_utc(col, actual).alias(name)
+        return to_utc(col, actual, Rounding.FLOOR).alias(name)
     return col.cast(declared.polars).alias(name)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -10,22 +10,32 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.dsl.types import DType, Int64, String
+from featurestore.dsl.types import DType, Int64, String, Timestamp
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
+from featurestore.offline.cast import DTYPE_CHECK, CastColumn, cast_column
 from featurestore.offline.commit import Transaction, recover
-from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
+from featurestore.offline.frames import Rounding, nan_as_null
 from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.spec import ViewSpec
+from featurestore.validation.quarantine import SOURCE_ROW, SourceRows
 
-__all__ = ["IngestResult", "read_view", "write_view", "check_ingest_inputs", "read_key_dtypes", "TS", "Gate"]
+__all__ = [
+    "IngestResult",
+    "IngestBatch",
+    "read_view",
+    "write_view",
+    "check_ingest_inputs",
+    "read_key_dtypes",
+    "TS",
+]
 
 TS = "event_timestamp"
-_CREATED = "__created"
-_ORDER = "__order"
-
-# A gate takes the typed rows and returns the rows that may be written (or raises).
-Gate = Callable[[pl.DataFrame], pl.DataFrame]
+_CREATED = "__fs_created"
+_POS = "__fs_pos"  # a typed row's position in the frame read from the source
+_TS = "__fs_ts"
+_BAD = "__fs_bad"
+_FAILURE_SCHEMA = {"row": pl.Int64, "check": pl.String, "column": pl.String, "value": pl.String}
 
 
 @dataclass
@@ -38,6 +48,8 @@ class IngestResult:
     rows_written: int
     partitions: list[str] = field(default_factory=list)
     gate: Any = None
+    # Source rows with the same (keys, event time) as a later one: not stored.
+    duplicates_dropped: int = 0
 
 
 def _transformed(view: FeatureView, repo: Path, con: Any) -> pl.LazyFrame:
@@ -91,6 +103,39 @@ def read_key_dtypes(view: FeatureView, keys: Sequence[str], repo: Path, con: Any
     return out
 
 
+@dataclass
+class IngestBatch:
+    """One view's source rows, ready for the gate: typed, one per (keys, event time).
+
+    ``rows`` holds the join keys, ``event_timestamp`` and the features as declared.
+    ``failures`` (row, check, column, value) are values that could not be typed (their
+    typed value is null); ``source`` the full source rows behind ``rows``, which the
+    quarantine keeps.
+    """
+
+    rows: pl.DataFrame
+    rows_read: int
+    duplicates_dropped: int
+    failures: pl.DataFrame
+    source: SourceRows
+
+    def gate_inputs(self) -> dict[str, Any]:
+        """The keyword arguments of a gate (``run_gate``) for this batch."""
+        return {"known": self.failures, "source": self.source, "duplicates_dropped": self.duplicates_dropped}
+
+
+def _typing(spec: ViewSpec, src: Any, schema: dict[str, pl.DataType]) -> dict[str, CastColumn]:
+    """How each stored column is read from the source: keys, event time, created time, features."""
+    out = {k: cast_column(k, schema[k], t) for k, t in spec.join_keys.items()}
+    out[TS] = cast_column(src.timestamp, schema[src.timestamp], Timestamp, Rounding.CEIL)
+    if src.created:
+        out[_CREATED] = cast_column(src.created, schema[src.created], Timestamp, Rounding.CEIL)
+    else:
+        out[_CREATED] = CastColumn(pl.lit(None, dtype=pl.Datetime("us", "UTC")), None)
+    out.update({f: cast_column(f, schema[f], t) for f, t in spec.features.items()})
+    return out
+
+
 def read_view(
     view: FeatureView,
     spec: ViewSpec,
@@ -98,15 +143,17 @@ def read_view(
     con: Any,
     start: datetime | None = None,
     end: datetime | None = None,
-) -> tuple[pl.DataFrame, int]:
+) -> IngestBatch:
     """Rows of ``view`` in [start, end): typed as declared, one per (keys, event time).
 
-    Returns the frame (keys, ``event_timestamp``, features) and the number of rows
-    the transform produced in the range before de-duplication.
+    Event times are rounded up to the microsecond (``event_time_utc``); rows whose
+    (keys, event time) repeat keep the greatest created time, then the last row read, and
+    the others are counted in ``duplicates_dropped``. NaN becomes null unless the feature
+    allows NaN. A value that cannot be typed is a failing row for the gate, not an error.
     """
     lf = _transformed(view, repo, con)
     try:
-        schema = lf.collect_schema()
+        schema = dict(lf.collect_schema())
     except Exception as exc:
         raise DefinitionError(f"transform output is invalid: {exc}", module=view.module, obj=view.name) from None
     src = view.source
@@ -122,48 +169,100 @@ def read_view(
             module=view.module,
             obj=view.name,
         )
-    # A text column with no value at all (e.g. an empty CSV column) carries no type: read it as nulls.
-    untyped = [c for c, t in feats.items() if schema[c] == pl.String and t.name not in ("String", "Timestamp")]
-    empty: set[str] = set()
-    if untyped:
-        present = lf.select([pl.col(c).is_not_null().any() for c in untyped]).collect().row(0)
-        empty = {c for c, has_value in zip(untyped, present, strict=True) if not has_value}
-    try:
-        exprs = [
-            pl.lit(None, dtype=t.polars).alias(k) if k in empty else coerce_column(k, schema[k], t)
-            for k, t in {**keys, **feats}.items()
-        ]
-        exprs.append(to_utc(pl.col(src.timestamp), schema[src.timestamp]).alias(TS))
-        if src.created:
-            exprs.append(to_utc(pl.col(src.created), schema[src.created]).alias(_CREATED))
-        else:
-            exprs.append(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(_CREATED))
-    except DTypeMismatchError as exc:
-        raise DefinitionError(str(exc), module=view.module, obj=view.name) from None
-    lf = lf.select(exprs).with_row_index(_ORDER)
-    lf = lf.filter(pl.col(TS).is_not_null())
+    typing = _typing(spec, src, schema)
+    # The event time is computed once, to filter the range before anything else is read;
+    # a time that cannot be read is kept (the gate reports it), a missing one is dropped.
+    lf = lf.with_row_index(SOURCE_ROW).with_columns(typing[TS].value.alias(_TS))
+    in_range = pl.col(_TS).is_not_null()
     if start is not None:
-        lf = lf.filter(pl.col(TS) >= start)
+        in_range = in_range & (pl.col(_TS) >= start)
     if end is not None:
-        lf = lf.filter(pl.col(TS) < end)
+        in_range = in_range & (pl.col(_TS) < end)
+    unreadable = pl.col(_TS).is_null() & pl.col(src.timestamp).is_not_null()
     try:
-        df = lf.collect()
+        raw = lf.filter(in_range | unreadable).collect()
     except pl.exceptions.PolarsError as exc:
         raise DefinitionError(
-            f"the data does not match the declared columns: {type(exc).__name__}: {exc}",
+            f"reading the source or running the transform failed: {type(exc).__name__}: {exc}",
             module=view.module,
             obj=view.name,
         ) from None
-    read = df.height
-    subset = [*keys, TS]
-    # Greatest created time wins, then the last row read.
-    df = (
-        df.sort([_CREATED, _ORDER], nulls_last=False)
-        .unique(subset=subset, keep="last", maintain_order=False)
-        .sort(subset)
-        .select([*keys, TS, *feats])
+    typing[TS] = CastColumn(pl.col(_TS), typing[TS].failed)
+    masks = {name: c.failed for name, c in typing.items() if c.failed is not None}
+    typed = raw.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(_POS),
+        *[c.value.alias(name) for name, c in typing.items()],
+        *[m.alias(f"{_BAD}{i}") for i, m in enumerate(masks.values())],
     )
-    return df, read
+    typed = nan_as_null(typed, feats, spec.allow_nan)
+    rows, dropped = _deduplicate(typed, [*keys, TS], [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)])
+    failures = _cast_failures(rows, raw, masks, _sources(spec, src))
+    source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
+    return IngestBatch(rows.select([*keys, TS, *feats]), raw.height, dropped, failures, source)
+
+
+def _sources(spec: ViewSpec, src: Any) -> dict[str, tuple[str, DType]]:
+    """Stored column -> (the source column it is read from, its declared dtype)."""
+    out: dict[str, tuple[str, DType]] = {k: (k, t) for k, t in spec.join_keys.items()}
+    out[TS] = (src.timestamp, Timestamp)
+    if src.created:
+        out[_CREATED] = (src.created, Timestamp)
+    out.update({f: (f, t) for f, t in spec.features.items()})
+    return out
+
+
+def _deduplicate(typed: pl.DataFrame, subset: list[str], unkeyed: list[str]) -> tuple[pl.DataFrame, int]:
+    """One row per ``subset`` (greatest created time, then the last row read), sorted; and rows dropped.
+
+    Rows whose key or event time could not be typed (``unkeyed`` masks) are not
+    de-duplicated: they go to the gate as they are, as failing rows.
+    """
+    if unkeyed:
+        odd = pl.any_horizontal([pl.col(m) for m in unkeyed])
+        keyed, loose = typed.filter(~odd), typed.filter(odd)
+    else:
+        keyed, loose = typed, typed.clear()
+    unique = keyed.sort([_CREATED, _POS], nulls_last=False).unique(subset=subset, keep="last", maintain_order=False)
+    dropped = keyed.height - unique.height
+    rows = pl.concat([unique, loose]) if loose.height else unique
+    return rows.sort(subset), dropped
+
+
+def _cast_failures(
+    rows: pl.DataFrame,
+    raw: pl.DataFrame,
+    masks: dict[str, pl.Expr],
+    sources: dict[str, tuple[str, DType]],
+) -> pl.DataFrame:
+    """(row, check, column, value) for every value of ``rows`` that could not be typed."""
+    parts = [pl.DataFrame(schema=_FAILURE_SCHEMA)]
+    for i, name in enumerate(masks):
+        bad = rows.with_row_index("row").filter(pl.col(f"{_BAD}{i}")).select("row", _POS)
+        if bad.height == 0:
+            continue
+        column, dtype = sources[name]
+        values = raw.get_column(column).gather(bad.get_column(_POS))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "row": bad.get_column("row").cast(pl.Int64),
+                    "check": DTYPE_CHECK,
+                    "column": column,
+                    "value": _as_text(values, dtype),
+                },
+                schema=_FAILURE_SCHEMA,
+            )
+        )
+    return pl.concat(parts)
+
+
+def _as_text(values: pl.Series, dtype: DType) -> list[str]:
+    """Offending values as text for the report: ``'abc' (String) is not Float64``."""
+    try:
+        text = values.cast(pl.String).to_list()
+    except pl.exceptions.PolarsError:
+        text = [repr(v) for v in values.to_list()]
+    return [f"{v!r} ({values.dtype}) is not {dtype}" for v in text]
 
 
 def write_view(

@@ -11,7 +11,7 @@ import polars as pl
 
 from featurestore.dsl.names import quote
 from featurestore.errors import TrainingSetError
-from featurestore.offline.frames import DTypeMismatchError, to_utc
+from featurestore.offline.frames import DTypeMismatchError, entity_time_utc
 from featurestore.registry.spec import ViewSpec
 
 __all__ = ["ViewRequest", "point_in_time_join", "output_names"]
@@ -83,7 +83,8 @@ def point_in_time_join(
     prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW)]
     ts_dtype = entity.schema[timestamp_column]
     try:
-        prep.append(to_utc(pl.col(timestamp_column), ts_dtype).alias(_TS))
+        # Rounded down to the stored microsecond, as feature event times are rounded up.
+        prep.append(entity_time_utc(pl.col(timestamp_column), ts_dtype).alias(_TS))
     except DTypeMismatchError as exc:
         raise TrainingSetError(f"entity column {timestamp_column!r}: {exc}") from None
     key_alias: dict[tuple[str, str], str] = {}

@@ -9,7 +9,7 @@ import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import RegistryError, RequestError
-from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
+from featurestore.offline.frames import DTypeMismatchError, coerce_column, event_time_utc, nan_as_null, to_utc
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import KEY_SEPARATOR, check_key_dtypes, now_us
@@ -89,13 +89,15 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     try:
+        # Event and created times are rounded up to the microsecond, as at ingest (event_time_utc).
         typed = df.select(
-            typed_column(TS, Timestamp),
+            event_time_utc(pl.col(TS), df.schema[TS]).alias(TS),
             *[typed_column(c, t) for c, t in declared.items()],
-            *[typed_column(c, Timestamp).alias(CREATED) for c in created],
+            *[event_time_utc(pl.col(c), df.schema[c]).alias(CREATED) for c in created],
         )
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
         raise RequestError(f"push to {spec.name!r}: {exc}", 422) from None
+    typed = nan_as_null(typed, spec.features, spec.allow_nan)  # NaN is null, as at ingest
     if typed.select(pl.any_horizontal(pl.col([*spec.join_keys, TS]).is_null()).any()).item():
         raise RequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null", 422)
     for key, dtype in spec.join_keys.items():

@@ -55,6 +55,11 @@ class ViewSpec:
         return {f["name"]: dtype_from_name(f["dtype"]) for f in self.raw["features"]}
 
     @property
+    def allow_nan(self) -> frozenset[str]:
+        """Features that keep NaN as a value (``Feature(..., allow_nan=True)``); others store NaN as null."""
+        return frozenset(f["name"] for f in self.raw["features"] if f.get("allow_nan"))
+
+    @property
     def ttl(self) -> timedelta | None:
         s = self.raw.get("ttl_seconds")
         return None if s is None else timedelta(seconds=s)
@@ -81,12 +86,15 @@ def _view_spec(view: FeatureView, defs: Definitions, key_types: KeyTypes | None)
             "dtype": str(f.dtype),
             "description": f.description,
             "checks": [to_dict_or_repr(c) for c in f.checks],
+            # Only when set, so views without it keep their version.
+            **({"allow_nan": True} if f.allow_nan else {}),
         }
         for f in view.features
     ]
     shape = {
         "join_keys": keys,
-        "features": [[f["name"], f["dtype"]] for f in features],
+        # NaN kept or stored as null changes the stored data, hence the version.
+        "features": [[f["name"], f["dtype"], *(["allow_nan"] if f.get("allow_nan") else [])] for f in features],
         "source": view.source.fingerprint(),
         "transform": view.transform_source(),
     }

@@ -26,8 +26,9 @@ __all__ = [
 
 # A gate takes typed rows (join keys, ``event_timestamp``, features) and returns
 # (rows that may be written, a GateResult); it raises GateRejectedError when the
-# policy rejects the whole batch (then nothing may be written).
-GateFn = Callable[[pl.DataFrame], tuple[pl.DataFrame, GateResult]]
+# policy rejects the whole batch (then nothing may be written). Keyword arguments
+# (``known``, ``source``, ``duplicates_dropped``) are those of ``run_gate``.
+GateFn = Callable[..., tuple[pl.DataFrame, GateResult]]
 
 
 def gate_for(settings: Any, spec: Any, path: str) -> GateFn:
@@ -41,13 +42,13 @@ def gate_for(settings: Any, spec: Any, path: str) -> GateFn:
         result.to_dict()["rows_quarantined"]
     """
 
-    def gate(df: pl.DataFrame) -> tuple[pl.DataFrame, GateResult]:
-        return run_gate(settings, spec, path, df)
+    def gate(df: pl.DataFrame, **batch: Any) -> tuple[pl.DataFrame, GateResult]:
+        return run_gate(settings, spec, path, df, **batch)
 
     return gate
 
 
-def validate_frame(settings: Any, spec: Any, df: pl.DataFrame) -> GateResult:
+def validate_frame(settings: Any, spec: Any, df: pl.DataFrame, **batch: Any) -> GateResult:
     """Run the gate on ``df`` without writing anything (no store, no quarantine, no report).
 
     Returns the result even when the policy would reject the batch (``result.rejected``).
@@ -55,7 +56,7 @@ def validate_frame(settings: Any, spec: Any, df: pl.DataFrame) -> GateResult:
     from featurestore.errors import GateRejectedError
 
     try:
-        return run_gate(settings, spec, "validate", df, dry_run=True)[1]
+        return run_gate(settings, spec, "validate", df, dry_run=True, **batch)[1]
     except GateRejectedError as exc:
         assert isinstance(exc.result, GateResult)
         return exc.result

@@ -15,7 +15,7 @@ from featurestore.dsl.checks import attached_schema
 from featurestore.errors import GateRejectedError
 from featurestore.validation.compile import TS, CompiledGate, compile_gate, pandera_name, strictly_increasing
 from featurestore.validation.profile import drift_scores, load_baseline, profile_frame
-from featurestore.validation.quarantine import write_quarantine
+from featurestore.validation.quarantine import SourceRows, write_quarantine
 from featurestore.validation.reports import append_report
 
 __all__ = ["GateResult", "Failures", "find_failures", "run_gate", "new_run_id", "SAMPLE_SIZE"]
@@ -69,6 +69,8 @@ class GateResult:
     rows: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Rows with the same (keys, event time) as a later one, dropped before the gate (ingest).
+    duplicates_dropped: int = 0
 
     def __repr__(self) -> str:
         return (
@@ -200,20 +202,42 @@ def _per_row(height: int, f: Failures) -> list[dict[str, Any]]:
     return [{"row": i, "ok": i not in reasons, "reasons": reasons.get(i, [])} for i in range(height)]
 
 
+def _add_known(f: Failures, known: pl.DataFrame | None) -> None:
+    """Merge failures found before the gate (values that could not be typed) into ``f``."""
+    if known is None or known.height == 0:
+        return
+    f.rows = pl.concat([known.select(list(_FAILURE_SCHEMA)).cast(_FAILURE_SCHEMA), f.rows])  # type: ignore[arg-type]
+    counts = known.group_by("column", "check", maintain_order=True).agg(pl.len(), pl.col("value").first())
+    for column, check, n, value in counts.rows():
+        f.notes.append(f"{check}: column {column!r} value {value!r} is not the declared dtype ({n:,} row(s))")
+
+
 def run_gate(
-    settings: Any, spec: Any, path: str, df: pl.DataFrame, *, dry_run: bool = False
+    settings: Any,
+    spec: Any,
+    path: str,
+    df: pl.DataFrame,
+    *,
+    dry_run: bool = False,
+    known: pl.DataFrame | None = None,
+    source: SourceRows | None = None,
+    duplicates_dropped: int = 0,
 ) -> tuple[pl.DataFrame, GateResult]:
     """Check ``df`` against the view version's gate and apply its policy.
 
     Returns the rows that may be written and the result; raises GateRejectedError
     (carrying the result) when the policy rejects the batch. Unless ``dry_run``,
     failing rows go to the quarantine and the report is appended to the history.
+    ``known`` holds failures found while typing the rows (row, check, column, value);
+    ``source`` the full source rows, which the quarantine keeps instead of ``df``'s;
+    ``duplicates_dropped`` is reported as is.
     """
     t0 = time.perf_counter()
     compiled = compile_gate(spec)
     gate = compiled.gate
     run_id = new_run_id()
     f = find_failures(compiled, df)
+    _add_known(f, known)
     if path not in ("ingest", "validate") and f.frame:
         # Dataframe-level checks (row counts, null fractions, freshness) describe an ingest
         # batch; materialize (latest row per entity) and push (a few rows) re-check rows only.
@@ -253,7 +277,7 @@ def run_gate(
     qfile = None
     set_aside = status in ("quarantined", "rejected") and n_bad > 0
     if set_aside and not dry_run:
-        qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows)
+        qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows, source)
     result = GateResult(
         run_id=run_id,
         view=compiled.view,
@@ -277,6 +301,7 @@ def run_gate(
         profile=batch_profile,
         rows=_per_row(n, f) if path == "push" else None,
         notes=f.notes,
+        duplicates_dropped=duplicates_dropped,
     )
     result.seconds = round(time.perf_counter() - t0, 4)
     if not dry_run:

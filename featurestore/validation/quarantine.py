@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-__all__ = ["QUARANTINE_DIR", "REASON_COLUMNS", "quarantine_dir", "write_quarantine", "read_quarantine"]
+__all__ = [
+    "QUARANTINE_DIR",
+    "REASON_COLUMNS",
+    "SOURCE_ROW",
+    "SourceRows",
+    "quarantine_dir",
+    "write_quarantine",
+    "read_quarantine",
+]
 
 QUARANTINE_DIR = "_quarantine"
-# Added to the failing rows: the batch position, the first failure (check, column,
+# Added to the failing rows: the position in the source (or batch), the first failure (check, column,
 # offending value), how many checks failed and all of them as text.
 REASON_COLUMNS = ["_row", "_check", "_column", "_value", "_failures", "_reasons", "_run_id", "_path"]
+# A column of SourceRows.frame holding each row's number in the source; written as ``_row``.
+SOURCE_ROW = "__fs_source_row"
+
+
+@dataclass(frozen=True)
+class SourceRows:
+    """The full rows behind a typed batch: every column of ``frame`` (ids, ``created``, columns
+    that are not features, values as the source held them), and for each batch row its
+    position in ``frame``. The quarantine writes these instead of the typed columns.
+    """
+
+    frame: pl.DataFrame
+    position: pl.Series
+
+    def take(self, batch_rows: pl.Series) -> pl.DataFrame:
+        """The source rows of batch rows ``batch_rows``, in that order."""
+        return self.frame.select(pl.all().gather(self.position.gather(batch_rows)))
 
 
 def quarantine_dir(offline_root: Path, view: str, run_id: str | None = None) -> Path:
@@ -21,11 +47,19 @@ def quarantine_dir(offline_root: Path, view: str, run_id: str | None = None) -> 
 
 
 def write_quarantine(
-    offline_root: Path, view: str, run_id: str, path: str, rows: pl.DataFrame, failures: pl.DataFrame
+    offline_root: Path,
+    view: str,
+    run_id: str,
+    path: str,
+    rows: pl.DataFrame,
+    failures: pl.DataFrame,
+    source: SourceRows | None = None,
 ) -> Path | None:
     """Write the failing ``rows`` with their reasons; ``failures`` has row, check, column, value.
 
-    Written to a temporary name and renamed, so a reader never sees half a file.
+    With ``source`` the whole source row is written for each failing row (every column,
+    as read), else the batch row. Written to a temporary name and renamed, so a reader
+    never sees half a file.
     """
     if failures.height == 0:
         return None
@@ -43,13 +77,22 @@ def write_quarantine(
         )
         .rename({"row": "_row"})
     )
-    out = (
-        rows.with_row_index("_row")
-        .with_columns(pl.col("_row").cast(pl.Int64))
-        .join(reasons.with_columns(pl.col("_row").cast(pl.Int64)), on="_row", how="inner")
-        .with_columns(pl.lit(run_id).alias("_run_id"), pl.lit(path).alias("_path"))
-        .sort("_row")
-    )
+    reasons = reasons.with_columns(pl.col("_row").cast(pl.Int64)).sort("_row")
+    if source is not None:
+        # ``_row`` becomes the row's number in the source (or transformed) frame.
+        batch_rows = reasons.get_column("_row")
+        bad = source.take(batch_rows)
+        at = bad.get_column(SOURCE_ROW) if SOURCE_ROW in bad.columns else source.position.gather(batch_rows)
+        bad = bad.drop([c for c in [*REASON_COLUMNS, SOURCE_ROW] if c in bad.columns])
+        out = bad.hstack(reasons.with_columns(at.cast(pl.Int64).alias("_row")))
+    else:
+        out = (
+            rows.with_row_index("_row")
+            .with_columns(pl.col("_row").cast(pl.Int64))
+            .join(reasons, on="_row", how="inner")
+            .sort("_row")
+        )
+    out = out.with_columns(pl.lit(run_id).alias("_run_id"), pl.lit(path).alias("_path"))
     target = quarantine_dir(offline_root, view, run_id)
     target.mkdir(parents=True, exist_ok=True)
     final = target / "part-0.parquet"

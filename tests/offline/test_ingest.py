@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from featurestore import DefinitionError, FeatureStore
+from featurestore import DefinitionError, FeatureStore, GateRejectedError
 from featurestore.offline.commit import Transaction, recover
 from featurestore.offline.layout import PART_FILE, OfflineLayout
 
@@ -266,13 +266,15 @@ def test_feature_missing_from_transformed_frame(make_repo) -> None:
     assert_nothing_written(store)
 
 
-def test_dtype_mismatch_writes_nothing(make_repo) -> None:
+def test_dtype_mismatch_is_a_data_problem_the_gate_reports_and_nothing_is_written(make_repo) -> None:
     df = source_frame(BASE_ROWS).with_columns(pl.col("rate").cast(pl.String) + pl.lit("x"))
     _, store = new_repo(make_repo, df)
-    with pytest.raises(DefinitionError) as info:
+    with pytest.raises(GateRejectedError) as info:
         store.ingest()
-    msg = str(info.value)
-    assert "module definitions.views" in msg and "'stats'" in msg and "'rate'" in msg and "Float64" in msg
+    result = info.value.result
+    assert result.failures["rate: dtype"]["count"] == 5 and result.rows_quarantined == 5
+    assert any("'rate'" in n and "0.1x" in n for n in result.notes)
+    assert "module" not in str(info.value)  # not a definition error
     assert_nothing_written(store)
 
 
@@ -290,7 +292,7 @@ def test_one_bad_view_does_not_change_another_views_data(make_repo) -> None:
     store.ingest()
     before = read_store(store)
     write_source(store.repo, source_frame(BASE_ROWS).with_columns(pl.col("trips").cast(pl.String) + "!"))
-    with pytest.raises(DefinitionError):
+    with pytest.raises(GateRejectedError):
         store.ingest()
     assert_frame_equal(read_store(store), before)
 

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from featurestore import DefinitionError, FeatureStore
+from featurestore import DefinitionError, FeatureStore, GateRejectedError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENTITY = pl.DataFrame({"k": [1, 2], "event_timestamp": [T0, T0]})
@@ -80,21 +80,25 @@ def test_csv_integers_narrow_to_int32_and_an_empty_column_is_null(make_repo: Any
     assert out["gust"].to_list() == [None, None] and out["gust"].dtype == pl.Float64
 
 
-def test_an_integer_too_wide_for_int32_is_an_error_and_nothing_is_written(make_repo: Any) -> None:
+def test_an_integer_too_wide_for_int32_fails_its_row_and_nothing_is_written(make_repo: Any) -> None:
     root, store = repo(make_repo, CSV_VIEWS, "csv32overflow")
     (root / "data/src.csv").write_text("k,event_timestamp,n,gust\n1,2026-01-01T00:00:00Z,9999999999,1.5\n")
     store.apply()
-    with pytest.raises(DefinitionError, match=r"object 'v'"):
+    with pytest.raises(GateRejectedError) as info:
         store.ingest()
+    assert info.value.result.failures["n: dtype"]["count"] == 1
     assert store.layout.files("v", store.state().view("v").version) == []
 
 
-def test_text_in_a_numeric_feature_is_still_an_error(make_repo: Any) -> None:
+def test_text_in_a_numeric_feature_fails_its_row(make_repo: Any) -> None:
     root, store = repo(make_repo, CSV_VIEWS, "csvtext")
     (root / "data/src.csv").write_text("k,event_timestamp,n,gust\n1,2026-01-01T00:00:00Z,7,strong\n")
     store.apply()
-    with pytest.raises(DefinitionError, match=r"gust.*String.*Float64"):
+    with pytest.raises(GateRejectedError) as info:
         store.ingest()
+    [sample] = info.value.result.sample
+    assert sample["check"] == "dtype" and sample["column"] == "gust"
+    assert sample["value"] == "'strong' (String) is not Float64"
 
 
 def test_keys_applied_before_the_data_keep_their_registered_type(make_repo: Any) -> None:
@@ -109,8 +113,9 @@ def test_keys_applied_before_the_data_keep_their_registered_type(make_repo: Any)
     )
     store.apply()  # no data yet: the key is registered as Int64
     pl.DataFrame({"k": ["a"], "event_timestamp": [T0], "x": [1.0]}).write_parquet(root / "data/src.parquet")
-    with pytest.raises(DefinitionError, match=r"'k' holds String.*Int64"):
-        store.ingest()  # a clear type error, not "definition changed since the last apply"
+    with pytest.raises(GateRejectedError) as info:
+        store.ingest()  # a data problem the gate reports, not "definition changed since the last apply"
+    assert info.value.result.failures["k: dtype"]["count"] == 1
 
 
 @pytest.mark.parametrize("gate", ["", "gate=Gate(max_future=None)"])

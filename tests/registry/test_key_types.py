@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from featurestore import DefinitionError, FeatureStore
+from featurestore import DefinitionError, FeatureStore, GateRejectedError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,8 +45,10 @@ def test_untyped_integer_keys_become_int64(make_repo: Any) -> None:
 def test_a_declared_key_type_that_the_data_contradicts_stops_ingest(make_repo: Any) -> None:
     store = repo_with(make_repo, '{"user_id": Int64}', ["u1", "u2"], "declared")
     store.apply()
-    with pytest.raises(DefinitionError, match="user_id.*String.*Int64"):
+    with pytest.raises(GateRejectedError) as info:  # a data problem the gate reports
         store.ingest()
+    assert info.value.result.failures["user_id: dtype"]["count"] == 2
+    assert "'u1' (String) is not Int64" in info.value.result.sample[0]["value"]
     assert store.layout.files("v", store.state().view("v").version) == []
 
 

@@ -55,6 +55,8 @@ class LookupPlan:
     views: list[ViewLookup]
     entity_columns: list[str]
     feature_names: list[str]
+    # Every join key the registry knows: a request may send ones its views do not use (echoed, as Feast does).
+    known_keys: frozenset[str] = frozenset()
 
 
 def plan_lookup(state: RegistryState, features: str | Sequence[str], full_feature_names: bool = False) -> LookupPlan:
@@ -85,7 +87,9 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
     names = [*entity_columns, *(n for v in views for n in v.output_names)]
     if len(set(names)) != len(names):
         raise RequestError("feature names collide across views; pass full_feature_names=true", 422)
-    return LookupPlan(views, entity_columns, names)
+    known = {k for e in state.entities.values() for k in e.get("join_keys", ())}
+    known.update(k for spec in state.views.values() for k in spec.join_keys)
+    return LookupPlan(views, entity_columns, names, frozenset(known) | set(entity_columns))
 
 
 def check_entities(entities: Any, max_entities: int) -> int:
@@ -117,10 +121,19 @@ def layout_of(state: RegistryState, view: str, version: str) -> dict[str, int]:
 
 
 def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[list[str]]:
-    """The store keys of each view of the plan, checking entity key names and value types."""
-    unknown = [k for k in entities if k not in plan.entity_columns]
-    if unknown:
-        raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+    """The store keys of each view of the plan, checking entity key names and value types.
+
+    Join keys of other registered entities are accepted and echoed in the response (as Feast
+    does); a name no entity declares is refused.
+    """
+    if len(entities) != len(plan.entity_columns):
+        extra = [k for k in entities if k not in plan.entity_columns]
+        unknown = [k for k in extra if k not in plan.known_keys]
+        if unknown:
+            raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+        clash = [k for k in extra if k in plan.feature_names]
+        if clash:
+            raise RequestError(f"entity column(s) {clash} have the name of a requested feature", 422)
     return [entity_keys(entities, v.join_keys, v.key_dtypes, n) for v in plan.views]
 
 
@@ -131,10 +144,13 @@ def assemble(
     rows_per_view: list[list[bytes | None]],
     layouts: list[dict[str, int]],
 ) -> dict[str, Any]:
-    """The Feast feature-server response: entity columns first, then each feature's values and statuses."""
+    """The Feast feature-server response: entity columns first, then each feature's values and statuses.
+
+    ``entities`` must have passed :func:`view_keys`: every column it holds is echoed.
+    """
     now = now_us()
-    # Join-key columns come first, in the order the request gave them (as Feast answers).
-    keys = list(entities) if len(entities) == len(plan.entity_columns) else plan.entity_columns
+    # The request's entity columns come first, in its order (as Feast answers), used by the views or not.
+    keys = list(entities)
     results: list[dict[str, Any]] = [
         {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in keys
     ]
@@ -186,7 +202,7 @@ def assemble(
                     values.append(value)
                     statuses_.append(PRESENT if value is not None else NULL_VALUE)
             results.append({"values": values, "statuses": statuses_, "event_timestamps": stamps})
-    names = plan.feature_names if keys is plan.entity_columns else [*keys, *plan.feature_names[len(keys) :]]
+    names = [*keys, *plan.feature_names[len(plan.entity_columns) :]]
     return {"metadata": {"feature_names": names}, "results": results}
 
 

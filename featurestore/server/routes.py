@@ -63,6 +63,8 @@ async def get_online_features(request: Request) -> Response:
     features = data.get("features")
     service = data.get("feature_service")
     if service is not None:
+        if features is not None and features != []:
+            raise RequestError("give either 'feature_service' or 'features', not both", 422)
         if not isinstance(service, str):
             raise RequestError("'feature_service' must be a string", 422)
         if ":" in service:
@@ -98,7 +100,7 @@ async def get_online_features(request: Request) -> Response:
             layouts.append(catalog.layout(view.name, version))
     result = assemble(plan, entities, n, rows, layouts)
     count = app.metrics.count_statuses
-    for column in result["results"][len(plan.entity_columns) :]:
+    for column in result["results"][len(entities) :]:
         count(column["statuses"])
     return Response(orjson.dumps(result), media_type=JSON)
 

@@ -198,10 +198,19 @@ async def health() -> Response:
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}}, summary="Readiness: the online store answers")
 async def ready(request: Request) -> Response:
+    """503 when the store does not answer or no registry could ever be loaded; 200 "degraded" while
+    a broken registry file is on disk and the last good one is served."""
+    app = request.app.state
     try:
-        await request.app.state.store.aping()
+        await app.store.aping()
     except StoreUnavailableError as exc:
         return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type=JSON)
+    catalog = app.catalog
+    catalog.reload_registry()
+    if catalog.registry_error is not None:
+        status = 200 if catalog.serving else 503
+        body = {"status": "degraded" if catalog.serving else "unavailable", "detail": catalog.registry_error}
+        return Response(orjson.dumps(body), status_code=status, media_type=JSON)
     return Response(b'{"status":"ready"}', media_type=JSON)
 
 

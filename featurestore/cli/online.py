@@ -63,10 +63,12 @@ def serve(
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /rows, /push, /docs)."""
     with errors_to_exit():
+        from featurestore.config import redact
         from featurestore.server import serve as run
 
         store = open_store(repo)
-        console.print(f"serving {store.settings.project!r} from {store.settings.online} on http://{host}:{port}/docs")
+        online = redact(store.settings.online)
+        console.print(f"serving {store.settings.project!r} from {online} on http://{host}:{port}/docs", highlight=False)
         run(store.settings, host=host, port=port, workers=workers)
 
 

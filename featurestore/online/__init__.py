@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from featurestore.config import redact
 from featurestore.errors import ConfigError
 from featurestore.online.base import OnlineStore
 
@@ -24,7 +25,8 @@ def open_online_store(url: str, project: str, *, timeout: float = 0.5, **options
     scheme = url.partition("://")[0].lower()
     target = STORES.get(scheme)
     if target is None or "://" not in url:
-        raise ConfigError(f"online store URL {url!r}: unknown scheme {scheme!r}; use one of {sorted(STORES)}://...")
+        shown = redact(url)
+        raise ConfigError(f"online store URL {shown!r}: unknown scheme {scheme!r}; use one of {sorted(STORES)}://...")
     module_name, _, cls_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     if scheme == "sqlite":

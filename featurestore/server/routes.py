@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from featurestore.config import redact
 from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
 from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
@@ -204,7 +205,7 @@ async def ready(request: Request) -> Response:
     try:
         await app.store.aping()
     except StoreUnavailableError as exc:
-        return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type=JSON)
+        return Response(orjson.dumps({"detail": redact(str(exc))}), status_code=503, media_type=JSON)
     catalog = app.catalog
     catalog.reload_registry()
     if catalog.registry_error is not None:

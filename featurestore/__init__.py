@@ -1,5 +1,7 @@
 """featurestore: a fast, point-in-time-correct feature store with validation gates."""
 
+from typing import TYPE_CHECKING, Any
+
 from featurestore._version import __version__ as __version__
 from featurestore.config import Settings, load_settings
 from featurestore.dsl import (
@@ -51,7 +53,9 @@ from featurestore.errors import (
     TrainingSetError,
     ValidationError,
 )
-from featurestore.store import FeatureStore
+
+if TYPE_CHECKING:
+    from featurestore.store import FeatureStore
 
 __all__ = [
     "Bool",
@@ -103,3 +107,13 @@ __all__ = [
     "str_length",
     "unique",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # FeatureStore pulls in polars, DuckDB and numpy: imported on first use, so `import featurestore`
+    # (and the server, the CLI's help, a definitions module) start fast.
+    if name == "FeatureStore":
+        from featurestore.store import FeatureStore
+
+        return FeatureStore
+    raise AttributeError(f"module 'featurestore' has no attribute {name!r}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from featurestore.config import redact
 from featurestore.errors import FeatureStoreError, RequestError, StoreUnavailableError
 from featurestore.online.lookup import OnlineFeatures
 
@@ -31,7 +32,7 @@ class FeatureClient:
         try:
             resp = self._http.post(path, content=orjson.dumps(payload), headers={"content-type": "application/json"})
         except httpx.HTTPError as exc:
-            raise StoreUnavailableError(f"feature server {self.url} unreachable: {exc}") from None
+            raise StoreUnavailableError(redact(f"feature server {self.url} unreachable: {exc}")) from None
         if resp.status_code == 503:
             raise StoreUnavailableError(_detail(resp))
         if resp.status_code >= 400:

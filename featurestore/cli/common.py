@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from featurestore.config import redact
 from featurestore.errors import FeatureStoreError
 
 __all__ = ["console", "err_console", "RepoOption", "open_store", "errors_to_exit"]
@@ -27,7 +28,7 @@ def errors_to_exit() -> Iterator[None]:
         yield
     except FeatureStoreError as exc:
         # The message is escaped (a path or name may hold "[...]") and not wrapped, so it stays one line.
-        text = f"[bold red]error:[/] {type(exc).__name__}: {escape(str(exc))}"
+        text = f"[bold red]error:[/] {type(exc).__name__}: {escape(redact(str(exc)))}"
         err_console.print(text, highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(1) from None
 

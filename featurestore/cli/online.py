@@ -63,11 +63,13 @@ def serve(
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /rows, /push, /docs)."""
     with errors_to_exit():
+        from featurestore.config import load_settings, redact
         from featurestore.server import serve as run
 
-        store = open_store(repo)
-        console.print(f"serving {store.settings.project!r} from {store.settings.online} on http://{host}:{port}/docs")
-        run(store.settings, host=host, port=port, workers=workers)
+        settings = load_settings(repo)  # not a FeatureStore: the server never needs polars or DuckDB to start
+        online = redact(settings.online)
+        console.print(f"serving {settings.project!r} from {online} on http://{host}:{port}/docs", highlight=False)
+        run(settings, host=host, port=port, workers=workers)
 
 
 def get(

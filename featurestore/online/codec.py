@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,22 +150,43 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
 
 
 def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
+    hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
     return RequestError(
-        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type", 422
+        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}", 422
     )
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+
+
+def _int_keys(name: str, dtype: str, values: list[Any]) -> None:
+    """Check an integer key column, converting exact-integer strings (``"1001"``) in place, as Feast does."""
+    for v in values:
+        if type(v) is not int:
+            break
+    else:
+        return  # the usual case: every value already an int
+    for i, v in enumerate(values):
+        if type(v) is not int:
+            if type(v) is str and _INT_TEXT.fullmatch(v):
+                values[i] = int(v)
+            else:
+                raise _bad_type(name, dtype, v)
+
+
 def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes: Sequence[str], n: int) -> list[str]:
-    """Encode the request's entity columns for one view into store keys, checking value types."""
+    """Encode the request's entity columns for one view into store keys, checking value types.
+
+    Integer keys sent as strings of digits are converted in the request's lists, so a response
+    echoes them as the integers they stand for.
+    """
     columns = []
     for name, dtype in zip(join_keys, dtypes, strict=True):
         values = entities.get(name)
         if values is None:
             raise RequestError(f"entity key {name!r} is missing (given: {sorted(entities)})", 422)
         if dtype in _INT_NAMES:
-            for v in values:
-                if type(v) is not int:
-                    raise _bad_type(name, dtype, v)
+            _int_keys(name, dtype, values)
         else:
             for v in values:
                 if type(v) is not str or KEY_SEPARATOR in v:

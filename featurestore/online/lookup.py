@@ -55,6 +55,8 @@ class LookupPlan:
     views: list[ViewLookup]
     entity_columns: list[str]
     feature_names: list[str]
+    # Every join key the registry knows: a request may send ones its views do not use (echoed, as Feast does).
+    known_keys: frozenset[str] = frozenset()
 
 
 def plan_lookup(state: RegistryState, features: str | Sequence[str], full_feature_names: bool = False) -> LookupPlan:
@@ -85,7 +87,9 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
     names = [*entity_columns, *(n for v in views for n in v.output_names)]
     if len(set(names)) != len(names):
         raise RequestError("feature names collide across views; pass full_feature_names=true", 422)
-    return LookupPlan(views, entity_columns, names)
+    known = {k for e in state.entities.values() for k in e.get("join_keys", ())}
+    known.update(k for spec in state.views.values() for k in spec.join_keys)
+    return LookupPlan(views, entity_columns, names, frozenset(known) | set(entity_columns))
 
 
 def check_entities(entities: Any, max_entities: int) -> int:
@@ -117,11 +121,84 @@ def layout_of(state: RegistryState, view: str, version: str) -> dict[str, int]:
 
 
 def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[list[str]]:
-    """The store keys of each view of the plan, checking entity key names and value types."""
-    unknown = [k for k in entities if k not in plan.entity_columns]
-    if unknown:
-        raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+    """The store keys of each view of the plan, checking entity key names and value types.
+
+    Join keys of other registered entities are accepted and echoed in the response (as Feast
+    does); a name no entity declares is refused.
+    """
+    if len(entities) != len(plan.entity_columns):
+        extra = [k for k in entities if k not in plan.entity_columns]
+        unknown = [k for k in extra if k not in plan.known_keys]
+        if unknown:
+            raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+        clash = [k for k in extra if k in plan.feature_names]
+        if clash:
+            raise RequestError(f"entity column(s) {clash} have the name of a requested feature", 422)
     return [entity_keys(entities, v.join_keys, v.key_dtypes, n) for v in plan.views]
+
+
+# One view's answer: the formatted event time of each entity's row, and per requested feature
+# its values and statuses. Status lists that are all PRESENT are one shared object per view.
+ViewColumns = tuple[list[str], list[tuple[Sequence[Any], list[str]]]]
+
+
+def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, int], now: int) -> ViewColumns:
+    """Decode one view's rows and transpose them into per-feature columns, statuses computed once per row."""
+    ttl = view.ttl_us
+    if rows and None not in rows:
+        # Usual case: every entity has a row. One decode for all of them, one C-level transpose.
+        present_rows: list[bytes] = rows  # type: ignore[assignment]
+        body = present_rows[0] if len(rows) == 1 else b",".join(present_rows)
+        columns = list(zip(*orjson.loads(b"[" + body + b"]"), strict=False))
+        times = columns[0]
+        if ttl is None or min(times) + ttl >= now:
+            present = [PRESENT] * len(rows)
+            out: list[tuple[Sequence[Any], list[str]]] = []
+            for feat in view.features:
+                idx = layout.get(feat)
+                if idx is None or idx >= len(columns):
+                    out.append(([None] * len(rows), [NOT_FOUND] * len(rows)))
+                    continue
+                col = columns[idx]
+                out.append(
+                    (col, present if None not in col else [PRESENT if v is not None else NULL_VALUE for v in col])
+                )
+            return format_timestamps(list(times)), out
+    # Some rows missing or expired: statuses per row first, then each feature column.
+    loads = orjson.loads
+    decoded: list[list[Any] | None] = []
+    base: list[str] = []
+    stamps_us: list[int] = []
+    for raw in rows:
+        if raw is None:
+            decoded.append(None)
+            base.append(NOT_FOUND)
+            stamps_us.append(0)  # formats as the epoch, as Feast answers for a missing row
+            continue
+        row = loads(raw)
+        ts = row[0]
+        stamps_us.append(ts)
+        if ttl is not None and ts + ttl < now:
+            decoded.append(None)
+            base.append(OUTSIDE_MAX_AGE)
+        else:
+            decoded.append(row)
+            base.append(PRESENT)
+    out = []
+    for feat in view.features:
+        idx = layout.get(feat)
+        values: list[Any] = []
+        statuses: list[str] = []
+        for row, status in zip(decoded, base, strict=True):
+            if row is None or idx is None or idx >= len(row):
+                values.append(None)
+                statuses.append(status if idx is not None and row is None else NOT_FOUND)
+            else:
+                value = row[idx]
+                values.append(value)
+                statuses.append(PRESENT if value is not None else NULL_VALUE)
+        out.append((values, statuses))
+    return format_timestamps(stamps_us), out
 
 
 def assemble(
@@ -131,62 +208,21 @@ def assemble(
     rows_per_view: list[list[bytes | None]],
     layouts: list[dict[str, int]],
 ) -> dict[str, Any]:
-    """The Feast feature-server response: entity columns first, then each feature's values and statuses."""
+    """The Feast feature-server response: entity columns first, then each feature's values and statuses.
+
+    ``entities`` must have passed :func:`view_keys`: every column it holds is echoed.
+    """
     now = now_us()
-    # Join-key columns come first, in the order the request gave them (as Feast answers).
-    keys = list(entities) if len(entities) == len(plan.entity_columns) else plan.entity_columns
+    # The request's entity columns come first, in its order (as Feast answers), used by the views or not.
+    keys = list(entities)
     results: list[dict[str, Any]] = [
         {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in keys
     ]
-    loads = orjson.loads
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
-        decoded: list[list[Any] | None] = []
-        base: list[str] = []
-        times: list[int] = []
-        ttl = view.ttl_us
-        for raw in rows:
-            if raw is None:
-                decoded.append(None)
-                base.append(NOT_FOUND)
-                times.append(0)
-                continue
-            row = loads(raw)
-            ts = row[0]
-            times.append(ts)
-            if ttl is not None and ts + ttl < now:
-                decoded.append(None)
-                base.append(OUTSIDE_MAX_AGE)
-            else:
-                decoded.append(row)
-                base.append(PRESENT)
-        stamps = format_timestamps(times)  # a missing row's 0 formats as the epoch, as Feast answers
-        if NOT_FOUND not in base and OUTSIDE_MAX_AGE not in base:
-            # every entity has a servable row: transpose in C, statuses only where values are null
-            columns = list(zip(*decoded, strict=False)) if decoded else []
-            present = [PRESENT] * len(decoded)
-            for feat in view.features:
-                idx = layout.get(feat)
-                if idx is None or idx >= len(columns):
-                    results.append({"values": [None] * n, "statuses": [NOT_FOUND] * n, "event_timestamps": stamps})
-                    continue
-                col = columns[idx]
-                statuses = present if None not in col else [PRESENT if v is not None else NULL_VALUE for v in col]
-                results.append({"values": list(col), "statuses": statuses, "event_timestamps": stamps})
-            continue
-        for feat in view.features:
-            idx = layout.get(feat)
-            values: list[Any] = []
-            statuses_: list[str] = []
-            for row, status in zip(decoded, base, strict=True):
-                if row is None or idx is None:
-                    values.append(None)
-                    statuses_.append(status if idx is not None else NOT_FOUND)
-                else:
-                    value = row[idx]
-                    values.append(value)
-                    statuses_.append(PRESENT if value is not None else NULL_VALUE)
-            results.append({"values": values, "statuses": statuses_, "event_timestamps": stamps})
-    names = plan.feature_names if keys is plan.entity_columns else [*keys, *plan.feature_names[len(keys) :]]
+        stamps, columns = _view_columns(view, rows, layout, now)
+        for values, statuses in columns:
+            results.append({"values": list(values), "statuses": statuses, "event_timestamps": stamps})
+    names = [*keys, *plan.feature_names[len(plan.entity_columns) :]]
     return {"metadata": {"feature_names": names}, "results": results}
 
 

@@ -16,6 +16,7 @@ import orjson
 from featurestore.errors import BreakingChangeError, RegistryError
 from featurestore.registry.plan import Plan, diff
 from featurestore.registry.spec import ViewSpec
+from featurestore.registry.validate import check_registry
 
 __all__ = ["Registry", "RegistryState", "FORMAT"]
 
@@ -87,6 +88,7 @@ class Registry:
             raise RegistryError(f"registry file {self.path} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise RegistryError(f"registry file {self.path} has an unknown format")
+        check_registry(data, self.path)
         return RegistryState(data)
 
     @contextlib.contextmanager

@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> Response:
-        return _error(exc.status_code, str(exc))
+        return _error(exc.status_code, redact(str(exc)))
 
     @app.exception_handler(StoreUnavailableError)
     async def unavailable(request: Request, exc: StoreUnavailableError) -> Response:

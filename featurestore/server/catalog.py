@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from featurestore.errors import RegistryError, RequestError, StoreUnavailableErr
 from featurestore.online.base import OnlineStore
 from featurestore.online.lookup import LookupPlan, layout_of, plan_lookup
 from featurestore.registry.store import Registry, RegistryState
+from featurestore.server.logs import LOGGER
 
 __all__ = ["Catalog"]
 
@@ -25,7 +27,8 @@ class Catalog:
     """Registry and version pointers, re-checked at most every ``interval`` seconds.
 
     The registry file is re-read only when its stat changes; feature references are
-    resolved once per registry version and request shape.
+    resolved once per registry version and request shape. A file that fails to load leaves
+    the last good registry in service and its error in ``registry_error`` (``/ready`` says so).
     """
 
     def __init__(self, registry_path: os.PathLike[str] | str, store: OnlineStore, interval: float = 1.0) -> None:
@@ -34,6 +37,8 @@ class Catalog:
         self.interval = interval
         self._stat: tuple[int, int, int] | None = None
         self._state = RegistryState({})
+        self._loaded = False
+        self.registry_error: str | None = None
         self._plans: dict[Any, LookupPlan] = {}
         self._layouts: dict[tuple[str, str], dict[str, int]] = {}
         self._headers: dict[tuple[str, str], bytes] = {}
@@ -44,6 +49,16 @@ class Catalog:
     @property
     def state(self) -> RegistryState:
         return self._state
+
+    @property
+    def degraded(self) -> bool:
+        """Whether the registry file on disk failed to load (the last good one, if any, is served)."""
+        return self.registry_error is not None
+
+    @property
+    def serving(self) -> bool:
+        """Whether a registry (possibly an older one than on disk) is in service."""
+        return self._loaded
 
     def reload_registry(self) -> bool:
         """Re-read the registry if the file changed; return whether it did."""
@@ -56,9 +71,12 @@ class Catalog:
             return False
         try:
             state = self.registry.load()
-        except RegistryError:
-            return False  # a half-written or broken file: keep serving the previous state
-        self._state, self._stat = state, stamp
+        except RegistryError as exc:
+            # A broken file: keep serving the previous state until the file changes again.
+            self._stat, self.registry_error = stamp, str(exc)
+            logging.getLogger(LOGGER).error("registry not reloaded, serving the last good one: %s", exc)
+            return False
+        self._state, self._stat, self._loaded, self.registry_error = state, stamp, True, None
         self._plans.clear()
         self._layouts.clear()
         self._headers.clear()
@@ -93,6 +111,8 @@ class Catalog:
         plan = self._plans.get(key)
         if plan is None:
             if not self._state.views:
+                if self.registry_error is not None:
+                    raise RequestError(self.registry_error, 503)
                 raise RequestError("the registry is empty; run `featurestore apply`", 404)
             plan = plan_lookup(self._state, features, full_feature_names)
             if len(self._plans) >= _MAX_PLANS:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from featurestore._version import __version__
+from featurestore.config import redact
 from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
 from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
@@ -64,6 +65,8 @@ async def get_online_features(request: Request) -> Response:
     features = data.get("features")
     service = data.get("feature_service")
     if service is not None:
+        if features is not None and features != []:
+            raise RequestError("give either 'feature_service' or 'features', not both", 422)
         if not isinstance(service, str):
             raise RequestError("'feature_service' must be a string", 422)
         if ":" in service:
@@ -101,7 +104,7 @@ async def get_online_features(request: Request) -> Response:
     if app.served_log is not None:
         app.served_log.record(service, plan, result)
     count = app.metrics.count_statuses
-    for column in result["results"][len(plan.entity_columns) :]:
+    for column in result["results"][len(entities) :]:
         count(column["statuses"])
     return Response(orjson.dumps(result), media_type=JSON)
 
@@ -211,10 +214,19 @@ async def health() -> Response:
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}}, summary="Readiness: the online store answers")
 async def ready(request: Request) -> Response:
+    """503 when the store does not answer or no registry could ever be loaded; 200 "degraded" while
+    a broken registry file is on disk and the last good one is served."""
+    app = request.app.state
     try:
-        await request.app.state.store.aping()
+        await app.store.aping()
     except StoreUnavailableError as exc:
-        return Response(orjson.dumps({"detail": str(exc)}), status_code=503, media_type=JSON)
+        return Response(orjson.dumps({"detail": redact(str(exc))}), status_code=503, media_type=JSON)
+    catalog = app.catalog
+    catalog.reload_registry()
+    if catalog.registry_error is not None:
+        status = 200 if catalog.serving else 503
+        body = {"status": "degraded" if catalog.serving else "unavailable", "detail": catalog.registry_error}
+        return Response(orjson.dumps(body), status_code=status, media_type=JSON)
     return Response(b'{"status":"ready"}', media_type=JSON)
 
 

@@ -187,7 +187,8 @@ def _from_lists(lookups: list[tuple[int, dict[str, Any]]]) -> Any:
 def _columns(service: str | None, plan: LookupPlan, result: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The log columns of one lookup, per target: entity keys, then each feature's value and status."""
     results = result["results"]
-    k = len(plan.entity_columns)
+    # The entity columns come first: the views' join keys and any echoed request columns.
+    k = len(results) - sum(len(v.features) for v in plan.views)
     names = result["metadata"]["feature_names"][:k]
     keys = {name: results[i]["values"] for i, name in enumerate(names)}
     pos = k

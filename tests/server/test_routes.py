@@ -117,7 +117,7 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("features not strings", {"features": [1], "entities": {"driver_id": [1]}}, 422, "features"),
     ("missing entities", {"features": ["stats:b"]}, 422, "entities"),
     ("wrong key name", {"features": ["stats:b"], "entities": {"rider_id": [1]}}, 422, "rider_id"),
-    ("wrong key type", {"features": ["stats:b"], "entities": {"driver_id": ["1"]}}, 422, "wrong type"),
+    ("wrong key type", {"features": ["stats:b"], "entities": {"driver_id": ["1.5"]}}, 422, "wrong type"),
     ("bool is not int", {"features": ["stats:b"], "entities": {"driver_id": [True]}}, 422, "wrong type"),
     ("mismatched lengths", {"features": ["stats:b"], "entities": {"driver_id": [1, 2], "x": [1]}}, 422, "length"),
     ("empty entities", {"features": ["stats:b"], "entities": {"driver_id": []}}, 422, "no entities"),

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.config import Settings, load_settings
-from featurestore.errors import DefinitionError, IngestError, RegistryError
+from featurestore.errors import DefinitionError, IngestError, RegistryError, did_you_mean
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import duckdb_connection, utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
@@ -78,13 +78,48 @@ class FeatureStore:
 
         return build_specs(defs or self.definitions(), key_types)
 
-    def plan(self) -> Plan:
-        """What ``apply`` would change, without changing anything."""
-        return self.registry.plan(self.specs())
+    def plan(self, *, data_check: bool = True, sample_rows: int | None = None) -> Plan:
+        """What ``apply`` would change, without changing anything.
 
-    def apply(self, *, allow_breaking: bool = False) -> Plan:
-        """Register the current definitions (refuses breaking changes unless allowed)."""
-        return self.registry.apply(self.specs(), project=self.settings.project, allow_breaking=allow_breaking)
+        Each added or changed view's source and transform first run on its first
+        ``sample_rows`` rows (setting ``plan_sample_rows``); a definition the data
+        contradicts raises DefinitionError. ``data_check=False`` skips that.
+        """
+        defs = self.definitions()
+        desired = self.specs(defs)
+        plan = self.registry.plan(desired)
+        if data_check:
+            plan.data_checked = self._check_data(defs, desired, plan.changed("view"), sample_rows)
+        return plan
+
+    def apply(self, *, allow_breaking: bool = False, data_check: bool = True, sample_rows: int | None = None) -> Plan:
+        """Register the current definitions (refuses breaking changes unless allowed).
+
+        Nothing is written when the plan-time data check (see ``plan``) fails.
+        """
+        defs = self.definitions()
+        desired = self.specs(defs)
+        checked: dict[str, int] = {}
+        if data_check:
+            checked = self._check_data(defs, desired, self.registry.plan(desired).changed("view"), sample_rows)
+        plan = self.registry.apply(desired, project=self.settings.project, allow_breaking=allow_breaking)
+        plan.data_checked = checked
+        return plan
+
+    def _check_data(
+        self, defs: Definitions, desired: dict[str, Any], views: list[str], sample_rows: int | None
+    ) -> dict[str, int]:
+        from featurestore.offline.sample import check_view_sample
+        from featurestore.registry.spec import ViewSpec
+
+        rows = self.settings.plan_sample_rows if sample_rows is None else sample_rows
+        if not views or rows <= 0:
+            return {}
+        con = self._connection()
+        return {
+            name: check_view_sample(defs.views[name], ViewSpec(desired["views"][name]), self.repo, con, rows)
+            for name in views
+        }
 
     # -- offline --------------------------------------------------------
     def ingest(
@@ -138,7 +173,8 @@ class FeatureStore:
         names = [views] if isinstance(views, str) else list(views)
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise RegistryError(f"unknown feature view(s) {unknown}; applied views: {sorted(known)}")
+            hint = did_you_mean(unknown[0], known)
+            raise RegistryError(f"unknown feature view(s) {unknown}{hint}; applied views: {sorted(known)}")
         return names
 
     # -- data quality ---------------------------------------------------
@@ -154,7 +190,8 @@ class FeatureStore:
         check_ingest_inputs(start_dt, end_dt)
         defs = self.definitions()
         if view not in defs.views:
-            raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
+            hint = did_you_mean(view, defs.views)
+            raise DefinitionError(f"unknown feature view {view!r}{hint}; defined views: {sorted(defs.views)}")
         spec = ViewSpec(self.specs(defs, registered=self.state())["views"][view])
         df, _ = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
         return validate_frame(self.settings, spec, df)
@@ -179,7 +216,7 @@ class FeatureStore:
         ``features`` is a service name or ``"view:feature"`` references. With ``out``,
         the set is saved (Parquet or CSV) with a manifest beside it for rebuilding.
         """
-        entity = load_entity_frame(entity_df)
+        entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
         con = self._connection()
@@ -270,8 +307,33 @@ class FeatureStore:
         )
 
     def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:
-        """Write rows (join keys, event_timestamp, every feature) online through the push gate."""
+        """Write rows (join keys, event_timestamp, every feature) online through the push gate.
+
+        ``rows`` is a polars frame, ``{column: [values]}``, ``[{column: value}, ...]`` or the
+        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        """
         from featurestore.online.push import push_rows
 
         spec = self.state().view(view)
+        if isinstance(rows, str | os.PathLike):
+            rows = read_rows_file(Path(rows))
         return push_rows(self.settings, self.online_store(), spec, rows, to_offline=to_offline, layout=self.layout)
+
+
+def read_rows_file(path: Path) -> pl.DataFrame:
+    """Rows to push from a Parquet, CSV or JSON-lines file (times as ISO text are parsed by the push)."""
+    from featurestore.errors import RequestError
+
+    if not path.is_file():
+        raise RequestError(f"rows file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path)
+        if suffix in (".jsonl", ".ndjson"):
+            return pl.read_ndjson(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RequestError(f"rows file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    raise RequestError(f"rows file {path}: use a .parquet, .csv or .jsonl file")

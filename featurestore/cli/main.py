@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from featurestore.cli import offline, online, quality, registry
+from featurestore.cli import describe, offline, online, push, quality, registry
 
 __all__ = ["app", "main"]
 
@@ -18,6 +18,8 @@ app = typer.Typer(
 
 for module in (registry, offline, online, quality):
     module.register(app)
+describe.register(app)
+push.register(app)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store, parse_time, split_names
 
 __all__ = ["register"]
 
@@ -16,11 +16,12 @@ def ingest(
     views: list[str] = typer.Argument(None, help="Views to ingest (all by default)."),
     start: str = typer.Option(None, "--start", help="Replace only rows with event time >= START (ISO, UTC)."),
     end: str = typer.Option(None, "--end", help="... and < END (ISO, UTC)."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Read sources, run transforms and write the Parquet offline store."""
     with errors_to_exit():
-        results = open_store(repo).ingest(views or None, start, end, progress=True)
+        window = parse_time(start, "--start"), parse_time(end, "--end")
+        results = open_store(repo).ingest(views or None, *window, progress=True)
         table = Table(title="Ingest")
         for col in ("view", "version", "rows read", "rows written", "quarantined", "gate", "partitions"):
             table.add_column(col)
@@ -47,7 +48,7 @@ def training_set(
     manifest: Path = typer.Option(None, "--manifest", help="Rebuild the training set described by this manifest."),
     timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column"),
     full_feature_names: bool = typer.Option(False, "--full-feature-names"),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Build a point-in-time-correct training set (or rebuild one from its manifest)."""
     with errors_to_exit():
@@ -59,8 +60,7 @@ def training_set(
         else:
             if entities is None or not features or out is None:
                 raise typer.BadParameter("--entities, --features and --out are required (or --manifest)")
-            # -f may repeat and each value may list several references separated by commas
-            names = [r.strip() for f in features for r in f.split(",") if r.strip()]
+            names = split_names(features)
             refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
             df = store.get_training_set(
                 entities, refs, out=out, timestamp_column=timestamp_column, full_feature_names=full_feature_names

@@ -9,7 +9,17 @@ import polars as pl
 
 from featurestore.dsl.types import DType
 
-__all__ = ["to_utc", "utc_datetime", "coerce_column", "DTypeMismatchError", "duckdb_connection"]
+__all__ = [
+    "to_utc",
+    "utc_datetime",
+    "coerce_column",
+    "check_timestamp_text",
+    "TIMESTAMP_FORMATS",
+    "DTypeMismatchError",
+    "duckdb_connection",
+]
+
+TIMESTAMP_FORMATS = "ISO 8601 (2024-01-31, 2024-01-31T12:00:00, 2024-01-31 12:00:00Z or 2024-01-31T12:00:00+02:00)"
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -44,7 +54,20 @@ def to_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     raise DTypeMismatchError(f"cannot read {dtype} as a timestamp")
 
 
-def _parse_iso_utc(expr: pl.Expr) -> pl.Expr:
+def check_timestamp_text(df: pl.DataFrame, column: str) -> None:
+    """Raise DTypeMismatchError naming ``column`` and its first value that is not an ISO timestamp (text only)."""
+    if df.schema[column] != pl.String:
+        return
+    text = df.get_column(column)
+    parsed = df.select(_parse_iso_utc(pl.col(column), strict=False)).to_series()
+    bad = text.filter(text.is_not_null() & parsed.is_null())
+    if bad.len():
+        raise DTypeMismatchError(
+            f"column {column!r}: {bad[0]!r} is not a timestamp ({bad.len():,} such values); use {TIMESTAMP_FORMATS}"
+        )
+
+
+def _parse_iso_utc(expr: pl.Expr, strict: bool = True) -> pl.Expr:
     """ISO 8601 text to UTC, row by row: ``Z`` or ``+HH:MM`` offsets, naive (UTC), date only, ``T`` or space."""
     text = (
         expr.str.strip_chars()
@@ -55,7 +78,7 @@ def _parse_iso_utc(expr: pl.Expr) -> pl.Expr:
     date_only = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
     has_offset = text.str.contains(r"[+-]\d{2}:?\d{2}$")
     full = pl.when(date_only).then(text + "T00:00:00+00:00").when(~has_offset).then(text + "+00:00").otherwise(text)
-    return full.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=True)
+    return full.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=strict)
 
 
 _INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32}

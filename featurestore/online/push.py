@@ -9,7 +9,7 @@ import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import RequestError
-from featurestore.offline.frames import DTypeMismatchError, coerce_column, to_utc
+from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text, coerce_column, to_utc
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import check_key_dtypes, encode_rows, row_timestamp_us
@@ -35,7 +35,7 @@ class PushResult:
     gate: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        gate = self.gate.to_dict() if hasattr(self.gate, "to_dict") else None
+        gate = self.gate.public_dict() if hasattr(self.gate, "public_dict") else None
         return {
             "view": self.view,
             "version": self.version,
@@ -78,6 +78,8 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     try:
+        for name in [TS, *(c for c, t in declared.items() if t == Timestamp)]:
+            check_timestamp_text(df, name)  # names the first bad value, not a polars expression
         typed = df.select(typed_column(TS, Timestamp), *[typed_column(c, t) for c, t in declared.items()])
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
         raise RequestError(f"push to {spec.name!r}: {exc}", 422) from None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from featurestore.config import Settings, load_settings
-from featurestore.errors import DefinitionError, IngestError, RegistryError, did_you_mean
+from featurestore.errors import DefinitionError, IngestError, RegistryError, TrainingSetError, did_you_mean
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import duckdb_connection, utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
@@ -29,7 +30,36 @@ from featurestore.registry.spec import build_specs
 from featurestore.registry.store import Registry, RegistryState
 from featurestore.validation import gate_for
 
-__all__ = ["FeatureStore"]
+__all__ = ["FeatureStore", "OutputFormat", "read_rows_file"]
+
+
+class OutputFormat(StrEnum):
+    """The frame type a training set is returned as."""
+
+    POLARS = "polars"
+    PANDAS = "pandas"
+    ARROW = "arrow"
+
+    @classmethod
+    def parse(cls, value: OutputFormat | str) -> OutputFormat:
+        aliases = {"pyarrow": "arrow", "pl": "polars", "pd": "pandas"}
+        try:
+            return cls(aliases.get(str(value), str(value)))
+        except ValueError:
+            raise TrainingSetError(f"output={value!r}: use 'polars', 'pandas' or 'arrow'") from None
+
+    @classmethod
+    def of(cls, frame: Any) -> OutputFormat:
+        """pandas in, pandas out: the format of an entity frame (polars for a path or polars)."""
+        module = type(frame).__module__
+        return cls.PANDAS if module.startswith("pandas") else cls.ARROW if module.startswith("pyarrow") else cls.POLARS
+
+    def convert(self, df: pl.DataFrame) -> Any:
+        if self is OutputFormat.PANDAS:
+            return df.to_pandas()
+        if self is OutputFormat.ARROW:
+            return df.to_arrow()
+        return df
 
 
 class FeatureStore:
@@ -142,9 +172,10 @@ class FeatureStore:
         con = self._connection()
         current_specs = self.specs(defs, registered=state)["views"]
         results = []
-        from featurestore._progress import steps
+        from featurestore._progress import RowProgress
 
-        for name in steps(names, "ingest", enabled=progress):
+        bar = RowProgress("ingest", enabled=progress)
+        for name in bar.steps(names):
             spec = state.view(name)
             view = defs.views.get(name)
             if view is None:
@@ -161,6 +192,7 @@ class FeatureStore:
             df, gate_result = gate_for(self.settings, spec, "ingest")(df)
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             results.append(IngestResult(name, spec.version, read, df.height, parts, gate_result))
+            bar.finish(read, note=f"{df.height:,} written")
         return results
 
     @staticmethod
@@ -210,18 +242,26 @@ class FeatureStore:
         full_feature_names: bool = False,
         timestamp_column: str = "event_timestamp",
         out: str | os.PathLike[str] | None = None,
-    ) -> pl.DataFrame:
+        output: OutputFormat | str | None = None,
+        progress: bool = False,
+    ) -> Any:
         """Point-in-time-correct features for each row of ``entity_df``, in its order.
 
         ``features`` is a service name or ``"view:feature"`` references. With ``out``,
         the set is saved (Parquet or CSV) with a manifest beside it for rebuilding.
+        The result has the entity frame's type (polars, pandas or a pyarrow Table; polars
+        for a file path) unless ``output="polars" | "pandas" | "arrow"`` says otherwise.
         """
+        fmt = OutputFormat.of(entity_df) if output is None else OutputFormat.parse(output)
         entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
         con = self._connection()
+        from featurestore._progress import RowProgress
+
+        bar = RowProgress("training set", entity.height, enabled=progress)
         # The files read and the files hashed into the manifest are one consistent snapshot.
-        with read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
+        with bar, read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
             df, requests = build_training_set(
                 con,
                 self.layout,
@@ -243,7 +283,8 @@ class FeatureStore:
                     timestamp_column=timestamp_column,
                     full_feature_names=full_feature_names,
                 )
-        return df
+            bar.finish(df.height)
+        return fmt.convert(df)
 
     def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
         """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
@@ -272,7 +313,7 @@ class FeatureStore:
         """Write each online view's latest row per entity in [start, end] (end: now) to the online store."""
         from datetime import UTC
 
-        from featurestore._progress import steps
+        from featurestore._progress import RowProgress
         from featurestore.materialize import materialize_view, view_specs
 
         state = self.state()
@@ -280,10 +321,12 @@ class FeatureStore:
         end_dt = utc_datetime(end) or datetime.now(UTC)
         con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
         run = (self.settings, con, self.layout, store)
-        return [
-            materialize_view(*run, specs[n], start_dt, end_dt, incremental=incremental)
-            for n in steps(specs, "materialize", enabled=progress)
-        ]
+        results = []
+        bar = RowProgress("materialize", enabled=progress)
+        for name in bar.steps(specs):
+            results.append(materialize_view(*run, specs[name], start_dt, end_dt, incremental=incremental))
+            bar.finish(results[-1].rows_read, note=f"{results[-1].rows_written:,} written")
+        return results
 
     def materialize_incremental(
         self, views: Sequence[str] | str | None = None, end: datetime | str | None = None, *, progress: bool = False

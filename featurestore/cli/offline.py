@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -23,20 +24,31 @@ def ingest(
         window = parse_time(start, "--start"), parse_time(end, "--end")
         results = open_store(repo).ingest(views or None, *window, progress=True)
         table = Table(title="Ingest")
-        for col in ("view", "version", "rows read", "rows written", "quarantined", "gate", "partitions"):
-            table.add_column(col)
+        for col in ("view", "version", "read", "duplicates dropped", "quarantined", "written", "gate", "partitions"):
+            table.add_column(col, justify="right" if col in ("read", "written", "partitions") else "left")
         for r in results:
             g = r.gate
+            # duplicates_dropped: rows sharing keys and event time, only the newest kept (when ingest reports it).
+            dupes = getattr(r, "duplicates_dropped", None)
             table.add_row(
                 r.view,
                 r.version,
                 f"{r.rows_read:,}",
+                "-" if dupes is None else f"{dupes:,}",
+                _quarantined(g),
                 f"{r.rows_written:,}",
-                f"{g.rows_quarantined:,}" if g else "-",
                 g.status if g else "-",
                 str(len(r.partitions)),
             )
         console.print(table)
+
+
+def _quarantined(gate: Any) -> str:
+    """Rows set aside by the gate, with the check that failed most (``3 (rate: in_range(0, 1))``)."""
+    if gate is None or not gate.rows_quarantined:
+        return "0" if gate is not None else "-"
+    top = max(gate.failures.items(), key=lambda kv: kv[1].get("count", 0), default=None)
+    return f"{gate.rows_quarantined:,}" + (f" (top: {top[0]})" if top else "")
 
 
 def training_set(
@@ -63,7 +75,13 @@ def training_set(
             names = split_names(features)
             refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
             df = store.get_training_set(
-                entities, refs, out=out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+                entities,
+                refs,
+                out=out,
+                timestamp_column=timestamp_column,
+                full_feature_names=full_feature_names,
+                output="polars",
+                progress=True,
             )
         console.print(df.head(5))
         console.print(f"{df.height:,} rows" + (f" written to {out}" if out else ""))

@@ -250,3 +250,59 @@ def test_format_duration() -> None:
         "7d",
         "1d 6h",
     ]
+
+
+# -- output habits: progress in rows, full-width tables, frame types -------------------
+
+
+def test_long_work_prints_one_summary_line_per_step_in_a_pipe(repo: Path) -> None:
+    applied(repo)
+    out = cli("ingest").output
+    assert "ingest stats: 3 rows, 3 written in " in out and "rows/s)" in out
+    assert "materialize stats: " in cli("materialize").output
+    (repo / "e.csv").write_text(f"driver_id,event_timestamp\n1,{NOW.isoformat()}\n")
+    out = cli("training-set", "--entities", "e.csv", "-f", "model", "-o", "t.parquet").output
+    assert "training set: 1 rows in " in out
+
+
+def test_the_ingest_table_explains_every_row(repo: Path) -> None:
+    applied(repo)
+    pl.DataFrame(
+        {
+            "driver_id": list(range(40)),
+            "event_timestamp": [NOW] * 40,
+            "rate": [9.0] + [0.5] * 39,
+            "trips": list(range(40)),
+        }
+    ).write_parquet(repo / "data" / "stats.parquet")
+    out = cli("ingest").output
+    for column in ("read", "duplicates dropped", "quarantined", "written"):
+        assert column in out
+    assert "1 (top: rate: in_range(0, 1))" in out and "39" in out
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_pipe(repo: Path) -> None:
+    long = "a_long_feature_name_that_with_the_rest_would_not_fit_in_80_cols"
+    (repo / "definitions" / "views.py").write_text(VIEWS.replace('"trips"', f'"{long}"'))
+    pl.read_parquet(repo / "data" / "stats.parquet").rename({"trips": long}).write_parquet(
+        repo / "data" / "stats.parquet"
+    )
+    cli("apply")
+    assert f"{long}:Int64" in cli("list").output
+
+
+def test_online_results_convert_to_every_frame_type(repo: Path) -> None:
+    import pandas as pd
+    import pyarrow as pa
+
+    from featurestore import FeatureStore
+
+    applied(repo)
+    store = FeatureStore(repo)
+    store.ingest()
+    store.materialize()
+    got = store.get_online_features(["stats:rate", "stats:trips"], {"driver_id": [1, 2, 3]})
+    assert got.to_dict() == {"driver_id": [1, 2, 3], "rate": [0.3, 0.2, None], "trips": [3, 2, None]}
+    assert got.to_polars()["rate"].to_list() == [0.3, 0.2, None]
+    assert isinstance(got.to_pandas(), pd.DataFrame) and list(got.to_pandas().columns) == ["driver_id", "rate", "trips"]
+    assert isinstance(got.to_arrow(), pa.Table) and got.to_arrow().num_rows == 3

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench install install-test redis-server clean
+.PHONY: demo test lint bench docs install install-test redis-server clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -42,6 +42,11 @@ lint: install-test
 
 test: install-test redis-server lint
 	$(BIN)/pytest -p no:cacheprovider
+
+# The documentation site (MkDocs Material) from docs/, into site/; --strict fails on a broken link.
+docs: install
+	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/mkdocs build --strict
 
 bench: install-test redis-server
 	$(BIN)/python -m benchmarks

@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # careful with folders named like the package"); it says nothing about this project.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e
 
-.PHONY: demo test lint bench dist install install-test redis-server clean
+.PHONY: demo test lint bench dist docs install install-test redis-server clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -51,6 +51,10 @@ test: install-test redis-server lint
 dist: install-test
 	rm -rf dist build
 	$(BIN)/python -m build --outdir dist .
+# The documentation site (MkDocs Material) from docs/, into site/; --strict fails on a broken link.
+docs: install
+	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/mkdocs build --strict
 
 bench: install-test redis-server
 	$(BIN)/python -m benchmarks

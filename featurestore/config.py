@@ -9,9 +9,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, did_you_mean
 
-__all__ = ["Settings", "ApiKey", "load_settings", "parse_api_keys", "redact", "CONFIG_FILE"]
+__all__ = ["Settings", "ApiKey", "load_settings", "find_repo", "parse_api_keys", "redact", "CONFIG_FILE"]
 
 CONFIG_FILE = "featurestore.toml"
 
@@ -121,6 +121,7 @@ class Settings:
     online_timeout: float = 0.5
     log_level: str = "info"
     log_sample_rate: float = 0.0
+    plan_sample_rows: int = 10_000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -143,6 +144,37 @@ class Settings:
 
 
 _PATH_KEYS = {"definitions", "offline_root", "registry", "duckdb_temp_dir"}
+
+# FEATURESTORE_* variables that are not settings (set by featurestore itself for its server workers).
+_OTHER_ENV = {"FEATURESTORE_SERVE_REPO"}
+_ENV_PREFIX = "FEATURESTORE_"
+
+
+def find_repo(start: str | os.PathLike[str] = ".") -> Path:
+    """The feature repository holding ``start``: the nearest folder from ``start`` upwards with a featurestore.toml.
+
+    As git finds its root, so a command run in ``repo/definitions`` works on ``repo``.
+    """
+    here = Path(start).expanduser().resolve()
+    if not here.is_dir():
+        raise ConfigError(f"feature repository {here} does not exist")
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents; run `featurestore init` or pass --repo")
+
+
+def _check_names(raw: dict[str, Any], env: dict[str, str], known: set[str], cfg_file: Path) -> None:
+    """Refuse a misspelt key in featurestore.toml or FEATURESTORE_* variable, naming the nearest valid one."""
+    for key in raw:
+        if key not in known:
+            hint = did_you_mean(key, known) or f" (valid keys: {', '.join(sorted(known))})"
+            raise ConfigError(f"{cfg_file}: unknown key {key!r}{hint}")
+    env_names = {_ENV_PREFIX + k.upper() for k in known}
+    for name in env:
+        if name.startswith(_ENV_PREFIX) and name not in env_names and name not in _OTHER_ENV:
+            hint = did_you_mean(name, env_names) or f" (valid variables: {', '.join(sorted(env_names))})"
+            raise ConfigError(f"unknown environment variable {name}{hint}")
 
 
 def _coerce(name: str, value: Any, repo: Path) -> Any:
@@ -192,13 +224,8 @@ def load_settings(repo: str | os.PathLike[str] = ".", env: dict[str, str] | None
     elif not repo_path.is_dir():
         raise ConfigError(f"feature repository {repo_path} does not exist")
     known = {f.name for f in fields(Settings)} - {"repo", "extra"}
-    values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in known:
-            values[key] = value
-        else:
-            extra[key] = value
+    _check_names(raw, env, known, cfg_file)
+    values: dict[str, Any] = dict(raw)
     for key in known:
         env_value = env.get(f"FEATURESTORE_{key.upper()}")
         if env_value is not None:
@@ -206,4 +233,4 @@ def load_settings(repo: str | os.PathLike[str] = ".", env: dict[str, str] | None
     resolved = {k: _coerce(k, v, repo_path) for k, v in values.items()}
     for key in _PATH_KEYS - resolved.keys():
         resolved[key] = repo_path / getattr(Settings, key)
-    return Settings(repo=repo_path, extra=extra, **resolved)
+    return Settings(repo=repo_path, **resolved)

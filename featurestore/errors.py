@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "FeatureStoreError",
     "ConfigError",
@@ -16,6 +18,7 @@ __all__ = [
     "ValidationError",
     "GateRejectedError",
     "RequestError",
+    "did_you_mean",
 ]
 
 
@@ -83,3 +86,18 @@ class RequestError(FeatureStoreError):
     def __init__(self, message: str, status_code: int = 400):
         super().__init__(message)
         self.status_code = status_code
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A hint for a mistyped ``name``: ``" (did you mean 'trips'?)"``, or ``""`` when nothing is close.
+
+    Meant to be appended to an error message: ``f"unknown view {name!r}{did_you_mean(name, views)}"``.
+    """
+    import difflib
+
+    options = sorted({c for c in choices if isinstance(c, str)})
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if isinstance(name, str) else []
+    if not close:
+        lowered = {c.lower(): c for c in options}
+        close = [lowered[name.lower()]] if isinstance(name, str) and name.lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from featurestore.config import Settings, load_settings
-from featurestore.errors import DefinitionError, IngestError, RegistryError
+from featurestore.errors import DefinitionError, IngestError, RegistryError, TrainingSetError, did_you_mean
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import duckdb_connection, utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
@@ -29,7 +30,36 @@ from featurestore.registry.spec import build_specs
 from featurestore.registry.store import Registry, RegistryState
 from featurestore.validation import gate_for
 
-__all__ = ["FeatureStore"]
+__all__ = ["FeatureStore", "OutputFormat", "read_rows_file"]
+
+
+class OutputFormat(StrEnum):
+    """The frame type a training set is returned as."""
+
+    POLARS = "polars"
+    PANDAS = "pandas"
+    ARROW = "arrow"
+
+    @classmethod
+    def parse(cls, value: OutputFormat | str) -> OutputFormat:
+        aliases = {"pyarrow": "arrow", "pl": "polars", "pd": "pandas"}
+        try:
+            return cls(aliases.get(str(value), str(value)))
+        except ValueError:
+            raise TrainingSetError(f"output={value!r}: use 'polars', 'pandas' or 'arrow'") from None
+
+    @classmethod
+    def of(cls, frame: Any) -> OutputFormat:
+        """pandas in, pandas out: the format of an entity frame (polars for a path or polars)."""
+        module = type(frame).__module__
+        return cls.PANDAS if module.startswith("pandas") else cls.ARROW if module.startswith("pyarrow") else cls.POLARS
+
+    def convert(self, df: pl.DataFrame) -> Any:
+        if self is OutputFormat.PANDAS:
+            return df.to_pandas()
+        if self is OutputFormat.ARROW:
+            return df.to_arrow()
+        return df
 
 
 class FeatureStore:
@@ -78,13 +108,48 @@ class FeatureStore:
 
         return build_specs(defs or self.definitions(), key_types)
 
-    def plan(self) -> Plan:
-        """What ``apply`` would change, without changing anything."""
-        return self.registry.plan(self.specs())
+    def plan(self, *, data_check: bool = True, sample_rows: int | None = None) -> Plan:
+        """What ``apply`` would change, without changing anything.
 
-    def apply(self, *, allow_breaking: bool = False) -> Plan:
-        """Register the current definitions (refuses breaking changes unless allowed)."""
-        return self.registry.apply(self.specs(), project=self.settings.project, allow_breaking=allow_breaking)
+        Each added or changed view's source and transform first run on its first
+        ``sample_rows`` rows (setting ``plan_sample_rows``); a definition the data
+        contradicts raises DefinitionError. ``data_check=False`` skips that.
+        """
+        defs = self.definitions()
+        desired = self.specs(defs)
+        plan = self.registry.plan(desired)
+        if data_check:
+            plan.data_checked = self._check_data(defs, desired, plan.changed("view"), sample_rows)
+        return plan
+
+    def apply(self, *, allow_breaking: bool = False, data_check: bool = True, sample_rows: int | None = None) -> Plan:
+        """Register the current definitions (refuses breaking changes unless allowed).
+
+        Nothing is written when the plan-time data check (see ``plan``) fails.
+        """
+        defs = self.definitions()
+        desired = self.specs(defs)
+        checked: dict[str, int] = {}
+        if data_check:
+            checked = self._check_data(defs, desired, self.registry.plan(desired).changed("view"), sample_rows)
+        plan = self.registry.apply(desired, project=self.settings.project, allow_breaking=allow_breaking)
+        plan.data_checked = checked
+        return plan
+
+    def _check_data(
+        self, defs: Definitions, desired: dict[str, Any], views: list[str], sample_rows: int | None
+    ) -> dict[str, int]:
+        from featurestore.offline.sample import check_view_sample
+        from featurestore.registry.spec import ViewSpec
+
+        rows = self.settings.plan_sample_rows if sample_rows is None else sample_rows
+        if not views or rows <= 0:
+            return {}
+        con = self._connection()
+        return {
+            name: check_view_sample(defs.views[name], ViewSpec(desired["views"][name]), self.repo, con, rows)
+            for name in views
+        }
 
     # -- offline --------------------------------------------------------
     def ingest(
@@ -107,9 +172,10 @@ class FeatureStore:
         con = self._connection()
         current_specs = self.specs(defs, registered=state)["views"]
         results = []
-        from featurestore._progress import steps
+        from featurestore._progress import RowProgress
 
-        for name in steps(names, "ingest", enabled=progress):
+        bar = RowProgress("ingest", enabled=progress)
+        for name in bar.steps(names):
             spec = state.view(name)
             view = defs.views.get(name)
             if view is None:
@@ -129,6 +195,7 @@ class FeatureStore:
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             dropped = batch.duplicates_dropped
             results.append(IngestResult(name, spec.version, batch.rows_read, df.height, parts, gate_result, dropped))
+            bar.finish(batch.rows_read, note=f"{df.height:,} written")
         return results
 
     @staticmethod
@@ -141,7 +208,8 @@ class FeatureStore:
         names = [views] if isinstance(views, str) else list(views)
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise RegistryError(f"unknown feature view(s) {unknown}; applied views: {sorted(known)}")
+            hint = did_you_mean(unknown[0], known)
+            raise RegistryError(f"unknown feature view(s) {unknown}{hint}; applied views: {sorted(known)}")
         return names
 
     # -- data quality ---------------------------------------------------
@@ -157,7 +225,8 @@ class FeatureStore:
         check_ingest_inputs(start_dt, end_dt)
         defs = self.definitions()
         if view not in defs.views:
-            raise DefinitionError(f"unknown feature view {view!r}; defined views: {sorted(defs.views)}")
+            hint = did_you_mean(view, defs.views)
+            raise DefinitionError(f"unknown feature view {view!r}{hint}; defined views: {sorted(defs.views)}")
         spec = ViewSpec(self.specs(defs, registered=self.state())["views"][view])
         batch = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
         return validate_frame(self.settings, spec, batch.rows, **batch.gate_inputs())
@@ -176,18 +245,26 @@ class FeatureStore:
         full_feature_names: bool = False,
         timestamp_column: str = "event_timestamp",
         out: str | os.PathLike[str] | None = None,
-    ) -> pl.DataFrame:
+        output: OutputFormat | str | None = None,
+        progress: bool = False,
+    ) -> Any:
         """Point-in-time-correct features for each row of ``entity_df``, in its order.
 
         ``features`` is a service name or ``"view:feature"`` references. With ``out``,
         the set is saved (Parquet or CSV) with a manifest beside it for rebuilding.
+        The result has the entity frame's type (polars, pandas or a pyarrow Table; polars
+        for a file path) unless ``output="polars" | "pandas" | "arrow"`` says otherwise.
         """
-        entity = load_entity_frame(entity_df)
+        fmt = OutputFormat.of(entity_df) if output is None else OutputFormat.parse(output)
+        entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
         con = self._connection()
+        from featurestore._progress import RowProgress
+
+        bar = RowProgress("training set", entity.height, enabled=progress)
         # The files read and the files hashed into the manifest are one consistent snapshot.
-        with read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
+        with bar, read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
             df, requests = build_training_set(
                 con,
                 self.layout,
@@ -209,7 +286,8 @@ class FeatureStore:
                     timestamp_column=timestamp_column,
                     full_feature_names=full_feature_names,
                 )
-        return df
+            bar.finish(df.height)
+        return fmt.convert(df)
 
     def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
         """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
@@ -237,7 +315,7 @@ class FeatureStore:
         """Write each online view's latest row per entity in [start, end] (end: now) to the online store."""
         from datetime import UTC
 
-        from featurestore._progress import steps
+        from featurestore._progress import RowProgress
         from featurestore.materialize import materialize_view, view_specs
 
         state = self.state()
@@ -245,10 +323,15 @@ class FeatureStore:
         end_dt = utc_datetime(end) or datetime.now(UTC)
         con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
         run = (self.settings, con, self.layout, store)
-        return [
-            materialize_view(*run, specs[n], start_dt, end_dt, incremental=incremental, resolve=_resolver(state, n))
-            for n in steps(specs, "materialize", enabled=progress)
-        ]
+        results = []
+        bar = RowProgress("materialize", enabled=progress)
+        for name in bar.steps(specs):
+            resolve = _resolver(state, name)
+            results.append(
+                materialize_view(*run, specs[name], start_dt, end_dt, incremental=incremental, resolve=resolve)
+            )
+            bar.finish(results[-1].rows_read, note=f"{results[-1].rows_written:,} written")
+        return results
 
     def materialize_incremental(
         self, views: Sequence[str] | str | None = None, end: datetime | str | None = None, *, progress: bool = False
@@ -272,11 +355,17 @@ class FeatureStore:
         )
 
     def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:
-        """Write rows (join keys, event_timestamp, every feature) online through the push gate."""
+        """Write rows (join keys, event_timestamp, every feature) online through the push gate.
+
+        ``rows`` is a polars frame, ``{column: [values]}``, ``[{column: value}, ...]`` or the
+        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        """
         from featurestore.online.push import push_rows
 
         state = self.state()
         spec = state.view(view)
+        if isinstance(rows, str | os.PathLike):
+            rows = read_rows_file(Path(rows))
         return push_rows(
             self.settings,
             self.online_store(),
@@ -300,3 +389,22 @@ def _resolver(state: RegistryState, view: str, registry: Registry | None = None)
             return registry.load().view(view, version)
 
     return resolve
+
+
+def read_rows_file(path: Path) -> pl.DataFrame:
+    """Rows to push from a Parquet, CSV or JSON-lines file (times as ISO text are parsed by the push)."""
+    from featurestore.errors import RequestError
+
+    if not path.is_file():
+        raise RequestError(f"rows file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path)
+        if suffix in (".jsonl", ".ndjson"):
+            return pl.read_ndjson(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RequestError(f"rows file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    raise RequestError(f"rows file {path}: use a .parquet, .csv or .jsonl file")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from featurestore.config import load_settings
+from featurestore.config import find_repo, load_settings
 from featurestore.errors import ConfigError
 
 
@@ -24,8 +24,7 @@ def test_toml_keys_are_read(tmp_path: Path) -> None:
         'offline_root = "store/offline"\n'
         'registry = "store/reg.json"\n'
         'online = "redis://localhost:6379/2"\n'
-        "max_entities = 7\n"
-        "something_else = 1\n",
+        "max_entities = 7\n",
     )
     s = load_settings(repo, env={})
     assert s.repo == repo.resolve()
@@ -36,7 +35,6 @@ def test_toml_keys_are_read(tmp_path: Path) -> None:
     assert s.online == "redis://localhost:6379/2"
     assert s.online_url == "redis://localhost:6379/2"
     assert s.max_entities == 7
-    assert s.extra == {"something_else": 1}
 
 
 def test_defaults_resolve_against_the_repo_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +83,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
 
 def test_environment_without_override_keeps_toml(tmp_path: Path) -> None:
     repo = write_config(tmp_path / "repo", 'project = "from_toml"\n')
-    s = load_settings(repo, env={"UNRELATED": "x", "FEATURESTORE_NOT_A_KEY": "y"})
+    s = load_settings(repo, env={"UNRELATED": "x", "FEATURESTORE_SERVE_REPO": "y"})
     assert s.project == "from_toml"
 
 
@@ -114,3 +112,37 @@ def test_bad_value_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
 def test_missing_repository_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope", env={})
+
+
+def test_unknown_toml_key_names_the_nearest_valid_one(tmp_path: Path) -> None:
+    repo = write_config(tmp_path / "repo", 'onlien = "sqlite:///x.db"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'onlien' \(did you mean 'online'\?\)"):
+        load_settings(repo, env={})
+
+
+def test_unknown_toml_key_without_a_near_one_lists_the_valid_keys(tmp_path: Path) -> None:
+    repo = write_config(tmp_path / "repo", "zzz = 1\n")
+    with pytest.raises(ConfigError, match="unknown key 'zzz' \\(valid keys: api_keys, auth"):
+        load_settings(repo, env={})
+
+
+def test_unknown_environment_variable_names_the_nearest_valid_one(tmp_path: Path) -> None:
+    repo = write_config(tmp_path / "repo", 'project = "p"\n')
+    with pytest.raises(ConfigError, match="FEATURESTORE_ONLIEN .*did you mean 'FEATURESTORE_ONLINE'"):
+        load_settings(repo, env={"FEATURESTORE_ONLIEN": "redis://x"})
+
+
+def test_find_repo_walks_up_to_the_folder_with_featurestore_toml(tmp_path: Path) -> None:
+    repo = write_config(tmp_path / "repo", 'project = "p"\n')
+    sub = repo / "definitions" / "deep"
+    sub.mkdir(parents=True)
+    assert find_repo(sub) == repo.resolve()
+    assert find_repo(repo) == repo.resolve()
+
+
+def test_find_repo_outside_a_repository_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        find_repo(tmp_path)
+    assert str(info.value) == (
+        f"no featurestore.toml in {tmp_path.resolve()} or its parents; run `featurestore init` or pass --repo"
+    )

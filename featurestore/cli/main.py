@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from featurestore._version import __version__
-from featurestore.cli import init, monitoring, offline, online, quality, registry
+from featurestore.cli import describe, init, monitoring, offline, online, push, quality, registry
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,8 @@ app = typer.Typer(
 
 for module in (registry, offline, online, quality, monitoring, init):
     module.register(app)
+describe.register(app)
+push.register(app)
 
 
 def _print_version(value: bool) -> None:

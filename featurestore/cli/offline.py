@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store, parse_time, split_names
 
 __all__ = ["register"]
 
@@ -16,15 +17,15 @@ def ingest(
     views: list[str] = typer.Argument(None, help="Views to ingest (all by default)."),
     start: str = typer.Option(None, "--start", help="Replace only rows with event time >= START (ISO, UTC)."),
     end: str = typer.Option(None, "--end", help="... and < END (ISO, UTC)."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Read sources, run transforms and write the Parquet offline store."""
     with errors_to_exit():
-        results = open_store(repo).ingest(views or None, start, end, progress=True)
+        window = parse_time(start, "--start"), parse_time(end, "--end")
+        results = open_store(repo).ingest(views or None, *window, progress=True)
         table = Table(title="Ingest")
-        columns = ("view", "version", "rows read", "duplicates dropped", "rows written", "quarantined", "gate")
-        for col in (*columns, "partitions"):
-            table.add_column(col)
+        for col in ("view", "version", "read", "duplicates dropped", "quarantined", "written", "gate", "partitions"):
+            table.add_column(col, justify="right" if col in ("read", "written", "partitions") else "left")
         for r in results:
             g = r.gate
             table.add_row(
@@ -32,12 +33,20 @@ def ingest(
                 r.version,
                 f"{r.rows_read:,}",
                 f"{r.duplicates_dropped:,}",
+                _quarantined(g),
                 f"{r.rows_written:,}",
-                f"{g.rows_quarantined:,}" if g else "-",
                 g.status if g else "-",
                 str(len(r.partitions)),
             )
         console.print(table)
+
+
+def _quarantined(gate: Any) -> str:
+    """Rows set aside by the gate, with the check that failed most (``3 (rate: in_range(0, 1))``)."""
+    if gate is None or not gate.rows_quarantined:
+        return "0" if gate is not None else "-"
+    top = max(gate.failures.items(), key=lambda kv: kv[1].get("count", 0), default=None)
+    return f"{gate.rows_quarantined:,}" + (f" (top: {top[0]})" if top else "")
 
 
 def training_set(
@@ -49,7 +58,7 @@ def training_set(
     manifest: Path = typer.Option(None, "--manifest", help="Rebuild the training set described by this manifest."),
     timestamp_column: str = typer.Option("event_timestamp", "--timestamp-column"),
     full_feature_names: bool = typer.Option(False, "--full-feature-names"),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Build a point-in-time-correct training set (or rebuild one from its manifest)."""
     with errors_to_exit():
@@ -61,11 +70,16 @@ def training_set(
         else:
             if entities is None or not features or out is None:
                 raise typer.BadParameter("--entities, --features and --out are required (or --manifest)")
-            # -f may repeat and each value may list several references separated by commas
-            names = [r.strip() for f in features for r in f.split(",") if r.strip()]
+            names = split_names(features)
             refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
             df = store.get_training_set(
-                entities, refs, out=out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+                entities,
+                refs,
+                out=out,
+                timestamp_column=timestamp_column,
+                full_feature_names=full_feature_names,
+                output="polars",
+                progress=True,
             )
         console.print(df.head(5))
         console.print(f"{df.height:,} rows" + (f" written to {out}" if out else ""))

@@ -9,7 +9,16 @@ import orjson
 import typer
 from rich.table import Table
 
-from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.cli.common import (
+    RepoOption,
+    UsageError,
+    console,
+    errors_to_exit,
+    find_repo_root,
+    open_store,
+    parse_time,
+    split_names,
+)
 
 __all__ = ["register"]
 
@@ -38,44 +47,69 @@ def materialize(
     views: list[str] = typer.Argument(None, help="Views to materialize (every online view by default)."),
     start: str = typer.Option(None, "--start", help="Only rows with event time >= START (ISO, UTC)."),
     end: str = typer.Option(None, "--end", help="Only rows with event time <= END (ISO, UTC; default now)."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Write each entity's latest offline row in the window to the online store."""
     with errors_to_exit():
-        _report(open_store(repo).materialize(views or None, start, end, progress=True))
+        window = parse_time(start, "--start"), parse_time(end, "--end")
+        _report(open_store(repo).materialize(views or None, *window, progress=True))
 
 
 def materialize_incremental(
     views: list[str] = typer.Argument(None, help="Views to materialize (every online view by default)."),
     end: str = typer.Option(None, "--end", help="Window end (ISO, UTC; default now)."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Materialize each view from where the previous run ended up to END."""
     with errors_to_exit():
-        _report(open_store(repo).materialize_incremental(views or None, end, progress=True))
+        _report(open_store(repo).materialize_incremental(views or None, parse_time(end, "--end"), progress=True))
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before anything says "serving"."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host!r} cannot be resolved ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is free and only a listener is refused.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); "
+                "another process uses it, pass another --port"
+            ) from None
 
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(6566, "--port", help="TCP port."),
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /rows, /push, /docs)."""
     with errors_to_exit():
         from featurestore.config import load_settings, redact
         from featurestore.server import serve as run
 
-        settings = load_settings(repo)  # not a FeatureStore: the server never needs polars or DuckDB to start
+        settings = load_settings(find_repo_root(repo))  # not a FeatureStore: the server never needs polars to start
+        check_port_free(host, port)
         online = redact(settings.online)
         console.print(f"serving {settings.project!r} from {online} on http://{host}:{port}/docs", highlight=False)
         run(settings, host=host, port=port, workers=workers)
 
 
 def get(
-    features: list[str] = typer.Option(..., "--features", "-f", help="view:feature references or a service name."),
+    features: list[str] = typer.Option(
+        ..., "--features", "-f", help="view:feature references (repeat -f or separate with commas) or a service name."
+    ),
     entity: list[str] = typer.Option(..., "--entity", "-e", help='key=value[,value...] (JSON values: 1, "a").'),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Look features up in the online store (no server needed)."""
     with errors_to_exit():
@@ -91,7 +125,8 @@ def get(
                 except orjson.JSONDecodeError:
                     parsed.append(v)
             entities[key] = parsed
-        refs: list[str] | str = features if len(features) > 1 else features[0]
+        names = split_names(features)
+        refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
         result = open_store(repo).get_online_features(refs, entities)
         table = Table()
         statuses = result.statuses()

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from featurestore.cli.common import RepoOption, console, err_console, errors_to_exit, open_store
+from featurestore.cli.common import RepoOption, console, err_console, errors_to_exit, open_store, parse_time
 
 __all__ = ["register", "print_result"]
 
@@ -49,12 +49,12 @@ def validate(
     start: str = typer.Option(None, "--start", help="Only rows with event time >= START (ISO, UTC)."),
     end: str = typer.Option(None, "--end", help="... and < END (ISO, UTC)."),
     html: Path = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Run a view's gate on its source data without writing anything; exit 1 if it would reject."""
     with errors_to_exit():
         store = open_store(repo)
-        result = store.validate(view, start, end)
+        result = store.validate(view, parse_time(start, "--start"), parse_time(end, "--end"))
         report = result.to_dict()
         print_result(report)
         if html is not None:
@@ -66,7 +66,7 @@ def validate(
 def reports(
     view: str = typer.Argument(None, help="Only this view's reports."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many reports (newest first)."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """List the gate report history (every ingest, materialize and push)."""
     with errors_to_exit():
@@ -109,7 +109,7 @@ def report(
     html: Path = typer.Option(..., "--html", help="Where to write the HTML page."),
     run: str = typer.Option(None, "--run", help="Run id (or a unique prefix); the newest run by default."),
     view: str = typer.Option(None, "--view", help="The newest run of this view."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Write one gate run as a self-contained HTML page (checks, failures, histograms vs baseline)."""
     from featurestore.validation import get_report
@@ -126,7 +126,7 @@ def report(
 def profile(
     view: str = typer.Argument(..., help="The feature view to profile."),
     training_set: Path = typer.Option(None, "--training-set", help="Profile a saved training set instead."),
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
 ) -> None:
     """Compute and store a view's statistics baseline (for drift checks) from the offline store."""
     from featurestore.validation.profile import profile_view

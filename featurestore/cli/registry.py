@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.cli.common import RepoOption, console, errors_to_exit, format_duration, open_store
 
 __all__ = ["register"]
 
@@ -26,27 +26,47 @@ def _print_plan(plan, title: str) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
 
 
-def plan(repo: Path = RepoOption) -> None:
-    """Show what apply would add, remove or change."""
+NoDataCheckOption = typer.Option(
+    False, "--no-data-check", help="Skip running changed views on a sample (for sources not reachable from here)."
+)
+SampleRowsOption = typer.Option(
+    None, "--sample-rows", help="Source rows each changed view is checked on (default: setting plan_sample_rows)."
+)
+
+
+def _print_checked(plan) -> None:  # type: ignore[no-untyped-def]
+    for name, rows in plan.data_checked.items():
+        console.print(f"data check: {name} ran on a sample ({rows:,} rows) and matches its definition", highlight=False)
+
+
+def plan(
+    repo: Path | None = RepoOption, no_data_check: bool = NoDataCheckOption, sample_rows: int = SampleRowsOption
+) -> None:
+    """Show what apply would add, remove or change (after running changed views on a sample)."""
     with errors_to_exit():
-        _print_plan(open_store(repo).plan(), "Plan")
+        result = open_store(repo).plan(data_check=not no_data_check, sample_rows=sample_rows)
+        _print_plan(result, "Plan")
+        _print_checked(result)
 
 
 def apply(
-    repo: Path = RepoOption,
+    repo: Path | None = RepoOption,
     allow_breaking: bool = typer.Option(False, "--allow-breaking", help="Accept removed features or changed dtypes."),
+    no_data_check: bool = NoDataCheckOption,
+    sample_rows: int = SampleRowsOption,
 ) -> None:
-    """Register the definitions (a new version for each changed view)."""
+    """Register the definitions (a new version for each changed view), refusing ones their data contradicts."""
     with errors_to_exit():
         store = open_store(repo)
-        result = store.apply(allow_breaking=allow_breaking)
+        result = store.apply(allow_breaking=allow_breaking, data_check=not no_data_check, sample_rows=sample_rows)
         _print_plan(result, "Applied")
+        _print_checked(result)
         state = store.state()
         console.print(f"Registry {store.registry.path} at serial {state.serial}.")
 
 
-def list_views(repo: Path = RepoOption) -> None:
-    """List registered feature views, their versions and features."""
+def list_views(repo: Path | None = RepoOption) -> None:
+    """List registered feature views (versions, keys, features), services and entities."""
     with errors_to_exit():
         state = open_store(repo).state()
         table = Table(title=f"Feature views (registry serial {state.serial})")
@@ -58,12 +78,15 @@ def list_views(repo: Path = RepoOption) -> None:
                 spec.version,
                 ", ".join(spec.join_keys),
                 ", ".join(f"{f}:{t}" for f, t in spec.features.items()),
-                str(spec.ttl or "-"),
+                format_duration(spec.raw.get("ttl_seconds")),
                 "yes" if spec.online else "no",
             )
         console.print(table)
         for name, svc in sorted(state.services.items()):
             console.print(f"service [bold]{name}[/]: {', '.join(svc['features'])}")
+        for name, ent in sorted(state.entities.items()):
+            keys = ", ".join(f"{k}:{t}" if t else k for k, t in ent["join_keys"].items())
+            console.print(f"entity [bold]{name}[/]: {keys}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,10 +18,14 @@ __all__ = [
     "entity_time_utc",
     "nan_as_null",
     "utc_datetime",
+    "check_timestamp_text",
+    "TIMESTAMP_FORMATS",
     "coerce_column",
     "DTypeMismatchError",
     "duckdb_connection",
 ]
+
+TIMESTAMP_FORMATS = "ISO 8601 (2024-01-31, 2024-01-31T12:00:00, 2024-01-31 12:00:00Z or 2024-01-31T12:00:00+02:00)"
 
 UTC_US = pl.Datetime("us", "UTC")
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
@@ -74,6 +78,19 @@ def event_time_utc(expr: pl.Expr, dtype: pl.DataType, *, strict: bool = True) ->
 def entity_time_utc(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """An entity (request) row's time in UTC microseconds, nanoseconds rounded DOWN."""
     return to_utc(expr, dtype, Rounding.FLOOR)
+
+
+def check_timestamp_text(df: pl.DataFrame, column: str) -> None:
+    """Raise DTypeMismatchError naming ``column`` and its first value that is not an ISO timestamp (text only)."""
+    if df.schema[column] != pl.String:
+        return
+    text = df.get_column(column)
+    parsed = df.select(_parse_iso_utc(pl.col(column), Rounding.FLOOR, strict=False)).to_series()
+    bad = text.filter(text.is_not_null() & parsed.is_null())
+    if bad.len():
+        raise DTypeMismatchError(
+            f"column {column!r}: {bad[0]!r} is not a timestamp ({bad.len():,} such values); use {TIMESTAMP_FORMATS}"
+        )
 
 
 def _parse_iso_utc(expr: pl.Expr, rounding: Rounding, strict: bool) -> pl.Expr:

@@ -10,6 +10,7 @@ import polars as pl
 
 from featurestore.errors import TrainingSetError
 from featurestore.offline.commit import read_snapshot
+from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text
 from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
 from featurestore.offline.pit import ViewRequest, point_in_time_join
@@ -20,8 +21,23 @@ from featurestore.registry.store import RegistryState
 __all__ = ["load_entity_frame", "build_training_set", "save_training_set", "rebuild_training_set"]
 
 
-def load_entity_frame(entity: Any) -> pl.DataFrame:
-    """An entity frame from polars, pandas, pyarrow, or a Parquet/CSV path."""
+def load_entity_frame(entity: Any, timestamp_column: str | None = None) -> pl.DataFrame:
+    """An entity frame from polars, pandas, pyarrow, or a Parquet/CSV path.
+
+    With ``timestamp_column``, text in that column must be ISO timestamps: the error names
+    the column and its first bad value.
+    """
+    df = _entity_frame(entity)
+    if timestamp_column is not None and timestamp_column in df.columns:
+        try:
+            check_timestamp_text(df, timestamp_column)
+        except DTypeMismatchError as exc:
+            where = f"entity file {entity}" if isinstance(entity, str | Path) else "entity frame"
+            raise TrainingSetError(f"{where}: {exc}") from None
+    return df
+
+
+def _entity_frame(entity: Any) -> pl.DataFrame:
     if isinstance(entity, pl.DataFrame):
         return entity
     if isinstance(entity, pl.LazyFrame):
@@ -123,7 +139,7 @@ def rebuild_training_set(
     snapshot = read_snapshot(layout, data["views"]) if layout is not None else contextlib.nullcontext()
     with snapshot:
         verify_files([data["entities"]], "entity")
-        entity = load_entity_frame(Path(data["entities"]["path"]))
+        entity = load_entity_frame(Path(data["entities"]["path"]), data["timestamp_column"])
         requests = []
         for name in data.get("view_order", list(data["views"])):
             info = data["views"][name]

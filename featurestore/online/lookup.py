@@ -247,9 +247,18 @@ class OnlineFeatures:
         return {n: r["event_timestamps"] for n, r in zip(self.feature_names, self.results, strict=True)}
 
     def to_polars(self) -> Any:
+        """A polars DataFrame, one column per entity key and feature."""
         import polars as pl
 
-        return pl.DataFrame(self.to_dict())
+        return pl.DataFrame(self.to_dict(), strict=False)
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame (needs pandas), as Feast's ``to_df()`` gives."""
+        return self.to_polars().to_pandas()
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table."""
+        return self.to_polars().to_arrow()
 
     def __getitem__(self, name: str) -> list[Any]:
         return self.to_dict()[name]

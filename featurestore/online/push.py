@@ -9,7 +9,14 @@ import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import RegistryError, RequestError
-from featurestore.offline.frames import DTypeMismatchError, coerce_column, event_time_utc, nan_as_null, to_utc
+from featurestore.offline.frames import (
+    DTypeMismatchError,
+    check_timestamp_text,
+    coerce_column,
+    event_time_utc,
+    nan_as_null,
+    to_utc,
+)
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import KEY_SEPARATOR, check_key_dtypes, now_us
@@ -41,7 +48,7 @@ class PushResult:
     versions: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        gate = self.gate.to_dict() if hasattr(self.gate, "to_dict") else None
+        gate = self.gate.public_dict() if hasattr(self.gate, "public_dict") else None
         return {
             "view": self.view,
             "version": self.version,
@@ -89,6 +96,8 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     try:
+        for name in [TS, *(c for c, t in declared.items() if t == Timestamp), *created]:
+            check_timestamp_text(df, name)  # names the first bad value, not a polars expression
         # Event and created times are rounded up to the microsecond, as at ingest (event_time_utc).
         typed = df.select(
             event_time_utc(pl.col(TS), df.schema[TS]).alias(TS),

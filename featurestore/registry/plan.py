@@ -24,10 +24,16 @@ class Plan:
     """The changes an apply would make; ``breaking`` lists those refused by default."""
 
     changes: list[Change] = field(default_factory=list)
+    # Views whose source and transform ran on a sample before planning: name -> rows produced.
+    data_checked: dict[str, int] = field(default_factory=dict)
 
     @property
     def breaking(self) -> list[Change]:
         return [c for c in self.changes if c.breaking]
+
+    def changed(self, kind: str) -> list[str]:
+        """Names of the objects of ``kind`` ("view"...) that are added or changed."""
+        return [c.name for c in self.changes if c.kind == kind and c.action in ("add", "change")]
 
     @property
     def empty(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from featurestore.errors import RegistryError
+from featurestore.errors import RegistryError, did_you_mean
 from featurestore.registry.spec import ViewSpec
 from featurestore.registry.store import RegistryState
 
@@ -31,8 +31,10 @@ def resolve_features(state: RegistryState, features: str | Sequence[str]) -> Res
         if ":" not in ref:
             svc = services.get(ref)
             if svc is None:
+                # A bare view name most likely meant all of that view's features.
+                hint = f" (did you mean '{ref}:*'?)" if ref in views else did_you_mean(ref, services)
                 raise RegistryError(
-                    f"unknown feature service {ref!r} (a feature reference is 'view:feature' or a service name)"
+                    f"unknown feature service {ref!r}{hint} (a feature reference is 'view:feature' or a service name)"
                 )
             expanded = svc["features"]
         else:
@@ -41,11 +43,16 @@ def resolve_features(state: RegistryState, features: str | Sequence[str]) -> Res
             view_name, _, feat = item.partition(":")
             spec = views.get(view_name)
             if spec is None:
-                raise RegistryError(f"unknown feature view {view_name!r} in reference {item!r}")
+                raise RegistryError(
+                    f"unknown feature view {view_name!r} in reference {item!r}{did_you_mean(view_name, views)}"
+                )
             feats = list(spec.features) if feat == "*" else [feat]
             for f in feats:
                 if f not in spec.features:
-                    raise RegistryError(f"feature view {view_name!r} has no feature {f!r} (reference {item!r})")
+                    raise RegistryError(
+                        f"feature view {view_name!r} has no feature {f!r} (reference {item!r})"
+                        f"{did_you_mean(f, spec.features)}"
+                    )
                 chosen = out.setdefault(view_name, [])
                 if f not in chosen:
                     chosen.append(f)

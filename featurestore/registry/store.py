@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.errors import BreakingChangeError, RegistryError
+from featurestore.errors import BreakingChangeError, RegistryError, did_you_mean
 from featurestore.registry.plan import Plan, diff
 from featurestore.registry.spec import ViewSpec
 from featurestore.registry.validate import check_registry
@@ -48,10 +48,11 @@ class RegistryState:
     def view(self, name: str, version: str | None = None) -> ViewSpec:
         """The current spec of a view, or a given (possibly older) applied version."""
         if version is None:
-            spec = self.data.get("views", {}).get(name)
+            views = self.data.get("views", {})
+            spec = views.get(name)
             if spec is None:
                 raise RegistryError(
-                    f"unknown feature view {name!r}; applied views: {sorted(self.data.get('views', {}))}"
+                    f"unknown feature view {name!r}{did_you_mean(name, views)}; applied views: {sorted(views)}"
                 )
             return ViewSpec(spec)
         spec = self.data.get("versions", {}).get(name, {}).get(version)
@@ -116,7 +117,7 @@ class Registry:
             plan = diff(state.specs(), desired)
             if plan.breaking and not allow_breaking:
                 raise BreakingChangeError(
-                    "breaking change refused (pass --allow-breaking / allow_breaking=True to accept; "
+                    "breaking change refused (pass allow_breaking=True to accept; "
                     "the old version's offline data stays readable):\n  "
                     + "\n  ".join(line for line in plan.summary() if line.endswith("[BREAKING]"))
                 )

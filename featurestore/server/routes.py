@@ -197,7 +197,9 @@ async def push(request: Request) -> Response:
             resolve=catalog.spec_resolver(name),
         )
     except GateRejectedError as exc:
-        gate = exc.result.to_dict() if hasattr(exc.result, "to_dict") else None
+        # public_dict names the quarantine by run id, never a server path.
+        as_dict = getattr(exc.result, "public_dict", None) or getattr(exc.result, "to_dict", None)
+        gate = as_dict() if as_dict is not None else None
         return Response(orjson.dumps({"detail": str(exc), "gate": gate}), status_code=422, media_type=JSON)
     app.catalog.invalidate()
     return Response(orjson.dumps(result.to_dict()), media_type=JSON)

@@ -85,6 +85,12 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def public_dict(self) -> dict[str, Any]:
+        """``to_dict()`` for an HTTP client: the quarantine is named by its run id, never a server path."""
+        out = self.to_dict()
+        out["quarantine_run"] = self.run_id if out.pop("quarantine_file") else None
+        return out
+
 
 def _empty_failures() -> pl.DataFrame:
     return pl.DataFrame(schema=_FAILURE_SCHEMA)
@@ -273,7 +279,7 @@ def run_gate(
         status, out = "quarantined", df.filter(mask)
     else:
         status, out = "passed", df
-    message = _message(compiled, status, n, n_bad, fraction, f, gate.policy, gate.max_bad_fraction)
+    message = _message(compiled, status, n, n_bad, fraction, f, gate.policy, gate.max_bad_fraction, dry_run)
     qfile = None
     set_aside = status in ("quarantined", "rejected") and n_bad > 0
     if set_aside and not dry_run:
@@ -312,7 +318,15 @@ def run_gate(
 
 
 def _message(
-    compiled: CompiledGate, status: str, n: int, n_bad: int, fraction: float, f: Failures, policy: str, budget: float
+    compiled: CompiledGate,
+    status: str,
+    n: int,
+    n_bad: int,
+    fraction: float,
+    f: Failures,
+    policy: str,
+    budget: float,
+    dry_run: bool = False,
 ) -> str:
     where = f"feature view {compiled.view!r} (version {compiled.version})"
     frame = ", ".join(sorted({(i["column"] + ": " if i.get("column") else "") + i["check"] for i in f.frame}))
@@ -332,5 +346,6 @@ def _message(
     return (
         f"{where}: batch rejected by policy {policy!r}, nothing written: "
         + "; ".join(why)
-        + "; see `featurestore reports` and the quarantine folder"
+        # A dry run (validate) stored no report and no quarantine: point only at what exists.
+        + ("" if dry_run else "; see `featurestore reports` and the quarantine folder")
     )

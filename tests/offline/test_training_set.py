@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -159,12 +160,26 @@ def test_entity_frame_kinds(store: FeatureStore, tmp_path: Path, kind: str) -> N
     else:
         entity = str(tmp_path / "entities.csv")
         ENTITY.write_csv(entity)
-    df = store.get_training_set(entity, ["stats:rate", "stats:trips"])
+    got = store.get_training_set(entity, ["stats:rate", "stats:trips"])
+    # pandas in, pandas out: the result has the entity frame's type (polars for a file).
+    expected_type = {"pandas": pd.DataFrame, "pyarrow": pa.Table}.get(kind, pl.DataFrame)
+    assert type(got) is expected_type
+    df = got if kind not in ("pandas", "pyarrow") else pl.from_pandas(got) if kind == "pandas" else pl.from_arrow(got)
+    assert isinstance(df, pl.DataFrame)
     assert (
         df.select("driver_id", "label", "rate", "trips").to_dicts()
         == EXPECTED.select("driver_id", "label", "rate", "trips").to_dicts()
     )
     assert [ts.replace(tzinfo=None) for ts in df["event_timestamp"]] == ENTITY["event_timestamp"].to_list()
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"), [("pandas", pd.DataFrame), ("arrow", pa.Table), ("polars", pl.DataFrame)]
+)
+def test_output_overrides_the_entity_frame_type(store: FeatureStore, output: str, expected: type) -> None:
+    assert type(store.get_training_set(ENTITY.to_pandas(), ["stats:rate"], output=output)) is expected
+    with pytest.raises(TrainingSetError, match="output='excel'"):
+        store.get_training_set(ENTITY, ["stats:rate"], output="excel")
 
 
 def test_saved_training_set_from_a_csv_path_records_that_file(store: FeatureStore, tmp_path: Path) -> None:

@@ -1,0 +1,98 @@
+"""Plan-time data check: run a view's source and transform on its first rows and check the declared columns."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from featurestore.dsl.source import Source
+from featurestore.dsl.view import FeatureView
+from featurestore.errors import DefinitionError
+from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text, coerce_column, to_utc
+from featurestore.registry.spec import ViewSpec
+
+__all__ = ["check_view_sample", "SKIP_HINT"]
+
+# Named as the SDK keyword; the CLI shows it as --no-data-check.
+SKIP_HINT = "data_check=False"
+
+
+def check_view_sample(view: FeatureView, spec: ViewSpec, repo: Path, con: Any, rows: int) -> int:
+    """Read the first ``rows`` source rows of ``view``, transform them and check them against ``spec``.
+
+    Raises DefinitionError, naming the module and view, when the source file is missing, the
+    transform raises or returns something other than a frame, a declared column is missing,
+    the timestamp column is not a time, or a column's type cannot hold its declared dtype.
+    Returns the number of rows the transform produced. Values (a null, an out-of-range
+    number) are not judged here: that is the gate's work at ingest.
+    """
+
+    def fail(message: str) -> DefinitionError:
+        return DefinitionError(
+            f"{message} (plan-time data check on the first {rows:,} source rows; pass {SKIP_HINT} to skip it)",
+            module=view.module,
+            obj=view.name,
+        )
+
+    _check_files(view.source, repo, fail)
+    df = _sample(view, repo, con, rows, fail)
+    src = view.source
+    keys, feats = spec.join_keys, spec.features
+    needed = [*keys, src.timestamp, *feats] + ([src.created] if src.created else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        kind = "transformed" if view.transform is not None else "source"
+        raise fail(f"column(s) {missing} missing from the {kind} frame (it has {df.columns})")
+    for name, keyword in [(src.timestamp, "timestamp="), (src.created, "created=")]:
+        if name is None:
+            continue
+        try:
+            to_utc(pl.col(name), df.schema[name])
+            check_timestamp_text(df, name)
+        except DTypeMismatchError as exc:
+            why = str(exc) if df.schema[name] == pl.String else f"it holds {df.schema[name]}"
+            raise fail(f"the source's {keyword} column {name!r} is not a time: {why}") from None
+    try:
+        for name, dtype in {**keys, **feats}.items():
+            # A text column with no value at all (an empty CSV column) carries no type, as at ingest.
+            untyped = df.schema[name] == pl.String and df.get_column(name).null_count() == df.height
+            if not (untyped and dtype.name not in ("String", "Timestamp")):
+                coerce_column(name, df.schema[name], dtype)
+    except DTypeMismatchError as exc:
+        raise fail(str(exc)) from None
+    return df.height
+
+
+def _check_files(source: Source, repo: Path, fail: Any) -> None:
+    path = getattr(source, "path", None)
+    if not isinstance(path, str) or "://" in path:
+        return  # a query or a remote store: reading it says whether it exists
+    resolved = source.resolve(repo)  # type: ignore[attr-defined]
+    if not glob.glob(resolved):
+        raise fail(f"source file {path!r} does not exist (looked for {resolved})")
+
+
+def _sample(view: FeatureView, repo: Path, con: Any, rows: int, fail: Any) -> pl.DataFrame:
+    """The first ``rows`` rows of the source, through the transform, collected."""
+    src, t = view.source, view.transform
+    relation = f"(SELECT * FROM {src.relation_sql(repo)} LIMIT {int(rows)})"
+    try:
+        if isinstance(t, str):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {relation}")
+            return con.sql(t).pl()
+        # A source with its own polars scanner (Parquet) reads only the head; others go through DuckDB.
+        own_scan = type(src).scan is not Source.scan
+        frame = src.scan(repo, con).head(rows) if own_scan else con.sql(f"SELECT * FROM {relation}").pl().lazy()
+        out = frame if t is None else t(frame)
+        if isinstance(out, pl.LazyFrame):
+            out = out.collect()
+    except DefinitionError:
+        raise
+    except Exception as exc:  # user code and engines raise anything
+        raise fail(f"reading the source or running the transform failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(out, pl.DataFrame):
+        raise fail(f"transform must return a polars LazyFrame or DataFrame, got {type(out).__name__}")
+    return out

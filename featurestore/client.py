@@ -7,9 +7,8 @@ from typing import Any
 
 import orjson
 
-from featurestore.config import redact
-from featurestore.errors import FeatureStoreError, RequestError, StoreUnavailableError
-from featurestore.online.lookup import OnlineFeatures
+from featurestore.errors import FeatureStoreError, RequestError, StoreUnavailableError, redact
+from featurestore.serving.lookup import OnlineFeatures
 
 __all__ = ["FeatureClient"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from featurestore.errors import ConfigError, did_you_mean
+from featurestore.errors import ConfigError, did_you_mean, redact
 
 __all__ = ["Settings", "ApiKey", "load_settings", "find_repo", "parse_api_keys", "redact", "CONFIG_FILE"]
 
@@ -78,23 +78,6 @@ def parse_api_keys(value: Any) -> tuple[ApiKey, ...]:
         services, views = _names(entry, "services", where), _names(entry, "views", where)
         keys.append(ApiKey(name, digest.lower(), services, views, push, _names(entry, "push_views", where)))
     return tuple(keys)
-
-
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
-_SECRET_WORDS = re.compile(
-    r"(?P<k>\b(?:password|passwd|api[_-]?key|token|secret)\b\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I
-)
-_BEARER = re.compile(r"(?P<k>\bBearer\s+)(?P<v>[^\s,;'\"]+)", re.I)
-
-
-def redact(text: str) -> str:
-    """``text`` with passwords in URLs, bearer tokens and ``password=...``/``api_key=...`` values masked.
-
-    ``redact("redis://:s3cret@redis:6379/0")`` -> ``"redis://:***@redis:6379/0"``.
-    """
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    text = _SECRET_WORDS.sub(lambda m: f"{m['k']}***", text)
-    return _BEARER.sub(lambda m: f"{m['k']}***", text)
 
 
 @dataclass(frozen=True, repr=False)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 __all__ = [
+    "redact",
     "FeatureStoreError",
     "ConfigError",
     "MissingExtraError",
@@ -101,3 +103,21 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
         lowered = {c.lower(): c for c in options}
         close = [lowered[name.lower()]] if isinstance(name, str) and name.lower() in lowered else []
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# Secrets never reach a message: every error, log line and printed URL goes through redact.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+_SECRET_WORDS = re.compile(
+    r"(?P<k>\b(?:password|passwd|api[_-]?key|token|secret)\b\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I
+)
+_BEARER = re.compile(r"(?P<k>\bBearer\s+)(?P<v>[^\s,;'\"]+)", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords in URLs, bearer tokens and ``password=...``/``api_key=...`` values masked.
+
+    ``redact("redis://:s3cret@redis:6379/0")`` -> ``"redis://:***@redis:6379/0"``.
+    """
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _SECRET_WORDS.sub(lambda m: f"{m['k']}***", text)
+    return _BEARER.sub(lambda m: f"{m['k']}***", text)

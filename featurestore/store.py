@@ -316,7 +316,7 @@ class FeatureStore:
         from datetime import UTC
 
         from featurestore._progress import RowProgress
-        from featurestore.materialize import materialize_view, view_specs
+        from featurestore.serving.materialize import materialize_view, view_specs
 
         state = self.state()
         specs = {s.name: s for s in view_specs(state, self._view_names(state, views) if views else None)}
@@ -343,7 +343,7 @@ class FeatureStore:
         self, features: str | Sequence[str], entities: dict[str, Any], *, full_feature_names: bool = False
     ) -> Any:
         """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``."""
-        from featurestore.online.lookup import read_online
+        from featurestore.serving.lookup import read_online
 
         return read_online(
             self.state(),
@@ -360,7 +360,7 @@ class FeatureStore:
         ``rows`` is a polars frame, ``{column: [values]}``, ``[{column: value}, ...]`` or the
         path of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
         """
-        from featurestore.online.push import push_rows
+        from featurestore.serving.push import push_rows
 
         state = self.state()
         spec = state.view(view)

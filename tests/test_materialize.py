@@ -186,7 +186,7 @@ def test_ttl_skips_old_rows_and_serves_outside_max_age(make_repo: Any, online_ur
     assert store.online_store().read_rows("stats", version, ["1", "2"])[0] is None
     fresh = store.get_online_features(["stats:a"], {"driver_id": [1, 2]})
     assert fresh.statuses()["a"] == ["NOT_FOUND", "PRESENT"]
-    import featurestore.online.lookup as lookup
+    import featurestore.serving.lookup as lookup
 
     later = int((NOW + timedelta(hours=1)).timestamp() * 1_000_000)
     monkeypatch.setattr(lookup, "now_us", lambda: later)
@@ -235,7 +235,7 @@ def _rejecting_gate(*args: Any) -> Any:
 
 def test_nothing_is_written_when_the_gate_rejects(make_repo: Any, online_url: str, monkeypatch: Any) -> None:
     store = FeatureStore(build(make_repo, online_url))
-    import featurestore.materialize as materialize
+    import featurestore.serving.materialize as materialize
 
     monkeypatch.setattr(materialize, "gate_for", _rejecting_gate)
     with pytest.raises(GateRejectedError):
@@ -257,7 +257,7 @@ def test_push_writes_newer_rows_only(make_repo: Any, online_url: str, monkeypatc
     assert (result.rows_written, result.rows_stale) == (2, 1)
     got = store.get_online_features(["stats:b"], {"driver_id": [0, 99, 1]}).to_dict()["b"]
     assert got[:2] == [111, 222] and got[2] != 333
-    import featurestore.online.push as push
+    import featurestore.serving.push as push
 
     monkeypatch.setattr(push, "gate_for", _rejecting_gate)
     with pytest.raises(GateRejectedError):

@@ -11,8 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from featurestore.config import redact
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, redact
 
 __all__ = [
     "console",

@@ -24,7 +24,7 @@ def store_class(url: str) -> type[OnlineStore]:
     """The store class for ``url``'s scheme (``ConfigError`` naming the known ones otherwise)."""
     import importlib
 
-    from featurestore.config import redact
+    from featurestore.errors import redact
 
     scheme = url.partition("://")[0].lower()
     target = STORES.get(scheme)

@@ -37,7 +37,7 @@ class OnlineStore(abc.ABC):
     A *row* is one entity's features, pre-encoded by :mod:`featurestore.online.codec`
     (``[event_ts_us, v1, ..., vN, created_us]`` as JSON bytes, in the order of the view
     version's features). An *entity key* is the join-key values encoded by
-    ``codec.entity_keys``. Stores never decode a row; they read its first and last numbers
+    ``serving.keys.entity_keys``. Stores never decode a row; they read its first and last numbers
     to order rows (``codec.newer``). Configuration (URL, project, timeouts) goes into the
     constructor.
 

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
-import polars as pl
 
-from featurestore.dsl.types import DType
-from featurestore.errors import RequestError
-from featurestore.registry.discover import SERVABLE_KEY_DTYPES
+if TYPE_CHECKING:  # polars is imported where rows are encoded: a server that only reads never loads it
+    import polars as pl
 
 __all__ = [
     "KEY_SEPARATOR",
-    "KEY_DTYPES",
+    "EXPIRY_TTLS",
     "EncodedRows",
     "encode_rows",
-    "entity_keys",
-    "check_key_dtypes",
     "row_timestamp_us",
     "row_stamp",
     "newer",
@@ -33,9 +28,7 @@ __all__ = [
 KEY_SEPARATOR = "\x1f"
 # Stored rows expire after this many ttls past their event time (the last one answers OUTSIDE_MAX_AGE).
 EXPIRY_TTLS = 2
-KEY_DTYPES = SERVABLE_KEY_DTYPES
 TS = "event_timestamp"
-_INT_NAMES = {"Int64", "Int32"}
 
 
 class EncodedRows:
@@ -59,16 +52,9 @@ def now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
-def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
-    """Refuse views whose join keys the online store cannot address (a 422 over HTTP)."""
-    bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
-    if bad:
-        raise RequestError(
-            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64, Int32 or String keys)", 422
-        )
-
-
 def _key_expr(join_keys: Sequence[str]) -> pl.Expr:
+    import polars as pl
+
     cols = [pl.col(k).cast(pl.String) for k in join_keys]
     return cols[0] if len(cols) == 1 else pl.concat_str(cols, separator=KEY_SEPARATOR)
 
@@ -95,6 +81,8 @@ def encode_rows(
     served), and only after the grace period does the store drop the row (NOT_FOUND).
     Rows with a null key or a key holding the separator are dropped.
     """
+    import polars as pl
+
     now = now or datetime.now(UTC)
     ts_us = pl.col(TS).dt.epoch("us")
     # A row is addressable only if every key part is set and free of the separator.
@@ -137,6 +125,8 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
     Python float), in their shortest round-trip form; strings are escaped by polars' JSON
     writer. Decoding the text gives exactly what ``orjson.dumps`` of the values would.
     """
+    import polars as pl
+
     col = pl.col(name)
     if dtype.is_integer():
         return col.cast(pl.String).fill_null("null")
@@ -147,54 +137,6 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
         col = col.cast(pl.List(pl.Float64) if isinstance(dtype, pl.List) else pl.Float64)
     # {"name":<value>} -> <value>
     return pl.struct(col.alias(name)).struct.json_encode().str.slice(len(name) + 4).str.strip_suffix("}")
-
-
-def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
-    hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
-    return RequestError(
-        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}", 422
-    )
-
-
-_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
-
-
-def _int_keys(name: str, dtype: str, values: list[Any]) -> None:
-    """Check an integer key column, converting exact-integer strings (``"1001"``) in place, as Feast does."""
-    for v in values:
-        if type(v) is not int:
-            break
-    else:
-        return  # the usual case: every value already an int
-    for i, v in enumerate(values):
-        if type(v) is not int:
-            if type(v) is str and _INT_TEXT.fullmatch(v):
-                values[i] = int(v)
-            else:
-                raise _bad_type(name, dtype, v)
-
-
-def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes: Sequence[str], n: int) -> list[str]:
-    """Encode the request's entity columns for one view into store keys, checking value types.
-
-    Integer keys sent as strings of digits are converted in the request's lists, so a response
-    echoes them as the integers they stand for.
-    """
-    columns = []
-    for name, dtype in zip(join_keys, dtypes, strict=True):
-        values = entities.get(name)
-        if values is None:
-            raise RequestError(f"entity key {name!r} is missing (given: {sorted(entities)})", 422)
-        if dtype in _INT_NAMES:
-            _int_keys(name, dtype, values)
-        else:
-            for v in values:
-                if type(v) is not str or KEY_SEPARATOR in v:
-                    raise _bad_type(name, dtype, v)
-        columns.append(values)
-    if len(columns) == 1:
-        return [str(v) for v in columns[0]]
-    return [KEY_SEPARATOR.join(str(v) for v in vals) for vals in zip(*columns, strict=True)]
 
 
 def row_timestamp_us(row: bytes) -> int:

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from featurestore.config import redact
 from featurestore.dsl.names import check_identifier
-from featurestore.errors import OnlineStoreError, StoreUnavailableError
+from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
 from featurestore.times import utc_datetime

@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from featurestore._version import __version__
-from featurestore.config import Settings, load_settings, redact
-from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError
+from featurestore.config import Settings, load_settings
+from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError, redact
 from featurestore.offline.layout import OfflineLayout
 
 __all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV"]

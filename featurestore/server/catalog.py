@@ -12,9 +12,9 @@ import orjson
 
 from featurestore.errors import RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.base import OnlineStore
-from featurestore.online.lookup import LookupPlan, layout_of, plan_lookup
 from featurestore.registry.store import Registry, RegistryState
 from featurestore.server.logs import LOGGER
+from featurestore.serving.lookup import LookupPlan, layout_of, plan_lookup
 
 __all__ = ["Catalog"]
 

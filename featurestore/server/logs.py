@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.config import redact
+from featurestore.errors import redact
 
 __all__ = ["LOGGER", "AccessLog", "JsonFormatter", "TextFormatter", "configure_logging"]
 

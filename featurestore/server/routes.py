@@ -10,10 +10,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from featurestore._version import __version__
-from featurestore.config import redact
-from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
-from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
-from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
+from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError, redact
+from featurestore.online.codec import now_us, row_timestamp_us
 from featurestore.server.auth import SCOPE_KEY, check_push, check_read
 from featurestore.server.models import (
     ErrorResponse,
@@ -24,6 +22,8 @@ from featurestore.server.models import (
     RowsResponse,
     request_body,
 )
+from featurestore.serving.keys import entity_keys
+from featurestore.serving.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
 
 __all__ = ["router"]
 
@@ -166,7 +166,7 @@ async def get_rows(request: Request) -> Response:
     summary="Write rows online through the view's push gate",
 )
 async def push(request: Request) -> Response:
-    from featurestore.online.push import push_rows
+    from featurestore.serving.push import push_rows
 
     data = await read_json(request)
     app = request.app.state

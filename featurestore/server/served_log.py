@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from featurestore.online.lookup import LookupPlan
+from featurestore.serving.lookup import LookupPlan
 
 __all__ = ["ServedLog", "SERVED_DIR", "served_dir", "served_files", "status_column", "value_column"]
 

@@ -1,5 +1,9 @@
-"""The serving layer: orchestration between the registry, the gates and the stores (push, materialize)."""
+"""The serving layer: orchestration between the registry, the gates and the stores.
 
-from featurestore.serving.versions import SpecResolver, carry_forward, write_to_live_versions
+``lookup`` (one plan, one sync and one async read path for the SDK and HTTP), ``push``,
+``materialize``, ``versions`` (writes that follow version pointers) and ``keys`` (request
+keys -> store keys). Import the module you need; this package imports nothing, so the
+server's hot path loads only what it uses.
+"""
 
-__all__ = ["SpecResolver", "carry_forward", "write_to_live_versions"]
+__all__: list[str] = []

@@ -175,7 +175,7 @@ def test_push_over_http(served: tuple[str, Path], monkeypatch: Any) -> None:
     assert post(url, "/push", {"view": "stats", "rows": [{"driver_id": 1}]}).status_code == 422
     assert post(url, "/push", {"view": "nope", "rows": [row]}).status_code == 404
 
-    import featurestore.online.push as push
+    import featurestore.serving.push as push
 
     class Result:
         def to_dict(self) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli.main import app as cli
-from featurestore.online.lookup import plan_lookup
 from featurestore.server.served_log import ServedLog, served_files, status_column, value_column
+from featurestore.serving.lookup import plan_lookup
 from featurestore.skew import SkewError, compute_skew
 from featurestore.validation import list_reports
 from tests.server.conftest import ADMIN_KEY, start_server, stop_server

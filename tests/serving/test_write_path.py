@@ -130,7 +130,7 @@ def test_a_push_during_the_switch_is_written_to_both_versions(make_repo: Any, on
         n = write(*args, **kwargs)
         if not started and args[1] != stale_spec.version:  # the new version is written, not yet live
             started.append(True)
-            from featurestore.online.push import push_rows
+            from featurestore.serving.push import push_rows
 
             fresh = FeatureStore(root).state()  # what the stale server reads when it meets the new version
             pushed = [row(1, now() - timedelta(seconds=30), 77)]

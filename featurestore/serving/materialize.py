@@ -15,8 +15,9 @@ from featurestore.errors import OnlineStoreError, RegistryError
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
-from featurestore.online.codec import check_key_dtypes, encode_rows
+from featurestore.online.codec import encode_rows
 from featurestore.registry.spec import ViewSpec
+from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import SpecResolver, carry_forward
 from featurestore.validation import gate_for
 

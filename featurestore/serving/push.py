@@ -19,8 +19,9 @@ from featurestore.offline.frames import (
 )
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
-from featurestore.online.codec import KEY_SEPARATOR, check_key_dtypes, now_us
+from featurestore.online.codec import KEY_SEPARATOR, now_us
 from featurestore.registry.spec import ViewSpec
+from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_live_versions
 from featurestore.validation import gate_for
 

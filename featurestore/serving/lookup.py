@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 
 from featurestore.errors import RegistryError, RequestError
-from featurestore.online.codec import check_key_dtypes, entity_keys, format_timestamps, now_us
+from featurestore.online.codec import format_timestamps, now_us
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
+from featurestore.serving.keys import check_key_dtypes, entity_keys
 
 __all__ = [
     "ViewLookup",

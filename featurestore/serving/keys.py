@@ -1,0 +1,74 @@
+"""Entity keys in requests: which key dtypes can be served, and request values -> online store keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from featurestore.dsl.types import DType
+from featurestore.errors import RequestError
+from featurestore.online.codec import KEY_SEPARATOR
+from featurestore.registry.discover import SERVABLE_KEY_DTYPES
+
+__all__ = ["KEY_DTYPES", "check_key_dtypes", "entity_keys"]
+
+KEY_DTYPES = SERVABLE_KEY_DTYPES
+_INT_NAMES = {"Int64", "Int32"}
+
+
+def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
+    """Refuse views whose join keys the online store cannot address (a 422 over HTTP)."""
+    bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
+    if bad:
+        raise RequestError(
+            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64, Int32 or String keys)", 422
+        )
+
+
+def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
+    hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
+    return RequestError(
+        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}", 422
+    )
+
+
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+
+
+def _int_keys(name: str, dtype: str, values: list[Any]) -> None:
+    """Check an integer key column, converting exact-integer strings (``"1001"``) in place, as Feast does."""
+    for v in values:
+        if type(v) is not int:
+            break
+    else:
+        return  # the usual case: every value already an int
+    for i, v in enumerate(values):
+        if type(v) is not int:
+            if type(v) is str and _INT_TEXT.fullmatch(v):
+                values[i] = int(v)
+            else:
+                raise _bad_type(name, dtype, v)
+
+
+def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes: Sequence[str], n: int) -> list[str]:
+    """Encode the request's entity columns for one view into store keys, checking value types.
+
+    Integer keys sent as strings of digits are converted in the request's lists, so a response
+    echoes them as the integers they stand for.
+    """
+    columns = []
+    for name, dtype in zip(join_keys, dtypes, strict=True):
+        values = entities.get(name)
+        if values is None:
+            raise RequestError(f"entity key {name!r} is missing (given: {sorted(entities)})", 422)
+        if dtype in _INT_NAMES:
+            _int_keys(name, dtype, values)
+        else:
+            for v in values:
+                if type(v) is not str or KEY_SEPARATOR in v:
+                    raise _bad_type(name, dtype, v)
+        columns.append(values)
+    if len(columns) == 1:
+        return [str(v) for v in columns[0]]
+    return [KEY_SEPARATOR.join(str(v) for v in vals) for vals in zip(*columns, strict=True)]

@@ -2,6 +2,7 @@
 
 from featurestore.config import Settings, load_settings
 from featurestore.dsl import (
+    Aggregation,
     Bool,
     CsvSource,
     Drift,
@@ -55,6 +56,7 @@ from featurestore.store import FeatureStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aggregation",
     "Bool",
     "BreakingChangeError",
     "ConfigError",

@@ -122,8 +122,10 @@ class FeatureStore:
                     module=view.module,
                     obj=name,
                 )
-            df, read = read_view(view, spec, self.repo, con, start_dt, end_dt)
-            df, gate_result = gate_for(self.settings, spec, "ingest")(df)
+            events = spec.events is not None  # an aggregation view stores its events
+            typed = spec.event_view() if events else spec
+            df, read = read_view(view, typed, self.repo, con, start_dt, end_dt, events=events)
+            df, gate_result = gate_for(self.settings, typed, "ingest")(df)
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             results.append(IngestResult(name, spec.version, read, df.height, parts, gate_result))
         return results

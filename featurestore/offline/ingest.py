@@ -98,11 +98,15 @@ def read_view(
     con: Any,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    events: bool = False,
 ) -> tuple[pl.DataFrame, int]:
     """Rows of ``view`` in [start, end): typed as declared, one per (keys, event time).
 
     Returns the frame (keys, ``event_timestamp``, features) and the number of rows
-    the transform produced in the range before de-duplication.
+    the transform produced in the range before de-duplication. With ``events`` (an
+    aggregation view, ``spec`` its ``event_view()``) every row is kept, except repeats of an
+    event id, with its ``created_timestamp``.
     """
     lf = _transformed(view, repo, con)
     try:
@@ -155,6 +159,10 @@ def read_view(
             obj=view.name,
         ) from None
     read = df.height
+    if events:
+        from featurestore.offline.aggregate import event_rows
+
+        return event_rows(df, spec, _CREATED, _ORDER), read
     subset = [*keys, TS]
     # Greatest created time wins, then the last row read.
     df = (

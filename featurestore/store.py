@@ -256,9 +256,17 @@ class FeatureStore:
         return self.materialize(views, None, end, incremental=True, progress=progress)
 
     def get_online_features(
-        self, features: str | Sequence[str], entities: dict[str, Any], *, full_feature_names: bool = False
+        self,
+        features: str | Sequence[str],
+        entities: dict[str, Any],
+        *,
+        full_feature_names: bool = False,
+        as_of: datetime | str | None = None,
     ) -> Any:
-        """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``."""
+        """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``.
+
+        ``as_of`` sets the time aggregation windows end at (default: now), for backtests and tests.
+        """
         from featurestore.online.lookup import read_online
 
         return read_online(
@@ -268,6 +276,7 @@ class FeatureStore:
             entities,
             full_feature_names=full_feature_names,
             max_entities=self.settings.max_entities,
+            as_of=utc_datetime(as_of),
         )
 
     def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.codec import entity_keys, now_us, row_timestamp_us
 from featurestore.online.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
+from featurestore.online.windows import aread_aggregated
 from featurestore.server.auth import SCOPE_KEY, check_push, check_read
 from featurestore.server.models import (
     ErrorResponse,
@@ -90,7 +91,11 @@ async def get_online_features(request: Request) -> Response:
     layouts: list[dict[str, int]] = []
     for view, view_keys_ in zip(plan.views, keys, strict=True):
         version = versions.get(view.name)
-        if version is None:
+        if view.aggregated:  # windows end at the request's time
+            found, layout = await aread_aggregated(store, catalog.state, view.name, version, view_keys_, now_us())
+            rows.append(found)
+            layouts.append(layout)
+        elif version is None:
             rows.append([None] * n)
             layouts.append({})
         else:

@@ -110,7 +110,7 @@ def online_demo(store: FeatureStore, data: Path) -> None:
     for r in store.materialize(progress=True):
         mat.add_row(r.view, f"{r.rows_written:,}", f"{r.rows_expired:,}", f"{r.rows_per_second:,.0f}")
     console.print(mat)
-    console.print("2013 weather and delay windows are older than their ttl today, so they are not served;")
+    console.print("2013 weather is older than its ttl today and 2013 departures are outside every window;")
     console.print("a live feed pushes fresh readings instead (through the same validation gate):")
 
     # Replay each airport's last 2013 observation as if it had just arrived.
@@ -134,6 +134,8 @@ def online_demo(store: FeatureStore, data: Path) -> None:
         store.push("weather", [bad])
     except GateRejectedError as exc:
         console.print(f"  a 1,048 mph reading was refused by the push gate: {exc}")
+
+    live_departure(store, "JFK")
 
     flight = pl.read_parquet(data / "flights.parquet").filter(pl.col("tailnum").is_not_null()).row(0, named=True)
     entities = {k: [flight[k]] for k in ("origin", "dest", "carrier", "tailnum")}
@@ -173,6 +175,21 @@ def online_demo(store: FeatureStore, data: Path) -> None:
         server.terminate()
         server.wait(10)
     console.print("Server stopped. Next: `make test`, or read the README's sections on serving and gates.")
+
+
+def live_departure(store: FeatureStore, origin: str) -> None:
+    """Push one departure happening now and show the airport's 1-hour window count move."""
+
+    def count() -> object:
+        return store.get_online_features(["departures:departures_1h"], {"origin": [origin]})["departures_1h"][0]
+
+    before = count()
+    now = datetime.now(UTC).replace(microsecond=0)
+    store.push("departures", [{"origin": origin, "event_timestamp": now.isoformat(), "dep_delay": 12.0}])
+    console.print(
+        f"  departures from {origin} in the last hour (an aggregation, computed as of each request): "
+        f"{before} -> {count()} after pushing one live departure"
+    )
 
 
 def _free_port() -> int:

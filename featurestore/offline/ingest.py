@@ -143,6 +143,8 @@ def read_view(
     con: Any,
     start: datetime | None = None,
     end: datetime | None = None,
+    *,
+    events: bool = False,
 ) -> IngestBatch:
     """Rows of ``view`` in [start, end): typed as declared, one per (keys, event time).
 
@@ -150,6 +152,8 @@ def read_view(
     (keys, event time) repeat keep the greatest created time, then the last row read, and
     the others are counted in ``duplicates_dropped``. NaN becomes null unless the feature
     allows NaN. A value that cannot be typed is a failing row for the gate, not an error.
+    With ``events`` (an aggregation view, ``spec`` its ``event_view()``) every row is kept,
+    except repeats of an event id, with its ``created_timestamp``.
     """
     lf = _transformed(view, repo, con)
     try:
@@ -195,10 +199,18 @@ def read_view(
         *[m.alias(f"{_BAD}{i}") for i, m in enumerate(masks.values())],
     )
     typed = nan_as_null(typed, feats, spec.allow_nan)
-    rows, dropped = _deduplicate(typed, [*keys, TS], [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)])
+    stored = [*keys, TS, *feats]
+    if events:  # an event log: every row counts, only repeats of an event id are dropped
+        from featurestore.offline.aggregate import CREATED, event_rows
+
+        rows = event_rows(typed, spec, _CREATED, _POS, keep=[_POS, *(f"{_BAD}{i}" for i in range(len(masks)))])
+        dropped, stored = typed.height - rows.height, [*stored, CREATED]
+    else:
+        unkeyed = [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)]
+        rows, dropped = _deduplicate(typed, [*keys, TS], unkeyed)
     failures = _cast_failures(rows, raw, masks, _sources(spec, src))
     source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
-    return IngestBatch(rows.select([*keys, TS, *feats]), raw.height, dropped, failures, source)
+    return IngestBatch(rows.select(stored), raw.height, dropped, failures, source)
 
 
 def _sources(spec: ViewSpec, src: Any) -> dict[str, tuple[str, DType]]:

@@ -9,11 +9,12 @@ from typing import Any
 import polars as pl
 
 from featurestore.errors import TrainingSetError
+from featurestore.offline.aggregate import join_features
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text
 from featurestore.offline.layout import OfflineLayout
 from featurestore.offline.manifest import file_sha256, read_manifest, verify_files, write_manifest
-from featurestore.offline.pit import ViewRequest, point_in_time_join
+from featurestore.offline.pit import ViewRequest
 from featurestore.registry.refs import ResolvedFeatures
 from featurestore.registry.spec import ViewSpec
 from featurestore.registry.store import RegistryState
@@ -77,9 +78,7 @@ def build_training_set(
     full_feature_names: bool = False,
 ) -> tuple[pl.DataFrame, list[ViewRequest]]:
     requests = _requests(layout, resolved)
-    df = point_in_time_join(
-        con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
-    )
+    df = join_features(con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names)
     return df, requests
 
 
@@ -149,7 +148,7 @@ def rebuild_training_set(
                 spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
             files = tuple(Path(f["path"]) for f in info["files"])
             requests.append(ViewRequest(spec, tuple(info["features"]), files))
-        return point_in_time_join(
+        return join_features(
             con,
             entity,
             requests,

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from featurestore.errors import OnlineStoreError
+
 __all__ = ["OnlineStore", "StoreSettings", "check_batch"]
 
 
 def check_batch(keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> None:
     """Refuse a ``write_rows`` batch whose parallel lists differ in length (before anything is written)."""
-    from featurestore.errors import OnlineStoreError
-
     if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
         raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
 
@@ -102,6 +102,49 @@ class OnlineStore(abc.ABC):
         """``read_rows`` for the event loop (the server); stores with a native async client override it."""
         return self.read_rows(view, version, keys)
 
+    def append_events(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        horizon_us: int,
+        *,
+        replace: bool = False,
+    ) -> int:
+        """Add ``events[i]`` (``(identity, payload)`` pairs) to the events of entity ``keys[i]``; return events added.
+
+        The state of an aggregation view's entity is a set of events, each stored under its
+        *identity* (``"i:<event id>"`` or a random ``"n:<hex>"``: an identity already stored is
+        not added again, so a retried push with an event id counts once). A *payload* is JSON
+        ``[event_ts_us, created_us, seq, v1, ..., vN]`` (``featurestore.serving.windows``); stores
+        only read its first number. Per entity, atomically (concurrent appends lose nothing):
+        add the new identities, then drop every event with ``event_ts_us <= newest - horizon_us``
+        (``newest``: the greatest event time stored or added, so late events inside the longest
+        window stay and older ones never enter), and make the state expire at Unix milliseconds
+        ``ceil((newest + horizon_us) / 1000)``. With ``replace`` the entity's state is exactly
+        the given events (materialize rebuilds it). One round trip per batch.
+
+        Example::
+
+            store.append_events("txn_stats", "3f2a9c0b1d2e", ["1001"],
+                                [[("n:9f1c", b'[1767225600000000,null,0,12.5]')]], 86_400_000_000)  # 1
+        """
+        raise OnlineStoreError(f"{type(self).__name__} does not support aggregation views (append_events)")
+
+    def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        """The event payloads of each entity of ``keys`` (in any order; ``[]`` for none or expired), one round trip.
+
+        Example::
+
+            store.read_events("txn_stats", "3f2a9c0b1d2e", ["1001", "1002"])  # [[b'[1767225600000000,...]'], []]
+        """
+        raise OnlineStoreError(f"{type(self).__name__} does not support aggregation views (read_events)")
+
+    async def aread_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        """``read_events`` for the event loop; stores with a native async client override it."""
+        return self.read_events(view, version, keys)
+
     @abc.abstractmethod
     def pushed_keys(self, view: str, version: str) -> list[str]:
         """The entity keys ever pushed to ``view``/``version`` (carried forward when a new version goes live).
@@ -178,7 +221,7 @@ class OnlineStore(abc.ABC):
     def delete(self, view: str, version: str | None = None) -> int:
         """Remove the rows of one version (or of every version and the pointers); return rows removed.
 
-        The version's watermark, newest event and pushed keys go with it.
+        Event states (``append_events``) go too. The version's watermark, newest event and pushed keys go with it.
         """
 
     @abc.abstractmethod

@@ -18,6 +18,7 @@ __all__ = [
     "encode_rows",
     "row_timestamp_us",
     "row_stamp",
+    "event_time_us",
     "newer",
     "format_timestamp",
     "format_timestamps",
@@ -142,6 +143,11 @@ def _json_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
 def row_timestamp_us(row: bytes) -> int:
     """The event time of an encoded row without decoding the whole row."""
     return int(row[1 : row.index(b",") if b"," in row else -1])
+
+
+def event_time_us(payload: bytes) -> int:
+    """The event time of an encoded aggregation event (``[event_ts_us, created_us, seq, ...]``), without decoding it."""
+    return int(payload[1 : payload.index(b",")])
 
 
 def row_stamp(row: bytes) -> tuple[int, int]:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from featurestore.dsl.names import check_identifier
+from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
-from featurestore.online.codec import newer
+from featurestore.online.codec import event_time_us, newer
 from featurestore.times import utc_datetime
 
 __all__ = ["MemoryOnlineStore"]
@@ -34,6 +35,8 @@ class MemoryOnlineStore(OnlineStore):
         self._rows: dict[tuple[str, str, str], tuple[bytes, int | None]] = data.setdefault("rows", {})  # type: ignore[assignment]
         self._meta: dict[tuple[str, str], str] = data.setdefault("meta", {})  # type: ignore[assignment]
         self._pushed: dict[tuple[str, str], set[str]] = data.setdefault("pushed", {})  # type: ignore[assignment]
+        # (view, version, entity) -> ({identity: payload}, expire_at_ms)
+        self._events: dict[tuple[str, str, str], tuple[dict[str, bytes], int]] = data.setdefault("events", {})  # type: ignore[assignment]
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> MemoryOnlineStore:
@@ -67,6 +70,44 @@ class MemoryOnlineStore(OnlineStore):
         if found is None or (found[1] is not None and found[1] <= now):
             return None
         return found[0]
+
+    def append_events(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        horizon_us: int,
+        *,
+        replace: bool = False,
+    ) -> int:
+        check_identifier(view, "feature view")
+        if len(keys) != len(events):
+            raise OnlineStoreError("append_events: keys and events must have the same length")
+        added = 0
+        with self._lock:
+            now = _now_ms()
+            for key, new in zip(keys, events, strict=True):
+                found = self._events.get((view, version, key))
+                state = {} if replace or found is None or found[1] <= now else dict(found[0])
+                stamps = [event_time_us(p) for p in state.values()] + [event_time_us(p) for _, p in new]
+                if not stamps:
+                    self._events.pop((view, version, key), None)
+                    continue
+                cutoff = max(stamps) - horizon_us
+                for ident, payload in new:
+                    if ident not in state and event_time_us(payload) > cutoff:
+                        state[ident] = payload
+                        added += 1
+                state = {i: p for i, p in state.items() if event_time_us(p) > cutoff}
+                self._events[(view, version, key)] = (state, -(-(cutoff + 2 * horizon_us) // 1000))
+        return added
+
+    def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        now = _now_ms()
+        with self._lock:
+            found = [self._events.get((view, version, k)) for k in keys]
+        return [[] if f is None or f[1] <= now else list(f[0].values()) for f in found]
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         now = _now_ms()
@@ -128,12 +169,15 @@ class MemoryOnlineStore(OnlineStore):
             doomed = [k for k in self._rows if k[0] == view and (version is None or k[1] == version)]
             for k in doomed:
                 del self._rows[k]
+            gone = [k for k in self._events if k[0] == view and (version is None or k[1] == version)]
+            for k in gone:
+                del self._events[k]
             for p in [p for p in self._pushed if p[0] == view and (version is None or p[1] == version)]:
                 del self._pushed[p]
             names = None if version is None else {f"watermark:{version}", f"newest:{version}"}
             for m in [m for m in self._meta if m[0] == view and (names is None or m[1] in names)]:
                 del self._meta[m]
-        return len(doomed)
+        return len(doomed) + len(gone)
 
     def ping(self) -> None:
         return None

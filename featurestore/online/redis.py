@@ -10,7 +10,7 @@ from typing import Any
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
-from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
+from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
@@ -36,7 +36,9 @@ class RedisOnlineStore(OnlineStore):
     - ``fs:{project}:@pending`` (hash) -> ``{view: version}``, a version being materialized;
     - ``fs:{project}:@pushed:{view}:{version}`` (set) -> entity keys pushed to that version;
     - ``fs:{project}:@watermarks`` (hash) -> ``{view:version: ISO time}`` for incremental runs;
-    - ``fs:{project}:@newest`` (hash) -> ``{view:version: ISO time}``, the newest event written (freshness).
+    - ``fs:{project}:@newest`` (hash) -> ``{view:version: ISO time}``, the newest event written (freshness);
+    - aggregation views: ``fs:{project}:{view}:{version}:{entity key}`` (hash) -> ``{event identity: payload}``,
+      appended by a server-side script and expiring with the newest event's longest window.
     """
 
     def __init__(
@@ -155,6 +157,65 @@ class RedisOnlineStore(OnlineStore):
             raise
         finally:
             pool.release(conn)
+
+    def append_events(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        horizon_us: int,
+        *,
+        replace: bool = False,
+    ) -> int:
+        if len(keys) != len(events):
+            raise OnlineStoreError("append_events: keys and events must have the same length")
+        prefix = self.prefix(view, version)
+        script = self._client.register_script(APPEND_EVENTS)
+        added, lo = 0, 0
+        try:
+            while lo < len(keys):
+                # a batch of about _CHUNK events (whole entities: each is appended atomically)
+                hi, size = lo, 0
+                while hi < len(keys) and (hi == lo or size + len(events[hi]) <= _CHUNK):
+                    size += len(events[hi])
+                    hi += 1
+                args: list[Any] = [hi - lo, horizon_us, 1 if replace else 0]
+                for entity_events in events[lo:hi]:
+                    args.append(len(entity_events))
+                    for ident, payload in entity_events:
+                        args.extend((ident, payload))
+                added += int(script(keys=[prefix + k for k in keys[lo:hi]], args=args))
+                lo = hi
+        except Exception as exc:
+            raise _translate(exc) from exc
+        return added
+
+    def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for k in keys:
+                pipe.hvals(prefix + k)
+            return [list(v) for v in pipe.execute()]
+        except Exception as exc:
+            raise _translate(exc) from exc
+
+    async def aread_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        try:
+            if len(keys) == 1:
+                return [list(await self._async().hvals(prefix + keys[0]))]
+            pipe = self._async().pipeline(transaction=False)
+            for k in keys:
+                pipe.hvals(prefix + k)
+            return [list(v) for v in await pipe.execute()]
+        except Exception as exc:
+            raise _translate(exc) from exc
 
     def _pushed_key(self, view: str, version: str) -> str:
         self.prefix(view, version)

@@ -59,3 +59,62 @@ return written
 """
 
 PUT_NEWER_SHA = hashlib.sha1(PUT_NEWER.encode()).hexdigest()
+
+
+# Aggregation views: one hash per entity, field = event identity, value = event payload
+# ([event_ts_us, created_us, seq, v1, ..., vN]; only its first number is read here).
+# KEYS: the batch's entity hashes. ARGV: n, horizon_us, replace (1/0), then per entity its
+# event count c and c (identity, payload) pairs. Per entity: HSETNX the new events newer
+# than (newest - horizon) (an identity already there is not added again), delete the older
+# ones, and expire the hash when its newest event leaves the longest window. Returns events added.
+APPEND_EVENTS = """
+local n = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[2])
+local replace = ARGV[3] == '1'
+local match = string.match
+local pos = 4
+local added = 0
+for i = 1, n do
+  local key = KEYS[i]
+  local c = tonumber(ARGV[pos])
+  pos = pos + 1
+  if replace then redis.call('DEL', key) end
+  local stored = redis.call('HGETALL', key)
+  local newest = nil
+  local times = {}
+  for j = 2, #stored, 2 do
+    local ts = tonumber(match(stored[j], '^%[(%-?%d+)'))
+    times[j] = ts
+    if newest == nil or ts > newest then newest = ts end
+  end
+  for j = 0, c - 1 do
+    local ts = tonumber(match(ARGV[pos + 2 * j + 1], '^%[(%-?%d+)'))
+    if newest == nil or ts > newest then newest = ts end
+  end
+  if newest ~= nil then
+    local cutoff = newest - horizon
+    for j = 0, c - 1 do
+      local payload = ARGV[pos + 2 * j + 1]
+      if tonumber(match(payload, '^%[(%-?%d+)')) > cutoff then
+        added = added + redis.call('HSETNX', key, ARGV[pos + 2 * j], payload)
+      end
+    end
+    local doomed = {}
+    for j = 2, #stored, 2 do
+      if times[j] <= cutoff then
+        doomed[#doomed + 1] = stored[j - 1]
+        if #doomed == 1000 then
+          redis.call('HDEL', key, unpack(doomed))
+          doomed = {}
+        end
+      end
+    end
+    if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
+    if redis.call('EXISTS', key) == 1 then
+      redis.call('PEXPIREAT', key, string.format('%.0f', math.ceil((newest + horizon) / 1000)))
+    end
+  end
+  pos = pos + 2 * c
+end
+return added
+"""

@@ -13,7 +13,7 @@ from typing import Any
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
-from featurestore.online.codec import row_stamp
+from featurestore.online.codec import event_time_us, row_stamp
 from featurestore.times import utc_datetime
 
 __all__ = ["SqliteOnlineStore"]
@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS online_rows (
 CREATE TABLE IF NOT EXISTS online_pushed (
     project TEXT NOT NULL, view TEXT NOT NULL, version TEXT NOT NULL, entity TEXT NOT NULL,
     PRIMARY KEY (project, view, version, entity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS online_events (
+    project TEXT NOT NULL, view TEXT NOT NULL, version TEXT NOT NULL, entity TEXT NOT NULL,
+    ident TEXT NOT NULL, event_us INTEGER NOT NULL, payload BLOB NOT NULL, expire_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (project, view, version, entity, ident)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS online_meta (
     project TEXT NOT NULL, view TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
@@ -132,6 +137,73 @@ class SqliteOnlineStore(OnlineStore):
             raise StoreUnavailableError(f"SQLite online store {self.path}: {exc}") from None
         return written
 
+    def append_events(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        horizon_us: int,
+        *,
+        replace: bool = False,
+    ) -> int:
+        check_identifier(view, "feature view")
+        if len(keys) != len(events):
+            raise OnlineStoreError("append_events: keys and events must have the same length")
+        p, now, added = self.project, _now_ms(), 0
+        where = "project = ? AND view = ? AND version = ? AND entity = ?"
+        try:
+            with self._lock:
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")  # the whole batch is one transaction: atomic per entity and more
+                try:
+                    for key, new in zip(keys, events, strict=True):
+                        ent = (p, view, version, key)
+                        if replace:
+                            conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
+                        else:
+                            conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
+                        stamped = [(i, event_time_us(e), e) for i, e in new]
+                        (stored,) = conn.execute(
+                            f"SELECT max(event_us) FROM online_events WHERE {where}", ent
+                        ).fetchone()
+                        newest = max(
+                            [t for _, t, _ in stamped] + ([stored] if stored is not None else []), default=None
+                        )
+                        if newest is None:
+                            continue
+                        cutoff = newest - horizon_us
+                        expire = -(-(newest + horizon_us) // 1000)
+                        before = conn.total_changes
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO online_events VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(*ent, i, t, e, expire) for i, t, e in stamped if t > cutoff],
+                        )
+                        added += conn.total_changes - before
+                        conn.execute(f"DELETE FROM online_events WHERE {where} AND event_us <= ?", (*ent, cutoff))
+                        conn.execute(f"UPDATE online_events SET expire_at_ms = ? WHERE {where}", (expire, *ent))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailableError(f"SQLite online store {self.path}: {exc}") from None
+        return added
+
+    def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
+        found: dict[str, list[bytes]] = {}
+        now = _now_ms()
+        unique = list(dict.fromkeys(keys))
+        for lo in range(0, len(unique), _MAX_PARAMS):
+            part = unique[lo : lo + _MAX_PARAMS]
+            sql = (
+                "SELECT entity, payload FROM online_events WHERE project = ? AND view = ? AND version = ? "
+                f"AND entity IN ({','.join('?' * len(part))}) AND expire_at_ms > ?"
+            )
+            for entity, payload in self._execute(sql, [self.project, view, version, *part, now]):
+                found.setdefault(str(entity), []).append(bytes(payload))
+        return [list(found.get(k, ())) for k in keys]
+
     def pushed_keys(self, view: str, version: str) -> list[str]:
         rows = self._execute(
             "SELECT entity FROM online_pushed WHERE project = ? AND view = ? AND version = ? ORDER BY entity",
@@ -225,6 +297,7 @@ class SqliteOnlineStore(OnlineStore):
                 "SELECT count(*) FROM online_rows WHERE project = ? AND view = ?", (self.project, view)
             )[0][0]
             self._execute("DELETE FROM online_rows WHERE project = ? AND view = ?", (self.project, view))
+            self._execute("DELETE FROM online_events WHERE project = ? AND view = ?", (self.project, view))
             self._execute("DELETE FROM online_meta WHERE project = ? AND view = ?", (self.project, view))
             self._execute("DELETE FROM online_pushed WHERE project = ? AND view = ?", (self.project, view))
         else:
@@ -233,6 +306,7 @@ class SqliteOnlineStore(OnlineStore):
                 0
             ]
             self._execute(f"DELETE FROM online_rows WHERE {where}", (self.project, view, version))
+            self._execute(f"DELETE FROM online_events WHERE {where}", (self.project, view, version))
             self._execute(f"DELETE FROM online_pushed WHERE {where}", (self.project, view, version))
             self._execute(
                 "DELETE FROM online_meta WHERE project = ? AND view = ? AND name IN (?, ?)",

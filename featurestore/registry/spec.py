@@ -10,11 +10,12 @@ from typing import Any
 
 import orjson
 
+from featurestore.dsl.aggregation import AggFunction, window_us
 from featurestore.dsl.types import DType, Int64, dtype_from_name
 from featurestore.dsl.view import FeatureView
 from featurestore.registry.discover import Definitions
 
-__all__ = ["ViewSpec", "build_specs", "view_version", "to_dict_or_repr"]
+__all__ = ["ViewSpec", "EventsSpec", "WindowSpec", "build_specs", "view_version", "to_dict_or_repr"]
 
 
 def to_dict_or_repr(obj: Any) -> Any:
@@ -30,6 +31,43 @@ def _canonical(data: Any) -> bytes:
 def view_version(data_shape: dict[str, Any]) -> str:
     """12 hex digits of the sha256 of what determines a view's stored data."""
     return hashlib.sha256(_canonical(data_shape)).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One aggregation of an aggregation view: output name, event column, function, window."""
+
+    name: str
+    column: str
+    function: AggFunction
+    window_us: int
+
+
+@dataclass(frozen=True)
+class EventsSpec:
+    """What an aggregation view aggregates: typed event columns, the optional event id, the windows."""
+
+    columns: dict[str, DType]
+    event_id: str | None
+    granularity_us: int | None
+    aggregations: tuple[WindowSpec, ...]
+
+    @property
+    def horizon_us(self) -> int:
+        """How far back from the newest event the online state must reach (longest window + granularity)."""
+        return max(a.window_us for a in self.aggregations) + (self.granularity_us or 0)
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> EventsSpec:
+        return cls(
+            columns={c["name"]: dtype_from_name(c["dtype"]) for c in raw["columns"]},
+            event_id=raw.get("event_id"),
+            granularity_us=raw.get("granularity_us"),
+            aggregations=tuple(
+                WindowSpec(a["name"], a["column"], AggFunction(a["function"]), int(a["window_us"]))
+                for a in raw["aggregations"]
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -68,6 +106,17 @@ class ViewSpec:
     def online(self) -> bool:
         return bool(self.raw.get("online", True))
 
+    @property
+    def events(self) -> EventsSpec | None:
+        """The aggregation part of an aggregation view (None for a view of plain features)."""
+        raw = self.raw.get("events")
+        return None if raw is None else EventsSpec.from_raw(raw)
+
+    def event_view(self) -> ViewSpec:
+        """This aggregation view as a view of its event columns (typing, gates, offline events)."""
+        raw = self.raw["events"]
+        return ViewSpec({**self.raw, "features": raw["columns"], "ttl_seconds": None})
+
 
 KeyTypes = Callable[[FeatureView, list[str]], dict[str, DType]]
 
@@ -91,14 +140,17 @@ def _view_spec(view: FeatureView, defs: Definitions, key_types: KeyTypes | None)
         }
         for f in view.features
     ]
-    shape = {
+    shape: dict[str, Any] = {
         "join_keys": keys,
         # NaN kept or stored as null changes the stored data, hence the version.
         "features": [[f["name"], f["dtype"], *(["allow_nan"] if f.get("allow_nan") else [])] for f in features],
         "source": view.source.fingerprint(),
         "transform": view.transform_source(),
     }
-    return {
+    events = _events_spec(view)
+    if events is not None:
+        shape["events"] = events
+    out = {
         "name": view.name,
         "version": view_version(shape),
         "module": view.module,
@@ -113,6 +165,33 @@ def _view_spec(view: FeatureView, defs: Definitions, key_types: KeyTypes | None)
         "online": view.online,
         "description": view.description,
         "gate": None if view.gate is None else to_dict_or_repr(view.gate),
+    }
+    if events is not None:
+        out["events"] = events
+    return out
+
+
+def _events_spec(view: FeatureView) -> dict[str, Any] | None:
+    """An aggregation view's events and windows as the registry stores them (part of the version)."""
+    if not view.aggregations:
+        return None
+    columns = [
+        {
+            "name": f.name,
+            "dtype": str(f.dtype),
+            "description": f.description,
+            "checks": [to_dict_or_repr(c) for c in f.checks],
+        }
+        for f in [*view.event_columns, *([view.event_id] if view.event_id is not None else [])]
+    ]
+    return {
+        "columns": columns,
+        "event_id": None if view.event_id is None else view.event_id.name,
+        "granularity_us": None if view.granularity is None else window_us(view.granularity),
+        "aggregations": [
+            {"name": a.name, "column": a.column, "function": a.function.value, "window_us": window_us(a.window)}
+            for a in view.aggregations
+        ],
     }
 
 

@@ -24,6 +24,7 @@ from featurestore.server.models import (
 )
 from featurestore.serving.keys import entity_keys
 from featurestore.serving.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
+from featurestore.serving.windows import aread_aggregated
 
 __all__ = ["router"]
 
@@ -94,7 +95,11 @@ async def get_online_features(request: Request) -> Response:
     layouts: list[dict[str, int]] = []
     for view, view_keys_ in zip(plan.views, keys, strict=True):
         version = versions.get(view.name)
-        if version is None:
+        if view.aggregated:  # windows end at the request's time
+            found, layout = await aread_aggregated(store, catalog.state, view.name, version, view_keys_, now_us())
+            rows.append(found)
+            layouts.append(layout)
+        elif version is None:
             rows.append([None] * n)
             layouts.append({})
         else:

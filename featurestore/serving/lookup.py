@@ -13,6 +13,7 @@ from featurestore.online.codec import format_timestamps, now_us
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
 from featurestore.serving.keys import check_key_dtypes, entity_keys
+from featurestore.serving.windows import read_aggregated, to_us
 
 __all__ = [
     "ViewLookup",
@@ -47,6 +48,7 @@ class ViewLookup:
     features: list[str]
     output_names: list[str]
     ttl_us: int | None
+    aggregated: bool = False  # an aggregation view: values computed from its events at request time
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
                 features=feats,
                 output_names=[f"{spec.name}__{f}" if full_feature_names else f for f in feats],
                 ttl_us=None if ttl is None else int(ttl.total_seconds() * 1_000_000),
+                aggregated=spec.events is not None,
             )
         )
     names = [*entity_columns, *(n for v in views for n in v.output_names)]
@@ -276,8 +279,12 @@ def read_online(
     *,
     full_feature_names: bool = False,
     max_entities: int = 1000,
+    as_of: Any = None,
 ) -> OnlineFeatures:
-    """One synchronous lookup (the SDK path): plan, read each view's rows, assemble."""
+    """One synchronous lookup (the SDK path): plan, read each view's rows, assemble.
+
+    ``as_of`` (a datetime, default now) is the time aggregation views' windows end at.
+    """
     if isinstance(entities, dict):
         entities = {k: [x.item() if hasattr(x, "item") else x for x in v] for k, v in entities.items()}
     plan = plan_lookup(state, features, full_feature_names)
@@ -287,6 +294,12 @@ def read_online(
     rows, layouts = [], []
     for view, view_keys_ in zip(plan.views, keys, strict=True):
         version = versions.get(view.name)
+        if view.aggregated:
+            t_us = now_us() if as_of is None else to_us(as_of)
+            found, layout = read_aggregated(store, state, view.name, version, view_keys_, t_us)
+            rows.append(found)
+            layouts.append(layout)
+            continue
         rows.append(store.read_rows(view.name, version, view_keys_) if version else [None] * n)
         layouts.append(layout_of(state, view.name, version) if version else {})
     return OnlineFeatures(assemble(plan, entities, n, rows, layouts))

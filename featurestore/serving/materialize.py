@@ -111,6 +111,10 @@ def materialize_view(
     the pointer switches to it. With ``incremental`` the window starts at the stored
     watermark. A rejecting gate raises ``GateRejectedError`` before anything is written.
     """
+    if spec.events is not None:  # an aggregation view: its event state is rebuilt as of ``end``
+        from featurestore.serving.aggregate import materialize_events
+
+        return materialize_events(settings, con, layout, store, spec, end)  # type: ignore[no-any-return]
     check_key_dtypes(spec.name, spec.join_keys)
     began = time.perf_counter()
     current, _ = store.pointers(spec.name)

@@ -139,6 +139,10 @@ def push_rows(
     received) breaks ties with a stored row of the same event time. With ``to_offline`` the
     rows are also merged into the offline store.
     """
+    if spec.events is not None:  # an aggregation view: rows are events, appended to its state
+        from featurestore.serving.aggregate import push_events
+
+        return push_events(settings, store, spec, rows, to_offline=to_offline, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
     df = push_frame(spec, rows)
     received = df.height
     df, gate_result = gate_for(settings, spec, "push")(df)

@@ -178,8 +178,10 @@ def _compile(spec: Any, digest: str) -> CompiledGate:
         frame.append(_freshness_check(gate))
         compiled.frame_checks.add(FRESHNESS)
     compiled.frame_checks.add("column_present")
-    unique = [*keys, TS] if gate.unique_key else None
-    if gate.unique_key:
+    # An aggregation view's rows are events: two at the same time are two events.
+    unique_key = gate.unique_key and raw.get("events") is None
+    unique = [*keys, TS] if unique_key else None
+    if unique_key:
         compiled.row_checks[(None, UNIQUE_KEY)] = Check("unique_key", name=UNIQUE_KEY)
     name = f"{spec.name}@{spec.version}"
     compiled.schema = pa.DataFrameSchema(columns, checks=frame, unique=unique, strict=False, name=name)

@@ -239,3 +239,68 @@ def test_pointers_pending_and_if_absent(store: OnlineStore) -> None:
     assert store.pointers("v") == ("c", None)  # the pending version went live
     store.delete("v")
     assert store.pointers("v") == (None, None)
+
+
+# -- event state (aggregation views) ----------------------------------------------------------
+NOW_US = int(time.time()) * 1_000_000
+HOUR = 3_600_000_000
+
+
+def event(ts: int, value: object = 1.0, created: int | None = None, seq: int = 0) -> bytes:
+    return orjson.dumps([ts, created, seq, value])
+
+
+def test_events_append_read_and_dedupe_by_identity(store: OnlineStore) -> None:
+    e1, e2 = event(NOW_US, 1.0), event(NOW_US, 2.0)  # two events at one time both count
+    assert store.append_events("agg", "v1", ["1", "2"], [[("n:a", e1), ("n:b", e2)], [("i:x", e1)]], HOUR) == 3
+    assert store.append_events("agg", "v1", ["2"], [[("i:x", e2)]], HOUR) == 0  # a retried event id counts once
+    one, two, none = store.read_events("agg", "v1", ["1", "2", "3"])
+    assert sorted(one) == sorted([e1, e2]) and two == [e1] and none == []
+    assert store.read_events("agg", "other", ["1"]) == [[]]
+    assert store.read_events("agg", "v1", []) == []
+
+
+def test_events_older_than_the_horizon_of_the_newest_are_dropped(store: OnlineStore) -> None:
+    old, mid, new = event(NOW_US - 2 * HOUR), event(NOW_US - HOUR // 2), event(NOW_US)
+    assert store.append_events("agg", "v1", ["1"], [[("n:old", old)]], HOUR) == 1
+    assert store.append_events("agg", "v1", ["1"], [[("n:new", new)]], HOUR) == 1  # pushes `old` out
+    assert store.read_events("agg", "v1", ["1"]) == [[new]]
+    # a late event inside the window still counts; one older than it never enters
+    assert store.append_events("agg", "v1", ["1"], [[("n:mid", mid), ("n:old2", old)]], HOUR) == 1
+    assert sorted(store.read_events("agg", "v1", ["1"])[0]) == sorted([mid, new])
+
+
+def test_events_replace_and_expire(store: OnlineStore) -> None:
+    store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US)), ("n:b", event(NOW_US + 1))]], HOUR)
+    assert store.append_events("agg", "v1", ["1"], [[("n:c", event(NOW_US, 5.0))]], HOUR, replace=True) == 1
+    assert store.read_events("agg", "v1", ["1"]) == [[event(NOW_US, 5.0)]]
+    # the whole state of an entity whose newest event left the longest window is gone
+    store.append_events("agg", "v1", ["2"], [[("n:x", event(NOW_US - 2 * HOUR))]], HOUR)
+    assert store.read_events("agg", "v1", ["2"]) == [[]]
+    store.delete("agg", "v1")
+    assert store.read_events("agg", "v1", ["1"]) == [[]]
+
+
+def test_concurrent_event_appends_lose_nothing(store: OnlineStore) -> None:
+    def worker(w: int) -> None:
+        for i in range(20):
+            store.append_events("agg", "v1", ["1"], [[(f"n:{w}-{i}", event(NOW_US - i, float(w)))]], HOUR)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.read_events("agg", "v1", ["1"])[0]) == 80
+
+
+def test_async_event_reads_match(store: OnlineStore) -> None:
+    store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US))]], HOUR)
+
+    async def read() -> list[list[bytes]]:
+        try:
+            return await store.aread_events("agg", "v1", ["1", "2"])
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(read()) == [[event(NOW_US)], []]

@@ -1,0 +1,188 @@
+"""Window aggregates in training sets: one DuckDB query per aggregation view, every window for every entity row.
+
+The SQL statement of the window rules (the online one is ``featurestore.serving.windows``):
+for an entity row (keys, t) and a window w the events of the same keys with
+``start < event_ts <= t``, ``start = t - w`` (``floor_g(t) - w`` with a granularity g).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from featurestore.dsl.aggregation import AggFunction
+from featurestore.dsl.names import quote
+from featurestore.dsl.types import DType
+from featurestore.errors import TrainingSetError
+from featurestore.offline.frames import DTypeMismatchError, to_utc
+from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join
+from featurestore.registry.spec import EventsSpec, WindowSpec
+
+__all__ = ["join_features", "window_features", "events_relation", "event_rows", "CREATED"]
+
+CREATED = "created_timestamp"
+_ROW = "__fs_row"
+_T = "__fs_t"
+# A missing created time sorts before every real one (``last``'s tie-break).
+NO_CREATED = -(2**63) + 1
+
+
+def join_features(
+    con: Any,
+    entity: pl.DataFrame,
+    requests: list[ViewRequest],
+    *,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+) -> pl.DataFrame:
+    """``point_in_time_join`` that also computes aggregation views' windows; columns in the requested order."""
+    windowed = [r for r in requests if r.spec.events is not None]
+    if not windowed:
+        return point_in_time_join(
+            con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+        )
+    names = output_names(requests, entity.columns, full_feature_names)
+    plain = [r for r in requests if r.spec.events is None]
+    if plain:
+        base = point_in_time_join(
+            con, entity, plain, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+        )
+    else:
+        base = entity
+    parts = [base]
+    for req in windowed:
+        part = window_features(con, entity, req, timestamp_column=timestamp_column)
+        if full_feature_names:
+            part = part.rename({f: f"{req.spec.name}__{f}" for f in part.columns})
+        parts.append(part)
+    return pl.concat(parts, how="horizontal").select([*entity.columns, *names])
+
+
+def event_rows(df: pl.DataFrame, spec: Any, created: str, order: str, *, keep: Sequence[str] = ()) -> pl.DataFrame:
+    """Typed source rows of an aggregation view as stored offline: every event, in (keys, time, created, read) order.
+
+    Repeats of an event id (per entity) are one event: the first in that order is kept.
+    """
+    keys = list(spec.join_keys)
+    events = spec.events
+    out = df.sort([*keys, "event_timestamp", created, order], nulls_last=False, maintain_order=True)
+    if events is not None and events.event_id is not None:
+        eid = pl.col(events.event_id)
+        repeat = eid.is_not_null() & pl.struct([*keys, events.event_id]).is_first_distinct().not_()
+        out = out.filter(~repeat)
+    return out.select([*keys, "event_timestamp", *spec.features, pl.col(created).alias(CREATED), *keep])
+
+
+def events_relation(events: EventsSpec, join_keys: dict[str, DType], files: Sequence[Any]) -> str:
+    """A DuckDB relation over a view version's offline events: keys as ``__k<i>``, ``__ts``/``__cr`` (µs), ``__seq``.
+
+    ``__seq`` (the row's position in its file) breaks ties of (event time, created): the later row wins.
+    """
+    values = [c for c in events.columns if c != events.event_id]
+    if not files:  # no events (yet): every window is empty
+        typed = [f"NULL::{t.duckdb} AS __k{j}" for j, t in enumerate(join_keys.values())]
+        typed += ["NULL::BIGINT AS __ts", "NULL::BIGINT AS __cr", "NULL::BIGINT AS __seq"]
+        typed += [f"NULL::{events.columns[c].duckdb} AS {quote(c)}" for c in values]
+        return f"(SELECT {', '.join(typed)} WHERE false)"
+    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+    cols = [f"{quote(k)} AS __k{j}" for j, k in enumerate(join_keys)]
+    cols += [
+        "epoch_us(event_timestamp) AS __ts",
+        f"coalesce(epoch_us({quote(CREATED)}), {NO_CREATED}) AS __cr",
+        "file_row_number AS __seq",
+    ]
+    cols += [quote(c) for c in values]
+    return f"(SELECT {', '.join(cols)} FROM read_parquet({paths}, file_row_number=true, union_by_name=true))"
+
+
+def _aggregate_sql(agg: WindowSpec, dtype_name: str | None, start: str) -> str:
+    inside = f"v.__ts > {start}"
+    f = agg.function
+    if f is AggFunction.COUNT:
+        return f"count(v.__ts) FILTER (WHERE {inside})"
+    col = f"v.{quote(agg.column)}"
+    if f is AggFunction.COUNT_DISTINCT:
+        return f"count(DISTINCT {col}) FILTER (WHERE {inside})"
+    if f is AggFunction.SUM:
+        cast = "BIGINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
+        return f"coalesce(sum({col}) FILTER (WHERE {inside}), 0)::{cast}"
+    if f is AggFunction.LAST:
+        return f"arg_max({col}, [v.__ts, v.__cr, v.__seq]) FILTER (WHERE {inside} AND {col} IS NOT NULL)"
+    sql = {
+        AggFunction.MEAN: "avg",
+        AggFunction.MIN: "min",
+        AggFunction.MAX: "max",
+        AggFunction.STDDEV: "stddev_samp",
+    }[f]
+    return f"{sql}({col}) FILTER (WHERE {inside})"
+
+
+def window_features(
+    con: Any, entity: pl.DataFrame, req: ViewRequest, *, timestamp_column: str = "event_timestamp"
+) -> pl.DataFrame:
+    """The aggregation view's requested features for each entity row, in order (one query)."""
+    spec = req.spec
+    events = spec.events
+    assert events is not None
+    if timestamp_column not in entity.columns:
+        raise TrainingSetError(
+            f"entity frame has no {timestamp_column!r} column (columns: {entity.columns}); "
+            "pass timestamp_column= to name the event time"
+        )
+    wanted = [a for a in events.aggregations if a.name in req.features]
+    wanted.sort(key=lambda a: req.features.index(a.name))
+    try:
+        t = to_utc(pl.col(timestamp_column), entity.schema[timestamp_column]).dt.epoch("us")
+    except DTypeMismatchError as exc:
+        raise TrainingSetError(f"entity column {timestamp_column!r}: {exc}") from None
+    g = events.granularity_us
+    aligned = (pl.col(_T) // g * g) if g else pl.col(_T)
+    starts = sorted({a.window_us for a in wanted})
+    prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW), t.alias(_T)]
+    join_keys = list(spec.join_keys)
+    for j, (key, dtype) in enumerate(spec.join_keys.items()):
+        if key not in entity.columns:
+            raise TrainingSetError(
+                f"entity frame lacks join key {key!r} of feature view {spec.name!r} (columns: {entity.columns})"
+            )
+        prep.append(pl.col(key).cast(dtype.polars, strict=True).alias(f"__fs_k{j}"))
+    try:
+        ent = entity.select(prep).with_columns([(aligned - w).alias(f"__fs_s{w}") for w in starts])
+    except pl.exceptions.PolarsError as exc:
+        raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
+    dtypes = {c: str(t) for c, t in events.columns.items()}
+    selects = [
+        f"{_aggregate_sql(a, dtypes.get(a.column), f'e.__fs_s{a.window_us}')} AS {quote(a.name)}" for a in wanted
+    ]
+    cond = [f"e.__fs_k{j} = v.__k{j}" for j in range(len(join_keys))]
+    cond += [f"v.__ts <= e.{_T}", f"v.__ts > e.__fs_s{starts[-1]}"]
+    relation = events_relation(events, spec.join_keys, req.files)
+    name = f"__fs_windows_{id(ent)}"
+    sql = (
+        f"SELECT {', '.join(selects)} FROM {name} e LEFT JOIN {relation} v ON {' AND '.join(cond)} "
+        f"GROUP BY e.{_ROW} ORDER BY e.{_ROW}"
+    )
+    con.register(name, ent)
+    try:
+        out = con.sql(sql).pl()
+    except duckdb.OutOfMemoryException as exc:
+        raise TrainingSetError(
+            f"the window aggregation of {spec.name!r} ran out of memory even spilling to disk ({exc}); "
+            "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
+        ) from None
+    finally:
+        con.unregister(name)
+    if not isinstance(out, pl.DataFrame):
+        out = out.collect()
+    features = spec.features
+    # An entity row without a time has no window: its aggregates are null, as a plain view's features.
+    out = out.with_columns(ent.get_column(_T).is_null().alias("__fs_no_time"))
+    return out.select(
+        [
+            pl.when(~pl.col("__fs_no_time")).then(pl.col(a.name)).cast(features[a.name].polars).alias(a.name)
+            for a in wanted
+        ]
+    )

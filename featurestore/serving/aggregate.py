@@ -1,0 +1,227 @@
+"""Aggregation views' write paths: pushed events are appended online; materialize rebuilds the event state."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from featurestore.dsl.names import quote
+from featurestore.errors import RegistryError, StoreUnavailableError
+from featurestore.offline.aggregate import CREATED
+from featurestore.offline.commit import Transaction, read_snapshot, recover
+from featurestore.offline.layout import OfflineLayout
+from featurestore.online.base import OnlineStore
+from featurestore.registry.spec import ViewSpec
+from featurestore.serving.keys import check_key_dtypes
+from featurestore.serving.versions import SpecResolver
+from featurestore.serving.windows import SEQ, EncodedEvents, encode_events
+from featurestore.validation import gate_for
+
+__all__ = ["push_events", "materialize_events", "state_events", "append_offline_events"]
+
+TS = "event_timestamp"
+_ATTEMPTS = 5
+
+
+def push_events(
+    settings: Any,
+    store: OnlineStore,
+    spec: ViewSpec,
+    rows: Any,
+    *,
+    to_offline: bool = False,
+    layout: OfflineLayout | None = None,
+    resolve: SpecResolver | None = None,
+) -> Any:
+    """Append pushed rows (one event each) to an aggregation view's online state, through the push gate.
+
+    Events go to every live version whose event columns are the same (the one readers follow
+    and one being materialized); an event older than its entity's longest window (relative
+    to the entity's newest event) is not kept, and a repeated event id counts once. With
+    ``to_offline`` the events are also appended to the offline store.
+    """
+    from featurestore.serving.push import PushResult, push_frame
+
+    events = spec.events
+    assert events is not None
+    typed_spec = spec.event_view()
+    df = push_frame(typed_spec, rows)
+    received = df.height
+    df, gate_result = gate_for(settings, typed_spec, "push")(df)
+    if "created" in df.columns:
+        df = df.rename({"created": CREATED})
+    encoded = encode_events(events, list(spec.join_keys), df)
+    live, written = _append_to_live_versions(store, spec, encoded, df, resolve)
+    partitions: list[str] = []
+    if to_offline:
+        if layout is None:
+            raise ValueError("push_events(to_offline=True) needs the offline layout")
+        if CREATED not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
+        partitions = append_offline_events(layout, spec, df)
+    served = written.get(live, 0)
+    return PushResult(
+        view=spec.name,
+        version=live,
+        rows_received=received,
+        rows_written=served,
+        rows_stale=encoded.count - served,
+        rows_expired=0,
+        offline_partitions=partitions,
+        gate=gate_result,
+        versions=written,
+    )
+
+
+def _append_to_live_versions(
+    store: OnlineStore, spec: ViewSpec, encoded: EncodedEvents, df: pl.DataFrame, resolve: SpecResolver | None
+) -> tuple[str, dict[str, int]]:
+    """Append to the current and pending versions, re-reading the pointers as plain pushes do (serving.versions)."""
+    written: dict[str, int] = {}
+    done: set[str] = set()
+    events = spec.events
+    assert events is not None
+    for _ in range(_ATTEMPTS):
+        current, pending = store.pointers(spec.name)
+        targets = [v for v in dict.fromkeys((current, pending)) if v is not None] or [spec.version]
+        for version in targets:
+            if version in done:
+                continue
+            other = spec if version == spec.version else _resolve(resolve, version)
+            if other is None or other.events is None or other.events.columns != events.columns:
+                continue  # that version aggregates other events: its materialization fills it
+            n = store.append_events(spec.name, version, encoded.keys, encoded.events, other.events.horizon_us)
+            written[version] = n
+            done.add(version)
+            if n and df.height:
+                store.set_newest_event(spec.name, version, df.get_column(TS).max())  # type: ignore[arg-type]
+        if current is None and pending is None:
+            store.set_current_version(spec.name, spec.version, if_absent=True)
+        after = store.pointers(spec.name)
+        if {v for v in after if v is not None} <= set(targets):
+            return after[0] or targets[0], written
+    raise StoreUnavailableError(f"push to {spec.name!r}: the view's version pointers kept changing; retry")
+
+
+def _resolve(resolve: SpecResolver | None, version: str) -> ViewSpec | None:
+    if resolve is None:
+        return None
+    try:
+        return resolve(version)
+    except RegistryError:
+        return None
+
+
+def state_events(con: Any, layout: OfflineLayout, spec: ViewSpec, now: datetime) -> tuple[pl.DataFrame, int]:
+    """The offline events the online state holds as of ``now``: per entity, those inside the longest window
+    of its newest event, for entities whose newest event is not that old; and the events scanned."""
+    events = spec.events
+    assert events is not None
+    files = layout.files(spec.name, spec.version)
+    columns = [*spec.join_keys, TS, CREATED, *events.columns]
+    if not files:
+        return pl.DataFrame(), 0
+    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+    keys = ", ".join(quote(k) for k in spec.join_keys)
+    horizon = f"to_microseconds({events.horizon_us})"
+    stamp = f"TIMESTAMPTZ '{now.astimezone(UTC).isoformat()}'"
+    sql = (
+        f"SELECT {', '.join(quote(c) for c in columns)}, file_row_number AS {SEQ} FROM ("
+        f"SELECT *, max({TS}) OVER (PARTITION BY {keys}) AS __newest "
+        f"FROM read_parquet({paths}, file_row_number=true, union_by_name=true)) "
+        f"WHERE __newest > {stamp} - {horizon} AND {TS} > __newest - {horizon}"
+    )
+    with read_snapshot(layout, [spec.name]):
+        df = con.sql(sql).pl()
+        ((scanned,),) = con.execute(f"SELECT count(*) FROM read_parquet({paths})").fetchall()
+    return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned)
+
+
+def materialize_events(
+    settings: Any,
+    con: Any,
+    layout: OfflineLayout,
+    store: OnlineStore,
+    spec: ViewSpec,
+    end: datetime,
+) -> Any:
+    """Rebuild an aggregation view's online state as of ``end`` from its offline events, through the gate.
+
+    Each entity with recent events gets exactly those events (replacing what it had,
+    atomically per entity); a version readers do not see yet is marked pending, written,
+    and then switched to.
+    """
+    from featurestore.serving.materialize import MaterializeResult
+
+    check_key_dtypes(spec.name, spec.join_keys)
+    events = spec.events
+    assert events is not None
+    began = time.perf_counter()
+    current, _ = store.pointers(spec.name)
+    switching = current != spec.version
+    df, scanned = state_events(con, layout, spec, end)
+    gate_result = None
+    if df.height:
+        seq = df.get_column(SEQ)
+        df, gate_result = gate_for(settings, spec.event_view(), "materialize")(df.drop(SEQ))
+        if df.height == seq.len():
+            df = df.with_columns(seq)
+    if switching:
+        store.set_pending_version(spec.name, spec.version)
+    written = 0
+    if df.height:
+        encoded = encode_events(events, list(spec.join_keys), df)
+        written = store.append_events(
+            spec.name, spec.version, encoded.keys, encoded.events, events.horizon_us, replace=True
+        )
+        store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
+    store.set_watermark(spec.name, spec.version, end)
+    if switching:
+        store.set_current_version(spec.name, spec.version)
+    return MaterializeResult(
+        view=spec.name,
+        version=spec.version,
+        start=None,
+        end=end,
+        rows_read=scanned,
+        rows_written=written,
+        rows_expired=0,
+        seconds=time.perf_counter() - began,
+        switched=switching,
+        gate=gate_result,
+    )
+
+
+def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
+    """Append events to the offline store: each day they fall on is rewritten with them after its rows."""
+    events = spec.events
+    assert events is not None
+    keys = list(spec.join_keys)
+    columns = [*keys, TS, *events.columns, CREATED]
+    df = df.select(columns)
+    view, version = spec.name, spec.version
+    with layout.lock(view):
+        recover(layout, view)
+        existing = set(layout.dates(view, version))
+        days = df.get_column(TS).dt.date().cast(pl.String).alias("__date")
+        parts = df.with_columns(days).partition_by("__date", as_dict=True, include_key=False)
+        txn = Transaction(layout, view, version)
+        try:
+            for (day,), frame in sorted(parts.items()):
+                if day in existing:
+                    old = pl.read_parquet(layout.partition_file(view, version, str(day))).select(columns)
+                    frame = pl.concat([old, frame], how="vertical_relaxed")
+                # stable: events of one (keys, time) keep their arrival order (``last``'s tie-break)
+                frame = frame.sort([*keys, TS], maintain_order=True)
+                if events.event_id is not None:
+                    eid = pl.col(events.event_id)
+                    frame = frame.filter(eid.is_null() | pl.struct([*keys, events.event_id]).is_first_distinct())
+                frame.write_parquet(txn.stage_path(str(day)), compression="zstd", statistics=True)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        return sorted(txn.written)

@@ -1,0 +1,73 @@
+"""Training sets: every window of every entity row equals the brute-force definition."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from featurestore import FeatureStore
+from tests.aggregation.brute import AGGREGATIONS, MINUTE, brute, dedupe, same
+from tests.aggregation.conftest import GRANULARITY, absolute, base_minute, event_streams, frame, from_us
+
+QUERIES = st.lists(st.tuples(st.integers(1, 4), st.integers(-10, 170), st.sampled_from([-1, 0, 1])), max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=event_streams(), queries=QUERIES)
+def test_training_set_equals_brute_force(repo: Path, stream: list[dict[str, Any]], queries: list[Any]) -> None:
+    base = base_minute(datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) + 7  # not on the granularity grid
+    events = absolute(stream, base)
+    frame(events).write_parquet(repo / "data" / "events.parquet")
+    fs = FeatureStore(repo)
+    fs.ingest()
+    times = [base + m * MINUTE + d for _, m, d in queries]
+    entity = pl.DataFrame(
+        {
+            "card_id": [c for c, _, _ in queries],
+            "event_timestamp": [from_us(t) for t in times],
+            "extra": list(range(len(queries))),
+        },
+        schema={"card_id": pl.Int64, "event_timestamp": pl.Datetime("us", "UTC"), "extra": pl.Int64},
+    )
+    if not queries:
+        return
+    for view, granularity in GRANULARITY.items():
+        visible = dedupe(events) if view == "exact" else events
+        got = fs.get_training_set(entity, [f"{view}:*"])
+        assert got.columns == ["card_id", "event_timestamp", "extra", *(a[0] for a in AGGREGATIONS)]
+        assert got.get_column("extra").to_list() == list(range(len(queries)))
+        for row, (card, t) in zip(got.iter_rows(named=True), zip(entity["card_id"], times, strict=True), strict=True):
+            want = brute(visible, card, t, granularity)
+            for name, _, function, _ in AGGREGATIONS:
+                assert same(function, row[name], want[name]), (view, name, card, t - base, row[name], want[name])
+
+
+def test_ties_nulls_and_empty_windows(repo: Path) -> None:
+    """Two events at one time both count; last breaks ties by created, then the later row; empty windows."""
+    base = base_minute(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    rows = [
+        {"card_id": 1, "ts": 0, "created": None, "amount": 1.0, "qty": 1, "merchant": "a", "eid": None},
+        {"card_id": 1, "ts": 0, "created": None, "amount": 2.0, "qty": 1, "merchant": "b", "eid": None},
+        {"card_id": 1, "ts": 5, "created": 2, "amount": 3.0, "qty": None, "merchant": "c", "eid": None},
+        {"card_id": 1, "ts": 5, "created": 1, "amount": 4.0, "qty": None, "merchant": None, "eid": None},
+    ]
+    frame(absolute(rows, base)).write_parquet(repo / "data" / "events.parquet")
+    fs = FeatureStore(repo)
+    fs.ingest()
+    entity = pl.DataFrame(
+        {"card_id": [1, 1, 2], "event_timestamp": [from_us(base), from_us(base + 5 * MINUTE), from_us(base)]}
+    )
+    got = fs.get_training_set(
+        entity, ["exact:n_10m", "exact:last_1h", "exact:last_m_10m", "exact:sum_1h", "exact:sd_1h", "exact:max_10m"]
+    )
+    assert got["n_10m"].to_list() == [2, 4, 0]
+    assert got["last_1h"].to_list() == [2.0, 3.0, None]  # the later row; then the greater created
+    assert got["last_m_10m"].to_list() == ["b", "c", None]
+    assert got["sum_1h"].to_list() == [3.0, 10.0, 0.0]
+    assert got["max_10m"].to_list() == [1, 1, None]
+    assert got["sd_1h"][2] is None

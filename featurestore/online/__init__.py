@@ -14,6 +14,8 @@ STORES = {
     "sqlite": "featurestore.online.sqlite:SqliteOnlineStore",
     "redis": "featurestore.online.redis:RedisOnlineStore",
     "rediss": "featurestore.online.redis:RedisOnlineStore",
+    "redis+cluster": "featurestore.online.redis_cluster:RedisClusterOnlineStore",
+    "rediss+cluster": "featurestore.online.redis_cluster:RedisClusterOnlineStore",
 }
 
 

@@ -19,13 +19,15 @@ from featurestore.online import STORES, OnlineStore, open_online_store
 _projects = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineStore]:
     project = f"contract{next(_projects)}"
     if request.param == "sqlite":
         s = open_online_store(f"sqlite:///{tmp_path}/online.db", project)
-    else:
+    elif request.param == "redis":
         s = open_online_store(request.getfixturevalue("redis_server").url, project)
+    else:
+        s = open_online_store(request.getfixturevalue("redis_cluster").url, project)
     yield s
     s.close()
 
@@ -35,7 +37,7 @@ def row(ts: int, *values: object, created: int = 0) -> bytes:
 
 
 def test_url_map_chooses_the_implementation(tmp_path: Path) -> None:
-    assert set(STORES) == {"sqlite", "redis", "rediss"}
+    assert set(STORES) == {"sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster"}
     s = open_online_store(f"sqlite:///{tmp_path}/x.db", "p")
     assert type(s).__name__ == "SqliteOnlineStore"
     assert (tmp_path / "x.db").is_file()

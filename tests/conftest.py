@@ -128,6 +128,7 @@ class RedisClusterServers:
 
     ``redis-server --cluster-enabled yes`` on free ports, joined by ``redis-cli --cluster create``.
     A node killed by a test can be brought back with ``restart`` (it rejoins as a replica).
+    ``cluster-require-full-coverage no``: while a master is failing over, the other masters keep serving.
     """
 
     def __init__(self, workdir: Path, masters: int = 3, node_timeout_ms: int = 2000) -> None:
@@ -153,7 +154,8 @@ class RedisClusterServers:
         folder.mkdir(exist_ok=True)
         args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / "nodes.conf"), "--cluster-node-timeout",
-                str(self.node_timeout_ms), "--save", "", "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
+                str(self.node_timeout_ms), "--cluster-require-full-coverage", "no",
+                "--save", "", "--appendonly", "no", "--dir", str(folder)]  # fmt: skip
         self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
@@ -219,6 +221,29 @@ class RedisClusterServers:
                 raise RuntimeError("the Redis Cluster did not become healthy")
             time.sleep(0.1)
 
+    def wait_replicated(self, timeout: float = 10) -> None:
+        """Until every live replica has received everything its master wrote (before killing a master)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lagging = False
+            for master in self.masters():
+                out = self.cli("-p", master["port"], "info", "replication", timeout=5)
+                info = dict(line.split(":", 1) for line in out.strip().splitlines() if ":" in line)
+                offsets = [dict(kv.split("=") for kv in v.split(",")).get("offset") for k, v in info.items()
+                           if k.startswith("slave") and k[5:].isdigit()]  # fmt: skip
+                lagging |= not offsets or any(o != info["master_repl_offset"].strip() for o in offsets)
+            if not lagging:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster replicas did not catch up")
+            time.sleep(0.05)
+
+    def reshard(self, source_id: str, target_id: str, slots: int) -> None:
+        """Move ``slots`` slots (and their keys) from one master to another with ``redis-cli --cluster reshard``."""
+        seed = next(p for p in self.ports if p in self.procs)
+        self.cli("--cluster", "reshard", f"127.0.0.1:{seed}", "--cluster-from", source_id, "--cluster-to", target_id,
+                 "--cluster-slots", str(slots), "--cluster-yes")  # fmt: skip
+
     def kill(self, port: int) -> None:
         """``kill -9`` one node."""
         proc = self.procs.pop(port)
@@ -230,14 +255,12 @@ class RedisClusterServers:
         self._spawn(port)
 
     def stop(self) -> None:
-        for port in list(self.procs):
-            proc = self.procs.pop(port)
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        procs = list(self.procs.values())
+        self.procs.clear()
+        for proc in procs:  # no data to keep: kill all at once rather than wait for six shutdowns
+            proc.kill()
+        for proc in procs:
+            proc.wait(5)
 
 
 @pytest.fixture(scope="session")

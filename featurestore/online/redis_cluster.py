@@ -432,7 +432,7 @@ class RedisClusterOnlineStore(OnlineStore):
         chunks = [idx[lo : lo + _CHUNK] for lo in range(0, len(idx), _CHUNK)]
         payloads = [_pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
         replies = self._exchange(addr, payloads)
-        written, moved = 0, []
+        written, moved = 0, list[int]()
         for chunk, (count, not_here) in zip(chunks, replies, strict=True):
             written += int(count)
             moved.extend(chunk[int(j) - 1] for j in not_here)
@@ -549,7 +549,7 @@ class RedisClusterOnlineStore(OnlineStore):
             raise _refused(exc) from None
 
     def pushed_keys(self, view: str, version: str) -> list[str]:
-        key, cursor, members = self._pushed_key(view, version), b"0", set()
+        key, cursor, members = self._pushed_key(view, version), b"0", set[str]()
         try:
             while True:
                 cursor, batch = self._call(self._meta_slot, "SSCAN", key, cursor, "COUNT", 10_000)
@@ -739,7 +739,9 @@ def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], ex
 def _pack_get_local(idx: list[int], keys: list[str]) -> bytes:
     import hiredis
 
-    return bytes(hiredis.pack_command(("EVALSHA", GET_LOCAL_SHA, 0, *(keys[i] for i in idx))))
+    args: list[Any] = ["EVALSHA", GET_LOCAL_SHA, 0]
+    args.extend(keys[i] for i in idx)
+    return bytes(hiredis.pack_command(tuple(args)))
 
 
 def _read_get_local(conn: Any) -> Any:

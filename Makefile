@@ -22,10 +22,11 @@ install: $(VENV)/.base
 install-test: $(VENV)/.test
 
 # The tests start their own redis-server processes (one with TLS, whose certificate openssl
-# makes); install what is missing.
+# makes, and a 6-node cluster that redis-cli joins); install what is missing.
 redis-server:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing with apt-get"; \

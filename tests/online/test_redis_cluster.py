@@ -7,14 +7,19 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import orjson
 import pytest
 
+from featurestore import FeatureStore
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.online import open_online_store
 from featurestore.online.redis_cluster import RedisClusterOnlineStore, parse_cluster_url
 from tests.conftest import RedisClusterServers, cluster_port
+from tests.server.test_routes import post, running
+from tests.test_materialize import NOW, build, point_in_time, source_frame
 
 _projects = itertools.count()
 
@@ -162,6 +167,36 @@ def test_resharding_under_lookups_and_pushes_loses_nothing(
     assert store.pushed_keys("v", "a") == sorted(keys)
     moved = {m["id"]: m["slots"] for m in redis_cluster.masters()}
     assert moved[source["id"]] != source["slots"]  # the slots did move
+
+
+def test_end_to_end_through_the_product_and_the_http_server(make_repo: Any, redis_cluster: RedisClusterServers) -> None:
+    """A repository with ``online = "redis+cluster://..."``: apply, ingest, materialize, lookups, a push, HTTP."""
+    df = source_frame()
+    store = FeatureStore(build(make_repo, redis_cluster.url, df=df))
+    (result,) = store.materialize()
+    expected = point_in_time(df, result.end)
+    ids = sorted(expected)
+    got = store.get_online_features("svc", {"driver_id": [*ids, 999]})
+    assert got["b"] == [*(expected[i]["b"] for i in ids), None]
+    assert got["s"] == [*(expected[i]["s"] for i in ids), None]
+    pushed = {"driver_id": 500, "event_timestamp": NOW.isoformat(), "a": 0.5, "b": 7, "s": "pushed"}
+    assert store.push("stats", [pushed]).rows_written == 1
+    online = store.online_store()
+    assert isinstance(online, RedisClusterOnlineStore)
+    version = online.current_version("stats")
+    assert version is not None and "500" in "".join(online.pushed_keys("stats", version))
+    with running(store.repo) as url:
+        assert httpx.get(url + "/ready").status_code == 200
+        body = {"features": ["stats:b", "stats:s"], "entities": {"driver_id": [*ids, 500]}}
+        resp = post(url, "/get-online-features", body)
+        assert resp.status_code == 200
+        _, b, s = resp.json()["results"]
+        assert b["values"] == [*(expected[i]["b"] for i in ids), 7]
+        assert s["values"] == [*(expected[i]["s"] for i in ids), "pushed"]
+        row_ = {"driver_id": 501, "event_timestamp": NOW.isoformat(), "a": 0.1, "b": 8, "s": "over http"}
+        assert post(url, "/push", {"view": "stats", "rows": [row_]}).json()["rows_written"] == 1
+        one = post(url, "/get-online-features", {"features": ["stats:s"], "entities": {"driver_id": [501]}})
+        assert one.json()["results"][1]["values"] == ["over http"]
 
 
 def test_failover_answers_503_then_the_promoted_replica(

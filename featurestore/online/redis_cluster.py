@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
+import collections
 import hashlib
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -12,6 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+
+import hiredis
+import redis.exceptions as rex
+from redis._parsers.base import BaseParser
+from redis.crc import key_slot
 
 from featurestore.config import redact
 from featurestore.dsl.names import check_identifier
@@ -181,6 +189,7 @@ class RedisClusterOnlineStore(OnlineStore):
         self._anodes: dict[Addr, Any] = {}
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._arefreshing = False
+        self._links: dict[Addr, asyncio.Task[_NodeLink]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -233,7 +242,7 @@ class RedisClusterOnlineStore(OnlineStore):
     def _anode(self, addr: Addr) -> Any:
         loop = asyncio.get_running_loop()
         if self._aloop is not loop:  # clients belong to one event loop
-            self._anodes, self._aloop = {}, loop
+            self._anodes, self._links, self._aloop = {}, {}, loop
         client = self._anodes.get(addr)
         if client is None:
             import redis.asyncio as aredis
@@ -247,6 +256,27 @@ class RedisClusterOnlineStore(OnlineStore):
             pool = aredis.ConnectionPool(**options)
             client = self._anodes[addr] = aredis.Redis(connection_pool=pool)
         return client
+
+    async def _link(self, addr: Addr) -> _NodeLink:
+        """The node's pipelined connection for lookups (opened once per event loop, again after a failure)."""
+        self._anode(addr)  # resets the per-loop state when the loop changed
+        task = self._links.get(addr)
+        if task is None or (task.done() and (task.cancelled() or task.exception() or task.result().closed)):
+            task = self._links[addr] = asyncio.ensure_future(self._open_link(addr))
+        return await asyncio.shield(task)
+
+    async def _open_link(self, addr: Addr) -> _NodeLink:
+        loop = asyncio.get_running_loop()
+        context = _ssl_context(self.config.options) if self.config.tls else None
+        async with asyncio.timeout(self.timeout):
+            _, link = await loop.create_connection(_NodeLink, addr[0], addr[1], ssl=context)
+            if self.config.password is not None:
+                auth = [self.config.username, self.config.password] if self.config.username else [self.config.password]
+                reply = await link.request(_pack("AUTH", *auth))
+                if isinstance(reply, Exception):
+                    link.close()
+                    raise reply
+        return link
 
     def _refresh_due(self) -> bool:
         return self._stale and (not self._loaded or time.monotonic() - self._refreshed_at >= _REFRESH_EVERY)
@@ -309,19 +339,26 @@ class RedisClusterOnlineStore(OnlineStore):
             raise StoreUnavailableError(f"Redis Cluster slot {slot} has no master (cluster incomplete or failing over)")
         return addr
 
-    def _group(self, keys: Sequence[str]) -> dict[Addr, list[int]]:
-        """Indices of ``keys`` per node serving their slot."""
+    def _group(self, prefix: str, keys: Sequence[str]) -> dict[Addr, list[int]]:
+        """Indices of ``keys`` per node serving the slot of ``prefix + key``.
+
+        The slot is CRC16(key) mod 16384 and the CRC runs on from the prefix's, so the prefix is
+        hashed once per request (a hash tag only arises from a ``{`` in an entity key).
+        """
         groups: dict[Addr, list[int]] = {}
-        slots = self._slots
+        slots, base = self._slots, binascii.crc_hqx(prefix.encode(), 0)
         for i, key in enumerate(keys):
-            addr = slots[_key_slot(key)] or self._owner(_key_slot(key))
-            groups.setdefault(addr, []).append(i)
+            slot = _key_slot(prefix + key) if "{" in key else binascii.crc_hqx(key.encode(), base) & 0x3FFF
+            addr = slots[slot] or self._owner(slot)
+            group = groups.get(addr)
+            if group is None:
+                groups[addr] = [i]
+            else:
+                group.append(i)
         return groups
 
     # -- one command to the owner of a slot, following redirections --------
     def _call(self, slot: int, *args: Any) -> Any:
-        import redis.exceptions as rex
-
         if self._refresh_due():
             self._refresh()
         addr, asking = self._owner(slot), False
@@ -346,8 +383,6 @@ class RedisClusterOnlineStore(OnlineStore):
         raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
 
     async def _acall(self, slot: int, *args: Any) -> Any:
-        import redis.exceptions as rex
-
         if self._refresh_due():
             await self._arefresh()
         addr, asking = self._owner(slot), False
@@ -404,8 +439,7 @@ class RedisClusterOnlineStore(OnlineStore):
                     self._call(self._meta_slot, "SADD", pushed_set, *keys[lo : lo + 10_000])
             if self._refresh_due():
                 self._refresh()
-            groups = self._group(full)
-            jobs = [(addr, idx) for addr, idx in groups.items()]
+            jobs = list(self._group(prefix, keys).items())
             if len(jobs) == 1:
                 results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms)]
             else:
@@ -447,8 +481,6 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def _exchange(self, addr: Addr, payloads: list[bytes]) -> list[Any]:
         """Send packed commands to one node in one write and read their replies (loading scripts once)."""
-        import redis.exceptions as rex
-
         pool = self._node(addr).connection_pool
         conn = pool.get_connection()
         try:
@@ -487,7 +519,7 @@ class RedisClusterOnlineStore(OnlineStore):
                 return [self._call(_key_slot(full[0]), "GET", full[0])]
             if self._refresh_due():
                 self._refresh()
-            groups = list(self._group(full).items())
+            groups = list(self._group(prefix, keys).items())
             # Send to every node first, then read: the nodes work at the same time, no threads needed.
             pools = [self._node(addr).connection_pool for addr, _ in groups]
             conns = []
@@ -521,23 +553,57 @@ class RedisClusterOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         full = [prefix + k for k in keys]
         try:
-            if len(full) == 1:
-                return [await self._acall(_key_slot(full[0]), "GET", full[0])]
             if self._refresh_due():
                 await self._arefresh()
-            groups = list(self._group(full).items())
-            replies = await asyncio.gather(*(self._aget_local(addr, idx, full) for addr, idx in groups))
+            groups = list(self._group(prefix, keys).items())
+            if len(full) == 1:  # one entity: a plain GET, MOVED/ASK followed by the slot's owner
+                reply = await self._aexchange(groups[0][0], _pack("GET", full[0]))
+                if isinstance(reply, rex.AskError):
+                    return [await self._acall(_key_slot(full[0]), "GET", full[0])]
+                if isinstance(reply, Exception):
+                    raise _refused(reply)
+                return [reply]
+            replies = await self._aexchange_reads(groups, full)
             out: list[bytes | None] = [None] * len(full)
-            for (_, idx), reply in zip(groups, replies, strict=True):
+            for (addr, idx), reply in zip(groups, replies, strict=True):
+                if isinstance(reply, rex.NoScriptError):  # first use on this node: load, ask again
+                    reply = await self._aget_local(addr, idx, full)
+                elif isinstance(reply, Exception):
+                    raise _refused(reply)
                 for i in _fill(out, idx, reply):
                     out[i] = await self._acall(_key_slot(full[i]), "GET", full[i])
             return out
         except Exception as exc:
             raise self._lost(exc) from exc
 
-    async def _aget_local(self, addr: Addr, idx: list[int], keys: list[str]) -> Any:
-        import redis.exceptions as rex
+    async def _aexchange_reads(self, groups: list[tuple[Addr, list[int]]], keys: list[str]) -> list[Any]:
+        """One GET_LOCAL per node on its pipelined link: all written first, then all awaited.
 
+        Concurrent lookups share one connection per node (Redis answers in order), which costs
+        no pool, lock or task per request. A reply that is an error is returned, not raised; a
+        node silent for ``timeout`` loses its link and the lookup answers 503.
+        """
+        links = [await self._link(addr) for addr, _ in groups]
+        futures = [link.send(_pack_get_local(idx, keys)) for link, (_, idx) in zip(links, groups, strict=True)]
+        try:
+            async with asyncio.timeout(self.timeout):
+                return [await f for f in futures]
+        except TimeoutError:
+            for link in links:
+                link.close()
+            raise rex.TimeoutError(f"Redis Cluster node silent for {self.timeout} s") from None
+
+    async def _aexchange(self, addr: Addr, payload: bytes) -> Any:
+        """One command on the node's pipelined link (its reply, or the error reply as a value)."""
+        link = await self._link(addr)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await link.send(payload)
+        except TimeoutError:
+            link.close()
+            raise rex.TimeoutError(f"Redis Cluster node silent for {self.timeout} s") from None
+
+    async def _aget_local(self, addr: Addr, idx: list[int], keys: list[str]) -> Any:
         client = self._anode(addr)
         args = ["EVALSHA", GET_LOCAL_SHA, 0, *(keys[i] for i in idx)]
         try:
@@ -690,9 +756,12 @@ class RedisClusterOnlineStore(OnlineStore):
 
     async def aclose(self) -> None:
         if self._aloop is asyncio.get_running_loop():
+            for task in self._links.values():
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    task.result().close()
             for client in self._anodes.values():
                 await client.aclose()
-        self._anodes, self._aloop = {}, None
+        self._anodes, self._links, self._aloop = {}, {}, None
         self.close()
 
     def __repr__(self) -> str:
@@ -700,9 +769,7 @@ class RedisClusterOnlineStore(OnlineStore):
 
 
 def _key_slot(key: str) -> int:
-    from redis.crc import key_slot
-
-    return key_slot(key.encode())
+    return int(key_slot(key.encode()))
 
 
 def _parse_slots(source: Addr, reply: Any) -> tuple[list[Addr | None], list[Addr], list[Addr]]:
@@ -725,9 +792,12 @@ def _parse_slots(source: Addr, reply: Any) -> tuple[list[Addr | None], list[Addr
     return slots, list(masters), list(known)
 
 
-def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], expire: Sequence[int] | None) -> bytes:
-    import hiredis
+def _pack(*args: Any) -> bytes:
+    """RESP for one command, packed by hiredis (C)."""
+    return bytes(hiredis.pack_command(args))
 
+
+def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], expire: Sequence[int] | None) -> bytes:
     args: list[Any] = ["EVALSHA", PUT_LOCAL_SHA, 0, len(chunk), 0 if expire is None else 1]
     args.extend(keys[i] for i in chunk)
     args.extend(rows[i] for i in chunk)
@@ -737,8 +807,6 @@ def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], ex
 
 
 def _pack_get_local(idx: list[int], keys: list[str]) -> bytes:
-    import hiredis
-
     args: list[Any] = ["EVALSHA", GET_LOCAL_SHA, 0]
     args.extend(keys[i] for i in idx)
     return bytes(hiredis.pack_command(tuple(args)))
@@ -746,8 +814,6 @@ def _pack_get_local(idx: list[int], keys: list[str]) -> bytes:
 
 def _read_get_local(conn: Any) -> Any:
     """One GET_LOCAL reply, ``None`` when the node does not know the script yet."""
-    import redis.exceptions as rex
-
     try:
         return conn.read_response()
     except rex.NoScriptError:
@@ -766,16 +832,12 @@ def _fill(out: list[bytes | None], idx: list[int], reply: Any) -> list[int]:
 
 def _refused(exc: Exception) -> Exception:
     """A whole script call refused: the cluster is down or the node is loading (503), else a store error."""
-    import redis.exceptions as rex
-
     if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.BusyLoadingError) or "READONLY" in str(exc):
         return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
     return OnlineStoreError(redact(f"Redis Cluster refused a request: {exc}"))
 
 
 def _translate_cluster(exc: Exception) -> Exception:
-    import redis.exceptions as rex
-
     if isinstance(exc, OnlineStoreError):
         return exc
     if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.AskError):
@@ -783,3 +845,60 @@ def _translate_cluster(exc: Exception) -> Exception:
     if isinstance(exc, rex.ResponseError) and "cluster is down" in str(exc).lower():
         return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
     return _translate(exc)
+
+
+class _NodeLink(asyncio.Protocol):
+    """One pipelined connection to a node: requests written as they come, replies matched in order."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            future = self._waiting.popleft()
+            if isinstance(reply, hiredis.ReplyError):
+                reply = BaseParser.parse_error(str(reply))
+            if not future.done():  # a cancelled lookup's reply is dropped, the order kept
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(rex.ConnectionError(f"connection to a Redis Cluster node lost: {exc}"))
+
+    def send(self, payload: bytes) -> asyncio.Future[Any]:
+        """Write one packed command; the future gets its reply (an exception object for an error reply)."""
+        future = asyncio.get_running_loop().create_future()
+        if self.closed or self._transport is None:
+            future.set_exception(rex.ConnectionError("connection to a Redis Cluster node closed"))
+            return future
+        self._waiting.append(future)
+        self._transport.write(payload)
+        return future
+
+    async def request(self, payload: bytes) -> Any:
+        return await self.send(payload)
+
+    def close(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.abort()  # connection_lost fails whatever still waits
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context of ``rediss+cluster://`` links, from the URL's ``ssl_*`` options."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    context.check_hostname = bool(options.get("ssl_check_hostname", False))
+    reqs = str(options.get("ssl_cert_reqs", "required")).lower()
+    context.verify_mode = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(reqs, ssl.CERT_REQUIRED)
+    return context

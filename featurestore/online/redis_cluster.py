@@ -556,35 +556,33 @@ class RedisClusterOnlineStore(OnlineStore):
             if self._refresh_due():
                 await self._arefresh()
             groups = list(self._group(prefix, keys).items())
-            if len(full) == 1:  # one entity: a plain GET, MOVED/ASK followed by the slot's owner
-                reply = await self._aexchange(groups[0][0], _pack("GET", full[0]))
-                if isinstance(reply, rex.AskError):
-                    return [await self._acall(_key_slot(full[0]), "GET", full[0])]
-                if isinstance(reply, Exception):
-                    raise _refused(reply)
-                return [reply]
             replies = await self._aexchange_reads(groups, full)
             out: list[bytes | None] = [None] * len(full)
-            for (addr, idx), reply in zip(groups, replies, strict=True):
-                if isinstance(reply, rex.NoScriptError):  # first use on this node: load, ask again
-                    reply = await self._aget_local(addr, idx, full)
-                elif isinstance(reply, Exception):
-                    raise _refused(reply)
-                for i in _fill(out, idx, reply):
-                    out[i] = await self._acall(_key_slot(full[i]), "GET", full[i])
+            for (_, idx), values in zip(groups, replies, strict=True):
+                for i, value in zip(idx, values, strict=True):
+                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                        out[i] = await self._acall(_key_slot(full[i]), "GET", full[i])
+                    elif isinstance(value, Exception):
+                        raise _refused(value)
+                    else:
+                        out[i] = value
             return out
         except Exception as exc:
             raise self._lost(exc) from exc
 
     async def _aexchange_reads(self, groups: list[tuple[Addr, list[int]]], keys: list[str]) -> list[Any]:
-        """One GET_LOCAL per node on its pipelined link: all written first, then all awaited.
+        """Pipelined GETs per node on its link, all nodes written first, then all awaited: one round trip.
 
         Concurrent lookups share one connection per node (Redis answers in order), which costs
-        no pool, lock or task per request. A reply that is an error is returned, not raised; a
+        no pool, lock or task per request; replies are parsed by hiredis in C, so plain GETs cost
+        the server less than a script. An error reply (MOVED, ASK...) comes back as a value; a
         node silent for ``timeout`` loses its link and the lookup answers 503.
         """
         links = [await self._link(addr) for addr, _ in groups]
-        futures = [link.send(_pack_get_local(idx, keys)) for link, (_, idx) in zip(links, groups, strict=True)]
+        futures = [
+            link.send(b"".join([_pack("GET", keys[i]) for i in idx]), len(idx))
+            for link, (_, idx) in zip(links, groups, strict=True)
+        ]
         try:
             async with asyncio.timeout(self.timeout):
                 return [await f for f in futures]
@@ -592,27 +590,6 @@ class RedisClusterOnlineStore(OnlineStore):
             for link in links:
                 link.close()
             raise rex.TimeoutError(f"Redis Cluster node silent for {self.timeout} s") from None
-
-    async def _aexchange(self, addr: Addr, payload: bytes) -> Any:
-        """One command on the node's pipelined link (its reply, or the error reply as a value)."""
-        link = await self._link(addr)
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await link.send(payload)
-        except TimeoutError:
-            link.close()
-            raise rex.TimeoutError(f"Redis Cluster node silent for {self.timeout} s") from None
-
-    async def _aget_local(self, addr: Addr, idx: list[int], keys: list[str]) -> Any:
-        client = self._anode(addr)
-        args = ["EVALSHA", GET_LOCAL_SHA, 0, *(keys[i] for i in idx)]
-        try:
-            return await client.execute_command(*args)
-        except rex.NoScriptError:
-            await client.execute_command("SCRIPT", "LOAD", GET_LOCAL)
-            return await client.execute_command(*args)
-        except rex.ResponseError as exc:
-            raise _refused(exc) from None
 
     def pushed_keys(self, view: str, version: str) -> list[str]:
         key, cursor, members = self._pushed_key(view, version), b"0", set[str]()
@@ -852,7 +829,7 @@ class _NodeLink(asyncio.Protocol):
 
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._waiting: collections.deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = collections.deque()
         self._transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -862,31 +839,34 @@ class _NodeLink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
-            future = self._waiting.popleft()
+            future, expected, replies = self._waiting[0]
             if isinstance(reply, hiredis.ReplyError):
                 reply = BaseParser.parse_error(str(reply))
-            if not future.done():  # a cancelled lookup's reply is dropped, the order kept
-                future.set_result(reply)
+            replies.append(reply)
+            if len(replies) == expected:
+                self._waiting.popleft()
+                if not future.done():  # a cancelled lookup's replies are dropped, the order kept
+                    future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         while self._waiting:
-            future = self._waiting.popleft()
+            future, _, _ = self._waiting.popleft()
             if not future.done():
                 future.set_exception(rex.ConnectionError(f"connection to a Redis Cluster node lost: {exc}"))
 
-    def send(self, payload: bytes) -> asyncio.Future[Any]:
-        """Write one packed command; the future gets its reply (an exception object for an error reply)."""
-        future = asyncio.get_running_loop().create_future()
+    def send(self, payload: bytes, commands: int = 1) -> asyncio.Future[list[Any]]:
+        """Write packed commands; the future gets their ``commands`` replies (error replies as exceptions)."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if self.closed or self._transport is None:
             future.set_exception(rex.ConnectionError("connection to a Redis Cluster node closed"))
             return future
-        self._waiting.append(future)
+        self._waiting.append((future, commands, []))
         self._transport.write(payload)
         return future
 
     async def request(self, payload: bytes) -> Any:
-        return await self.send(payload)
+        return (await self.send(payload))[0]
 
     def close(self) -> None:
         if self._transport is not None and not self.closed:

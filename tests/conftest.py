@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -243,6 +245,12 @@ class RedisClusterServers:
         seed = next(p for p in self.ports if p in self.procs)
         self.cli("--cluster", "reshard", f"127.0.0.1:{seed}", "--cluster-from", source_id, "--cluster-to", target_id,
                  "--cluster-slots", str(slots), "--cluster-yes")  # fmt: skip
+
+    def pause(self, port: int, seconds: float) -> None:
+        """Freeze one node (SIGSTOP) for ``seconds``, in the background: it accepts nothing, answers nothing."""
+        proc = self.procs[port]
+        proc.send_signal(signal.SIGSTOP)
+        threading.Timer(seconds, proc.send_signal, args=(signal.SIGCONT,)).start()
 
     def kill(self, port: int) -> None:
         """``kill -9`` one node."""

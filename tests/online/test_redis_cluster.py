@@ -172,6 +172,26 @@ def test_resharding_under_lookups_and_pushes_loses_nothing(
     assert moved[source["id"]] != source["slots"]  # the slots did move
 
 
+def test_a_silent_master_answers_503_within_the_timeout(redis_cluster: RedisClusterServers) -> None:
+    """A frozen master (SIGSTOP, shorter than the node timeout): its lookups fail in time, then work again."""
+    s = open_online_store(redis_cluster.url, f"cluster{next(_projects)}", timeout=0.3)
+    keys = [f"s{i}" for i in range(60)]
+    s.write_rows("v", "a", keys, [row(1, k) for k in keys])
+
+    async def scenario() -> None:
+        assert await s.aread_rows("v", "a", keys) == [row(1, k) for k in keys]  # links open
+        redis_cluster.pause(int(redis_cluster.masters()[0]["port"]), 1.0)
+        t0 = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            await s.aread_rows("v", "a", keys)
+        assert time.monotonic() - t0 < 1.0
+        await asyncio.sleep(1.2)
+        assert await s.aread_rows("v", "a", keys) == [row(1, k) for k in keys]  # a new link, same answers
+
+    asyncio.run(scenario())
+    s.close()
+
+
 def test_end_to_end_through_the_product_and_the_http_server(make_repo: Any, redis_cluster: RedisClusterServers) -> None:
     """A repository with ``online = "redis+cluster://..."``: apply, ingest, materialize, lookups, a push, HTTP."""
     df = source_frame()

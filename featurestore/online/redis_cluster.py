@@ -44,21 +44,6 @@ _MAX_REDIRECTS = 5
 # `pcall` turns that refusal into an index the client re-sends through the slot's owner, which
 # answers MOVED/ASK like any single-slot command.
 
-# ARGV: the keys. Returns {values (false -> nil), indices of keys not served here}.
-GET_LOCAL = """#!lua flags=no-writes,allow-cross-slot-keys
-local vals, moved = {}, {}
-for i = 1, #ARGV do
-  local v = redis.pcall('GET', ARGV[i])
-  if type(v) == 'table' and v.err then
-    vals[i] = false
-    moved[#moved + 1] = i
-  else
-    vals[i] = v
-  end
-end
-return {vals, moved}
-"""
-
 # ARGV: n, has_expiry (1/0), the n keys, the n rows, the n expiry times (Unix ms) when has_expiry.
 # Returns {rows written, indices of keys not served here}. The comparison is scripts.PUT_NEWER's.
 PUT_LOCAL = """#!lua flags=allow-cross-slot-keys
@@ -101,8 +86,8 @@ return {written, moved}
 # Both pointers of a view as of one moment (the two hashes share the metadata slot).
 _POINTERS = "return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}"
 
-_SCRIPTS = {hashlib.sha1(s.encode()).hexdigest(): s for s in (GET_LOCAL, PUT_LOCAL, PUT_NEWER)}
-GET_LOCAL_SHA, PUT_LOCAL_SHA = (hashlib.sha1(s.encode()).hexdigest() for s in (GET_LOCAL, PUT_LOCAL))
+_SCRIPTS = {hashlib.sha1(s.encode()).hexdigest(): s for s in (PUT_LOCAL, PUT_NEWER)}
+PUT_LOCAL_SHA = hashlib.sha1(PUT_LOCAL.encode()).hexdigest()
 _URL_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
 
 
@@ -515,19 +500,19 @@ class RedisClusterOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         full = [prefix + k for k in keys]
         try:
-            if len(full) == 1:
-                return [self._call(_key_slot(full[0]), "GET", full[0])]
             if self._refresh_due():
                 self._refresh()
             groups = list(self._group(prefix, keys).items())
-            # Send to every node first, then read: the nodes work at the same time, no threads needed.
+            # Pipelined GETs, sent to every node first, then read: the nodes work at the same time.
             pools = [self._node(addr).connection_pool for addr, _ in groups]
-            conns = []
+            conns: list[Any] = []
+            replies: list[list[Any]] = []
             try:
                 for pool, (_, idx) in zip(pools, groups, strict=True):
                     conns.append(pool.get_connection())
-                    conns[-1].send_packed_command([_pack_get_local(idx, full)])
-                replies = [_read_get_local(conn) for conn in conns]
+                    conns[-1].send_packed_command([b"".join([_pack("GET", full[i]) for i in idx])])
+                for conn, (_, idx) in zip(conns, groups, strict=True):
+                    replies.append([_reply_or_error(conn) for _ in idx])
             except BaseException:
                 for conn in conns:
                     conn.disconnect()
@@ -536,13 +521,14 @@ class RedisClusterOnlineStore(OnlineStore):
                 for pool, conn in zip(pools, conns, strict=False):
                     pool.release(conn)
             out: list[bytes | None] = [None] * len(full)
-            for (addr, idx), reply in zip(groups, replies, strict=True):
-                if reply is None:  # NOSCRIPT: load the scripts on that node, ask again
-                    self._load_scripts(self._node(addr))
-                    reply = self._exchange(addr, [_pack_get_local(idx, full)])[0]
-                moved = _fill(out, idx, reply)
-                for i in moved:
-                    out[i] = self._call(_key_slot(full[i]), "GET", full[i])
+            for (_, idx), values in zip(groups, replies, strict=True):
+                for i, value in zip(idx, values, strict=True):
+                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                        out[i] = self._call(_key_slot(full[i]), "GET", full[i])
+                    elif isinstance(value, Exception):
+                        raise _refused(value)
+                    else:
+                        out[i] = value
             return out
         except Exception as exc:
             raise self._lost(exc) from exc
@@ -783,28 +769,12 @@ def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], ex
     return bytes(hiredis.pack_command(tuple(args)))
 
 
-def _pack_get_local(idx: list[int], keys: list[str]) -> bytes:
-    args: list[Any] = ["EVALSHA", GET_LOCAL_SHA, 0]
-    args.extend(keys[i] for i in idx)
-    return bytes(hiredis.pack_command(tuple(args)))
-
-
-def _read_get_local(conn: Any) -> Any:
-    """One GET_LOCAL reply, ``None`` when the node does not know the script yet."""
+def _reply_or_error(conn: Any) -> Any:
+    """The next reply on ``conn``; an error reply (MOVED, ASK...) is returned rather than raised."""
     try:
         return conn.read_response()
-    except rex.NoScriptError:
-        return None
     except rex.ResponseError as exc:
-        raise _refused(exc) from None
-
-
-def _fill(out: list[bytes | None], idx: list[int], reply: Any) -> list[int]:
-    """Put a GET_LOCAL reply's values at ``idx`` in ``out``; return the indices the node did not serve."""
-    values, not_here = reply
-    for i, value in zip(idx, values, strict=True):
-        out[i] = value
-    return [idx[int(j) - 1] for j in not_here]
+        return exc
 
 
 def _refused(exc: Exception) -> Exception:

@@ -146,7 +146,9 @@ class RedisClusterOnlineStore(OnlineStore):
       ``:newest`` and ``:pushed:{view}:{version}`` (sets) share the slot of the tag ``<project>:@meta``.
 
     A request groups its keys by the node serving their slot (from ``CLUSTER SLOTS``) and sends
-    one script call per node, to all nodes at once. Connection failures become
+    each node its part at once, to all nodes before reading: pipelined GETs for reads (on one
+    shared connection per node in the event loop), one newest-wins script call per node and
+    batch for writes. Connection failures become
     ``StoreUnavailableError`` after one attempt bounded by ``timeout`` (no retries: the caller
     gets a 503 in time) and mark the slot map stale; the next request reads it again, so a
     promoted replica or moved slots are found without a restart. MOVED/ASK/TRYAGAIN answers

@@ -25,10 +25,11 @@ install: $(VENV)/.base
 install-test: $(VENV)/.test
 
 # The tests start their own redis-server processes (one with TLS, whose certificate openssl
-# makes) and drive Debian's chromium for the UI; install what is missing.
+# makes, and a 6-node cluster that redis-cli joins) and drive Debian's chromium for the UI; install what is missing.
 redis-server:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \

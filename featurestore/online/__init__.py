@@ -17,6 +17,8 @@ STORES = {
     "redis": "featurestore.online.redis:RedisOnlineStore",
     "rediss": "featurestore.online.redis:RedisOnlineStore",
     "memory": "featurestore.online.memory:MemoryOnlineStore",
+    "redis+cluster": "featurestore.online.redis_cluster:RedisClusterOnlineStore",
+    "rediss+cluster": "featurestore.online.redis_cluster:RedisClusterOnlineStore",
 }
 
 

@@ -45,7 +45,7 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
 
 
 def test_services_redis_setup_and_scalable_server(compose: dict[str, Any]) -> None:
-    services = compose["services"]
+    services = {name: s for name, s in compose["services"].items() if "profiles" not in s}
     assert set(services) == {"redis", "setup", "server"}
     redis = services["redis"]
     assert "--requirepass" in redis["command"] and "--appendonly" in redis["command"]
@@ -59,6 +59,35 @@ def test_services_redis_setup_and_scalable_server(compose: dict[str, Any]) -> No
     # replicas need an ephemeral host port, never a fixed one
     assert all(":" not in str(p) for p in server["ports"])
     assert server["environment"]["FEATURESTORE_ONLINE"].startswith("redis://:${REDIS_PASSWORD")
+
+
+def test_cluster_profile_six_nodes_a_create_job_and_a_server(compose: dict[str, Any]) -> None:
+    from featurestore.online import open_online_store
+    from featurestore.online.redis_cluster import RedisClusterOnlineStore
+
+    cluster = {name: s for name, s in compose["services"].items() if s.get("profiles") == ["cluster"]}
+    nodes = [f"redis-node-{i}" for i in range(1, 7)]
+    assert set(cluster) == {*nodes, "cluster-create", "setup-cluster", "server-cluster"}
+    for name in nodes:
+        node = cluster[name]
+        command = " ".join(node["command"])
+        for flag in ("--cluster-enabled yes", "--requirepass", "--masterauth", "--appendonly yes"):
+            assert flag in command
+        assert node["hostname"] == name and f"{name}:/data" in node["volumes"]
+        assert "healthcheck" in node
+    create = cluster["cluster-create"]
+    assert "--cluster create" in create["command"][2] and "--cluster-replicas 1" in create["command"][2]
+    assert all(create["depends_on"][n]["condition"] == "service_healthy" for n in nodes)
+    assert cluster["setup-cluster"]["depends_on"]["cluster-create"]["condition"] == "service_completed_successfully"
+    server = cluster["server-cluster"]
+    assert server["depends_on"]["setup-cluster"]["condition"] == "service_completed_successfully"
+    assert all(":" not in str(p) for p in server["ports"]) and "healthcheck" in server
+    url = server["environment"]["FEATURESTORE_ONLINE"]
+    assert url == cluster["setup-cluster"]["environment"]["FEATURESTORE_ONLINE"]
+    # the URL the server gets is one the store accepts, naming three seed nodes
+    store = open_online_store(url.replace("${REDIS_PASSWORD:?set REDIS_PASSWORD}", "pw"), "p")
+    assert isinstance(store, RedisClusterOnlineStore)
+    assert [h for h, _ in store.config.seeds] == nodes[:3] and store.config.password == "pw"
 
 
 def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from featurestore.errors import ConfigError, StoreUnavailableError
+from featurestore.errors import ConfigError, OnlineStoreError, StoreUnavailableError
 from featurestore.online import STORES, OnlineStore, open_online_store
 
 _projects = itertools.count()
@@ -27,6 +27,8 @@ def _url(scheme: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(request.getfixturevalue("redis_server").url)
     if scheme == "memory":
         return f"memory://{tmp_path.name}"
+    if scheme == "redis+cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
     raise AssertionError(f"no test URL for {scheme!r}: add the store to the contract suite")
 
 
@@ -52,7 +54,7 @@ def row(ts: int, *values: object, created: int = 0) -> bytes:
 
 
 def test_url_map_chooses_the_implementation(tmp_path: Path) -> None:
-    assert {"sqlite", "redis", "rediss", "memory"} <= set(STORES)
+    assert {"sqlite", "redis", "rediss", "memory", "redis+cluster", "rediss+cluster"} <= set(STORES)
     s = open_online_store(f"sqlite:///{tmp_path}/x.db", "p")
     assert type(s).__name__ == "SqliteOnlineStore"
     assert (tmp_path / "x.db").is_file()
@@ -246,10 +248,25 @@ NOW_US = int(time.time()) * 1_000_000
 HOUR = 3_600_000_000
 
 
+# Stores that cannot hold aggregation state yet, with the exception they raise (as ibis marks a
+# backend's gaps): the tests below expect exactly that exception there, and pass everywhere else.
+NO_EVENTS = {"redis+cluster": OnlineStoreError}
+
+
+@pytest.fixture
+def needs_events(store: OnlineStore, request: pytest.FixtureRequest) -> None:
+    scheme = request.node.callspec.params["store"]
+    if scheme in NO_EVENTS:
+        with pytest.raises(NO_EVENTS[scheme]):
+            store.read_events("agg", "v1", ["1"])
+        pytest.xfail(f"{scheme} does not hold aggregation state yet (raises {NO_EVENTS[scheme].__name__})")
+
+
 def event(ts: int, value: object = 1.0, created: int | None = None, seq: int = 0) -> bytes:
     return orjson.dumps([ts, created, seq, value])
 
 
+@pytest.mark.usefixtures("needs_events")
 def test_events_append_read_and_dedupe_by_identity(store: OnlineStore) -> None:
     e1, e2 = event(NOW_US, 1.0), event(NOW_US, 2.0)  # two events at one time both count
     assert store.append_events("agg", "v1", ["1", "2"], [[("n:a", e1), ("n:b", e2)], [("i:x", e1)]], HOUR) == 3
@@ -260,6 +277,7 @@ def test_events_append_read_and_dedupe_by_identity(store: OnlineStore) -> None:
     assert store.read_events("agg", "v1", []) == []
 
 
+@pytest.mark.usefixtures("needs_events")
 def test_events_older_than_the_horizon_of_the_newest_are_dropped(store: OnlineStore) -> None:
     old, mid, new = event(NOW_US - 2 * HOUR), event(NOW_US - HOUR // 2), event(NOW_US)
     assert store.append_events("agg", "v1", ["1"], [[("n:old", old)]], HOUR) == 1
@@ -270,6 +288,7 @@ def test_events_older_than_the_horizon_of_the_newest_are_dropped(store: OnlineSt
     assert sorted(store.read_events("agg", "v1", ["1"])[0]) == sorted([mid, new])
 
 
+@pytest.mark.usefixtures("needs_events")
 def test_events_replace_and_expire(store: OnlineStore) -> None:
     store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US)), ("n:b", event(NOW_US + 1))]], HOUR)
     assert store.append_events("agg", "v1", ["1"], [[("n:c", event(NOW_US, 5.0))]], HOUR, replace=True) == 1
@@ -281,6 +300,7 @@ def test_events_replace_and_expire(store: OnlineStore) -> None:
     assert store.read_events("agg", "v1", ["1"]) == [[]]
 
 
+@pytest.mark.usefixtures("needs_events")
 def test_concurrent_event_appends_lose_nothing(store: OnlineStore) -> None:
     def worker(w: int) -> None:
         for i in range(20):
@@ -294,6 +314,7 @@ def test_concurrent_event_appends_lose_nothing(store: OnlineStore) -> None:
     assert len(store.read_events("agg", "v1", ["1"])[0]) == 80
 
 
+@pytest.mark.usefixtures("needs_events")
 def test_async_event_reads_match(store: OnlineStore) -> None:
     store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US))]], HOUR)
 

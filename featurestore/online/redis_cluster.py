@@ -1,0 +1,855 @@
+"""The Redis Cluster online store: rows spread over every slot by entity key, metadata on one slot."""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import collections
+import hashlib
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import hiredis
+import redis.exceptions as rex
+from redis._parsers.base import BaseParser
+from redis.crc import key_slot
+
+from featurestore.dsl.names import check_identifier
+from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
+from featurestore.online.base import OnlineStore
+from featurestore.online.redis import _hiredis_connection_class, _parse_newest, _translate
+from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
+from featurestore.times import utc_datetime
+
+__all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
+
+Addr = tuple[str, int]
+
+_SLOTS = 16384
+_CHUNK = 5000  # rows per script call, as in the single store
+_REFRESH_EVERY = 0.1  # seconds between two slot-map refreshes after errors
+_MAX_REDIRECTS = 5
+
+# Scripts run on one node over keys of many slots: the keys travel in ARGV (declared KEYS must
+# share one slot), `allow-cross-slot-keys` (Redis >= 7.0) lets the script touch them, and Redis
+# still refuses any key this node does not serve (slot moved, or migrating and absent here).
+# `pcall` turns that refusal into an index the client re-sends through the slot's owner, which
+# answers MOVED/ASK like any single-slot command.
+
+# ARGV: n, has_expiry (1/0), the n keys, the n rows, the n expiry times (Unix ms) when has_expiry.
+# Returns {rows written, indices of keys not served here}. The comparison is scripts.PUT_NEWER's.
+PUT_LOCAL = """#!lua flags=allow-cross-slot-keys
+local n = tonumber(ARGV[1])
+local has_exp = ARGV[2] == '1'
+local written, moved = 0, {}
+for i = 1, n do
+  local key, new = ARGV[2 + i], ARGV[2 + n + i]
+  local old = redis.pcall('GET', key)
+  if type(old) == 'table' and old.err then
+    moved[#moved + 1] = i
+  else
+    local put = true
+    if old then
+      local ots = tonumber(string.match(old, '^%[(%-?%d+)'))
+      local nts = tonumber(string.match(new, '^%[(%-?%d+)'))
+      if ots == nil or nts > ots then
+        put = true
+      elseif nts < ots then
+        put = false
+      else
+        local oc = tonumber(string.match(old, ',(%-?%d+)%]$')) or 0
+        local nc = tonumber(string.match(new, ',(%-?%d+)%]$')) or 0
+        put = nc > oc
+      end
+    end
+    if put then
+      if has_exp then
+        redis.call('SET', key, new, 'PXAT', ARGV[2 + 2 * n + i])
+      else
+        redis.call('SET', key, new)
+      end
+      written = written + 1
+    end
+  end
+end
+return {written, moved}
+"""
+
+# Both pointers of a view as of one moment (the two hashes share the metadata slot).
+_POINTERS = "return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}"
+
+_SCRIPTS = {hashlib.sha1(s.encode()).hexdigest(): s for s in (PUT_LOCAL, PUT_NEWER)}
+PUT_LOCAL_SHA = hashlib.sha1(PUT_LOCAL.encode()).hexdigest()
+_URL_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
+
+
+@dataclass(frozen=True, repr=False)
+class ClusterURL:
+    """A parsed ``redis+cluster://`` URL: seed nodes, credentials and TLS options."""
+
+    seeds: list[Addr]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """``redis+cluster://[user:password@]host:port[,host:port...][?ssl_ca_certs=...]`` (``rediss+cluster`` for TLS)."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    where = f"Redis Cluster URL {redact(url)!r}"
+    if not sep or scheme not in ("redis+cluster", "rediss+cluster"):
+        raise OnlineStoreError(f"{where}: use redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)")
+    rest, _, query = rest.partition("?")
+    userinfo, _, hosts = rest.rpartition("@")
+    hosts, _, db = hosts.partition("/")
+    if db not in ("", "0"):
+        raise OnlineStoreError(f"{where}: a Redis Cluster has only database 0; remove /{db}")
+    user, _, password = userinfo.partition(":")
+    seeds = []
+    for part in hosts.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise OnlineStoreError(f"{where}: seed node {part!r} is not host:port")
+        seeds.append((host.strip("[]"), int(port)))
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _URL_OPTIONS:
+            raise OnlineStoreError(f"{where}: unknown option {key!r}; use one of {sorted(_URL_OPTIONS)}")
+        options[key] = value.lower() in ("1", "true", "yes") if key == "ssl_check_hostname" else value
+    return ClusterURL(
+        seeds=seeds,
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        tls=scheme == "rediss+cluster",
+        options=options,
+    )
+
+
+class RedisClusterOnlineStore(OnlineStore):
+    """Rows in a Redis Cluster (``redis+cluster://host:port[,host:port...]``; the seeds reveal the rest).
+
+    Layout: the single store's keys, with the metadata pinned to one slot by a hash tag:
+
+    - ``fs:{project}:{view}:{version}:{entity key}`` -> the row, no hash tag, so the rows of a
+      view spread over all 16384 slots (and every master) by entity key;
+    - ``fs:{<project>:@meta}:versions`` / ``:pending`` (hashes, the pointers), ``:watermarks``,
+      ``:newest`` and ``:pushed:{view}:{version}`` (sets) share the slot of the tag ``<project>:@meta``.
+
+    A request groups its keys by the node serving their slot (from ``CLUSTER SLOTS``) and sends
+    each node its part at once, to all nodes before reading: pipelined GETs for reads (on one
+    shared connection per node in the event loop), one newest-wins script call per node and
+    batch for writes. Connection failures become
+    ``StoreUnavailableError`` after one attempt bounded by ``timeout`` (no retries: the caller
+    gets a 503 in time) and mark the slot map stale; the next request reads it again, so a
+    promoted replica or moved slots are found without a restart. MOVED/ASK/TRYAGAIN answers
+    are followed per slot.
+    """
+
+    def __init__(self, url: str, project: str, *, timeout: float = 0.5, max_connections: int = 64) -> None:
+        self.url = url
+        self.project = check_identifier(project, "project")
+        self.timeout = timeout
+        self.config = parse_cluster_url(url)
+        self._max_connections = max_connections
+        meta = f"fs:{{{project}:@meta}}"
+        self._versions_key, self._pending_key = f"{meta}:versions", f"{meta}:pending"
+        self._watermarks_key, self._newest_key = f"{meta}:watermarks", f"{meta}:newest"
+        self._pushed_prefix = f"{meta}:pushed:"
+        self._meta_slot = _key_slot(self._versions_key)
+        self._slots: list[Addr | None] = [None] * _SLOTS
+        self._masters: list[Addr] = []
+        self._known: list[Addr] = list(self.config.seeds)
+        self._stale, self._loaded = True, False
+        self._refreshed_at = 0.0
+        self._lock, self._nodes_lock = threading.Lock(), threading.Lock()
+        self._nodes: dict[Addr, Any] = {}
+        self._anodes: dict[Addr, Any] = {}
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._arefreshing = False
+        self._links: dict[Addr, asyncio.Task[_NodeLink]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RedisClusterOnlineStore:
+        """The store configured by ``settings.online`` and ``settings.online_timeout``."""
+        return cls(settings.online_url, settings.project, timeout=settings.online_timeout)
+
+    # -- keys -----------------------------------------------------------
+    def prefix(self, view: str, version: str) -> str:
+        """The key prefix of one view version (``fs:{project}:{view}:{version}:``)."""
+        check_identifier(view, "feature view")
+        if not version.isalnum():
+            raise OnlineStoreError(f"invalid view version {version!r}")
+        return f"fs:{self.project}:{view}:{version}:"
+
+    def _pushed_key(self, view: str, version: str) -> str:
+        self.prefix(view, version)
+        return f"{self._pushed_prefix}{view}:{version}"
+
+    # -- nodes and the slot map -------------------------------------------
+    def _node_options(self, addr: Addr) -> dict[str, Any]:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options: dict[str, Any] = {
+            "host": addr[0],
+            "port": addr[1],
+            "username": self.config.username,
+            "password": self.config.password,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry": Retry(NoBackoff(), 0),  # one attempt: a lost node must answer 503 within the timeout
+            "max_connections": self._max_connections,
+        }
+        if self.config.tls:
+            options.update(self.config.options)
+        return options
+
+    def _node(self, addr: Addr) -> Any:
+        client = self._nodes.get(addr)
+        if client is None:
+            import redis
+
+            with self._nodes_lock:  # one client per node: a replaced one would close connections in use
+                client = self._nodes.get(addr)
+                if client is None:
+                    client = self._nodes[addr] = redis.Redis(ssl=self.config.tls, **self._node_options(addr))
+        return client
+
+    def _anode(self, addr: Addr) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._aloop is not loop:  # clients belong to one event loop
+            self._anodes, self._links, self._aloop = {}, {}, loop
+        client = self._anodes.get(addr)
+        if client is None:
+            import redis.asyncio as aredis
+
+            options = self._node_options(addr)
+            fast = _hiredis_connection_class("rediss://" if self.config.tls else "redis://")
+            if fast is not None:
+                options["connection_class"] = fast
+            elif self.config.tls:
+                options["connection_class"] = aredis.SSLConnection
+            pool = aredis.ConnectionPool(**options)
+            client = self._anodes[addr] = aredis.Redis(connection_pool=pool)
+        return client
+
+    async def _link(self, addr: Addr) -> _NodeLink:
+        """The node's pipelined connection for lookups (opened once per event loop, again after a failure)."""
+        self._anode(addr)  # resets the per-loop state when the loop changed
+        task = self._links.get(addr)
+        if task is None or (task.done() and (task.cancelled() or task.exception() or task.result().closed)):
+            task = self._links[addr] = asyncio.ensure_future(self._open_link(addr))
+        return await asyncio.shield(task)
+
+    async def _open_link(self, addr: Addr) -> _NodeLink:
+        loop = asyncio.get_running_loop()
+        context = _ssl_context(self.config.options) if self.config.tls else None
+        async with asyncio.timeout(self.timeout):
+            _, link = await loop.create_connection(_NodeLink, addr[0], addr[1], ssl=context)
+            if self.config.password is not None:
+                auth = [self.config.username, self.config.password] if self.config.username else [self.config.password]
+                reply = await link.request(_pack("AUTH", *auth))
+                if isinstance(reply, Exception):
+                    link.close()
+                    raise reply
+        return link
+
+    def _refresh_due(self) -> bool:
+        return self._stale and (not self._loaded or time.monotonic() - self._refreshed_at >= _REFRESH_EVERY)
+
+    def _candidates(self) -> list[Addr]:
+        return list(dict.fromkeys([*self._masters, *self._known, *self.config.seeds]))
+
+    def _install(self, source: Addr, reply: Any) -> None:
+        slots, masters, known = _parse_slots(source, reply)
+        self._slots, self._masters = slots, masters
+        self._known = list(dict.fromkeys([*known, *self.config.seeds]))
+        self._stale, self._loaded = False, True
+
+    def _refresh(self) -> None:
+        """Read the slot map from the first node that answers (rate-limited; only when stale)."""
+        with self._lock:
+            if not self._refresh_due():
+                return
+            self._refreshed_at = time.monotonic()
+            errors = []
+            for addr in self._candidates():
+                try:
+                    self._install(addr, self._node(addr).execute_command("CLUSTER", "SLOTS"))
+                    return
+                except Exception as exc:  # try the next node
+                    errors.append(f"{addr[0]}:{addr[1]}: {exc}")
+        self._no_map(errors)
+
+    async def _arefresh(self) -> None:
+        while self._arefreshing and not self._loaded:  # the first map: wait for it rather than fail
+            await asyncio.sleep(0.005)
+        if self._arefreshing or not self._refresh_due():
+            return
+        self._arefreshing, self._refreshed_at = True, time.monotonic()
+        try:
+            errors = []
+            for addr in self._candidates():
+                try:
+                    self._install(addr, await self._anode(addr).execute_command("CLUSTER", "SLOTS"))
+                    return
+                except Exception as exc:
+                    errors.append(f"{addr[0]}:{addr[1]}: {exc}")
+        finally:
+            self._arefreshing = False
+        self._no_map(errors)
+
+    def _no_map(self, errors: list[str]) -> None:
+        if not self._loaded:  # never had a map: nothing can be served
+            raise StoreUnavailableError(redact("no Redis Cluster node answered: " + "; ".join(errors)))
+
+    def _lost(self, exc: Exception) -> Exception:
+        """Mark the map stale after a failure (the next request reads it again) and translate ``exc``."""
+        self._stale = True
+        return _translate_cluster(exc)
+
+    def _owner(self, slot: int) -> Addr:
+        addr = self._slots[slot]
+        if addr is None:
+            self._stale = True
+            raise StoreUnavailableError(f"Redis Cluster slot {slot} has no master (cluster incomplete or failing over)")
+        return addr
+
+    def _group(self, prefix: str, keys: Sequence[str]) -> dict[Addr, list[int]]:
+        """Indices of ``keys`` per node serving the slot of ``prefix + key``.
+
+        The slot is CRC16(key) mod 16384 and the CRC runs on from the prefix's, so the prefix is
+        hashed once per request (a hash tag only arises from a ``{`` in an entity key).
+        """
+        groups: dict[Addr, list[int]] = {}
+        slots, base = self._slots, binascii.crc_hqx(prefix.encode(), 0)
+        for i, key in enumerate(keys):
+            slot = _key_slot(prefix + key) if "{" in key else binascii.crc_hqx(key.encode(), base) & 0x3FFF
+            addr = slots[slot] or self._owner(slot)
+            group = groups.get(addr)
+            if group is None:
+                groups[addr] = [i]
+            else:
+                group.append(i)
+        return groups
+
+    # -- one command to the owner of a slot, following redirections --------
+    def _call(self, slot: int, *args: Any) -> Any:
+        if self._refresh_due():
+            self._refresh()
+        addr, asking = self._owner(slot), False
+        for _ in range(_MAX_REDIRECTS):
+            client = self._node(addr)
+            try:
+                if not asking:
+                    return client.execute_command(*args)
+                pipe = client.pipeline(transaction=False)
+                pipe.execute_command("ASKING")
+                pipe.execute_command(*args)
+                return pipe.execute()[1]
+            except rex.MovedError as exc:
+                addr, asking, self._stale = (exc.host, int(exc.port)), False, True
+                self._slots[int(exc.slot_id)] = addr
+            except rex.AskError as exc:
+                addr, asking = (exc.host, int(exc.port)), True
+            except rex.TryAgainError:
+                time.sleep(0.02)
+            except rex.NoScriptError:
+                self._load_scripts(client)
+        raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
+
+    async def _acall(self, slot: int, *args: Any) -> Any:
+        if self._refresh_due():
+            await self._arefresh()
+        addr, asking = self._owner(slot), False
+        for _ in range(_MAX_REDIRECTS):
+            client = self._anode(addr)
+            try:
+                if not asking:
+                    return await client.execute_command(*args)
+                pipe = client.pipeline(transaction=False)
+                pipe.execute_command("ASKING")
+                pipe.execute_command(*args)
+                return (await pipe.execute())[1]
+            except rex.MovedError as exc:
+                addr, asking, self._stale = (exc.host, int(exc.port)), False, True
+                self._slots[int(exc.slot_id)] = addr
+            except rex.AskError as exc:
+                addr, asking = (exc.host, int(exc.port)), True
+            except rex.TryAgainError:
+                await asyncio.sleep(0.02)
+            except rex.NoScriptError:
+                for script in _SCRIPTS.values():
+                    await client.execute_command("SCRIPT", "LOAD", script)
+        raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
+
+    @staticmethod
+    def _load_scripts(client: Any) -> None:
+        for script in _SCRIPTS.values():
+            client.execute_command("SCRIPT", "LOAD", script)
+
+    # -- rows -----------------------------------------------------------
+    def write_rows(
+        self,
+        view: str,
+        version: str,
+        keys: Sequence[str],
+        rows: Sequence[bytes],
+        expire_at_ms: Sequence[int] | None = None,
+        *,
+        pushed: bool = False,
+    ) -> int:
+        if len(keys) != len(rows) or (expire_at_ms is not None and len(expire_at_ms) != len(keys)):
+            raise OnlineStoreError("write_rows: keys, rows and expire_at_ms must have the same length")
+        if not keys:
+            return 0
+        prefix = self.prefix(view, version)
+        full = [prefix + k for k in keys]
+        try:
+            if pushed:
+                # Before the rows: a key marked pushed whose row then fails to land is harmless (it
+                # carries nothing forward), a row written but never marked would be lost at the next
+                # version switch. The push retries the whole batch on error anyway.
+                pushed_set = self._pushed_key(view, version)
+                for lo in range(0, len(keys), 10_000):
+                    self._call(self._meta_slot, "SADD", pushed_set, *keys[lo : lo + 10_000])
+            if self._refresh_due():
+                self._refresh()
+            jobs = list(self._group(prefix, keys).items())
+            if len(jobs) == 1:
+                results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms)]
+            else:
+                pool = self._pool or ThreadPoolExecutor(8, thread_name_prefix="fs-cluster")
+                self._pool = pool
+                futures = [pool.submit(self._write_node, a, idx, full, rows, expire_at_ms) for a, idx in jobs]
+                results = [f.result() for f in futures]
+            written = sum(r[0] for r in results)
+            for i in (i for r in results for i in r[1]):  # keys whose slot was not where the map said
+                written += self._write_redirected(full[i], rows[i], None if expire_at_ms is None else expire_at_ms[i])
+            return written
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    def _write_node(
+        self,
+        addr: Addr,
+        idx: list[int],
+        keys: list[str],
+        rows: Sequence[bytes],
+        expire_at_ms: Sequence[int] | None,
+    ) -> tuple[int, list[int]]:
+        """Run the newest-wins script over one node's keys, in chunks sent in one write; (written, moved indices)."""
+        chunks = [idx[lo : lo + _CHUNK] for lo in range(0, len(idx), _CHUNK)]
+        payloads = [_pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
+        replies = self._exchange(addr, payloads)
+        written, moved = 0, list[int]()
+        for chunk, (count, not_here) in zip(chunks, replies, strict=True):
+            written += int(count)
+            moved.extend(chunk[int(j) - 1] for j in not_here)
+        return written, moved
+
+    def _write_redirected(self, key: str, row: bytes, expire_at_ms: int | None) -> int:
+        """One row through its slot's owner (following MOVED/ASK) with the declared-keys script."""
+        args: list[Any] = ["EVALSHA", PUT_NEWER_SHA, 1, key, 1, 0 if expire_at_ms is None else 1, 0, row]
+        if expire_at_ms is not None:
+            args.append(expire_at_ms)
+        return int(self._call(_key_slot(key), *args))
+
+    def _exchange(self, addr: Addr, payloads: list[bytes]) -> list[Any]:
+        """Send packed commands to one node in one write and read their replies (loading scripts once)."""
+        pool = self._node(addr).connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(payloads)
+            replies: list[Any] = []
+            missing = []
+            for i in range(len(payloads)):
+                try:
+                    replies.append(conn.read_response())
+                except rex.NoScriptError:
+                    replies.append(None)
+                    missing.append(i)
+            if missing:  # first use on this node (or after a restart or failover): load, send again
+                for script in _SCRIPTS.values():
+                    conn.send_command("SCRIPT", "LOAD", script)
+                    conn.read_response()
+                conn.send_packed_command([payloads[i] for i in missing])
+                for i in missing:
+                    replies[i] = conn.read_response()
+            return replies
+        except rex.ResponseError as exc:
+            raise _refused(exc) from None
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        full = [prefix + k for k in keys]
+        try:
+            if self._refresh_due():
+                self._refresh()
+            groups = list(self._group(prefix, keys).items())
+            # Pipelined GETs, sent to every node first, then read: the nodes work at the same time.
+            pools = [self._node(addr).connection_pool for addr, _ in groups]
+            conns: list[Any] = []
+            replies: list[list[Any]] = []
+            try:
+                for pool, (_, idx) in zip(pools, groups, strict=True):
+                    conns.append(pool.get_connection())
+                    conns[-1].send_packed_command([b"".join([_pack("GET", full[i]) for i in idx])])
+                for conn, (_, idx) in zip(conns, groups, strict=True):
+                    replies.append([_reply_or_error(conn) for _ in idx])
+            except BaseException:
+                for conn in conns:
+                    conn.disconnect()
+                raise
+            finally:
+                for pool, conn in zip(pools, conns, strict=False):
+                    pool.release(conn)
+            out: list[bytes | None] = [None] * len(full)
+            for (_, idx), values in zip(groups, replies, strict=True):
+                for i, value in zip(idx, values, strict=True):
+                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                        out[i] = self._call(_key_slot(full[i]), "GET", full[i])
+                    elif isinstance(value, Exception):
+                        raise _refused(value)
+                    else:
+                        out[i] = value
+            return out
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    async def aread_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        prefix = self.prefix(view, version)
+        full = [prefix + k for k in keys]
+        try:
+            if self._refresh_due():
+                await self._arefresh()
+            groups = list(self._group(prefix, keys).items())
+            replies = await self._aexchange_reads(groups, full)
+            out: list[bytes | None] = [None] * len(full)
+            for (_, idx), values in zip(groups, replies, strict=True):
+                for i, value in zip(idx, values, strict=True):
+                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                        out[i] = await self._acall(_key_slot(full[i]), "GET", full[i])
+                    elif isinstance(value, Exception):
+                        raise _refused(value)
+                    else:
+                        out[i] = value
+            return out
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    async def _aexchange_reads(self, groups: list[tuple[Addr, list[int]]], keys: list[str]) -> list[Any]:
+        """Pipelined GETs per node on its link, all nodes written first, then all awaited: one round trip.
+
+        Concurrent lookups share one connection per node (Redis answers in order), which costs
+        no pool, lock or task per request; replies are parsed by hiredis in C, so plain GETs cost
+        the server less than a script. An error reply (MOVED, ASK...) comes back as a value; a
+        node silent for ``timeout`` loses its link and the lookup answers 503.
+        """
+        links = [await self._link(addr) for addr, _ in groups]
+        futures = [
+            link.send(b"".join([_pack("GET", keys[i]) for i in idx]), len(idx))
+            for link, (_, idx) in zip(links, groups, strict=True)
+        ]
+        try:
+            async with asyncio.timeout(self.timeout):
+                return [await f for f in futures]
+        except TimeoutError:
+            for link in links:
+                link.close()
+            raise rex.TimeoutError(f"Redis Cluster node silent for {self.timeout} s") from None
+
+    def pushed_keys(self, view: str, version: str) -> list[str]:
+        key, cursor, members = self._pushed_key(view, version), b"0", set[str]()
+        try:
+            while True:
+                cursor, batch = self._call(self._meta_slot, "SSCAN", key, cursor, "COUNT", 10_000)
+                members.update(m.decode() for m in batch)
+                if int(cursor) == 0:
+                    return sorted(members)
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    # -- pointers and watermarks -----------------------------------------
+    def _meta(self, *args: Any) -> Any:
+        try:
+            return self._call(self._meta_slot, *args)
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    async def _ameta(self, *args: Any) -> Any:
+        try:
+            return await self._acall(self._meta_slot, *args)
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    def pointers(self, view: str) -> tuple[str | None, str | None]:
+        current, pending = self._meta("EVAL", _POINTERS, 2, self._versions_key, self._pending_key, view)
+        cur = None if current is None else current.decode()
+        pend = None if pending is None else pending.decode()
+        return cur, (None if pend == cur else pend)
+
+    def set_pending_version(self, view: str, version: str) -> None:
+        self.prefix(view, version)
+        self._meta("HSET", self._pending_key, view, version)
+
+    def current_version(self, view: str) -> str | None:
+        value = self._meta("HGET", self._versions_key, view)
+        return None if value is None else value.decode()
+
+    def current_versions(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in self._meta("HGETALL", self._versions_key).items()}
+
+    async def acurrent_versions(self) -> dict[str, str]:
+        return {k.decode(): v.decode() for k, v in (await self._ameta("HGETALL", self._versions_key)).items()}
+
+    def set_current_version(self, view: str, version: str, *, if_absent: bool = False) -> None:
+        self.prefix(view, version)
+        self._meta("HSETNX" if if_absent else "HSET", self._versions_key, view, version)
+
+    def watermark(self, view: str, version: str) -> datetime | None:
+        value = self._meta("HGET", self._watermarks_key, f"{view}:{version}")
+        return None if value is None else utc_datetime(value.decode())
+
+    def set_watermark(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        self._meta("HSET", self._watermarks_key, f"{view}:{version}", stamp.isoformat())
+
+    def newest_events(self) -> dict[tuple[str, str], datetime]:
+        return _parse_newest(self._meta("HGETALL", self._newest_key))
+
+    async def anewest_events(self) -> dict[tuple[str, str], datetime]:
+        return _parse_newest(await self._ameta("HGETALL", self._newest_key))
+
+    def set_newest_event(self, view: str, version: str, when: datetime) -> None:
+        stamp = utc_datetime(when)
+        assert stamp is not None
+        field_ = f"{view}:{version}"
+        old = self._meta("HGET", self._newest_key, field_)
+        if old is None or utc_datetime(old.decode()) < stamp:  # type: ignore[operator]
+            self._meta("HSET", self._newest_key, field_, stamp.isoformat())
+
+    def delete(self, view: str, version: str | None = None) -> int:
+        if version is None:
+            pattern = f"fs:{self.project}:{check_identifier(view, 'feature view')}:*"
+            self._meta("HDEL", self._versions_key, view)
+            self._meta("HDEL", self._pending_key, view)
+            for key in self._meta_scan(f"{self._pushed_prefix}{view}:*"):
+                self._meta("UNLINK", key)
+            for meta in (self._watermarks_key, self._newest_key):
+                fields = [f for f in self._meta("HKEYS", meta) if f.decode().startswith(view + ":")]
+                if fields:
+                    self._meta("HDEL", meta, *fields)
+        else:
+            pattern = self.prefix(view, version) + "*"
+            self._meta("UNLINK", self._pushed_key(view, version))
+            self._meta("HDEL", self._watermarks_key, f"{view}:{version}")
+            self._meta("HDEL", self._newest_key, f"{view}:{version}")
+        try:
+            if self._refresh_due():
+                self._refresh()
+            return sum(self._delete_on(addr, pattern) for addr in self._masters)
+        except Exception as exc:
+            raise self._lost(exc) from exc
+
+    def _meta_scan(self, pattern: str) -> list[bytes]:
+        """Keys matching ``pattern`` on the metadata slot's node."""
+        found, cursor = [], b"0"
+        while True:
+            cursor, batch = self._meta("SCAN", cursor, "MATCH", pattern, "COUNT", 10_000)
+            found.extend(batch)
+            if int(cursor) == 0:
+                return found
+
+    def _delete_on(self, addr: Addr, pattern: str) -> int:
+        """Unlink one master's keys matching ``pattern`` (a key moved away meanwhile is left to its new owner)."""
+        client, removed = self._node(addr), 0
+        batch: list[bytes] = []
+
+        def flush() -> int:
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.unlink(key)
+            done = pipe.execute(raise_on_error=False)
+            batch.clear()
+            return sum(r for r in done if isinstance(r, int))
+
+        for key in client.scan_iter(match=pattern, count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                removed += flush()
+        if batch:
+            removed += flush()
+        return removed
+
+    # -- lifecycle --------------------------------------------------------
+    def ping(self) -> None:
+        """The metadata slot's master answers (without it no pointer, hence nothing, can be served)."""
+        self._meta("PING")
+
+    async def aping(self) -> None:
+        await self._ameta("PING")
+
+    def close(self) -> None:
+        for client in self._nodes.values():
+            client.close()
+        self._nodes = {}
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    async def aclose(self) -> None:
+        if self._aloop is asyncio.get_running_loop():
+            for task in self._links.values():
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    task.result().close()
+            for client in self._anodes.values():
+                await client.aclose()
+        self._anodes, self._links, self._aloop = {}, {}, None
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisClusterOnlineStore(project={self.project!r}, seeds={len(self.config.seeds)})"
+
+
+def _key_slot(key: str) -> int:
+    return int(key_slot(key.encode()))
+
+
+def _parse_slots(source: Addr, reply: Any) -> tuple[list[Addr | None], list[Addr], list[Addr]]:
+    """``CLUSTER SLOTS`` -> (slot -> master, the masters, every node); an empty host means ``source``'s."""
+    slots: list[Addr | None] = [None] * _SLOTS
+    masters: dict[Addr, None] = {}
+    known: dict[Addr, None] = {}
+    for entry in reply:
+        start, end, *nodes = entry
+        addrs = []
+        for node in nodes:
+            host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+            addrs.append((source[0] if host in ("", "?") else host, int(node[1])))
+        if not addrs:
+            continue
+        master = addrs[0]
+        masters[master] = None
+        known.update(dict.fromkeys(addrs))
+        slots[int(start) : int(end) + 1] = [master] * (int(end) - int(start) + 1)
+    return slots, list(masters), list(known)
+
+
+def _pack(*args: Any) -> bytes:
+    """RESP for one command, packed by hiredis (C)."""
+    return bytes(hiredis.pack_command(args))
+
+
+def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], expire: Sequence[int] | None) -> bytes:
+    args: list[Any] = ["EVALSHA", PUT_LOCAL_SHA, 0, len(chunk), 0 if expire is None else 1]
+    args.extend(keys[i] for i in chunk)
+    args.extend(rows[i] for i in chunk)
+    if expire is not None:
+        args.extend(expire[i] for i in chunk)
+    return bytes(hiredis.pack_command(tuple(args)))
+
+
+def _reply_or_error(conn: Any) -> Any:
+    """The next reply on ``conn``; an error reply (MOVED, ASK...) is returned rather than raised."""
+    try:
+        return conn.read_response()
+    except rex.ResponseError as exc:
+        return exc
+
+
+def _refused(exc: Exception) -> Exception:
+    """A whole script call refused: the cluster is down or the node is loading (503), else a store error."""
+    if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.BusyLoadingError) or "READONLY" in str(exc):
+        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
+    return OnlineStoreError(redact(f"Redis Cluster refused a request: {exc}"))
+
+
+def _translate_cluster(exc: Exception) -> Exception:
+    if isinstance(exc, OnlineStoreError):
+        return exc
+    if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.AskError):
+        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
+    if isinstance(exc, rex.ResponseError) and "cluster is down" in str(exc).lower():
+        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
+    return _translate(exc)
+
+
+class _NodeLink(asyncio.Protocol):
+    """One pipelined connection to a node: requests written as they come, replies matched in order."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._waiting: collections.deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        while (reply := self._reader.gets()) is not False:
+            future, expected, replies = self._waiting[0]
+            if isinstance(reply, hiredis.ReplyError):
+                reply = BaseParser.parse_error(str(reply))
+            replies.append(reply)
+            if len(replies) == expected:
+                self._waiting.popleft()
+                if not future.done():  # a cancelled lookup's replies are dropped, the order kept
+                    future.set_result(replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        while self._waiting:
+            future, _, _ = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(rex.ConnectionError(f"connection to a Redis Cluster node lost: {exc}"))
+
+    def send(self, payload: bytes, commands: int = 1) -> asyncio.Future[list[Any]]:
+        """Write packed commands; the future gets their ``commands`` replies (error replies as exceptions)."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self.closed or self._transport is None:
+            future.set_exception(rex.ConnectionError("connection to a Redis Cluster node closed"))
+            return future
+        self._waiting.append((future, commands, []))
+        self._transport.write(payload)
+        return future
+
+    async def request(self, payload: bytes) -> Any:
+        return (await self.send(payload))[0]
+
+    def close(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.abort()  # connection_lost fails whatever still waits
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context of ``rediss+cluster://`` links, from the URL's ``ssl_*`` options."""
+    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    context.check_hostname = bool(options.get("ssl_check_hostname", False))
+    reqs = str(options.get("ssl_cert_reqs", "required")).lower()
+    context.verify_mode = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(reqs, ssl.CERT_REQUIRED)
+    return context

@@ -57,6 +57,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, redis_pw: RedisServer) -> Pat
     times = [now - timedelta(hours=1), now]
     pl.DataFrame({"driver_id": [1, 2], "event_timestamp": times, "a": [0.5, 1.5]}).write_parquet(root / "stats.parquet")
     pl.DataFrame({"driver_id": [1, 2], "event_timestamp": times}).write_parquet(root / "entities.parquet")
+    (root / "rows.jsonl").write_text(f'{{"driver_id": 3, "event_timestamp": "{now.isoformat()}", "a": 2.5}}\n')
     (root / "featurestore.toml").write_text(f'project = "sec"\nonline = "{redis_pw.url}"\n')
     return root
 
@@ -89,6 +90,8 @@ COMMANDS: list[list[str]] = [
     ["materialize-incremental"],
     ["get", "-f", "stats:a", "-e", "driver_id=1,2"],
     ["skew"],
+    ["describe", "stats"],
+    ["push", "stats", "--file", "rows.jsonl"],
 ]
 # serve runs below (ui is the same server); new-api-key and init read no settings
 NO_SETTINGS = {"new-api-key", "serve", "ui", "init"}
@@ -103,7 +106,7 @@ def test_every_command_is_covered() -> None:
 
 def test_commands_print_no_secret(repo: Path) -> None:
     for args in COMMANDS:
-        args = [a if not a.endswith(".parquet") else str(repo / a) for a in args]
+        args = [str(repo / a) if a.endswith((".parquet", ".jsonl")) else a for a in args]
         done = cli(repo, *args)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
     report = cli(repo, "report", "--html", str(repo / "r.html"))

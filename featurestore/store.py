@@ -146,10 +146,12 @@ class FeatureStore:
         if not views or rows <= 0:
             return {}
         con = self._connection()
-        return {
-            name: check_view_sample(defs.views[name], ViewSpec(desired["views"][name]), self.repo, con, rows)
-            for name in views
-        }
+        checked = {}
+        for name in views:
+            spec = ViewSpec(desired["views"][name])
+            typed = spec.event_view() if spec.events is not None else spec  # an aggregation view reads events
+            checked[name] = check_view_sample(defs.views[name], typed, self.repo, con, rows)
+        return checked
 
     # -- offline --------------------------------------------------------
     def ingest(

@@ -23,8 +23,7 @@ from featurestore.server.models import (
     request_body,
 )
 from featurestore.serving.keys import entity_keys
-from featurestore.serving.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, assemble, check_entities, view_keys
-from featurestore.serving.windows import aread_aggregated
+from featurestore.serving.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, alookup, check_entities
 
 __all__ = ["router"]
 
@@ -88,24 +87,7 @@ async def get_online_features(request: Request) -> Response:
         check_read(key, service, [v.name for v in plan.views])
     entities: Any = data.get("entities")
     n = check_entities(entities, app.settings.max_entities)
-    keys = view_keys(plan, entities, n)
-    versions = catalog.versions()
-    store = app.store
-    rows: list[list[bytes | None]] = []
-    layouts: list[dict[str, int]] = []
-    for view, view_keys_ in zip(plan.views, keys, strict=True):
-        version = versions.get(view.name)
-        if view.aggregated:  # windows end at the request's time
-            found, layout = await aread_aggregated(store, catalog.state, view.name, version, view_keys_, now_us())
-            rows.append(found)
-            layouts.append(layout)
-        elif version is None:
-            rows.append([None] * n)
-            layouts.append({})
-        else:
-            rows.append(await store.aread_rows(view.name, version, view_keys_))
-            layouts.append(catalog.layout(view.name, version))
-    result = assemble(plan, entities, n, rows, layouts)
+    result = await alookup(app.store, catalog.state, plan, entities, n, catalog.versions(), catalog.layout, now_us())
     if app.served_log is not None:
         app.served_log.record(service, plan, result)
     count = app.metrics.count_statuses

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from featurestore.online.codec import format_timestamps, now_us
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
 from featurestore.serving.keys import check_key_dtypes, entity_keys
-from featurestore.serving.windows import read_aggregated, to_us
+from featurestore.serving.windows import aread_aggregated, read_aggregated, to_us
 
 __all__ = [
     "ViewLookup",
@@ -24,6 +25,8 @@ __all__ = [
     "assemble",
     "OnlineFeatures",
     "read_online",
+    "lookup",
+    "alookup",
     "view_keys",
     "PRESENT",
     "NULL_VALUE",
@@ -271,6 +274,63 @@ class OnlineFeatures:
         return f"OnlineFeatures({self.to_dict()!r})"
 
 
+# Feature name -> position in a view version's rows (the server caches it; the SDK reads the registry).
+Layouts = Callable[[str, str], dict[str, int]]
+
+
+def lookup(
+    store: Any,
+    state: RegistryState,
+    plan: LookupPlan,
+    entities: dict[str, list[Any]],
+    n: int,
+    versions: dict[str, str],
+    layout: Layouts,
+    t_us: int,
+) -> dict[str, Any]:
+    """One lookup, synchronous (the SDK): each view's rows at the version readers follow, assembled.
+
+    Aggregation views are computed from their events with windows ending at ``t_us``.
+    """
+    rows, layouts = [], []
+    for view, keys in zip(plan.views, view_keys(plan, entities, n), strict=True):
+        version = versions.get(view.name)
+        if view.aggregated:
+            found, lay = read_aggregated(store, state, view.name, version, keys, t_us)
+        elif version is None:
+            found, lay = [None] * n, {}
+        else:
+            found, lay = store.read_rows(view.name, version, keys), layout(view.name, version)
+        rows.append(found)
+        layouts.append(lay)
+    return assemble(plan, entities, n, rows, layouts)
+
+
+async def alookup(
+    store: Any,
+    state: RegistryState,
+    plan: LookupPlan,
+    entities: dict[str, list[Any]],
+    n: int,
+    versions: dict[str, str],
+    layout: Layouts,
+    t_us: int,
+) -> dict[str, Any]:
+    """``lookup`` for the event loop (the server): the same steps, reading through the store's async client."""
+    rows, layouts = [], []
+    for view, keys in zip(plan.views, view_keys(plan, entities, n), strict=True):
+        version = versions.get(view.name)
+        if view.aggregated:
+            found, lay = await aread_aggregated(store, state, view.name, version, keys, t_us)
+        elif version is None:
+            found, lay = [None] * n, {}
+        else:
+            found, lay = await store.aread_rows(view.name, version, keys), layout(view.name, version)
+        rows.append(found)
+        layouts.append(lay)
+    return assemble(plan, entities, n, rows, layouts)
+
+
 def read_online(
     state: RegistryState,
     store: Any,
@@ -281,7 +341,7 @@ def read_online(
     max_entities: int = 1000,
     as_of: Any = None,
 ) -> OnlineFeatures:
-    """One synchronous lookup (the SDK path): plan, read each view's rows, assemble.
+    """One synchronous lookup (the SDK path): plan, then ``lookup``.
 
     ``as_of`` (a datetime, default now) is the time aggregation views' windows end at.
     """
@@ -289,17 +349,6 @@ def read_online(
         entities = {k: [x.item() if hasattr(x, "item") else x for x in v] for k, v in entities.items()}
     plan = plan_lookup(state, features, full_feature_names)
     n = check_entities(entities, max_entities)
-    keys = view_keys(plan, entities, n)
-    versions = store.current_versions()
-    rows, layouts = [], []
-    for view, view_keys_ in zip(plan.views, keys, strict=True):
-        version = versions.get(view.name)
-        if view.aggregated:
-            t_us = now_us() if as_of is None else to_us(as_of)
-            found, layout = read_aggregated(store, state, view.name, version, view_keys_, t_us)
-            rows.append(found)
-            layouts.append(layout)
-            continue
-        rows.append(store.read_rows(view.name, version, view_keys_) if version else [None] * n)
-        layouts.append(layout_of(state, view.name, version) if version else {})
-    return OnlineFeatures(assemble(plan, entities, n, rows, layouts))
+    t_us = now_us() if as_of is None else to_us(as_of)
+    response = lookup(store, state, plan, entities, n, store.current_versions(), partial(layout_of, state), t_us)
+    return OnlineFeatures(response)

@@ -14,10 +14,12 @@ import math
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
+
+if TYPE_CHECKING:  # polars only where events are encoded: lookups never load it
+    import polars as pl
 
 from featurestore.dsl.aggregation import AggFunction
 from featurestore.online.codec import KEY_SEPARATOR, event_time_us
@@ -61,6 +63,8 @@ class EncodedEvents:
 
 
 def encode_events(spec: EventsSpec, join_keys: Sequence[str], df: pl.DataFrame) -> EncodedEvents:
+    import polars as pl
+
     """Group a frame of events (keys, ``event_timestamp``, event columns, optional ``created_timestamp``
     and ``__seq``) by entity and encode them."""
     value_cols = [c for c in spec.columns if c != spec.event_id]

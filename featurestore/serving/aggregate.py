@@ -117,7 +117,8 @@ def _resolve(resolve: SpecResolver | None, version: str) -> ViewSpec | None:
 
 def state_events(con: Any, layout: OfflineLayout, spec: ViewSpec, now: datetime) -> tuple[pl.DataFrame, int]:
     """The offline events the online state holds as of ``now``: per entity, those inside the longest window
-    of its newest event, for entities whose newest event is not that old; and the events scanned."""
+    of its newest event at or before ``now`` (nothing later: materialize(end=t) is the state as of t), for
+    entities whose newest event is not that old; and the events scanned."""
     events = spec.events
     assert events is not None
     files = layout.files(spec.name, spec.version)
@@ -131,7 +132,7 @@ def state_events(con: Any, layout: OfflineLayout, spec: ViewSpec, now: datetime)
     sql = (
         f"SELECT {', '.join(quote(c) for c in columns)}, file_row_number AS {SEQ} FROM ("
         f"SELECT *, max({TS}) OVER (PARTITION BY {keys}) AS __newest "
-        f"FROM read_parquet({paths}, file_row_number=true, union_by_name=true)) "
+        f"FROM read_parquet({paths}, file_row_number=true, union_by_name=true) WHERE {TS} <= {stamp}) "
         f"WHERE __newest > {stamp} - {horizon} AND {TS} > __newest - {horizon}"
     )
     with read_snapshot(layout, [spec.name]):

@@ -102,5 +102,6 @@ def test_online_values_equal_brute_force(
             fs.push("exact", _push_rows(part, with_id=True))
             fs.push("tiled", _push_rows(part, with_id=False))
     _check(fs, events, times, ordered=False)
-    fs.materialize(list(GRANULARITY))
+    # materialize(end=t) is the state as of t: as of the last query time, every event is in it
+    fs.materialize(list(GRANULARITY), end=max(from_us(max(times)), now) if times else now)
     _check(fs, events, times, ordered=True)

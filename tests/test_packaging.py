@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 import zipfile
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 
 import featurestore
 from featurestore.scaffold import Template
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_health
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "featurestore"
@@ -289,15 +288,7 @@ def _serve_and_check(env: CleanVenv, repo: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(url + "/health")
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+        health = wait_for_health(server, url)
         assert health.json() == {"status": "ok", "version": featurestore.__version__}
         assert httpx.get(url + "/openapi.json").json()["info"]["version"] == featurestore.__version__
         body = {"feature_service": "churn_model", "entities": {"customer_id": [1]}}

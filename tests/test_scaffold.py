@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ from featurestore import ConfigError, FeatureStore, __version__
 from featurestore.cli.main import app
 from featurestore.errors import MissingExtraError
 from featurestore.scaffold import Template, init_repository, project_name
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_health
 
 runner = CliRunner()
 
@@ -86,15 +85,7 @@ def test_served_repository_answers_over_http(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(url + "/health")
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+        health = wait_for_health(server, url)
         assert health.json() == {"status": "ok", "version": __version__}
         body = {"feature_service": "churn_model", "entities": {"customer_id": [3]}}
         answer = httpx.post(url + "/get-online-features", json=body).json()

@@ -7,10 +7,29 @@ from typing import Any
 
 import orjson
 
-from featurestore.errors import FeatureStoreError, RequestError, StoreUnavailableError, redact
+from featurestore.errors import (
+    FeatureStoreError,
+    ForbiddenError,
+    InvalidRequestError,
+    MalformedRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RequestError,
+    StoreUnavailableError,
+    redact,
+)
 from featurestore.serving.lookup import OnlineFeatures
 
 __all__ = ["FeatureClient"]
+
+# What the server's 4xx answers mean, as the exceptions the SDK raises for the same mistakes.
+_ERRORS: dict[int, type[RequestError]] = {
+    400: MalformedRequestError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: InvalidRequestError,
+}
 
 
 class FeatureClient:
@@ -35,7 +54,7 @@ class FeatureClient:
         if resp.status_code == 503:
             raise StoreUnavailableError(_detail(resp))
         if resp.status_code >= 400:
-            raise RequestError(_detail(resp), resp.status_code)
+            raise _ERRORS.get(resp.status_code, RequestError)(_detail(resp))
         return orjson.loads(resp.content)
 
     def get_online_features(

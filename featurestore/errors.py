@@ -20,6 +20,12 @@ __all__ = [
     "ValidationError",
     "GateRejectedError",
     "RequestError",
+    "MalformedRequestError",
+    "ForbiddenError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "InvalidRequestError",
+    "NotReadyError",
     "did_you_mean",
 ]
 
@@ -83,11 +89,31 @@ class GateRejectedError(FeatureStoreError):
 
 
 class RequestError(FeatureStoreError):
-    """A lookup or push request is invalid (answered with a 4xx over HTTP)."""
+    """A lookup or push request cannot be answered as asked (the server maps each kind to a 4xx)."""
 
-    def __init__(self, message: str, status_code: int = 400):
-        super().__init__(message)
-        self.status_code = status_code
+
+class MalformedRequestError(RequestError):
+    """The request is not well-formed (not JSON, not an object)."""
+
+
+class ForbiddenError(RequestError):
+    """The API key may not do what the request asks."""
+
+
+class NotFoundError(RequestError):
+    """A view, feature, service or other named thing does not exist."""
+
+
+class PayloadTooLargeError(RequestError):
+    """The request is larger than the configured limit."""
+
+
+class InvalidRequestError(RequestError):
+    """The request is well-formed but its content is wrong (key types, lengths, rows, limits)."""
+
+
+class NotReadyError(FeatureStoreError):
+    """The server cannot answer yet (no good registry was ever loaded); a retry may succeed."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

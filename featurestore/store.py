@@ -406,10 +406,10 @@ def _resolver(state: RegistryState, view: str, registry: Registry | None = None)
 
 def read_rows_file(path: Path) -> pl.DataFrame:
     """Rows to push from a Parquet, CSV or JSON-lines file (times as ISO text are parsed by the push)."""
-    from featurestore.errors import RequestError
+    from featurestore.errors import InvalidRequestError
 
     if not path.is_file():
-        raise RequestError(f"rows file {path} does not exist")
+        raise InvalidRequestError(f"rows file {path} does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
@@ -419,5 +419,5 @@ def read_rows_file(path: Path) -> pl.DataFrame:
         if suffix in (".jsonl", ".ndjson"):
             return pl.read_ndjson(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise RequestError(f"rows file {path} cannot be read: {type(exc).__name__}: {exc}") from None
-    raise RequestError(f"rows file {path}: use a .parquet, .csv or .jsonl file")
+        raise InvalidRequestError(f"rows file {path} cannot be read: {type(exc).__name__}: {exc}") from None
+    raise InvalidRequestError(f"rows file {path}: use a .parquet, .csv or .jsonl file")

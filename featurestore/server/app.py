@@ -14,13 +14,43 @@ from fastapi.responses import Response
 
 from featurestore._version import __version__
 from featurestore.config import Settings, load_settings
-from featurestore.errors import OnlineStoreError, RequestError, StoreUnavailableError, redact
+from featurestore.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    MalformedRequestError,
+    NotFoundError,
+    NotReadyError,
+    OnlineStoreError,
+    PayloadTooLargeError,
+    RequestError,
+    StoreUnavailableError,
+    redact,
+)
 from featurestore.offline.layout import OfflineLayout
 
-__all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV"]
+__all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV", "HTTP_STATUS", "http_status"]
 
 # The repository a worker process serves when uvicorn starts several workers.
 REPO_ENV = "FEATURESTORE_SERVE_REPO"
+
+
+# Each kind of request error and the status it is answered with: the one place HTTP codes are chosen.
+HTTP_STATUS: dict[type[RequestError], int] = {
+    MalformedRequestError: 400,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    PayloadTooLargeError: 413,
+    InvalidRequestError: 422,
+}
+
+
+def http_status(exc: RequestError) -> int:
+    """The status a request error is answered with (400 for a kind not listed)."""
+    for kind in type(exc).__mro__:
+        status = HTTP_STATUS.get(kind)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return 400
 
 
 def _error(status: int, detail: str) -> Response:
@@ -77,7 +107,11 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> Response:
-        return _error(exc.status_code, redact(str(exc)))
+        return _error(http_status(exc), redact(str(exc)))
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(request: Request, exc: NotReadyError) -> Response:
+        return _error(503, redact(str(exc)))
 
     @app.exception_handler(StoreUnavailableError)
     async def unavailable(request: Request, exc: StoreUnavailableError) -> Response:

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 
 from featurestore.config import ApiKey
-from featurestore.errors import RequestError
+from featurestore.errors import ForbiddenError
 
 __all__ = [
     "KeyRing",
@@ -90,7 +90,7 @@ def check_read(key: ApiKey | None, service: str | None, views: Iterable[str]) ->
     if key.views is not None and all(v in key.views for v in views):
         return
     what = f"feature service {service!r}" if service is not None else f"view(s) {sorted(set(views))}"
-    raise RequestError(f"API key {key.name!r} may not read {what}", 403)
+    raise ForbiddenError(f"API key {key.name!r} may not read {what}")
 
 
 def may_read_view(key: ApiKey, view: str, service_views: Callable[[str], Iterable[str]]) -> bool:
@@ -113,13 +113,12 @@ def check_push(key: ApiKey | None, view: str, service_views: Callable[[str], Ite
         return
     if key.push_views is not None:
         if view not in key.push_views:
-            raise RequestError(f"API key {key.name!r} may not push to view {view!r} (not in its push_views)", 403)
+            raise ForbiddenError(f"API key {key.name!r} may not push to view {view!r} (not in its push_views)")
         return
     if not key.push:
-        raise RequestError(f"API key {key.name!r} may not push (set push = true on the key)", 403)
+        raise ForbiddenError(f"API key {key.name!r} may not push (set push = true on the key)")
     if not may_read_view(key, view, service_views):
-        raise RequestError(
+        raise ForbiddenError(
             f"API key {key.name!r} may not push to view {view!r}: a key pushes only to views it may read "
-            "(or list them in push_views)",
-            403,
+            "(or list them in push_views)"
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.errors import RegistryError, RequestError, StoreUnavailableError
+from featurestore.errors import NotFoundError, NotReadyError, RegistryError, RequestError, StoreUnavailableError
 from featurestore.online.base import OnlineStore
 from featurestore.registry.store import Registry, RegistryState
 from featurestore.server.logs import LOGGER
@@ -112,8 +112,8 @@ class Catalog:
         if plan is None:
             if not self._state.views:
                 if self.registry_error is not None:
-                    raise RequestError(self.registry_error, 503)
-                raise RequestError("the registry is empty; run `featurestore apply`", 404)
+                    raise NotReadyError(self.registry_error)
+                raise NotFoundError("the registry is empty; run `featurestore apply`")
             plan = plan_lookup(self._state, features, full_feature_names)
             if len(self._plans) >= _MAX_PLANS:
                 self._plans.clear()

@@ -10,7 +10,18 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from featurestore._version import __version__
-from featurestore.errors import GateRejectedError, RegistryError, RequestError, StoreUnavailableError, redact
+from featurestore.errors import (
+    ForbiddenError,
+    GateRejectedError,
+    InvalidRequestError,
+    MalformedRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RegistryError,
+    RequestError,
+    StoreUnavailableError,
+    redact,
+)
 from featurestore.online.codec import now_us, row_timestamp_us
 from featurestore.server.auth import SCOPE_KEY, check_push, check_read
 from featurestore.server.models import (
@@ -37,16 +48,16 @@ async def read_json(request: Request) -> dict[str, Any]:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(f"request body larger than {limit} bytes (setting max_body_bytes)", 413)
+        raise PayloadTooLargeError(f"request body larger than {limit} bytes (setting max_body_bytes)")
     body = await request.body()
     if len(body) > limit:
-        raise RequestError(f"request body larger than {limit} bytes (setting max_body_bytes)", 413)
+        raise PayloadTooLargeError(f"request body larger than {limit} bytes (setting max_body_bytes)")
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(f"malformed JSON: {exc}", 400) from None
+        raise MalformedRequestError(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise RequestError("the request body must be a JSON object", 400)
+        raise MalformedRequestError("the request body must be a JSON object")
     return data
 
 
@@ -66,21 +77,21 @@ async def get_online_features(request: Request) -> Response:
     service = data.get("feature_service")
     if service is not None:
         if features is not None and features != []:
-            raise RequestError("give either 'feature_service' or 'features', not both", 422)
+            raise InvalidRequestError("give either 'feature_service' or 'features', not both")
         if not isinstance(service, str):
-            raise RequestError("'feature_service' must be a string", 422)
+            raise InvalidRequestError("'feature_service' must be a string")
         if ":" in service:
-            raise RequestError(f"unknown feature service {service!r}", 404)
+            raise NotFoundError(f"unknown feature service {service!r}")
         refs: Any = service
     elif isinstance(features, list) and features and all(type(f) is str for f in features):
         refs = features
     else:
-        raise RequestError("give 'features' (a non-empty list of 'view:feature') or 'feature_service'", 422)
+        raise InvalidRequestError("give 'features' (a non-empty list of 'view:feature') or 'feature_service'")
     full = data.get("full_feature_names", False)
     if not isinstance(full, bool):
-        raise RequestError("'full_feature_names' must be true or false", 422)
+        raise InvalidRequestError("'full_feature_names' must be true or false")
     if len(refs) > app.settings.max_features and isinstance(refs, list):
-        raise RequestError(f"too many features: {len(refs)} > {app.settings.max_features}", 422)
+        raise InvalidRequestError(f"too many features: {len(refs)} > {app.settings.max_features}")
     plan = catalog.plan(refs, full)
     key = request.scope.get(SCOPE_KEY)
     if key is not None:
@@ -110,7 +121,7 @@ async def get_rows(request: Request) -> Response:
     await catalog.refresh()
     view = data.get("view")
     if not isinstance(view, str):
-        raise RequestError("'view' must be a feature view name", 422)
+        raise InvalidRequestError("'view' must be a feature view name")
     key = request.scope.get(SCOPE_KEY)
     if key is not None:
         check_read(key, None, [view])
@@ -120,7 +131,7 @@ async def get_rows(request: Request) -> Response:
     n = check_entities(entities, app.settings.max_entities)
     unknown = [k for k in entities if k not in lookup.join_keys]
     if unknown:
-        raise RequestError(f"unknown entity key(s) {unknown}; view {view!r} uses {lookup.join_keys}", 422)
+        raise InvalidRequestError(f"unknown entity key(s) {unknown}; view {view!r} uses {lookup.join_keys}")
     keys = entity_keys(entities, lookup.join_keys, lookup.key_dtypes, n)
     version = catalog.versions().get(view)
     if version is None:
@@ -161,17 +172,17 @@ async def push(request: Request) -> Response:
     rows = data.get("rows", data.get("df"))
     to_offline = data.get("to_offline", data.get("to") in ("offline", "online_and_offline"))
     if not isinstance(name, str):
-        raise RequestError("'view' must be a feature view name", 422)
+        raise InvalidRequestError("'view' must be a feature view name")
     if not isinstance(rows, list | dict) or not rows:
-        raise RequestError("'rows' must be a non-empty list of objects or an object of columns", 422)
+        raise InvalidRequestError("'rows' must be a non-empty list of objects or an object of columns")
     if not isinstance(to_offline, bool):
-        raise RequestError("'to_offline' must be true or false", 422)
+        raise InvalidRequestError("'to_offline' must be true or false")
     catalog = app.catalog
     check_push(request.scope.get(SCOPE_KEY), name, catalog.service_views)
     try:
         spec = catalog.state.view(name)
     except RegistryError as exc:
-        raise RequestError(str(exc), 404) from None
+        raise NotFoundError(str(exc)) from None
     try:
         result = await run_in_threadpool(
             push_rows,
@@ -256,7 +267,7 @@ async def reports(
             except RequestError:
                 continue
         if view is not None and view not in allowed:
-            raise RequestError(f"API key {key.name!r} may not read the reports of view {view!r}", 403)
+            raise ForbiddenError(f"API key {key.name!r} may not read the reports of view {view!r}")
     found = await run_in_threadpool(list_reports, app.settings.offline_root, view, None if allowed else limit)
     if allowed is not None:
         found = [r for r in found if r.get("view") in allowed][:limit]

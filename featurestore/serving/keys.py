@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurestore.dsl.types import DType
-from featurestore.errors import RequestError
+from featurestore.errors import InvalidRequestError, RequestError
 from featurestore.online.codec import KEY_SEPARATOR
 from featurestore.registry.discover import SERVABLE_KEY_DTYPES
 
@@ -21,15 +21,15 @@ def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
     """Refuse views whose join keys the online store cannot address (a 422 over HTTP)."""
     bad = {k: str(t) for k, t in join_keys.items() if str(t) not in KEY_DTYPES}
     if bad:
-        raise RequestError(
-            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64, Int32 or String keys)", 422
+        raise InvalidRequestError(
+            f"feature view {view!r}: join keys {bad} cannot be served online (use Int64, Int32 or String keys)"
         )
 
 
 def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
     hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
-    return RequestError(
-        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}", 422
+    return InvalidRequestError(
+        f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}"
     )
 
 
@@ -61,7 +61,7 @@ def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes
     for name, dtype in zip(join_keys, dtypes, strict=True):
         values = entities.get(name)
         if values is None:
-            raise RequestError(f"entity key {name!r} is missing (given: {sorted(entities)})", 422)
+            raise InvalidRequestError(f"entity key {name!r} is missing (given: {sorted(entities)})")
         if dtype in _INT_NAMES:
             _int_keys(name, dtype, values)
         else:

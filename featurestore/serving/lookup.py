@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.errors import RegistryError, RequestError
+from featurestore.errors import InvalidRequestError, NotFoundError, RegistryError
 from featurestore.online.codec import format_timestamps, now_us
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
@@ -70,7 +70,7 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
     try:
         resolved = resolve_features(state, features)
     except RegistryError as exc:
-        raise RequestError(str(exc), 404) from None
+        raise NotFoundError(str(exc)) from None
     views = []
     entity_columns: list[str] = []
     for spec, feats in resolved:
@@ -93,7 +93,7 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
         )
     names = [*entity_columns, *(n for v in views for n in v.output_names)]
     if len(set(names)) != len(names):
-        raise RequestError("feature names collide across views; pass full_feature_names=true", 422)
+        raise InvalidRequestError("feature names collide across views; pass full_feature_names=true")
     known = {k for e in state.entities.values() for k in e.get("join_keys", ())}
     known.update(k for spec in state.views.values() for k in spec.join_keys)
     return LookupPlan(views, entity_columns, names, frozenset(known) | set(entity_columns))
@@ -102,19 +102,19 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
 def check_entities(entities: Any, max_entities: int) -> int:
     """Check the request's ``entities`` object shape; return the number of entity rows."""
     if not isinstance(entities, dict) or not entities:
-        raise RequestError("'entities' must be a non-empty object {join_key: [values...]}", 422)
+        raise InvalidRequestError("'entities' must be a non-empty object {join_key: [values...]}")
     n = -1
     for name, values in entities.items():
         if not isinstance(values, list):
-            raise RequestError(f"entities[{name!r}] must be a list of values", 422)
+            raise InvalidRequestError(f"entities[{name!r}] must be a list of values")
         if n == -1:
             n = len(values)
         elif len(values) != n:
-            raise RequestError("every entity key list must have the same length", 422)
+            raise InvalidRequestError("every entity key list must have the same length")
     if n == 0:
-        raise RequestError("no entities given", 422)
+        raise InvalidRequestError("no entities given")
     if n > max_entities:
-        raise RequestError(f"too many entities: {n} > {max_entities} (setting max_entities)", 422)
+        raise InvalidRequestError(f"too many entities: {n} > {max_entities} (setting max_entities)")
     return n
 
 
@@ -137,10 +137,10 @@ def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[
         extra = [k for k in entities if k not in plan.entity_columns]
         unknown = [k for k in extra if k not in plan.known_keys]
         if unknown:
-            raise RequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}", 422)
+            raise InvalidRequestError(f"unknown entity key(s) {unknown}; the requested views use {plan.entity_columns}")
         clash = [k for k in extra if k in plan.feature_names]
         if clash:
-            raise RequestError(f"entity column(s) {clash} have the name of a requested feature", 422)
+            raise InvalidRequestError(f"entity column(s) {clash} have the name of a requested feature")
     return [entity_keys(entities, v.join_keys, v.key_dtypes, n) for v in plan.views]
 
 

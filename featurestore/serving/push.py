@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
-from featurestore.errors import RegistryError, RequestError
+from featurestore.errors import InvalidRequestError, RegistryError
 from featurestore.offline.frames import (
     DTypeMismatchError,
     check_timestamp_text,
@@ -72,7 +72,7 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     try:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise RequestError(f"push to {spec.name!r}: rows are not a table: {exc}", 422) from None
+        raise InvalidRequestError(f"push to {spec.name!r}: rows are not a table: {exc}") from None
     check_key_dtypes(spec.name, spec.join_keys)
     declared = {**spec.join_keys, **spec.features}
     missing = [c for c in [*spec.join_keys, TS, *spec.features] if c not in df.columns]
@@ -80,15 +80,14 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     extra = [c for c in df.columns if c not in declared and c not in (TS, *CREATED_COLUMNS)]
     created = [c for c in CREATED_COLUMNS if c in df.columns]
     if len(created) > 1:
-        raise RequestError(f"push to {spec.name!r}: give one of {list(CREATED_COLUMNS)}, not both", 422)
+        raise InvalidRequestError(f"push to {spec.name!r}: give one of {list(CREATED_COLUMNS)}, not both")
     if missing or extra:
-        raise RequestError(
+        raise InvalidRequestError(
             f"push to {spec.name!r}: columns must be the join keys, {TS!r} and every feature "
-            f"(missing {missing}, unknown {extra})",
-            422,
+            f"(missing {missing}, unknown {extra})"
         )
     if df.height == 0:
-        raise RequestError(f"push to {spec.name!r}: no rows", 422)
+        raise InvalidRequestError(f"push to {spec.name!r}: no rows")
 
     def typed_column(name: str, dtype: DType) -> pl.Expr:
         actual = df.schema[name]
@@ -106,16 +105,15 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
             *[event_time_utc(pl.col(c), df.schema[c]).alias(CREATED) for c in created],
         )
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
-        raise RequestError(f"push to {spec.name!r}: {exc}", 422) from None
+        raise InvalidRequestError(f"push to {spec.name!r}: {exc}") from None
     typed = nan_as_null(typed, spec.features, spec.allow_nan)  # NaN is null, as at ingest
     if typed.select(pl.any_horizontal(pl.col([*spec.join_keys, TS]).is_null()).any()).item():
-        raise RequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null", 422)
+        raise InvalidRequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null")
     for key, dtype in spec.join_keys.items():
         if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
-            raise RequestError(
+            raise InvalidRequestError(
                 f"push to {spec.name!r}: join key {key!r} contains the reserved character U+001F "
-                "(it separates the parts of composite keys)",
-                422,
+                "(it separates the parts of composite keys)"
             )
     return typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
 

@@ -123,7 +123,7 @@ SCOPES = {"svc": ["stats"], "svc2": ["other"]}
     ],
 )
 def test_every_combination_of_push_scopes(entry: dict[str, Any], allowed: set[str]) -> None:
-    from featurestore.errors import RequestError
+    from featurestore.errors import ForbiddenError, RequestError
     from featurestore.server.auth import check_push
 
     (key,) = parse_api_keys([{"name": "k", "sha256": hash_key("x"), **entry}])
@@ -132,7 +132,7 @@ def test_every_combination_of_push_scopes(entry: dict[str, Any], allowed: set[st
             check_push(key, view, lambda service: SCOPES.get(service, []))
             ok = True
         except RequestError as exc:
-            assert exc.status_code == 403 and "'k'" in str(exc)
+            assert isinstance(exc, ForbiddenError) and "'k'" in str(exc)
             ok = False
         assert ok == (view in allowed), (entry, view)
     check_push(None, "stats", lambda service: [])  # auth off: no key, no limit

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from featurestore.errors import RequestError
+from featurestore.errors import InvalidRequestError
 from featurestore.validation.profile import load_baseline, psi
 from featurestore.validation.quarantine import quarantine_dir
 from featurestore.validation.reports import history_file
@@ -200,11 +200,11 @@ def quarantine_page(
     import polars as pl
 
     if offset < 0 or not 1 <= limit <= _MAX_PAGE:
-        raise RequestError(f"offset must be >= 0 and limit between 1 and {_MAX_PAGE}", 422)
+        raise InvalidRequestError(f"offset must be >= 0 and limit between 1 and {_MAX_PAGE}")
     base = quarantine_dir(offline_root, view)
     if run is not None:
         if not run.replace("-", "").isalnum():
-            raise RequestError(f"invalid run id {run!r}", 422)
+            raise InvalidRequestError(f"invalid run id {run!r}")
         files = [base / f"run={run}" / "part-0.parquet"]
         files = [f for f in files if f.is_file()]
     else:

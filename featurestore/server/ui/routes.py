@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.staticfiles import StaticFiles
 
-from featurestore.errors import RequestError, StoreUnavailableError, TrainingSetError
+from featurestore.errors import NotFoundError, StoreUnavailableError, TrainingSetError
 from featurestore.registry.store import RegistryState
 from featurestore.server.auth import OPEN_PREFIX, SCOPE_KEY
 from featurestore.server.ui.quality import ReportCache, quality, quarantine_page
@@ -115,7 +115,7 @@ async def get_view(request: Request, name: str) -> Response:
 def _readable_view(state: RegistryState, scope: Scope, name: str) -> Any:
     spec = state.views.get(name)
     if spec is None:
-        raise RequestError(f"unknown feature view {name!r}", 404)
+        raise NotFoundError(f"unknown feature view {name!r}")
     scope.require_view(name)
     return spec
 

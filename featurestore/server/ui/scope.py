@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from featurestore.config import ApiKey
-from featurestore.errors import RequestError
+from featurestore.errors import ForbiddenError
 from featurestore.registry.store import RegistryState
 
 __all__ = ["Scope", "service_views"]
@@ -56,8 +56,8 @@ class Scope:
     def require_view(self, name: str) -> None:
         """Raise 403 unless the key may read ``name``."""
         if not self.can_view(name):
-            raise RequestError(f"API key {self.key_name!r} may not read view {name!r}", 403)
+            raise ForbiddenError(f"API key {self.key_name!r} may not read view {name!r}")
 
     def require_service(self, name: str) -> None:
         if not self.can_service(name):
-            raise RequestError(f"API key {self.key_name!r} may not read feature service {name!r}", 403)
+            raise ForbiddenError(f"API key {self.key_name!r} may not read feature service {name!r}")

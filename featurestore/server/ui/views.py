@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.config import ApiKey
-from featurestore.errors import RequestError
+from featurestore.errors import NotFoundError
 from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.store import RegistryState
 from featurestore.server.ui.scope import Scope, service_views
@@ -190,7 +190,7 @@ def view_detail(
     """One view: features with dtypes, descriptions and checks; source and transform; history; partitions; lineage."""
     spec = state.views.get(name)
     if spec is None:
-        raise RequestError(f"unknown feature view {name!r}", 404)
+        raise NotFoundError(f"unknown feature view {name!r}")
     scope.require_view(name)
     raw = spec.raw
     partitions = [

@@ -122,8 +122,10 @@ class OnlineStore(abc.ABC):
         add the new identities, then drop every event with ``event_ts_us <= newest - horizon_us``
         (``newest``: the greatest event time stored or added, so late events inside the longest
         window stay and older ones never enter), and make the state expire at Unix milliseconds
-        ``ceil((newest + horizon_us) / 1000)``. With ``replace`` the entity's state is exactly
-        the given events (materialize rebuilds it). One round trip per batch.
+        ``ceil((newest + horizon_us) / 1000)``. With ``replace`` (materialize rebuilding the state
+        from the offline events) the given events supersede every stored event up to the newest
+        of them; stored events after it (pushed since the offline data ends) stay. One round
+        trip per batch.
 
         Example::
 

@@ -78,7 +78,26 @@ for i = 1, n do
   local key = KEYS[i]
   local c = tonumber(ARGV[pos])
   pos = pos + 1
-  if replace then redis.call('DEL', key) end
+  if replace then
+    -- the rebuilt events supersede the stored ones up to the newest of them; later ones stay
+    local upto = nil
+    for j = 0, c - 1 do
+      local ts = tonumber(match(ARGV[pos + 2 * j + 1], '^%[(%-?%d+)'))
+      if upto == nil or ts > upto then upto = ts end
+    end
+    local old = redis.call('HGETALL', key)
+    local doomed = {}
+    for j = 2, #old, 2 do
+      if upto == nil or tonumber(match(old[j], '^%[(%-?%d+)')) <= upto then
+        doomed[#doomed + 1] = old[j - 1]
+        if #doomed == 1000 then
+          redis.call('HDEL', key, unpack(doomed))
+          doomed = {}
+        end
+      end
+    end
+    if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
+  end
   local stored = redis.call('HGETALL', key)
   local newest = nil
   local times = {}

@@ -159,11 +159,14 @@ class SqliteOnlineStore(OnlineStore):
                 try:
                     for key, new in zip(keys, events, strict=True):
                         ent = (p, view, version, key)
-                        if replace:
-                            conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
-                        else:
-                            conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
                         stamped = [(i, event_time_us(e), e) for i, e in new]
+                        conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
+                        if replace:  # the rebuilt events supersede the stored ones up to the newest of them
+                            upto = max((t for _, t, _ in stamped), default=None)
+                            if upto is None:
+                                conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
+                            else:
+                                conn.execute(f"DELETE FROM online_events WHERE {where} AND event_us <= ?", (*ent, upto))
                         (stored,) = conn.execute(
                             f"SELECT max(event_us) FROM online_events WHERE {where}", ent
                         ).fetchone()

@@ -290,9 +290,13 @@ def test_events_older_than_the_horizon_of_the_newest_are_dropped(store: OnlineSt
 
 @pytest.mark.usefixtures("needs_events")
 def test_events_replace_and_expire(store: OnlineStore) -> None:
-    store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US)), ("n:b", event(NOW_US + 1))]], HOUR)
+    store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US)), ("n:b", event(NOW_US - 1))]], HOUR)
     assert store.append_events("agg", "v1", ["1"], [[("n:c", event(NOW_US, 5.0))]], HOUR, replace=True) == 1
     assert store.read_events("agg", "v1", ["1"]) == [[event(NOW_US, 5.0)]]
+    # a rebuild supersedes stored events up to its newest one; an event pushed after that stays
+    store.append_events("agg", "v1", ["1"], [[("n:pushed", event(NOW_US + 10, 7.0))]], HOUR)
+    assert store.append_events("agg", "v1", ["1"], [[("n:d", event(NOW_US + 5, 6.0))]], HOUR, replace=True) == 1
+    assert sorted(store.read_events("agg", "v1", ["1"])[0]) == sorted([event(NOW_US + 5, 6.0), event(NOW_US + 10, 7.0)])
     # the whole state of an entity whose newest event left the longest window is gone
     store.append_events("agg", "v1", ["2"], [[("n:x", event(NOW_US - 2 * HOUR))]], HOUR)
     assert store.read_events("agg", "v1", ["2"]) == [[]]

@@ -129,8 +129,51 @@ def _validate(schema: Any, df: pl.DataFrame) -> pl.DataFrame | None:
     return None
 
 
+def _clearly_passes(compiled: CompiledGate, df: pl.DataFrame) -> bool:
+    """Whether every check of the gate certainly passes on ``df`` (two polars passes instead of pandera's).
+
+    The fast path of small batches (a push of 100 rows spends ~11 ms in pandera, ~0.5 ms here):
+    the declared dtypes, every row check, the ``max_future`` bound and key uniqueness, combined
+    into one expression, and the dataframe-level checks in a second one. Only a definite "all
+    true" skips pandera; a null anywhere (a check on a null value), a dtype that differs or an
+    expert schema go the full way, so the reported failures are always pandera's.
+    """
+    gate = compiled.gate
+    if gate.schema_key is not None or df.height == 0:
+        return False
+    frame = [fc.valid() for fc in gate.checks]
+    if gate.freshness is not None:
+        frame.append(pl.col(TS).max() >= pl.lit(datetime.now(UTC) - gate.freshness, dtype=pl.Datetime("us", "UTC")))
+    try:
+        if frame and not all(v is True for v in df.select(e.alias(f"__f{i}") for i, e in enumerate(frame)).row(0)):
+            return False
+    except pl.exceptions.PolarsError:  # a check that cannot run here: pandera reports it
+        return False
+    columns = compiled.schema.columns
+    if any(name not in df.columns or df.schema[name] != column.dtype.type for name, column in columns.items()):
+        return False
+    valid: list[pl.Expr] = []
+    for (column, _), check in compiled.row_checks.items():
+        if column is not None and column != TS and hasattr(check, "valid"):
+            valid.append(check.valid(column))
+    if gate.max_future is not None:
+        bound = datetime.now(UTC) + gate.max_future
+        valid.append(pl.col(TS) <= pl.lit(bound, dtype=pl.Datetime("us", "UTC")))
+    if gate.unique_key:
+        valid.append(pl.struct([*compiled.keys, TS]).is_unique())
+    if not valid:
+        return True
+    try:
+        verdict = df.select(pl.all_horizontal(valid).fill_null(False).all()).item()
+    except pl.exceptions.PolarsError:
+        return False
+    return bool(verdict)
+
+
 def find_failures(compiled: CompiledGate, df: pl.DataFrame) -> Failures:
     """Run the compiled pandera schema (and an attached expert schema) over ``df``."""
+    if _clearly_passes(compiled, df):
+        return Failures(_empty_failures())
     schema = compiled.schema
     if compiled.gate.unique_key and strictly_increasing(df, [*compiled.keys, TS]):
         schema = compiled.schema_sorted

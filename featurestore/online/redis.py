@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from featurestore.dsl.names import check_identifier
-from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
+from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
+from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
 from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA
 from featurestore.times import utc_datetime
 
@@ -18,10 +19,6 @@ __all__ = ["RedisOnlineStore"]
 # Commands per network write when bulk loading: big enough to amortise round trips,
 # small enough to keep memory flat and let other clients interleave.
 _CHUNK = 5000
-
-
-def _unavailable(exc: Exception) -> StoreUnavailableError:
-    return StoreUnavailableError(redact(f"Redis online store unreachable: {exc}"))
 
 
 class RedisOnlineStore(OnlineStore):
@@ -89,7 +86,7 @@ class RedisOnlineStore(OnlineStore):
             import redis.asyncio as aredis
 
             options = dict(self._options)
-            fast = _hiredis_connection_class(self.url)
+            fast = hiredis_connection_class(self.url)
             if fast is not None:
                 options["connection_class"] = fast
             self._aclient = aredis.Redis.from_url(self.url, **options)
@@ -125,7 +122,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return self._run_scripts(payloads)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def _run_scripts(self, payloads: list[bytes]) -> int:
         """Send packed EVALSHA calls in one write, read their replies; load the script once if Redis lost it."""
@@ -188,7 +185,7 @@ class RedisOnlineStore(OnlineStore):
                 added += int(script(keys=[prefix + k for k in keys[lo:hi]], args=args))
                 lo = hi
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return added
 
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
@@ -201,7 +198,7 @@ class RedisOnlineStore(OnlineStore):
                 pipe.hvals(prefix + k)
             return [list(v) for v in pipe.execute()]
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     async def aread_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         if not keys:
@@ -215,7 +212,7 @@ class RedisOnlineStore(OnlineStore):
                 pipe.hvals(prefix + k)
             return [list(v) for v in await pipe.execute()]
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def _pushed_key(self, view: str, version: str) -> str:
         self.prefix(view, version)
@@ -225,7 +222,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return sorted(m.decode() for m in self._client.sscan_iter(self._pushed_key(view, version), count=10_000))
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -234,7 +231,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return list(self._client.mget([prefix + k for k in keys]))
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     async def aread_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -243,7 +240,7 @@ class RedisOnlineStore(OnlineStore):
         try:
             return list(await self._async().mget([prefix + k for k in keys]))
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     # -- pointers and watermarks -----------------------------------------
     def pointers(self, view: str) -> tuple[str | None, str | None]:
@@ -253,7 +250,7 @@ class RedisOnlineStore(OnlineStore):
             pipe.hget(self._pending_key, view)
             current, pending = pipe.execute()
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         cur = None if current is None else current.decode()
         pend = None if pending is None else pending.decode()
         return cur, (None if pend == cur else pend)
@@ -263,27 +260,27 @@ class RedisOnlineStore(OnlineStore):
         try:
             self._client.hset(self._pending_key, view, version)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def current_version(self, view: str) -> str | None:
         try:
             value = self._client.hget(self._versions_key, view)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return None if value is None else value.decode()
 
     def current_versions(self) -> dict[str, str]:
         try:
             data = self._client.hgetall(self._versions_key)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return {k.decode(): v.decode() for k, v in data.items()}
 
     async def acurrent_versions(self) -> dict[str, str]:
         try:
             data = await self._async().hgetall(self._versions_key)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return {k.decode(): v.decode() for k, v in data.items()}
 
     def set_current_version(self, view: str, version: str, *, if_absent: bool = False) -> None:
@@ -294,13 +291,13 @@ class RedisOnlineStore(OnlineStore):
             else:
                 self._client.hset(self._versions_key, view, version)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def watermark(self, view: str, version: str) -> datetime | None:
         try:
             value = self._client.hget(self._watermarks_key, f"{view}:{version}")
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return None if value is None else utc_datetime(value.decode())
 
     def set_watermark(self, view: str, version: str, when: datetime) -> None:
@@ -309,19 +306,19 @@ class RedisOnlineStore(OnlineStore):
         try:
             self._client.hset(self._watermarks_key, f"{view}:{version}", stamp.isoformat())
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def newest_events(self) -> dict[tuple[str, str], datetime]:
         try:
-            return _parse_newest(self._client.hgetall(self._newest_key))
+            return parse_newest(self._client.hgetall(self._newest_key))
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     async def anewest_events(self) -> dict[tuple[str, str], datetime]:
         try:
-            return _parse_newest(await self._async().hgetall(self._newest_key))
+            return parse_newest(await self._async().hgetall(self._newest_key))
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def set_newest_event(self, view: str, version: str, when: datetime) -> None:
         stamp = utc_datetime(when)
@@ -332,7 +329,7 @@ class RedisOnlineStore(OnlineStore):
             if old is None or utc_datetime(old.decode()) < stamp:  # type: ignore[operator]
                 self._client.hset(self._newest_key, field, stamp.isoformat())
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def delete(self, view: str, version: str | None = None) -> int:
         try:
@@ -362,20 +359,20 @@ class RedisOnlineStore(OnlineStore):
                 removed += int(self._client.unlink(*batch))
             return removed
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     # -- lifecycle --------------------------------------------------------
     def ping(self) -> None:
         try:
             self._client.ping()
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     async def aping(self) -> None:
         try:
             await self._async().ping()
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def close(self) -> None:
         self._client.close()
@@ -388,31 +385,6 @@ class RedisOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore(project={self.project!r})"
-
-
-def _parse_newest(data: dict[bytes, bytes]) -> dict[tuple[str, str], datetime]:
-    out = {}
-    for field, value in data.items():
-        view, _, version = field.decode().rpartition(":")
-        stamp = utc_datetime(value.decode())
-        if stamp is not None:
-            out[(view, version)] = stamp
-    return out
-
-
-def _is_redis_connection_error(exc: BaseException) -> bool:
-    import redis.exceptions as rex
-
-    return isinstance(exc, rex.ConnectionError | rex.TimeoutError | rex.BusyLoadingError)
-
-
-def _translate(exc: Exception) -> Exception:
-    """Connection problems become StoreUnavailableError (503); anything else an OnlineStoreError."""
-    if isinstance(exc, OnlineStoreError):
-        return exc
-    if _is_redis_connection_error(exc) or isinstance(exc, OSError | asyncio.TimeoutError):
-        return _unavailable(exc)
-    return OnlineStoreError(redact(f"Redis online store error: {exc}"))
 
 
 def _pack_put_newer(
@@ -435,30 +407,3 @@ def _pack_put_newer(
     if expire_at_ms is not None:
         args.extend(expire_at_ms)
     return bytes(hiredis.pack_command(tuple(args)))
-
-
-def _hiredis_connection_class(url: str) -> Any:
-    """An asyncio connection class packing commands with hiredis (C) instead of Python.
-
-    redis-py's asyncio connections pack every argument in Python (about 55 us for an MGET
-    of 100 keys against 5 us in hiredis); the lookup hot path is mostly that packing.
-    None when hiredis is not installed.
-    """
-    try:
-        import hiredis
-    except ImportError:
-        return None
-    import redis.asyncio.connection as aconn
-
-    base = aconn.SSLConnection if url.startswith("rediss://") else aconn.Connection
-
-    class HiredisPackingConnection(base):  # type: ignore[valid-type,misc]
-        def pack_command(self, *args: Any) -> list[bytes]:
-            first = args[0]
-            if isinstance(first, str) and " " in first:  # "CONFIG GET" -> two arguments, as redis-py does
-                args = (*first.split(), *args[1:])
-            elif isinstance(first, bytes) and b" " in first:
-                args = (*first.split(), *args[1:])
-            return [hiredis.pack_command(args)]
-
-    return HiredisPackingConnection

@@ -4,134 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import collections
-import hashlib
-import ssl
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
-import hiredis
 import redis.exceptions as rex
-from redis._parsers.base import BaseParser
-from redis.crc import key_slot
 
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
 from featurestore.online.base import OnlineStore
-from featurestore.online.redis import _hiredis_connection_class, _parse_newest, _translate
-from featurestore.online.scripts import PUT_NEWER, PUT_NEWER_SHA
+from featurestore.online.cluster_wire import (
+    CHUNK,
+    MAX_REDIRECTS,
+    POINTERS,
+    REFRESH_EVERY,
+    SCRIPTS,
+    SLOTS,
+    Addr,
+    ClusterURL,
+    NodeLink,
+    pack,
+    pack_put_local,
+    parse_cluster_url,
+    parse_slots,
+    refused,
+    reply_or_error,
+    slot_of,
+    ssl_context,
+    translate_cluster_error,
+)
+from featurestore.online.redis_wire import hiredis_connection_class, parse_newest
+from featurestore.online.scripts import PUT_NEWER_SHA
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
-
-Addr = tuple[str, int]
-
-_SLOTS = 16384
-_CHUNK = 5000  # rows per script call, as in the single store
-_REFRESH_EVERY = 0.1  # seconds between two slot-map refreshes after errors
-_MAX_REDIRECTS = 5
-
-# Scripts run on one node over keys of many slots: the keys travel in ARGV (declared KEYS must
-# share one slot), `allow-cross-slot-keys` (Redis >= 7.0) lets the script touch them, and Redis
-# still refuses any key this node does not serve (slot moved, or migrating and absent here).
-# `pcall` turns that refusal into an index the client re-sends through the slot's owner, which
-# answers MOVED/ASK like any single-slot command.
-
-# ARGV: n, has_expiry (1/0), the n keys, the n rows, the n expiry times (Unix ms) when has_expiry.
-# Returns {rows written, indices of keys not served here}. The comparison is scripts.PUT_NEWER's.
-PUT_LOCAL = """#!lua flags=allow-cross-slot-keys
-local n = tonumber(ARGV[1])
-local has_exp = ARGV[2] == '1'
-local written, moved = 0, {}
-for i = 1, n do
-  local key, new = ARGV[2 + i], ARGV[2 + n + i]
-  local old = redis.pcall('GET', key)
-  if type(old) == 'table' and old.err then
-    moved[#moved + 1] = i
-  else
-    local put = true
-    if old then
-      local ots = tonumber(string.match(old, '^%[(%-?%d+)'))
-      local nts = tonumber(string.match(new, '^%[(%-?%d+)'))
-      if ots == nil or nts > ots then
-        put = true
-      elseif nts < ots then
-        put = false
-      else
-        local oc = tonumber(string.match(old, ',(%-?%d+)%]$')) or 0
-        local nc = tonumber(string.match(new, ',(%-?%d+)%]$')) or 0
-        put = nc > oc
-      end
-    end
-    if put then
-      if has_exp then
-        redis.call('SET', key, new, 'PXAT', ARGV[2 + 2 * n + i])
-      else
-        redis.call('SET', key, new)
-      end
-      written = written + 1
-    end
-  end
-end
-return {written, moved}
-"""
-
-# Both pointers of a view as of one moment (the two hashes share the metadata slot).
-_POINTERS = "return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}"
-
-_SCRIPTS = {hashlib.sha1(s.encode()).hexdigest(): s for s in (PUT_LOCAL, PUT_NEWER)}
-PUT_LOCAL_SHA = hashlib.sha1(PUT_LOCAL.encode()).hexdigest()
-_URL_OPTIONS = {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
-
-
-@dataclass(frozen=True, repr=False)
-class ClusterURL:
-    """A parsed ``redis+cluster://`` URL: seed nodes, credentials and TLS options."""
-
-    seeds: list[Addr]
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_cluster_url(url: str) -> ClusterURL:
-    """``redis+cluster://[user:password@]host:port[,host:port...][?ssl_ca_certs=...]`` (``rediss+cluster`` for TLS)."""
-    scheme, sep, rest = url.partition("://")
-    scheme = scheme.lower()
-    where = f"Redis Cluster URL {redact(url)!r}"
-    if not sep or scheme not in ("redis+cluster", "rediss+cluster"):
-        raise OnlineStoreError(f"{where}: use redis+cluster://host:port[,host:port...] (rediss+cluster:// for TLS)")
-    rest, _, query = rest.partition("?")
-    userinfo, _, hosts = rest.rpartition("@")
-    hosts, _, db = hosts.partition("/")
-    if db not in ("", "0"):
-        raise OnlineStoreError(f"{where}: a Redis Cluster has only database 0; remove /{db}")
-    user, _, password = userinfo.partition(":")
-    seeds = []
-    for part in hosts.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise OnlineStoreError(f"{where}: seed node {part!r} is not host:port")
-        seeds.append((host.strip("[]"), int(port)))
-    options: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key not in _URL_OPTIONS:
-            raise OnlineStoreError(f"{where}: unknown option {key!r}; use one of {sorted(_URL_OPTIONS)}")
-        options[key] = value.lower() in ("1", "true", "yes") if key == "ssl_check_hostname" else value
-    return ClusterURL(
-        seeds=seeds,
-        username=unquote(user) or None,
-        password=unquote(password) or None,
-        tls=scheme == "rediss+cluster",
-        options=options,
-    )
 
 
 class RedisClusterOnlineStore(OnlineStore):
@@ -164,8 +73,8 @@ class RedisClusterOnlineStore(OnlineStore):
         self._versions_key, self._pending_key = f"{meta}:versions", f"{meta}:pending"
         self._watermarks_key, self._newest_key = f"{meta}:watermarks", f"{meta}:newest"
         self._pushed_prefix = f"{meta}:pushed:"
-        self._meta_slot = _key_slot(self._versions_key)
-        self._slots: list[Addr | None] = [None] * _SLOTS
+        self._meta_slot = slot_of(self._versions_key)
+        self._slots: list[Addr | None] = [None] * SLOTS
         self._masters: list[Addr] = []
         self._known: list[Addr] = list(self.config.seeds)
         self._stale, self._loaded = True, False
@@ -175,7 +84,7 @@ class RedisClusterOnlineStore(OnlineStore):
         self._anodes: dict[Addr, Any] = {}
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._arefreshing = False
-        self._links: dict[Addr, asyncio.Task[_NodeLink]] = {}
+        self._links: dict[Addr, asyncio.Task[NodeLink]] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -234,7 +143,7 @@ class RedisClusterOnlineStore(OnlineStore):
             import redis.asyncio as aredis
 
             options = self._node_options(addr)
-            fast = _hiredis_connection_class("rediss://" if self.config.tls else "redis://")
+            fast = hiredis_connection_class("rediss://" if self.config.tls else "redis://")
             if fast is not None:
                 options["connection_class"] = fast
             elif self.config.tls:
@@ -243,7 +152,7 @@ class RedisClusterOnlineStore(OnlineStore):
             client = self._anodes[addr] = aredis.Redis(connection_pool=pool)
         return client
 
-    async def _link(self, addr: Addr) -> _NodeLink:
+    async def _link(self, addr: Addr) -> NodeLink:
         """The node's pipelined connection for lookups (opened once per event loop, again after a failure)."""
         self._anode(addr)  # resets the per-loop state when the loop changed
         task = self._links.get(addr)
@@ -251,27 +160,27 @@ class RedisClusterOnlineStore(OnlineStore):
             task = self._links[addr] = asyncio.ensure_future(self._open_link(addr))
         return await asyncio.shield(task)
 
-    async def _open_link(self, addr: Addr) -> _NodeLink:
+    async def _open_link(self, addr: Addr) -> NodeLink:
         loop = asyncio.get_running_loop()
-        context = _ssl_context(self.config.options) if self.config.tls else None
+        context = ssl_context(self.config.options) if self.config.tls else None
         async with asyncio.timeout(self.timeout):
-            _, link = await loop.create_connection(_NodeLink, addr[0], addr[1], ssl=context)
+            _, link = await loop.create_connection(NodeLink, addr[0], addr[1], ssl=context)
             if self.config.password is not None:
                 auth = [self.config.username, self.config.password] if self.config.username else [self.config.password]
-                reply = await link.request(_pack("AUTH", *auth))
+                reply = await link.request(pack("AUTH", *auth))
                 if isinstance(reply, Exception):
                     link.close()
                     raise reply
         return link
 
     def _refresh_due(self) -> bool:
-        return self._stale and (not self._loaded or time.monotonic() - self._refreshed_at >= _REFRESH_EVERY)
+        return self._stale and (not self._loaded or time.monotonic() - self._refreshed_at >= REFRESH_EVERY)
 
     def _candidates(self) -> list[Addr]:
         return list(dict.fromkeys([*self._masters, *self._known, *self.config.seeds]))
 
     def _install(self, source: Addr, reply: Any) -> None:
-        slots, masters, known = _parse_slots(source, reply)
+        slots, masters, known = parse_slots(source, reply)
         self._slots, self._masters = slots, masters
         self._known = list(dict.fromkeys([*known, *self.config.seeds]))
         self._stale, self._loaded = False, True
@@ -316,7 +225,7 @@ class RedisClusterOnlineStore(OnlineStore):
     def _lost(self, exc: Exception) -> Exception:
         """Mark the map stale after a failure (the next request reads it again) and translate ``exc``."""
         self._stale = True
-        return _translate_cluster(exc)
+        return translate_cluster_error(exc)
 
     def _owner(self, slot: int) -> Addr:
         addr = self._slots[slot]
@@ -334,7 +243,7 @@ class RedisClusterOnlineStore(OnlineStore):
         groups: dict[Addr, list[int]] = {}
         slots, base = self._slots, binascii.crc_hqx(prefix.encode(), 0)
         for i, key in enumerate(keys):
-            slot = _key_slot(prefix + key) if "{" in key else binascii.crc_hqx(key.encode(), base) & 0x3FFF
+            slot = slot_of(prefix + key) if "{" in key else binascii.crc_hqx(key.encode(), base) & 0x3FFF
             addr = slots[slot] or self._owner(slot)
             group = groups.get(addr)
             if group is None:
@@ -348,7 +257,7 @@ class RedisClusterOnlineStore(OnlineStore):
         if self._refresh_due():
             self._refresh()
         addr, asking = self._owner(slot), False
-        for _ in range(_MAX_REDIRECTS):
+        for _ in range(MAX_REDIRECTS):
             client = self._node(addr)
             try:
                 if not asking:
@@ -372,7 +281,7 @@ class RedisClusterOnlineStore(OnlineStore):
         if self._refresh_due():
             await self._arefresh()
         addr, asking = self._owner(slot), False
-        for _ in range(_MAX_REDIRECTS):
+        for _ in range(MAX_REDIRECTS):
             client = self._anode(addr)
             try:
                 if not asking:
@@ -389,13 +298,13 @@ class RedisClusterOnlineStore(OnlineStore):
             except rex.TryAgainError:
                 await asyncio.sleep(0.02)
             except rex.NoScriptError:
-                for script in _SCRIPTS.values():
+                for script in SCRIPTS.values():
                     await client.execute_command("SCRIPT", "LOAD", script)
         raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
 
     @staticmethod
     def _load_scripts(client: Any) -> None:
-        for script in _SCRIPTS.values():
+        for script in SCRIPTS.values():
             client.execute_command("SCRIPT", "LOAD", script)
 
     # -- rows -----------------------------------------------------------
@@ -449,8 +358,8 @@ class RedisClusterOnlineStore(OnlineStore):
         expire_at_ms: Sequence[int] | None,
     ) -> tuple[int, list[int]]:
         """Run the newest-wins script over one node's keys, in chunks sent in one write; (written, moved indices)."""
-        chunks = [idx[lo : lo + _CHUNK] for lo in range(0, len(idx), _CHUNK)]
-        payloads = [_pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
+        chunks = [idx[lo : lo + CHUNK] for lo in range(0, len(idx), CHUNK)]
+        payloads = [pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
         replies = self._exchange(addr, payloads)
         written, moved = 0, list[int]()
         for chunk, (count, not_here) in zip(chunks, replies, strict=True):
@@ -463,7 +372,7 @@ class RedisClusterOnlineStore(OnlineStore):
         args: list[Any] = ["EVALSHA", PUT_NEWER_SHA, 1, key, 1, 0 if expire_at_ms is None else 1, 0, row]
         if expire_at_ms is not None:
             args.append(expire_at_ms)
-        return int(self._call(_key_slot(key), *args))
+        return int(self._call(slot_of(key), *args))
 
     def _exchange(self, addr: Addr, payloads: list[bytes]) -> list[Any]:
         """Send packed commands to one node in one write and read their replies (loading scripts once)."""
@@ -480,7 +389,7 @@ class RedisClusterOnlineStore(OnlineStore):
                     replies.append(None)
                     missing.append(i)
             if missing:  # first use on this node (or after a restart or failover): load, send again
-                for script in _SCRIPTS.values():
+                for script in SCRIPTS.values():
                     conn.send_command("SCRIPT", "LOAD", script)
                     conn.read_response()
                 conn.send_packed_command([payloads[i] for i in missing])
@@ -488,7 +397,7 @@ class RedisClusterOnlineStore(OnlineStore):
                     replies[i] = conn.read_response()
             return replies
         except rex.ResponseError as exc:
-            raise _refused(exc) from None
+            raise refused(exc) from None
         except BaseException:
             conn.disconnect()
             raise
@@ -511,9 +420,9 @@ class RedisClusterOnlineStore(OnlineStore):
             try:
                 for pool, (_, idx) in zip(pools, groups, strict=True):
                     conns.append(pool.get_connection())
-                    conns[-1].send_packed_command([b"".join([_pack("GET", full[i]) for i in idx])])
+                    conns[-1].send_packed_command([b"".join([pack("GET", full[i]) for i in idx])])
                 for conn, (_, idx) in zip(conns, groups, strict=True):
-                    replies.append([_reply_or_error(conn) for _ in idx])
+                    replies.append([reply_or_error(conn) for _ in idx])
             except BaseException:
                 for conn in conns:
                     conn.disconnect()
@@ -525,9 +434,9 @@ class RedisClusterOnlineStore(OnlineStore):
             for (_, idx), values in zip(groups, replies, strict=True):
                 for i, value in zip(idx, values, strict=True):
                     if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        out[i] = self._call(_key_slot(full[i]), "GET", full[i])
+                        out[i] = self._call(slot_of(full[i]), "GET", full[i])
                     elif isinstance(value, Exception):
-                        raise _refused(value)
+                        raise refused(value)
                     else:
                         out[i] = value
             return out
@@ -548,9 +457,9 @@ class RedisClusterOnlineStore(OnlineStore):
             for (_, idx), values in zip(groups, replies, strict=True):
                 for i, value in zip(idx, values, strict=True):
                     if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        out[i] = await self._acall(_key_slot(full[i]), "GET", full[i])
+                        out[i] = await self._acall(slot_of(full[i]), "GET", full[i])
                     elif isinstance(value, Exception):
-                        raise _refused(value)
+                        raise refused(value)
                     else:
                         out[i] = value
             return out
@@ -567,7 +476,7 @@ class RedisClusterOnlineStore(OnlineStore):
         """
         links = [await self._link(addr) for addr, _ in groups]
         futures = [
-            link.send(b"".join([_pack("GET", keys[i]) for i in idx]), len(idx))
+            link.send(b"".join([pack("GET", keys[i]) for i in idx]), len(idx))
             for link, (_, idx) in zip(links, groups, strict=True)
         ]
         try:
@@ -603,7 +512,7 @@ class RedisClusterOnlineStore(OnlineStore):
             raise self._lost(exc) from exc
 
     def pointers(self, view: str) -> tuple[str | None, str | None]:
-        current, pending = self._meta("EVAL", _POINTERS, 2, self._versions_key, self._pending_key, view)
+        current, pending = self._meta("EVAL", POINTERS, 2, self._versions_key, self._pending_key, view)
         cur = None if current is None else current.decode()
         pend = None if pending is None else pending.decode()
         return cur, (None if pend == cur else pend)
@@ -636,10 +545,10 @@ class RedisClusterOnlineStore(OnlineStore):
         self._meta("HSET", self._watermarks_key, f"{view}:{version}", stamp.isoformat())
 
     def newest_events(self) -> dict[tuple[str, str], datetime]:
-        return _parse_newest(self._meta("HGETALL", self._newest_key))
+        return parse_newest(self._meta("HGETALL", self._newest_key))
 
     async def anewest_events(self) -> dict[tuple[str, str], datetime]:
-        return _parse_newest(await self._ameta("HGETALL", self._newest_key))
+        return parse_newest(await self._ameta("HGETALL", self._newest_key))
 
     def set_newest_event(self, view: str, version: str, when: datetime) -> None:
         stamp = utc_datetime(when)
@@ -730,126 +639,3 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisClusterOnlineStore(project={self.project!r}, seeds={len(self.config.seeds)})"
-
-
-def _key_slot(key: str) -> int:
-    return int(key_slot(key.encode()))
-
-
-def _parse_slots(source: Addr, reply: Any) -> tuple[list[Addr | None], list[Addr], list[Addr]]:
-    """``CLUSTER SLOTS`` -> (slot -> master, the masters, every node); an empty host means ``source``'s."""
-    slots: list[Addr | None] = [None] * _SLOTS
-    masters: dict[Addr, None] = {}
-    known: dict[Addr, None] = {}
-    for entry in reply:
-        start, end, *nodes = entry
-        addrs = []
-        for node in nodes:
-            host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
-            addrs.append((source[0] if host in ("", "?") else host, int(node[1])))
-        if not addrs:
-            continue
-        master = addrs[0]
-        masters[master] = None
-        known.update(dict.fromkeys(addrs))
-        slots[int(start) : int(end) + 1] = [master] * (int(end) - int(start) + 1)
-    return slots, list(masters), list(known)
-
-
-def _pack(*args: Any) -> bytes:
-    """RESP for one command, packed by hiredis (C)."""
-    return bytes(hiredis.pack_command(args))
-
-
-def _pack_put_local(chunk: list[int], keys: list[str], rows: Sequence[bytes], expire: Sequence[int] | None) -> bytes:
-    args: list[Any] = ["EVALSHA", PUT_LOCAL_SHA, 0, len(chunk), 0 if expire is None else 1]
-    args.extend(keys[i] for i in chunk)
-    args.extend(rows[i] for i in chunk)
-    if expire is not None:
-        args.extend(expire[i] for i in chunk)
-    return bytes(hiredis.pack_command(tuple(args)))
-
-
-def _reply_or_error(conn: Any) -> Any:
-    """The next reply on ``conn``; an error reply (MOVED, ASK...) is returned rather than raised."""
-    try:
-        return conn.read_response()
-    except rex.ResponseError as exc:
-        return exc
-
-
-def _refused(exc: Exception) -> Exception:
-    """A whole script call refused: the cluster is down or the node is loading (503), else a store error."""
-    if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.BusyLoadingError) or "READONLY" in str(exc):
-        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
-    return OnlineStoreError(redact(f"Redis Cluster refused a request: {exc}"))
-
-
-def _translate_cluster(exc: Exception) -> Exception:
-    if isinstance(exc, OnlineStoreError):
-        return exc
-    if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.AskError):
-        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
-    if isinstance(exc, rex.ResponseError) and "cluster is down" in str(exc).lower():
-        return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
-    return _translate(exc)
-
-
-class _NodeLink(asyncio.Protocol):
-    """One pipelined connection to a node: requests written as they come, replies matched in order."""
-
-    def __init__(self) -> None:
-        self._reader = hiredis.Reader()
-        self._waiting: collections.deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = collections.deque()
-        self._transport: asyncio.Transport | None = None
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        while (reply := self._reader.gets()) is not False:
-            future, expected, replies = self._waiting[0]
-            if isinstance(reply, hiredis.ReplyError):
-                reply = BaseParser.parse_error(str(reply))
-            replies.append(reply)
-            if len(replies) == expected:
-                self._waiting.popleft()
-                if not future.done():  # a cancelled lookup's replies are dropped, the order kept
-                    future.set_result(replies)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        while self._waiting:
-            future, _, _ = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(rex.ConnectionError(f"connection to a Redis Cluster node lost: {exc}"))
-
-    def send(self, payload: bytes, commands: int = 1) -> asyncio.Future[list[Any]]:
-        """Write packed commands; the future gets their ``commands`` replies (error replies as exceptions)."""
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        if self.closed or self._transport is None:
-            future.set_exception(rex.ConnectionError("connection to a Redis Cluster node closed"))
-            return future
-        self._waiting.append((future, commands, []))
-        self._transport.write(payload)
-        return future
-
-    async def request(self, payload: bytes) -> Any:
-        return (await self.send(payload))[0]
-
-    def close(self) -> None:
-        if self._transport is not None and not self.closed:
-            self._transport.abort()  # connection_lost fails whatever still waits
-
-
-def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
-    """The TLS context of ``rediss+cluster://`` links, from the URL's ``ssl_*`` options."""
-    context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
-    if options.get("ssl_certfile"):
-        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
-    context.check_hostname = bool(options.get("ssl_check_hostname", False))
-    reqs = str(options.get("ssl_cert_reqs", "required")).lower()
-    context.verify_mode = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(reqs, ssl.CERT_REQUIRED)
-    return context

@@ -60,9 +60,9 @@ def test_vectorised_timestamps_match_the_scalar_format() -> None:
 def test_hiredis_packing_matches_redis_py() -> None:
     from redis.asyncio.connection import Connection
 
-    from featurestore.online.redis import _hiredis_connection_class
+    from featurestore.online.redis_wire import hiredis_connection_class
 
-    fast = _hiredis_connection_class("redis://127.0.0.1:6379/0")
+    fast = hiredis_connection_class("redis://127.0.0.1:6379/0")
     assert fast is not None
     for command in [("MGET", "a", "b:c"), ("CONFIG GET", "maxmemory"), ("SET", "k", b"\x00v", "PXAT", 123)]:
         assert b"".join(fast().pack_command(*command)) == b"".join(Connection().pack_command(*command))

@@ -16,7 +16,7 @@ from tests.aggregation.brute import AGGREGATIONS, MINUTE, brute, dedupe, same
 from tests.aggregation.conftest import GRANULARITY, VIEWS, absolute, base_minute, event_streams, frame, from_us
 from tests.conftest import write_repo
 
-STORES = ["memory", "sqlite", "redis"]
+STORES = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 @pytest.fixture(params=STORES, scope="module")
@@ -26,8 +26,9 @@ def online_repo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         "memory": f"memory://{root.parent.name}",
         "sqlite": "sqlite:///data/online.db",
         "redis": str(request.getfixturevalue("redis_server").url) if request.param == "redis" else "",
+        "redis-cluster": str(request.getfixturevalue("redis_cluster").url) if request.param == "redis-cluster" else "",
     }[request.param]
-    write_repo(root, {"views.py": VIEWS}, f'project = "agg_{request.param}"\nonline = "{url}"\n')
+    write_repo(root, {"views.py": VIEWS}, f'project = "agg_{request.param.replace("-", "_")}"\nonline = "{url}"\n')
     (root / "data").mkdir()
     frame([]).write_parquet(root / "data" / "events.parquet")
     fs = FeatureStore(root)

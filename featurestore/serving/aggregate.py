@@ -9,21 +9,20 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.names import quote
-from featurestore.errors import RegistryError, StoreUnavailableError
+from featurestore.errors import RegistryError
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.commit import Transaction, read_snapshot, recover
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.registry.spec import ViewSpec
 from featurestore.serving.keys import check_key_dtypes
-from featurestore.serving.versions import SpecResolver
+from featurestore.serving.versions import SpecResolver, follow_live_versions
 from featurestore.serving.windows import SEQ, EncodedEvents, encode_events
 from featurestore.validation import gate_for
 
 __all__ = ["push_events", "materialize_events", "state_events", "append_offline_events"]
 
 TS = "event_timestamp"
-_ATTEMPTS = 5
 
 
 def push_events(
@@ -79,31 +78,20 @@ def push_events(
 def _append_to_live_versions(
     store: OnlineStore, spec: ViewSpec, encoded: EncodedEvents, df: pl.DataFrame, resolve: SpecResolver | None
 ) -> tuple[str, dict[str, int]]:
-    """Append to the current and pending versions, re-reading the pointers as plain pushes do (serving.versions)."""
-    written: dict[str, int] = {}
-    done: set[str] = set()
+    """Append to the current and pending versions, following the pointers as plain pushes do."""
     events = spec.events
     assert events is not None
-    for _ in range(_ATTEMPTS):
-        current, pending = store.pointers(spec.name)
-        targets = [v for v in dict.fromkeys((current, pending)) if v is not None] or [spec.version]
-        for version in targets:
-            if version in done:
-                continue
-            other = spec if version == spec.version else _resolve(resolve, version)
-            if other is None or other.events is None or other.events.columns != events.columns:
-                continue  # that version aggregates other events: its materialization fills it
-            n = store.append_events(spec.name, version, encoded.keys, encoded.events, other.events.horizon_us)
-            written[version] = n
-            done.add(version)
-            if n and df.height:
-                store.set_newest_event(spec.name, version, df.get_column(TS).max())  # type: ignore[arg-type]
-        if current is None and pending is None:
-            store.set_current_version(spec.name, spec.version, if_absent=True)
-        after = store.pointers(spec.name)
-        if {v for v in after if v is not None} <= set(targets):
-            return after[0] or targets[0], written
-    raise StoreUnavailableError(f"push to {spec.name!r}: the view's version pointers kept changing; retry")
+
+    def append(version: str) -> int | None:
+        other = spec if version == spec.version else _resolve(resolve, version)
+        if other is None or other.events is None or other.events.columns != events.columns:
+            return None  # that version aggregates other events: its materialization fills it
+        n = store.append_events(spec.name, version, encoded.keys, encoded.events, other.events.horizon_us)
+        if n and df.height:
+            store.set_newest_event(spec.name, version, df.get_column(TS).max())  # type: ignore[arg-type]
+        return n
+
+    return follow_live_versions(store, spec, append)
 
 
 def _resolve(resolve: SpecResolver | None, version: str) -> ViewSpec | None:

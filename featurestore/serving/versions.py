@@ -22,7 +22,7 @@ from featurestore.online.base import OnlineStore
 from featurestore.online.codec import EXPIRY_TTLS, encode_rows, now_us
 from featurestore.registry.spec import ViewSpec
 
-__all__ = ["SpecResolver", "write_to_live_versions", "carry_forward"]
+__all__ = ["SpecResolver", "follow_live_versions", "write_to_live_versions", "carry_forward"]
 
 TS = "event_timestamp"
 CREATED_US = "__created_us"
@@ -51,37 +51,58 @@ def frame_for(spec: ViewSpec, latest: pl.DataFrame) -> pl.DataFrame:
     return latest.select(cols)
 
 
+def follow_live_versions(
+    store: OnlineStore, spec: ViewSpec, write: Callable[[str], int | None]
+) -> tuple[str, dict[str, int]]:
+    """Call ``write(version)`` once for every live version of ``spec``'s view, until the pointers hold still.
+
+    Live: the version readers follow and one being materialized (or ``spec``'s own when the
+    view has neither; it then becomes the current one unless a switch got there first). After
+    writing, the pointers are read again; if they moved, the versions missed are written too.
+    ``write`` returns the rows it wrote, or None when that version takes no rows from this
+    write. Returns the version readers follow afterwards and the rows written per version;
+    raises ``StoreUnavailableError`` when the pointers keep changing.
+    """
+    written: dict[str, int] = {}
+    for _ in range(_ATTEMPTS):
+        current, pending = store.pointers(spec.name)
+        targets = [v for v in dict.fromkeys((current, pending)) if v is not None] or [spec.version]
+        for version in targets:
+            if version not in written:
+                n = write(version)
+                if n is not None:
+                    written[version] = n
+        if current is None and pending is None:
+            store.set_current_version(spec.name, spec.version, if_absent=True)
+        after = store.pointers(spec.name)
+        if {v for v in after if v is not None} <= set(targets):
+            return after[0] or targets[0], written
+    raise StoreUnavailableError(f"push to {spec.name!r}: the view's version pointers kept changing; retry")
+
+
 def write_to_live_versions(
     store: OnlineStore, spec: ViewSpec, latest: pl.DataFrame, resolve: SpecResolver
 ) -> tuple[str, dict[str, int], int]:
     """Write one row per entity (``latest``: keys, event time, features, ``__created_us``) to every live version.
 
     Returns the version readers follow afterwards, the rows written per version (newer
-    rows only) and the rows skipped as older than the ttl. Raises ``StoreUnavailableError``
-    when the pointers keep changing.
+    rows only) and the rows of ``spec``'s version skipped as older than the ttl.
     """
     keys = list(spec.join_keys)
-    written: dict[str, int] = {}
-    expired = 0
-    for _ in range(_ATTEMPTS):
-        current, pending = store.pointers(spec.name)
-        targets = [v for v in dict.fromkeys((current, pending)) if v is not None] or [spec.version]
-        for version in targets:
-            vspec = spec if version == spec.version else resolve(version)
-            frame = latest if vspec is spec else frame_for(vspec, latest)
-            enc = encode_rows(frame, keys, list(vspec.features), vspec.ttl, created_us=pl.col(CREATED_US))
-            n = store.write_rows(spec.name, version, enc.keys, enc.rows, enc.expire_at_ms, pushed=True)
-            written[version] = written.get(version, 0) + n
-            if n:
-                store.set_newest_event(spec.name, version, latest.get_column(TS).max())  # type: ignore[arg-type]
-            if version == targets[0]:
-                expired = enc.skipped_expired
-        if current is None and pending is None:
-            store.set_current_version(spec.name, spec.version, if_absent=True)
-        after = store.pointers(spec.name)
-        if {v for v in after if v is not None} <= set(targets):
-            return after[0] or targets[0], written, expired
-    raise StoreUnavailableError(f"push to {spec.name!r}: the view's version pointers kept changing; retry")
+    expired: dict[str, int] = {}
+
+    def write(version: str) -> int:
+        vspec = spec if version == spec.version else resolve(version)
+        frame = latest if vspec is spec else frame_for(vspec, latest)
+        enc = encode_rows(frame, keys, list(vspec.features), vspec.ttl, created_us=pl.col(CREATED_US))
+        expired[version] = enc.skipped_expired
+        n = store.write_rows(spec.name, version, enc.keys, enc.rows, enc.expire_at_ms, pushed=True)
+        if n:
+            store.set_newest_event(spec.name, version, latest.get_column(TS).max())  # type: ignore[arg-type]
+        return n
+
+    live, written = follow_live_versions(store, spec, write)
+    return live, written, expired.get(live, 0)
 
 
 def carry_forward(store: OnlineStore, old: ViewSpec, new: ViewSpec) -> int:

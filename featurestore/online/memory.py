@@ -90,9 +90,14 @@ class MemoryOnlineStore(OnlineStore):
             for key, new in zip(keys, events, strict=True):
                 found = self._events.get((view, version, key))
                 state = {} if found is None or found[1] <= now else dict(found[0])
-                if replace:  # the rebuilt events supersede the stored ones up to the newest of them
+                if replace:  # the rebuilt events supersede the stored ones up to the newest of them, and their ids
                     upto = max((event_time_us(p) for _, p in new), default=None)
-                    state = {i: p for i, p in state.items() if upto is not None and event_time_us(p) > upto}
+                    rebuilt = {i for i, _ in new}
+                    state = {
+                        i: p
+                        for i, p in state.items()
+                        if upto is not None and event_time_us(p) > upto and i not in rebuilt
+                    }
                 stamps = [event_time_us(p) for p in state.values()] + [event_time_us(p) for _, p in new]
                 if not stamps:
                     self._events.pop((view, version, key), None)

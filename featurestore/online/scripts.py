@@ -80,15 +80,18 @@ for i = 1, n do
   pos = pos + 1
   if replace then
     -- the rebuilt events supersede the stored ones up to the newest of them; later ones stay
+    -- (and a rebuilt event id replaces the stored event of that id)
     local upto = nil
+    local rebuilt = {}
     for j = 0, c - 1 do
+      rebuilt[ARGV[pos + 2 * j]] = true
       local ts = tonumber(match(ARGV[pos + 2 * j + 1], '^%[(%-?%d+)'))
       if upto == nil or ts > upto then upto = ts end
     end
     local old = redis.call('HGETALL', key)
     local doomed = {}
     for j = 2, #old, 2 do
-      if upto == nil or tonumber(match(old[j], '^%[(%-?%d+)')) <= upto then
+      if upto == nil or rebuilt[old[j - 1]] or tonumber(match(old[j], '^%[(%-?%d+)')) <= upto then
         doomed[#doomed + 1] = old[j - 1]
         if #doomed == 1000 then
           redis.call('HDEL', key, unpack(doomed))

@@ -161,12 +161,14 @@ class SqliteOnlineStore(OnlineStore):
                         ent = (p, view, version, key)
                         stamped = [(i, event_time_us(e), e) for i, e in new]
                         conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
-                        if replace:  # the rebuilt events supersede the stored ones up to the newest of them
+                        if replace:  # rebuilt events supersede stored ones up to the newest of them, and their ids
                             upto = max((t for _, t, _ in stamped), default=None)
                             if upto is None:
                                 conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
                             else:
                                 conn.execute(f"DELETE FROM online_events WHERE {where} AND event_us <= ?", (*ent, upto))
+                                ids = [(*ent, i) for i, _ in new]  # a rebuilt event id replaces the stored one
+                                conn.executemany(f"DELETE FROM online_events WHERE {where} AND ident = ?", ids)
                         (stored,) = conn.execute(
                             f"SELECT max(event_us) FROM online_events WHERE {where}", ent
                         ).fetchone()

@@ -19,6 +19,9 @@ __all__ = ["RedisOnlineStore"]
 # Commands per network write when bulk loading: big enough to amortise round trips,
 # small enough to keep memory flat and let other clients interleave.
 _CHUNK = 5000
+# Seconds a bulk write waits on Redis (a reply, a send) before calling the store unavailable:
+# a chunk is milliseconds of work, but a loaded machine can stall Redis far past a lookup's timeout.
+_BULK_TIMEOUT = 10.0
 
 
 class RedisOnlineStore(OnlineStore):
@@ -60,6 +63,9 @@ class RedisOnlineStore(OnlineStore):
         }
         try:
             self._client: Any = redis.Redis.from_url(url, **self._options)
+            # bulk writes (materialize) wait longer on a busy Redis than a lookup may
+            bulk_timeout = max(timeout, _BULK_TIMEOUT)
+            self._bulk: Any = redis.Redis.from_url(url, **{**self._options, "socket_timeout": bulk_timeout})
         except ValueError as exc:
             raise OnlineStoreError(redact(f"invalid Redis URL {url!r}: {exc}")) from None
         self._aclient: Any = None
@@ -141,7 +147,7 @@ class RedisOnlineStore(OnlineStore):
         Python packs the next chunk while Redis executes this one; once most keys of a chunk
         exist (an incremental run, a rerun), the rest of the batch goes to the script directly.
         """
-        pool = self._client.connection_pool
+        pool = self._bulk.connection_pool
         conn = pool.get_connection()
         try:
             n = len(keys)
@@ -176,14 +182,14 @@ class RedisOnlineStore(OnlineStore):
                 )
                 for part in (existing[lo : lo + _CHUNK] for lo in range(0, len(existing), _CHUNK))
             ]
-            written += self._run_scripts(payloads)
+            written += self._run_scripts(payloads, self._bulk)
         return written
 
-    def _run_scripts(self, payloads: list[bytes]) -> int:
+    def _run_scripts(self, payloads: list[bytes], client: Any = None) -> int:
         """Send packed EVALSHA calls in one write, read their replies; load the script once if Redis lost it."""
         import redis.exceptions as rex
 
-        pool = self._client.connection_pool
+        pool = (client or self._client).connection_pool
         conn = pool.get_connection()
         try:
             written, missing = 0, []
@@ -431,6 +437,7 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self._client.close()
+        self._bulk.close()
 
     async def aclose(self) -> None:
         if self._aclient is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from benchmarks import online_http
 from benchmarks._util import median
-from benchmarks.materialize import _run, prepare, redis_server
+from benchmarks.materialize import featurestore_once, prepare, redis_server
 
 __all__ = ["local_cluster", "materialize_both", "lookups_both", "failover_seconds", "main"]
 
@@ -49,7 +49,7 @@ def materialize_both(scale: float, single: str, cluster: str, reps: int) -> dict
     for rep in range(reps):
         for name, url in (("redis", single), ("cluster", cluster)):
             print(f"materialize W1 x{scale:g} into {name} (rep {rep + 1}/{reps}):", flush=True)
-            times[name] += _run(prepare(scale, url), 1)
+            times[name].append(featurestore_once(prepare(scale, url))["seconds"])
     return {name: median(t) for name, t in times.items()}
 
 

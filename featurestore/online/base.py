@@ -77,7 +77,7 @@ class OnlineStore(abc.ABC):
         """Store ``rows[i]`` as the row of entity ``keys[i]`` unless the stored row is newer; return rows written.
 
         Newest wins (``codec.newer``), compared and written atomically per row in the store,
-        in one round trip per batch: no reader sees a mix of two writes, writing the same rows
+        never a round trip per row: no reader sees a mix of two writes, writing the same rows
         again changes nothing, and an older row never replaces a newer one. ``expire_at_ms[i]``
         (Unix milliseconds) makes the row disappear at that time; ``None`` keeps it forever.
         ``pushed`` also records the keys as pushed to this version (``pushed_keys``).

@@ -19,6 +19,9 @@ __all__ = ["RedisOnlineStore"]
 # Commands per network write when bulk loading: big enough to amortise round trips,
 # small enough to keep memory flat and let other clients interleave.
 _CHUNK = 5000
+# Seconds a bulk write waits on Redis (a reply, a send) before calling the store unavailable:
+# a chunk is milliseconds of work, but a loaded machine can stall Redis far past a lookup's timeout.
+_BULK_TIMEOUT = 10.0
 
 
 class RedisOnlineStore(OnlineStore):
@@ -27,8 +30,9 @@ class RedisOnlineStore(OnlineStore):
     Layout, chosen so a lookup of any number of entities is one MGET:
 
     - ``fs:{project}:{view}:{version}:{entity key}`` -> ``[event_ts_us, v1, ..., vN, created_us]``
-      (JSON bytes), with ``PXAT`` = event time + 2 x ttl, written by a server-side script that
-      keeps the newer row (one ``EVALSHA`` per batch of rows);
+      (JSON bytes), with ``PXAT`` = event time + 2 x ttl, kept only if newer: a bulk write sets
+      the entities without a row with pipelined ``SET NX`` and compares the others in a
+      server-side script (one ``EVALSHA`` per chunk of rows); pushes all go through the script;
     - ``fs:{project}:@versions`` (hash) -> ``{view: version}``, the pointer readers follow;
     - ``fs:{project}:@pending`` (hash) -> ``{view: version}``, a version being materialized;
     - ``fs:{project}:@pushed:{view}:{version}`` (set) -> entity keys pushed to that version;
@@ -59,6 +63,9 @@ class RedisOnlineStore(OnlineStore):
         }
         try:
             self._client: Any = redis.Redis.from_url(url, **self._options)
+            # bulk writes (materialize) wait longer on a busy Redis than a lookup may
+            bulk_timeout = max(timeout, _BULK_TIMEOUT)
+            self._bulk: Any = redis.Redis.from_url(url, **{**self._options, "socket_timeout": bulk_timeout})
         except ValueError as exc:
             raise OnlineStoreError(redact(f"invalid Redis URL {url!r}: {exc}")) from None
         self._aclient: Any = None
@@ -107,28 +114,82 @@ class RedisOnlineStore(OnlineStore):
         check_batch(keys, rows, expire_at_ms)
         if not keys:
             return 0
+        if expire_at_ms is not None and min(expire_at_ms) <= 0:
+            raise OnlineStoreError(f"write_rows {view!r}: expiry times must be positive Unix milliseconds")
         prefix = self.prefix(view, version)
-        pushed_set = self._pushed_key(view, version) if pushed else None
-        payloads = [
-            _pack_put_newer(
-                prefix,
-                keys[lo : lo + _CHUNK],
-                rows[lo : lo + _CHUNK],
-                None if expire_at_ms is None else expire_at_ms[lo : lo + _CHUNK],
-                pushed_set,
-            )
-            for lo in range(0, len(keys), _CHUNK)
-        ]
         try:
-            return self._run_scripts(payloads)
+            if pushed:
+                pushed_set = self._pushed_key(view, version)
+                return self._run_scripts(
+                    [
+                        _pack_put_newer(
+                            prefix,
+                            keys[lo : lo + _CHUNK],
+                            rows[lo : lo + _CHUNK],
+                            None if expire_at_ms is None else expire_at_ms[lo : lo + _CHUNK],
+                            pushed_set,
+                        )
+                        for lo in range(0, len(keys), _CHUNK)
+                    ]
+                )
+            return self._write_absent_first([prefix + k for k in keys], rows, expire_at_ms)
         except Exception as exc:
             raise translate_error(exc) from exc
 
-    def _run_scripts(self, payloads: list[bytes]) -> int:
+    def _write_absent_first(self, keys: list[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None) -> int:
+        """Write a bulk batch: ``SET NX`` where the entity has no row, the newest-wins script where it has one.
+
+        Materializing a version writes mostly entities it does not hold yet; a pipelined
+        ``SET key row NX PXAT t`` costs Redis half of a ``SET`` inside a script, and a
+        row already there (pushed concurrently, or a rerun) is then compared by the script
+        (``PUT_NEWER``). Both are atomic per row and newest wins whichever runs first, so the
+        outcome is the script's alone. Chunks are sent one ahead of the replies read, so
+        Python packs the next chunk while Redis executes this one; once most keys of a chunk
+        exist (an incremental run, a rerun), the rest of the batch goes to the script directly.
+        """
+        pool = self._bulk.connection_pool
+        conn = pool.get_connection()
+        try:
+            n = len(keys)
+            written, absent_first = 0, True
+            existing: list[int] = []  # indices whose key held a row: compared by the script
+            in_flight: list[tuple[int, int]] = []  # chunks sent, replies not read yet
+            for lo in range(0, n, _CHUNK):
+                if not absent_first:
+                    existing.extend(range(lo, n))
+                    break
+                hi = min(lo + _CHUNK, n)
+                conn.send_packed_command([_pack_set_absent(keys, rows, expire_at_ms, lo, hi)], check_health=False)
+                in_flight.append((lo, hi))
+                if len(in_flight) > 1:
+                    set_now, absent_first = _read_set_absent(conn, *in_flight.pop(0), existing)
+                    written += set_now
+            for lo, hi in in_flight:
+                written += _read_set_absent(conn, lo, hi, existing)[0]
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        if existing:
+            payloads = [
+                _pack_put_newer(
+                    "",
+                    [keys[i] for i in part],
+                    [rows[i] for i in part],
+                    None if expire_at_ms is None else [expire_at_ms[i] for i in part],
+                    None,
+                )
+                for part in (existing[lo : lo + _CHUNK] for lo in range(0, len(existing), _CHUNK))
+            ]
+            written += self._run_scripts(payloads, self._bulk)
+        return written
+
+    def _run_scripts(self, payloads: list[bytes], client: Any = None) -> int:
         """Send packed EVALSHA calls in one write, read their replies; load the script once if Redis lost it."""
         import redis.exceptions as rex
 
-        pool = self._client.connection_pool
+        pool = (client or self._client).connection_pool
         conn = pool.get_connection()
         try:
             written, missing = 0, []
@@ -376,6 +437,7 @@ class RedisOnlineStore(OnlineStore):
 
     def close(self) -> None:
         self._client.close()
+        self._bulk.close()
 
     async def aclose(self) -> None:
         if self._aclient is not None:
@@ -385,6 +447,38 @@ class RedisOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore(project={self.project!r})"
+
+
+def _pack_set_absent(
+    keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None, lo: int, hi: int
+) -> bytes:
+    """RESP for ``SET key row NX [PXAT t]`` over rows ``lo:hi``, one write (hiredis packs each command in C)."""
+    import hiredis
+
+    pack: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
+    if expire_at_ms is None:
+        return b"".join([pack(("SET", keys[i], rows[i], "NX")) for i in range(lo, hi)])
+    return b"".join([pack(("SET", keys[i], rows[i], "NX", "PXAT", expire_at_ms[i])) for i in range(lo, hi)])
+
+
+def _read_set_absent(conn: Any, lo: int, hi: int, existing: list[int]) -> tuple[int, bool]:
+    """Read the replies of one ``SET NX`` chunk: rows set, and whether most keys were absent.
+
+    The indices whose key already held a row go to ``existing`` (to be compared by the script).
+    """
+    import redis.exceptions as rex
+
+    before = len(existing)
+    read = conn.read_response
+    for i in range(lo, hi):
+        try:
+            reply = read()
+        except rex.ResponseError as exc:
+            raise OnlineStoreError(redact(f"Redis refused a write: {exc}")) from None
+        if reply is None:
+            existing.append(i)
+    found = len(existing) - before
+    return (hi - lo) - found, 2 * found <= hi - lo
 
 
 def _pack_put_newer(

@@ -144,6 +144,26 @@ def test_large_batches_round_trip(store: OnlineStore) -> None:
     assert asyncio.run(store.aread_rows("v", "a", sample)) == [rows[int(k)] for k in sample]
 
 
+def test_large_batches_over_stored_rows_keep_the_newest(store: OnlineStore) -> None:
+    """A bulk batch over a mix of absent keys and stored rows (newer, older, identical): newest wins per key.
+
+    The first half of the keys all hold a row and the rest one in ten, so a store that picks a
+    write strategy per chunk of the batch (Redis: SET NX first) goes through each of them.
+    """
+    now_ms = int(time.time() * 1000)
+    n = 12_000
+    stored = [i for i in range(n) if i < n // 2 or i % 10 == 0]
+    # i % 3 == 0: a newer row is stored; 1: an older one; 2: the very row written again
+    before = {i: row(i + 1 if i % 3 == 0 else i - 1 if i % 3 == 1 else i, f"s{i}") for i in stored}
+    store.write_rows("v", "a", [str(i) for i in stored], [before[i] for i in stored])
+    batch = [row(i, f"s{i}") for i in range(n)]
+    written = store.write_rows("v", "a", [str(i) for i in range(n)], batch, [now_ms + 60_000] * n)
+    assert written == (n - len(stored)) + sum(1 for i in stored if i % 3 == 1)
+    expected = [before[i] if i in before and i % 3 == 0 else batch[i] for i in range(n)]
+    assert store.read_rows("v", "a", [str(i) for i in range(n)]) == expected
+    assert store.write_rows("v", "a", [str(i) for i in range(n)], batch, [now_ms + 60_000] * n) == 0
+
+
 def test_rows_are_never_torn_under_concurrent_writes(store: OnlineStore) -> None:
     """A reader only ever sees one writer's complete row."""
     a, b = row(1, *(["a"] * 20)), row(2, *(["b"] * 20))

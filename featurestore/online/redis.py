@@ -11,7 +11,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
-from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA
+from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
@@ -196,7 +196,7 @@ class RedisOnlineStore(OnlineStore):
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)
-            return [list(v) for v in pipe.execute()]
+            return [events_only(v) for v in pipe.execute()]
         except Exception as exc:
             raise translate_error(exc) from exc
 
@@ -206,11 +206,11 @@ class RedisOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         try:
             if len(keys) == 1:
-                return [list(await self._async().hvals(prefix + keys[0]))]
+                return [events_only(await self._async().hvals(prefix + keys[0]))]
             pipe = self._async().pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)
-            return [list(v) for v in await pipe.execute()]
+            return [events_only(v) for v in await pipe.execute()]
         except Exception as exc:
             raise translate_error(exc) from exc
 

@@ -19,6 +19,9 @@ __all__ = ["RedisOnlineStore"]
 # Commands per network write when bulk loading: big enough to amortise round trips,
 # small enough to keep memory flat and let other clients interleave.
 _CHUNK = 5000
+# Events per APPEND_EVENTS call: a rebuild reads every stored event of its entities, and a call
+# must end well inside the socket timeout (0.5 s) on a busy server.
+_EVENTS_CHUNK = 1000
 
 
 class RedisOnlineStore(OnlineStore):
@@ -172,9 +175,9 @@ class RedisOnlineStore(OnlineStore):
         added, lo = 0, 0
         try:
             while lo < len(keys):
-                # a batch of about _CHUNK events (whole entities: each is appended atomically)
+                # a batch of about _EVENTS_CHUNK events (whole entities: each is appended atomically)
                 hi, size = lo, 0
-                while hi < len(keys) and (hi == lo or size + len(events[hi]) <= _CHUNK):
+                while hi < len(keys) and (hi == lo or size + len(events[hi]) <= _EVENTS_CHUNK):
                     size += len(events[hi])
                     hi += 1
                 args: list[Any] = [hi - lo, horizon_us, 1 if replace else 0]

@@ -11,6 +11,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import event_time_us, newer
+from featurestore.online.events import superseded
 from featurestore.times import utc_datetime
 
 __all__ = ["MemoryOnlineStore"]
@@ -90,14 +91,9 @@ class MemoryOnlineStore(OnlineStore):
             for key, new in zip(keys, events, strict=True):
                 found = self._events.get((view, version, key))
                 state = {} if found is None or found[1] <= now else dict(found[0])
-                if replace:  # the rebuilt events supersede the stored ones up to the newest of them, and their ids
-                    upto = max((event_time_us(p) for _, p in new), default=None)
-                    rebuilt = {i for i, _ in new}
-                    state = {
-                        i: p
-                        for i, p in state.items()
-                        if upto is not None and event_time_us(p) > upto and i not in rebuilt
-                    }
+                if replace:  # the rebuilt events supersede their stored copies (events.superseded)
+                    for ident in superseded(list(state.items()), new):
+                        del state[ident]
                 stamps = [event_time_us(p) for p in state.values()] + [event_time_us(p) for _, p in new]
                 if not stamps:
                     self._events.pop((view, version, key), None)

@@ -81,15 +81,20 @@ local META = 'm'  -- APPEND_EVENTS_META
 local pos = 4
 local added = 0
 local function ts_of(payload) return tonumber(match(payload, '^%[(%-?%d+)')) end
--- every stored event: newest and oldest time, and (with a cutoff) the fields at or before it deleted
-local function scan(key, cutoff, doom)
-  local stored = redis.call('HGETALL', key)
+-- an event without its seq (the third number): a pushed event equals its copy read back from offline
+local function content(payload)
+  local head, tail = match(payload, '^(%[[^,]*,[^,]*),[^,%]]*(.*)$')
+  return head .. tail
+end
+-- the stored events (HGETALL's reply) minus those doom(field, payload, ts) picks: deleted; returns the
+-- newest and oldest time of those left
+local function scan_stored(key, stored, doom)
   local newest, oldest, doomed = nil, nil, {}
   for j = 2, #stored, 2 do
     local field = stored[j - 1]
     if field ~= META then
       local ts = ts_of(stored[j])
-      if doom(field, ts) then
+      if doom(field, stored[j], ts) then
         doomed[#doomed + 1] = field
         if #doomed == 1000 then
           redis.call('HDEL', key, unpack(doomed))
@@ -104,23 +109,42 @@ local function scan(key, cutoff, doom)
   if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
   return newest, oldest
 end
-local keep = function(field, ts) return false end
+local function scan(key, doom) return scan_stored(key, redis.call('HGETALL', key), doom) end
+local keep = function(field, payload, ts) return false end
 for i = 1, n do
   local key = KEYS[i]
   local c = tonumber(ARGV[pos])
   pos = pos + 1
   local newest, oldest, known = nil, nil, nil
   if replace then
-    -- the rebuilt events supersede the stored ones up to the newest of them; later ones stay
-    -- (and a rebuilt event id replaces the stored event of that id)
-    local upto = nil
-    local rebuilt = {}
+    -- the rebuilt events supersede their stored copies (online/events.py's superseded): a stored
+    -- event with a rebuilt identity, or at or before the newest rebuilt event and equal (without
+    -- its seq) to a rebuilt event no other stored event matched; pushed events offline lacks stay
+    local upto, ids = nil, {}
     for j = 0, c - 1 do
-      rebuilt[ARGV[pos + 2 * j]] = true
+      ids[ARGV[pos + 2 * j]] = true
       local ts = ts_of(ARGV[pos + 2 * j + 1])
       if upto == nil or ts > upto then upto = ts end
     end
-    newest, oldest = scan(key, nil, function(field, ts) return upto == nil or rebuilt[field] or ts <= upto end)
+    local stored = redis.call('HGETALL', key)
+    local held, unmatched = {}, {}
+    for j = 1, #stored, 2 do held[stored[j]] = true end
+    for j = 0, c - 1 do
+      if not held[ARGV[pos + 2 * j]] then
+        local k = content(ARGV[pos + 2 * j + 1])
+        unmatched[k] = (unmatched[k] or 0) + 1
+      end
+    end
+    newest, oldest = scan_stored(key, stored, function(field, payload, ts)
+      if upto == nil or ids[field] then return true end
+      if ts > upto then return false end
+      local k = content(payload)
+      if (unmatched[k] or 0) > 0 then
+        unmatched[k] = unmatched[k] - 1
+        return true
+      end
+      return false
+    end)
   else
     local meta = redis.call('HGET', key, META)
     if meta then
@@ -128,7 +152,7 @@ for i = 1, n do
       local a, b = match(meta, '^(%-?%d+),(%-?%d+)$')
       newest, oldest = tonumber(a), tonumber(b)
     else
-      newest, oldest = scan(key, nil, keep)
+      newest, oldest = scan(key, keep)
     end
   end
   -- newest (of the stored events) and oldest are exact; top also counts the new events
@@ -143,7 +167,7 @@ for i = 1, n do
   else
     local cutoff = top - horizon
     if oldest ~= nil and oldest <= cutoff then
-      newest, oldest = scan(key, cutoff, function(field, ts) return ts <= cutoff end)
+      newest, oldest = scan(key, function(field, payload, ts) return ts <= cutoff end)
     end
     for j = 0, c - 1 do
       local payload = ARGV[pos + 2 * j + 1]

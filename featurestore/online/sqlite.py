@@ -14,6 +14,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import event_time_us, row_stamp
+from featurestore.online.events import superseded
 from featurestore.times import utc_datetime
 
 __all__ = ["SqliteOnlineStore"]
@@ -161,14 +162,14 @@ class SqliteOnlineStore(OnlineStore):
                         ent = (p, view, version, key)
                         stamped = [(i, event_time_us(e), e) for i, e in new]
                         conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
-                        if replace:  # rebuilt events supersede stored ones up to the newest of them, and their ids
-                            upto = max((t for _, t, _ in stamped), default=None)
-                            if upto is None:
-                                conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
-                            else:
-                                conn.execute(f"DELETE FROM online_events WHERE {where} AND event_us <= ?", (*ent, upto))
-                                ids = [(*ent, i) for i, _ in new]  # a rebuilt event id replaces the stored one
-                                conn.executemany(f"DELETE FROM online_events WHERE {where} AND ident = ?", ids)
+                        if replace:  # the rebuilt events supersede their stored copies (events.superseded)
+                            held = conn.execute(
+                                f"SELECT ident, payload FROM online_events WHERE {where}", ent
+                            ).fetchall()
+                            doomed = superseded([(i, bytes(e)) for i, e in held], new)
+                            conn.executemany(
+                                f"DELETE FROM online_events WHERE {where} AND ident = ?", [(*ent, i) for i in doomed]
+                            )
                         (stored,) = conn.execute(
                             f"SELECT max(event_us) FROM online_events WHERE {where}", ent
                         ).fetchone()

@@ -71,6 +71,21 @@ def floor_sql(files: str) -> str:
     )
 
 
+def differing(training: pl.DataFrame, floor: pl.DataFrame) -> int:
+    """Values of the training set unlike the floor's (counts exactly, the rest within 1e-9 relative)."""
+    bad = 0
+    for f in FUNCTIONS:
+        for w in WINDOWS:
+            got, want = training.get_column(f"amount_{f}_{w}"), floor.get_column(f"{f}_{w}")
+            if f == "sum":
+                want = want.fill_null(0.0)  # SQL's sum of nothing is null; the definition says 0
+            pair = pl.DataFrame({"a": got.cast(pl.Float64), "b": want.cast(pl.Float64)})
+            close = (pl.col("a") - pl.col("b")).abs() <= 1e-9 * pl.max_horizontal(pl.col("b").abs(), pl.lit(1.0))
+            same = (pl.col("a").is_null() & pl.col("b").is_null()) | close.fill_null(False)
+            bad += int(pair.select((~same).sum()).item())
+    return bad
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["floor_s"] = round(time.perf_counter() - t0, 2)
         out["ratio_to_floor"] = round(out["training_s"] / out["floor_s"], 2)
         out["columns"] = training.width - entity.width
+        out["values_differing"] = differing(training, floor)
         del floor
         if args.redis:
             out.update(_online(fs, args.cards))

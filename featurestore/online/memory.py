@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from featurestore.dsl.names import check_identifier
@@ -112,6 +112,14 @@ class MemoryOnlineStore(OnlineStore):
         with self._lock:
             found = [self._events.get((view, version, k)) for k in keys]
         return [[] if f is None or f[1] <= now else list(f[0].values()) for f in found]
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        now = _now_ms()
+        with self._lock:
+            found = [
+                (k[2], list(v[0].items())) for k, v in self._events.items() if k[:2] == (view, version) and v[1] > now
+            ]
+        yield from found
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         now = _now_ms()

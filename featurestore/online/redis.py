@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
-from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA, events_only
+from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
@@ -216,6 +216,30 @@ class RedisOnlineStore(OnlineStore):
             return [events_only(v) for v in await pipe.execute()]
         except Exception as exc:
             raise translate_error(exc) from exc
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        prefix = self.prefix(view, version)
+        try:
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    yield from self._event_items(prefix, batch)
+                    batch = []
+            yield from self._event_items(prefix, batch)
+        except Exception as exc:
+            raise translate_error(exc) from exc
+
+    def _event_items(self, prefix: str, keys: list[bytes]) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        out = []
+        for key, fields in zip(keys, pipe.execute(), strict=True):
+            items = [(f.decode(), v) for f, v in fields.items() if f.decode() != APPEND_EVENTS_META]
+            if items:
+                out.append((key.decode()[len(prefix) :], items))
+        return out
 
     def _pushed_key(self, view: str, version: str) -> str:
         self.prefix(view, version)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,15 @@ class SqliteOnlineStore(OnlineStore):
             for entity, payload in self._execute(sql, [self.project, view, version, *part, now]):
                 found.setdefault(str(entity), []).append(bytes(payload))
         return [list(found.get(k, ())) for k in keys]
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        rows = self._execute(
+            "SELECT entity, ident, payload FROM online_events WHERE project = ? AND view = ? AND version = ? "
+            "AND expire_at_ms > ? ORDER BY entity",
+            (self.project, view, version, _now_ms()),
+        )
+        for entity, group in itertools.groupby(rows, key=lambda r: str(r[0])):
+            yield entity, [(str(i), bytes(p)) for _, i, p in group]
 
     def pushed_keys(self, view: str, version: str) -> list[str]:
         rows = self._execute(

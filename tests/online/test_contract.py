@@ -319,6 +319,16 @@ def test_events_replace_and_expire(store: OnlineStore) -> None:
 
 
 @pytest.mark.usefixtures("needs_events")
+def test_scan_events_lists_every_entity_with_its_identities(store: OnlineStore) -> None:
+    one = [("n:a", event(NOW_US)), ("i:x", event(NOW_US - 1))]
+    store.append_events("agg", "v1", ["1", "2"], [one, [("n:b", event(NOW_US))]], HOUR)
+    store.append_events("agg", "v2", ["3"], [[("n:c", event(NOW_US))]], HOUR)
+    found = {key: sorted(items) for key, items in store.scan_events("agg", "v1")}
+    assert found == {"1": sorted(one), "2": [("n:b", event(NOW_US))]}
+    assert list(store.scan_events("agg", "v3")) == []
+
+
+@pytest.mark.usefixtures("needs_events")
 def test_concurrent_event_appends_lose_nothing(store: OnlineStore) -> None:
     def worker(w: int) -> None:
         for i in range(20):

@@ -1,4 +1,4 @@
-"""The whole comparison on W1: featurestore, Feast 0.67 and the bare-engine floors, in one run.
+"""The whole comparison on W1 (featurestore, Feast 0.67 and the bare-engine floors) and W2, in one run.
 
 Run: python -m benchmarks [--quick] [--reps N] [--duration S] [--no-feast]   (also: make bench)
 Prints Markdown tables (figures, ratios to Feast and to the floors, correctness checks) and writes
@@ -24,7 +24,7 @@ from benchmarks import training_set
 from benchmarks._util import ROOT, machine, median, run_child, workdir
 from benchmarks.w1 import FEATURES
 
-__all__ = ["run_training", "run_online", "run_gates", "render", "main"]
+__all__ = ["run_training", "run_online", "run_gates", "run_w2", "render", "main"]
 
 RESULTS = ROOT / "results"
 # The helpers of benchmarks.online_http this module drives (its wrk load generator, servers, floor).
@@ -261,6 +261,37 @@ def run_gates(scale: float, reps: int) -> dict[str, Any]:
         return dict(gates.main(argv))
 
 
+# -- W2: window aggregations -------------------------------------------------
+
+# (cards, events, entity rows): the issue's W2, and a hundredth of it for --quick
+W2_SIZES = {False: (100_000, 10_000_000, 1_000_000), True: (1_000, 100_000, 10_000)}
+
+
+def run_w2(quick: bool) -> dict[str, Any]:
+    """W2 (benchmarks.w2): training set vs its DuckDB floor, materialize, pushes and lookups on a fresh Redis."""
+    from benchmarks import w2
+    from benchmarks.materialize import redis_server
+
+    cards, events, rows = W2_SIZES[quick]
+    argv = ["--cards", str(cards), "--events", str(events), "--rows", str(rows)]
+    with redis_server() as url, contextlib.redirect_stdout(sys.stderr):
+        return dict(w2.main([*argv, "--redis", url]))
+
+
+def _w2_table(w: dict[str, Any]) -> list[str]:
+    return [
+        f"### W2: window aggregations ({w['cards']:,} cards, {w['events']:,} events over 30 days, "
+        f"{w['rows']:,} entity rows, {w['columns']} features)",
+        "",
+        "| training set s | floor (DuckDB RANGE windows) s | ratio | values unlike the floor's | peak RSS MB | "
+        "materialize s | push events/s (100 per call) | lookup p50 / p99 ms (SDK, 12 features) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {w['training_s']:.2f} | {w['floor_s']:.2f} | {w['ratio_to_floor']:.2f}x | {w['values_differing']:,} | "
+        f"{w['training_peak_rss_mb']:,.0f} | {w.get('materialize_s', '-')} | {w.get('push_events_per_s', '-'):,} | "
+        f"{w.get('online_sdk_p50_ms', '-')} / {w.get('online_sdk_p99_ms', '-')} |",
+    ]
+
+
 # -- output ----------------------------------------------------------------
 
 
@@ -419,6 +450,8 @@ def render(r: dict[str, Any]) -> str:
         out += [*_gates_table(r["gates"]), ""]
     else:
         out += [f"### Gates: TODO: {r.get('todo', {}).get('gates', 'not run')}", ""]
+    if "w2" in r:
+        out += [*_w2_table(r["w2"]), ""]
     out += _correctness_table(r)
     if r.get("feast_note"):
         out += ["", f"Feast: {r['feast_note']}"]
@@ -443,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (median)")
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
-    p.add_argument("--only", default="training,materialize,online,gates", help="comma-separated subjects")
+    p.add_argument("--only", default="training,materialize,online,gates,w2", help="comma-separated subjects")
     p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
     args = p.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
@@ -490,6 +523,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["todo"]["gates"] = missing
         else:
             result["gates"] = run_gates(scale, args.reps)
+    if "w2" in only:
+        result["w2"] = run_w2(args.quick)
     text = render(result)
     print(text)
     # Quick runs never overwrite the committed full-run results.

@@ -80,3 +80,13 @@ def test_results_are_written_and_say_what_was_not_measured(quick_run: tuple[dict
     assert "TODO: not measured" in text  # Feast was skipped, and the table says so
     assert "| featurestore |" in text
     assert result["gates"]["rows"] == 100_000
+
+
+def test_w2_training_set_equals_its_floor_and_pushes_work(redis_server: Any) -> None:
+    """W2 at a tiny size: the 12 window features equal the bare DuckDB RANGE-window query's; the online part runs."""
+    from benchmarks import w2
+
+    out = w2.main(["--cards", "20", "--events", "3000", "--rows", "300", "--redis", redis_server.url])
+    assert out["columns"] == 12
+    assert out["values_differing"] == 0
+    assert out["materialized_events"] > 0 and out["push_events_per_s"] > 0

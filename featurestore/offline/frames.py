@@ -19,6 +19,7 @@ __all__ = [
     "nan_as_null",
     "utc_datetime",
     "check_timestamp_text",
+    "parse_canonical_timestamps",
     "TIMESTAMP_FORMATS",
     "coerce_column",
     "DTypeMismatchError",
@@ -90,6 +91,28 @@ def check_timestamp_text(df: pl.DataFrame, column: str) -> None:
         raise DTypeMismatchError(
             f"column {column!r}: {bad[0]!r} is not a timestamp ({bad.len():,} such values); use {TIMESTAMP_FORMATS}"
         )
+
+
+def parse_canonical_timestamps(df: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``df`` with ``column``'s text parsed to UTC microseconds when every value has the one form
+    ``datetime.isoformat()`` writes (``2024-01-31T12:00:00[.ffffff]+02:00``); else ``df`` as it was.
+
+    The fast path of pushes (one strptime instead of the general parser's ten regex passes,
+    ~0.2 ms instead of ~4 ms for 100 rows). At most six fractional digits, so no rounding
+    applies and the result is the general parser's; any other form (``Z``, a space, a date,
+    nanoseconds, a bad value) leaves the text for the general parser and its error message.
+    """
+    if df.schema[column] != pl.String:
+        return df
+    text = pl.col(column)
+    parsed = text.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", time_zone="UTC", strict=False)
+    check = df.select(
+        parsed.alias("__parsed"),
+        ((parsed.is_null() & text.is_not_null()) | text.str.contains(r"\.[0-9]{7}")).any().alias("__other"),
+    )
+    if check.get_column("__other")[0]:
+        return df
+    return df.with_columns(check.get_column("__parsed").alias(column))
 
 
 def _parse_iso_utc(expr: pl.Expr, rounding: Rounding, strict: bool) -> pl.Expr:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -123,9 +123,10 @@ class OnlineStore(abc.ABC):
         (``newest``: the greatest event time stored or added, so late events inside the longest
         window stay and older ones never enter), and make the state expire at Unix milliseconds
         ``ceil((newest + horizon_us) / 1000)``. With ``replace`` (materialize rebuilding the state
-        from the offline events) the given events supersede every stored event up to the newest
-        of them; stored events after it (pushed since the offline data ends) stay. One round
-        trip per batch.
+        from the offline events) the given events supersede their stored copies
+        (``featurestore.online.events.superseded``: the same identity, or the same event up to
+        its seq at or before the newest given one); other stored events (pushes the offline
+        store lacks) stay. One round trip per batch.
 
         Example::
 
@@ -146,6 +147,17 @@ class OnlineStore(abc.ABC):
     async def aread_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         """``read_events`` for the event loop; stores with a native async client override it."""
         return self.read_events(view, version, keys)
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        """Every entity of ``view``/``version`` holding events, with its ``(identity, payload)`` pairs, lazily.
+
+        A version switch carries the pushed events the new version's offline events lack.
+
+        Example::
+
+            dict(store.scan_events("txn_stats", "3f2a9c0b1d2e"))  # {"1001": [("n:9f1c", b'[1767225600000000,...]')]}
+        """
+        raise OnlineStoreError(f"{type(self).__name__} does not support aggregation views (scan_events)")
 
     @abc.abstractmethod
     def pushed_keys(self, view: str, version: str) -> list[str]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import event_time_us, newer
+from featurestore.online.events import superseded
 from featurestore.times import utc_datetime
 
 __all__ = ["MemoryOnlineStore"]
@@ -90,14 +91,9 @@ class MemoryOnlineStore(OnlineStore):
             for key, new in zip(keys, events, strict=True):
                 found = self._events.get((view, version, key))
                 state = {} if found is None or found[1] <= now else dict(found[0])
-                if replace:  # the rebuilt events supersede the stored ones up to the newest of them, and their ids
-                    upto = max((event_time_us(p) for _, p in new), default=None)
-                    rebuilt = {i for i, _ in new}
-                    state = {
-                        i: p
-                        for i, p in state.items()
-                        if upto is not None and event_time_us(p) > upto and i not in rebuilt
-                    }
+                if replace:  # the rebuilt events supersede their stored copies (events.superseded)
+                    for ident in superseded(list(state.items()), new):
+                        del state[ident]
                 stamps = [event_time_us(p) for p in state.values()] + [event_time_us(p) for _, p in new]
                 if not stamps:
                     self._events.pop((view, version, key), None)
@@ -116,6 +112,14 @@ class MemoryOnlineStore(OnlineStore):
         with self._lock:
             found = [self._events.get((view, version, k)) for k in keys]
         return [[] if f is None or f[1] <= now else list(f[0].values()) for f in found]
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        now = _now_ms()
+        with self._lock:
+            found = [
+                (k[2], list(v[0].items())) for k, v in self._events.items() if k[:2] == (view, version) and v[1] > now
+            ]
+        yield from found
 
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         now = _now_ms()

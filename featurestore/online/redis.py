@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
-from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER, PUT_NEWER_SHA
+from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
@@ -22,6 +22,9 @@ _CHUNK = 5000
 # Seconds a bulk write waits on Redis (a reply, a send) before calling the store unavailable:
 # a chunk is milliseconds of work, but a loaded machine can stall Redis far past a lookup's timeout.
 _BULK_TIMEOUT = 10.0
+# Events per APPEND_EVENTS call: a rebuild reads every stored event of its entities, and a call
+# must end well inside the socket timeout (0.5 s) on a busy server.
+_EVENTS_CHUNK = 1000
 
 
 class RedisOnlineStore(OnlineStore):
@@ -233,9 +236,9 @@ class RedisOnlineStore(OnlineStore):
         added, lo = 0, 0
         try:
             while lo < len(keys):
-                # a batch of about _CHUNK events (whole entities: each is appended atomically)
+                # a batch of about _EVENTS_CHUNK events (whole entities: each is appended atomically)
                 hi, size = lo, 0
-                while hi < len(keys) and (hi == lo or size + len(events[hi]) <= _CHUNK):
+                while hi < len(keys) and (hi == lo or size + len(events[hi]) <= _EVENTS_CHUNK):
                     size += len(events[hi])
                     hi += 1
                 args: list[Any] = [hi - lo, horizon_us, 1 if replace else 0]
@@ -257,7 +260,7 @@ class RedisOnlineStore(OnlineStore):
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)
-            return [list(v) for v in pipe.execute()]
+            return [events_only(v) for v in pipe.execute()]
         except Exception as exc:
             raise translate_error(exc) from exc
 
@@ -267,13 +270,37 @@ class RedisOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         try:
             if len(keys) == 1:
-                return [list(await self._async().hvals(prefix + keys[0]))]
+                return [events_only(await self._async().hvals(prefix + keys[0]))]
             pipe = self._async().pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)
-            return [list(v) for v in await pipe.execute()]
+            return [events_only(v) for v in await pipe.execute()]
         except Exception as exc:
             raise translate_error(exc) from exc
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        prefix = self.prefix(view, version)
+        try:
+            batch: list[bytes] = []
+            for key in self._client.scan_iter(match=prefix + "*", count=1000):
+                batch.append(key)
+                if len(batch) == 1000:
+                    yield from self._event_items(prefix, batch)
+                    batch = []
+            yield from self._event_items(prefix, batch)
+        except Exception as exc:
+            raise translate_error(exc) from exc
+
+    def _event_items(self, prefix: str, keys: list[bytes]) -> list[tuple[str, list[tuple[str, bytes]]]]:
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        out = []
+        for key, fields in zip(keys, pipe.execute(), strict=True):
+            items = [(f.decode(), v) for f, v in fields.items() if f.decode() != APPEND_EVENTS_META]
+            if items:
+                out.append((key.decode()[len(prefix) :], items))
+        return out
 
     def _pushed_key(self, view: str, version: str) -> str:
         self.prefix(view, version)

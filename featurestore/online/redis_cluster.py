@@ -6,7 +6,7 @@ import asyncio
 import binascii
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from featurestore.online.cluster_wire import (
     translate_cluster_error,
 )
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest
-from featurestore.online.scripts import APPEND_EVENTS, PUT_NEWER_SHA
+from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
@@ -518,7 +518,7 @@ class RedisClusterOnlineStore(OnlineStore):
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
         try:
-            return [list(self._call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            return [events_only(self._call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 
@@ -528,7 +528,23 @@ class RedisClusterOnlineStore(OnlineStore):
             found = await asyncio.gather(*[self._acall(slot_of(prefix + k), "HVALS", prefix + k) for k in keys])
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
-        return [list(v) for v in found]
+        return [events_only(v) for v in found]
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        prefix = self.prefix(view, version)
+        try:
+            if self._refresh_due():
+                self._refresh()
+            for addr in list(self._masters):
+                for raw in self._node(addr).scan_iter(match=prefix + "*", count=1000):
+                    key = raw.decode()
+                    reply = self._call(slot_of(key), "HGETALL", key)  # follows a key moved meanwhile
+                    pairs = zip(reply[::2], reply[1::2], strict=True) if isinstance(reply, list) else reply.items()
+                    items = [(f.decode(), v) for f, v in pairs if f.decode() != APPEND_EVENTS_META]
+                    if items:
+                        yield key[len(prefix) :], items
+        except Exception as exc:
+            raise translate_cluster_error(exc) from exc
 
     def pushed_keys(self, view: str, version: str) -> list[str]:
         key, cursor, members = self._pushed_key(view, version), b"0", set[str]()

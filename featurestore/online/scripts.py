@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["PUT_NEWER", "PUT_NEWER_SHA"]
+__all__ = ["PUT_NEWER", "PUT_NEWER_SHA", "APPEND_EVENTS", "APPEND_EVENTS_META", "events_only"]
 
 # KEYS: the batch's row keys, then (when tracking pushes) the version's pushed-keys set.
 # ARGV: n, has_expiry (1/0), prefix length to strip for the pushed set (0: do not track),
@@ -62,81 +62,139 @@ PUT_NEWER_SHA = hashlib.sha1(PUT_NEWER.encode()).hexdigest()
 
 
 # Aggregation views: one hash per entity, field = event identity, value = event payload
-# ([event_ts_us, created_us, seq, v1, ..., vN]; only its first number is read here).
+# ([event_ts_us, created_us, seq, v1, ..., vN]; only its first number is read here), plus the
+# field META = "<newest>,<oldest>" (the entity's newest and oldest stored event times; readers
+# skip it: it does not start with "[").
 # KEYS: the batch's entity hashes. ARGV: n, horizon_us, replace (1/0), then per entity its
 # event count c and c (identity, payload) pairs. Per entity: HSETNX the new events newer
 # than (newest - horizon) (an identity already there is not added again), delete the older
 # ones, and expire the hash when its newest event leaves the longest window. Returns events added.
+# The stored events are only read (HGETALL) when the oldest of them leaves the window, on a
+# replace, or when META is missing: a push costs O(its events), not O(the entity's state).
+APPEND_EVENTS_META = "m"
 APPEND_EVENTS = """
 local n = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local replace = ARGV[3] == '1'
 local match = string.match
+local META = 'm'  -- APPEND_EVENTS_META
 local pos = 4
 local added = 0
+local function ts_of(payload) return tonumber(match(payload, '^%[(%-?%d+)')) end
+-- an event without its seq (the third number): a pushed event equals its copy read back from offline
+local function content(payload)
+  local head, tail = match(payload, '^(%[[^,]*,[^,]*),[^,%]]*(.*)$')
+  return head .. tail
+end
+-- the stored events (HGETALL's reply) minus those doom(field, payload, ts) picks: deleted; returns the
+-- newest and oldest time of those left
+local function scan_stored(key, stored, doom)
+  local newest, oldest, doomed = nil, nil, {}
+  for j = 2, #stored, 2 do
+    local field = stored[j - 1]
+    if field ~= META then
+      local ts = ts_of(stored[j])
+      if doom(field, stored[j], ts) then
+        doomed[#doomed + 1] = field
+        if #doomed == 1000 then
+          redis.call('HDEL', key, unpack(doomed))
+          doomed = {}
+        end
+      else
+        if newest == nil or ts > newest then newest = ts end
+        if oldest == nil or ts < oldest then oldest = ts end
+      end
+    end
+  end
+  if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
+  return newest, oldest
+end
+local function scan(key, doom) return scan_stored(key, redis.call('HGETALL', key), doom) end
+local keep = function(field, payload, ts) return false end
 for i = 1, n do
   local key = KEYS[i]
   local c = tonumber(ARGV[pos])
   pos = pos + 1
+  local newest, oldest, known = nil, nil, nil
   if replace then
-    -- the rebuilt events supersede the stored ones up to the newest of them; later ones stay
-    -- (and a rebuilt event id replaces the stored event of that id)
-    local upto = nil
-    local rebuilt = {}
+    -- the rebuilt events supersede their stored copies (online/events.py's superseded): a stored
+    -- event with a rebuilt identity, or at or before the newest rebuilt event and equal (without
+    -- its seq) to a rebuilt event no other stored event matched; pushed events offline lacks stay
+    local upto, ids = nil, {}
     for j = 0, c - 1 do
-      rebuilt[ARGV[pos + 2 * j]] = true
-      local ts = tonumber(match(ARGV[pos + 2 * j + 1], '^%[(%-?%d+)'))
+      ids[ARGV[pos + 2 * j]] = true
+      local ts = ts_of(ARGV[pos + 2 * j + 1])
       if upto == nil or ts > upto then upto = ts end
     end
-    local old = redis.call('HGETALL', key)
-    local doomed = {}
-    for j = 2, #old, 2 do
-      if upto == nil or rebuilt[old[j - 1]] or tonumber(match(old[j], '^%[(%-?%d+)')) <= upto then
-        doomed[#doomed + 1] = old[j - 1]
-        if #doomed == 1000 then
-          redis.call('HDEL', key, unpack(doomed))
-          doomed = {}
-        end
+    local stored = redis.call('HGETALL', key)
+    local held, unmatched = {}, {}
+    for j = 1, #stored, 2 do held[stored[j]] = true end
+    for j = 0, c - 1 do
+      if not held[ARGV[pos + 2 * j]] then
+        local k = content(ARGV[pos + 2 * j + 1])
+        unmatched[k] = (unmatched[k] or 0) + 1
       end
     end
-    if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
+    newest, oldest = scan_stored(key, stored, function(field, payload, ts)
+      if upto == nil or ids[field] then return true end
+      if ts > upto then return false end
+      local k = content(payload)
+      if (unmatched[k] or 0) > 0 then
+        unmatched[k] = unmatched[k] - 1
+        return true
+      end
+      return false
+    end)
+  else
+    local meta = redis.call('HGET', key, META)
+    if meta then
+      known = meta
+      local a, b = match(meta, '^(%-?%d+),(%-?%d+)$')
+      newest, oldest = tonumber(a), tonumber(b)
+    else
+      newest, oldest = scan(key, keep)
+    end
   end
-  local stored = redis.call('HGETALL', key)
-  local newest = nil
-  local times = {}
-  for j = 2, #stored, 2 do
-    local ts = tonumber(match(stored[j], '^%[(%-?%d+)'))
-    times[j] = ts
-    if newest == nil or ts > newest then newest = ts end
-  end
+  -- newest (of the stored events) and oldest are exact; top also counts the new events
+  -- (repeats of a stored identity included), and sets the cutoff and the expiry
+  local top = newest
   for j = 0, c - 1 do
-    local ts = tonumber(match(ARGV[pos + 2 * j + 1], '^%[(%-?%d+)'))
-    if newest == nil or ts > newest then newest = ts end
+    local ts = ts_of(ARGV[pos + 2 * j + 1])
+    if top == nil or ts > top then top = ts end
   end
-  if newest ~= nil then
-    local cutoff = newest - horizon
+  if top == nil then
+    redis.call('DEL', key)  -- no event left (a replace with none): not even META
+  else
+    local cutoff = top - horizon
+    if oldest ~= nil and oldest <= cutoff then
+      newest, oldest = scan(key, function(field, payload, ts) return ts <= cutoff end)
+    end
     for j = 0, c - 1 do
       local payload = ARGV[pos + 2 * j + 1]
-      if tonumber(match(payload, '^%[(%-?%d+)')) > cutoff then
-        added = added + redis.call('HSETNX', key, ARGV[pos + 2 * j], payload)
+      local ts = ts_of(payload)
+      if ts > cutoff and redis.call('HSETNX', key, ARGV[pos + 2 * j], payload) == 1 then
+        added = added + 1
+        if oldest == nil or ts < oldest then oldest = ts end
+        if newest == nil or ts > newest then newest = ts end
       end
     end
-    local doomed = {}
-    for j = 2, #stored, 2 do
-      if times[j] <= cutoff then
-        doomed[#doomed + 1] = stored[j - 1]
-        if #doomed == 1000 then
-          redis.call('HDEL', key, unpack(doomed))
-          doomed = {}
-        end
+    if oldest == nil then
+      redis.call('DEL', key)
+    else
+      local now = string.format('%.0f,%.0f', newest, oldest)
+      if now ~= known then redis.call('HSET', key, META, now) end
+      -- the expiry only moves with a new newest time (a repeat's later time moves it too)
+      if known == nil or top > newest or now ~= known then
+        redis.call('PEXPIREAT', key, string.format('%.0f', math.ceil((top + horizon) / 1000)))
       end
-    end
-    if #doomed > 0 then redis.call('HDEL', key, unpack(doomed)) end
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('PEXPIREAT', key, string.format('%.0f', math.ceil((newest + horizon) / 1000)))
     end
   end
   pos = pos + 2 * c
 end
 return added
 """
+
+
+def events_only(values: list[bytes]) -> list[bytes]:
+    """An entity hash's values (HVALS) without its META value: the event payloads, JSON arrays."""
+    return [v for v in values if v[:1] == b"["]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, StoreUnavailableError
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.codec import event_time_us, row_stamp
+from featurestore.online.events import superseded
 from featurestore.times import utc_datetime
 
 __all__ = ["SqliteOnlineStore"]
@@ -161,14 +163,14 @@ class SqliteOnlineStore(OnlineStore):
                         ent = (p, view, version, key)
                         stamped = [(i, event_time_us(e), e) for i, e in new]
                         conn.execute(f"DELETE FROM online_events WHERE {where} AND expire_at_ms <= ?", (*ent, now))
-                        if replace:  # rebuilt events supersede stored ones up to the newest of them, and their ids
-                            upto = max((t for _, t, _ in stamped), default=None)
-                            if upto is None:
-                                conn.execute(f"DELETE FROM online_events WHERE {where}", ent)
-                            else:
-                                conn.execute(f"DELETE FROM online_events WHERE {where} AND event_us <= ?", (*ent, upto))
-                                ids = [(*ent, i) for i, _ in new]  # a rebuilt event id replaces the stored one
-                                conn.executemany(f"DELETE FROM online_events WHERE {where} AND ident = ?", ids)
+                        if replace:  # the rebuilt events supersede their stored copies (events.superseded)
+                            held = conn.execute(
+                                f"SELECT ident, payload FROM online_events WHERE {where}", ent
+                            ).fetchall()
+                            doomed = superseded([(i, bytes(e)) for i, e in held], new)
+                            conn.executemany(
+                                f"DELETE FROM online_events WHERE {where} AND ident = ?", [(*ent, i) for i in doomed]
+                            )
                         (stored,) = conn.execute(
                             f"SELECT max(event_us) FROM online_events WHERE {where}", ent
                         ).fetchone()
@@ -208,6 +210,15 @@ class SqliteOnlineStore(OnlineStore):
             for entity, payload in self._execute(sql, [self.project, view, version, *part, now]):
                 found.setdefault(str(entity), []).append(bytes(payload))
         return [list(found.get(k, ())) for k in keys]
+
+    def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+        rows = self._execute(
+            "SELECT entity, ident, payload FROM online_events WHERE project = ? AND view = ? AND version = ? "
+            "AND expire_at_ms > ? ORDER BY entity",
+            (self.project, view, version, _now_ms()),
+        )
+        for entity, group in itertools.groupby(rows, key=lambda r: str(r[0])):
+            yield entity, [(str(i), bytes(p)) for _, i, p in group]
 
     def pushed_keys(self, view: str, version: str) -> list[str]:
         rows = self._execute(

@@ -134,6 +134,8 @@ async def get_rows(request: Request) -> Response:
         raise InvalidRequestError(f"unknown entity key(s) {unknown}; view {view!r} uses {lookup.join_keys}")
     keys = entity_keys(entities, lookup.join_keys, lookup.key_dtypes, n)
     version = catalog.versions().get(view)
+    if lookup.aggregated:
+        return await _aggregated_rows(app, view, version, keys)
     if version is None:
         head = orjson.dumps({"view": view, "version": None, "columns": ["event_timestamp_us"]})[:-1]
         app.metrics.count_statuses([NOT_FOUND] * n)
@@ -155,6 +157,20 @@ async def get_rows(request: Request) -> Response:
     app.metrics.count_statuses(statuses)
     body = catalog.rows_header(view, version) + b',"statuses":' + orjson.dumps(statuses) + b',"rows":['
     return Response(body + b",".join(parts) + b"]}", media_type=JSON)
+
+
+async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[str]) -> Response:
+    """``/rows`` of an aggregation view: its windows at the request time, one row per entity (always present:
+    an empty window is a value, 0 or null), ``event_timestamp_us`` being that time."""
+    from featurestore.serving.windows import aread_aggregated
+
+    catalog = app.catalog
+    rows, _ = await aread_aggregated(app.store, catalog.state, view, version, keys, now_us())
+    statuses = [PRESENT] * len(keys)
+    app.metrics.count_statuses(statuses)
+    head = catalog.rows_header(view, version or catalog.state.view(view).version)
+    body = head + b',"statuses":' + orjson.dumps(statuses) + b',"rows":[' + b",".join(r or b"null" for r in rows)
+    return Response(body + b"]}", media_type=JSON)
 
 
 @router.post(

@@ -14,6 +14,7 @@ from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import Transaction, read_snapshot, recover
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
+from featurestore.online.events import superseded
 from featurestore.registry.spec import ViewSpec
 from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import SpecResolver, follow_live_versions
@@ -23,6 +24,7 @@ from featurestore.validation import gate_for
 __all__ = ["push_events", "materialize_events", "state_events", "append_offline_events"]
 
 TS = "event_timestamp"
+_CARRY_BATCH = 1000  # entities per append when carrying events to a new version
 
 
 def push_events(
@@ -119,12 +121,15 @@ def materialize_events(
     store: OnlineStore,
     spec: ViewSpec,
     end: datetime,
+    resolve: SpecResolver | None = None,
 ) -> Any:
     """Rebuild an aggregation view's online state as of ``end`` from its offline events, through the gate.
 
-    Each entity with recent events gets exactly those events (replacing what it had,
+    Each entity with recent events gets those events (replacing their stored copies,
     atomically per entity); a version readers do not see yet is marked pending, written,
-    and then switched to.
+    given the events of the version readers follow that its offline events lack (when the
+    two aggregate the same event columns; ``resolve`` gives that version's spec), and then
+    switched to.
     """
     from featurestore.serving.materialize import MaterializeResult
 
@@ -143,13 +148,17 @@ def materialize_events(
             df = df.with_columns(seq)
     if switching:
         store.set_pending_version(spec.name, spec.version)
-    written = 0
+    written, carried = 0, 0
+    rebuilt: dict[str, list[tuple[str, bytes]]] = {}
     if df.height:
         encoded = encode_events(events, list(spec.join_keys), df)
         written = store.append_events(
             spec.name, spec.version, encoded.keys, encoded.events, events.horizon_us, replace=True
         )
         store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
+        rebuilt = dict(zip(encoded.keys, encoded.events, strict=True))
+    if switching and current is not None:
+        carried = _carry_events(store, spec, current, rebuilt, resolve)
     store.set_watermark(spec.name, spec.version, end)
     if switching:
         store.set_current_version(spec.name, spec.version)
@@ -164,7 +173,40 @@ def materialize_events(
         seconds=time.perf_counter() - began,
         switched=switching,
         gate=gate_result,
+        rows_carried=carried,
     )
+
+
+def _carry_events(
+    store: OnlineStore,
+    spec: ViewSpec,
+    current: str,
+    rebuilt: dict[str, list[tuple[str, bytes]]],
+    resolve: SpecResolver | None,
+) -> int:
+    """Add to ``spec``'s version the events of version ``current`` its rebuild does not hold (the pushes
+    the offline store lacks: ``online.events.superseded`` picks the rest); returns the events added."""
+    events = spec.events
+    assert events is not None
+    previous = _resolve(resolve, current)
+    if previous is None or previous.events is None or previous.events.columns != events.columns:
+        return 0  # other event columns: the new version holds what its own offline events give
+    keys: list[str] = []
+    batches: list[list[tuple[str, bytes]]] = []
+    carried = 0
+    for key, items in store.scan_events(spec.name, current):
+        new = rebuilt.get(key)
+        gone = set(superseded(items, new)) if new else set()
+        kept = [(ident, payload) for ident, payload in items if ident not in gone]
+        if kept:
+            keys.append(key)
+            batches.append(kept)
+        if len(keys) >= _CARRY_BATCH:
+            carried += store.append_events(spec.name, spec.version, keys, batches, events.horizon_us)
+            keys, batches = [], []
+    if keys:
+        carried += store.append_events(spec.name, spec.version, keys, batches, events.horizon_us)
+    return carried
 
 
 def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:

@@ -82,7 +82,7 @@ def materialize_view(
     if spec.events is not None:  # an aggregation view: its event state is rebuilt as of ``end``
         from featurestore.serving.aggregate import materialize_events
 
-        return materialize_events(settings, engine, layout, store, spec, end)  # type: ignore[no-any-return]
+        return materialize_events(settings, engine, layout, store, spec, end, resolve)  # type: ignore[no-any-return]
     check_key_dtypes(spec.name, spec.join_keys)
     began = time.perf_counter()
     current, _ = store.pointers(spec.name)

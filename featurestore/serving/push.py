@@ -15,6 +15,7 @@ from featurestore.offline.frames import (
     coerce_column,
     event_time_utc,
     nan_as_null,
+    parse_canonical_timestamps,
     to_utc,
 )
 from featurestore.offline.layout import OfflineLayout
@@ -95,8 +96,11 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
             return to_utc(pl.col(name), actual).alias(name)
         return coerce_column(name, actual, dtype)
 
+    times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
+    for name in times:
+        df = parse_canonical_timestamps(df, name)
     try:
-        for name in [TS, *(c for c, t in declared.items() if t == Timestamp), *created]:
+        for name in times:
             check_timestamp_text(df, name)  # names the first bad value, not a polars expression
         # Event and created times are rounded up to the microsecond, as at ingest (event_time_utc).
         typed = df.select(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ from featurestore.registry.spec import EventsSpec, ViewSpec
 __all__ = [
     "EncodedEvents",
     "encode_events",
+    "arrival_sequence",
     "window_start",
     "evaluate",
     "aggregate_rows",
@@ -71,7 +74,7 @@ def encode_events(spec: EventsSpec, join_keys: Sequence[str], df: pl.DataFrame) 
     key_cols = [pl.col(k).cast(pl.String) for k in join_keys]
     key = key_cols[0] if len(key_cols) == 1 else pl.concat_str(key_cols, separator=KEY_SEPARATOR)
     created = pl.col(CREATED).dt.epoch("us") if CREATED in df.columns else pl.lit(None, dtype=pl.Int64)
-    seq = pl.col(SEQ) if SEQ in df.columns else pl.int_range(pl.len(), dtype=pl.Int64)
+    seq = pl.col(SEQ) if SEQ in df.columns else pl.int_range(pl.len(), dtype=pl.Int64) + arrival_sequence(df.height)
     ident = (
         pl.lit("i:") + pl.col(spec.event_id).cast(pl.String)
         if spec.event_id is not None
@@ -92,6 +95,26 @@ def encode_events(spec: EventsSpec, join_keys: Sequence[str], df: pl.DataFrame) 
         ident_ = ident_ if ident_ is not None else "n:" + os.urandom(8).hex()
         grouped.setdefault(k, []).append((ident_, dumps(row[2:], option=orjson.OPT_SERIALIZE_NUMPY)))
     return EncodedEvents(list(grouped), list(grouped.values()))
+
+
+_arrival_lock = threading.Lock()
+_arrival_next = 0
+
+
+def arrival_sequence(n: int) -> int:
+    """The first of ``n`` sequence numbers for pushed events: ``last``'s "later row" among pushes is arrival order.
+
+    Offline events (materialize) carry their row in their file (from 0); pushed ones carry the
+    wall clock in nanoseconds when they arrived (about 1.8e18, within Int64), made strictly
+    increasing within the process, plus their row in the push. So among events tied on
+    (event time, created) a pushed event is later than the offline ones and than every event
+    pushed before it; pushes to different processes within the same nanoseconds have no order.
+    """
+    global _arrival_next
+    with _arrival_lock:
+        first = max(time.time_ns(), _arrival_next)
+        _arrival_next = first + n
+    return first
 
 
 def _last_key(event: list[Any]) -> tuple[int, int, int]:

@@ -310,18 +310,42 @@ def test_events_older_than_the_horizon_of_the_newest_are_dropped(store: OnlineSt
 
 @pytest.mark.usefixtures("needs_events")
 def test_events_replace_and_expire(store: OnlineStore) -> None:
-    store.append_events("agg", "v1", ["1"], [[("n:a", event(NOW_US)), ("n:b", event(NOW_US - 1))]], HOUR)
-    assert store.append_events("agg", "v1", ["1"], [[("n:c", event(NOW_US, 5.0))]], HOUR, replace=True) == 1
-    assert store.read_events("agg", "v1", ["1"]) == [[event(NOW_US, 5.0)]]
-    # a rebuild supersedes stored events up to its newest one; an event pushed after that stays
-    store.append_events("agg", "v1", ["1"], [[("n:pushed", event(NOW_US + 10, 7.0))]], HOUR)
-    assert store.append_events("agg", "v1", ["1"], [[("n:d", event(NOW_US + 5, 6.0))]], HOUR, replace=True) == 1
-    assert sorted(store.read_events("agg", "v1", ["1"])[0]) == sorted([event(NOW_US + 5, 6.0), event(NOW_US + 10, 7.0)])
+    def held() -> list[bytes]:
+        return sorted(store.read_events("agg", "v1", ["1"])[0])
+
+    pushed, late = event(NOW_US, 1.0, seq=7), event(NOW_US - 1)
+    store.append_events("agg", "v1", ["1"], [[("n:a", pushed), ("n:b", late)]], HOUR)
+    # a rebuild from the offline events replaces the stored copies of its events (equal but for
+    # the seq); a pushed event the offline store lacks stays, even when older than its newest
+    offline = [("n:r", event(NOW_US, 1.0, seq=0)), ("n:c", event(NOW_US, 5.0, seq=1))]
+    assert store.append_events("agg", "v1", ["1"], [offline], HOUR, replace=True) == 2
+    assert held() == sorted([event(NOW_US, 1.0, seq=0), event(NOW_US, 5.0, seq=1), late])
+    # events after the newest rebuilt one stay; a rebuilt event id replaces the stored event of that id
+    store.append_events(
+        "agg", "v1", ["1"], [[("n:pushed", event(NOW_US + 10, 7.0)), ("i:x", event(NOW_US + 20))]], HOUR
+    )
+    again = [*offline, ("n:d", event(NOW_US + 5, 6.0, seq=2)), ("i:x", event(NOW_US + 3, 9.0, seq=3))]
+    assert store.append_events("agg", "v1", ["1"], [again], HOUR, replace=True) == 4
+    assert held() == sorted([p for _, p in again] + [late, event(NOW_US + 10, 7.0)])
+    # two equal events count twice; one offline copy replaces one of them
+    store.append_events("agg", "v1", ["3"], [[("n:p1", event(NOW_US, 2.0)), ("n:p2", event(NOW_US, 2.0))]], HOUR)
+    store.append_events("agg", "v1", ["3"], [[("n:o1", event(NOW_US, 2.0, seq=4))]], HOUR, replace=True)
+    assert sorted(store.read_events("agg", "v1", ["3"])[0]) == sorted([event(NOW_US, 2.0), event(NOW_US, 2.0, seq=4)])
     # the whole state of an entity whose newest event left the longest window is gone
     store.append_events("agg", "v1", ["2"], [[("n:x", event(NOW_US - 2 * HOUR))]], HOUR)
     assert store.read_events("agg", "v1", ["2"]) == [[]]
     store.delete("agg", "v1")
     assert store.read_events("agg", "v1", ["1"]) == [[]]
+
+
+@pytest.mark.usefixtures("needs_events")
+def test_scan_events_lists_every_entity_with_its_identities(store: OnlineStore) -> None:
+    one = [("n:a", event(NOW_US)), ("i:x", event(NOW_US - 1))]
+    store.append_events("agg", "v1", ["1", "2"], [one, [("n:b", event(NOW_US))]], HOUR)
+    store.append_events("agg", "v2", ["3"], [[("n:c", event(NOW_US))]], HOUR)
+    found = {key: sorted(items) for key, items in store.scan_events("agg", "v1")}
+    assert found == {"1": sorted(one), "2": [("n:b", event(NOW_US))]}
+    assert list(store.scan_events("agg", "v3")) == []
 
 
 @pytest.mark.usefixtures("needs_events")

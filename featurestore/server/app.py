@@ -127,8 +127,9 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     app.include_router(router)
     mount_ui(app)
     _serve_hot_routes(app)
-    # Known paths label the metrics (FastAPI may keep included routers behind one lazy route).
-    paths = set(app.openapi()["paths"]) | {getattr(r, "path", "") for r in app.router.routes} - {""}
+    # Known paths label the metrics. FastAPI keeps included routers behind one lazy route, so the
+    # API router's own routes are read too (not app.openapi(): its schema is built on first use).
+    paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
     app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
     return app
@@ -144,16 +145,14 @@ def _served_log(settings: Settings) -> Any:
 
 
 def _serve_hot_routes(app: FastAPI) -> None:
-    """Serve lookups through :class:`HotRoutes` (they parse their own body), keeping their OpenAPI docs.
+    """Serve lookups through :class:`HotRoutes` (they parse their own body); ``/docs`` still lists them.
 
     FastAPI's per-request dependency, routing and response machinery costs a measurable share
-    of a sub-millisecond lookup. Added before the server middleware, so inside it. The schema
-    is generated (and cached) first so ``/docs`` still lists the routes.
+    of a sub-millisecond lookup. Added before the server middleware, so inside it.
     """
     from featurestore.server.hot import HotRoutes
     from featurestore.server.routes import get_online_features, get_rows
 
-    app.openapi()
     routes = {"/get-online-features": get_online_features, "/rows": get_rows}
     app.add_middleware(HotRoutes, routes=routes, errors=app.exception_handlers)  # type: ignore[arg-type]
 

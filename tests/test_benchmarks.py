@@ -80,3 +80,11 @@ def test_results_are_written_and_say_what_was_not_measured(quick_run: tuple[dict
     assert "TODO: not measured" in text  # Feast was skipped, and the table says so
     assert "| featurestore |" in text
     assert result["gates"]["rows"] == 100_000
+
+
+def test_startup_table_gives_the_ratios_to_the_floors() -> None:
+    from benchmarks.startup import table
+
+    rows = table({"import": 0.05, "import_floor": 0.1, "ready": 0.9, "ready_floor": 0.6, "reps": 3})
+    assert rows[0] == "### Start-up (median of 3, alternating with the floors)"
+    assert rows[-2].endswith("| 0.050 | 0.100 | 0.50x |") and rows[-1].endswith("| 0.90 | 0.60 | 1.50x |")

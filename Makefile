@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # careful with folders named like the package"); it says nothing about this project.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e
 
-.PHONY: demo test lint bench dist docs install install-test redis-server clean
+.PHONY: demo test lint bench bench-quick dist docs install install-test redis-server clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -59,6 +59,10 @@ docs: install
 
 bench: install-test redis-server
 	$(BIN)/python -m benchmarks
+
+# A tenth of W1 against the floors only (no Feast), in about 2 minutes: run it before changing a hot path.
+bench-quick: install-test redis-server
+	$(BIN)/python -m benchmarks --quick --no-feast --reps 1
 
 clean:
 	rm -rf dist build featurestore.egg-info

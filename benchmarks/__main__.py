@@ -24,7 +24,7 @@ from benchmarks import training_set
 from benchmarks._util import ROOT, machine, median, run_child, workdir
 from benchmarks.w1 import FEATURES
 
-__all__ = ["run_training", "run_online", "run_gates", "run_w2", "render", "main"]
+__all__ = ["run_training", "run_online", "run_gates", "run_startup", "run_w2", "render", "main"]
 
 RESULTS = ROOT / "results"
 # The helpers of benchmarks.online_http this module drives (its wrk load generator, servers, floor).
@@ -292,6 +292,18 @@ def _w2_table(w: dict[str, Any]) -> list[str]:
     ]
 
 
+# -- start-up --------------------------------------------------------------
+
+
+def run_startup(scale: float, reps: int) -> dict[str, Any]:
+    """``import featurestore`` and ``featurestore serve`` to a ready /health, alternating with their floors."""
+    from benchmarks import startup
+    from benchmarks.materialize import prepare, redis_server
+
+    with redis_server() as url:
+        return startup.run(prepare(scale, url), url, "fs:w1:driver_stats:none:", reps)
+
+
 # -- output ----------------------------------------------------------------
 
 
@@ -374,8 +386,8 @@ def _online_table(rows: list[dict[str, Any]], seconds: int) -> list[str]:
     lines = [
         f"### Online lookups over HTTP, one server worker, wrk {seconds} s per run (median over runs)",
         "",
-        "| entities | conc. | system | p50 ms | p99 ms | req/s | req/s / floor | req/s / Feast |",
-        "|---|---|---|---|---|---|---|---|",
+        "| entities | conc. | system | p50 ms | p99 ms | req/s | req/s / floor | p99 / floor | req/s / Feast |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entities, conns in ONLINE_CASES:
         floor = index.get((entities, conns, "floor"))
@@ -384,11 +396,13 @@ def _online_table(rows: list[dict[str, Any]], seconds: int) -> list[str]:
             r = index.get((entities, conns, key))
             if r is None:
                 if key == "feast":
-                    lines.append(f"| {entities} | {conns} | {label} | TODO: not measured | | | | |")
+                    lines.append(f"| {entities} | {conns} | {label} | TODO: not measured | | | | | |")
                 continue
             lines.append(
                 f"| {entities} | {conns} | {label} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:,.0f} | "
-                f"{_x(r['rps'], floor['rps'] if floor else None)} | {_x(r['rps'], feast['rps'] if feast else None)} |"
+                f"{_x(r['rps'], floor['rps'] if floor else None)} | "
+                f"{_x(r['p99_ms'], floor['p99_ms'] if floor else None)} | "
+                f"{_x(r['rps'], feast['rps'] if feast else None)} |"
             )
     return lines
 
@@ -446,6 +460,10 @@ def render(r: dict[str, Any]) -> str:
         out += [*_online_table(r["online"]["online"], r["online"]["seconds_per_run"]), ""]
     else:
         out += [f"### Online lookups: TODO: {r.get('todo', {}).get('online', 'not run')}", ""]
+    if "startup" in r:
+        from benchmarks.startup import table
+
+        out += [*table(r["startup"]), ""]
     if "gates" in r:
         out += [*_gates_table(r["gates"]), ""]
     else:
@@ -476,7 +494,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (median)")
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
-    p.add_argument("--only", default="training,materialize,online,gates,w2", help="comma-separated subjects")
+    p.add_argument("--only", default="training,materialize,online,startup,gates,w2", help="comma-separated subjects")
     p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
     args = p.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
@@ -517,6 +535,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             online = run_online(scale, args.reps, seconds, feast_repo)
             result["materialize"] = online.pop("materialize")
             result["online"] = online
+    if "startup" in only:
+        result["startup"] = run_startup(scale, args.reps)
     if "gates" in only:
         missing = _missing("benchmarks.gates", ("main",))
         if missing:

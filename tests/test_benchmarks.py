@@ -90,3 +90,11 @@ def test_w2_training_set_equals_its_floor_and_pushes_work(redis_server: Any) -> 
     assert out["columns"] == 12
     assert out["values_differing"] == 0
     assert out["materialized_events"] > 0 and out["push_events_per_s"] > 0
+
+
+def test_startup_table_gives_the_ratios_to_the_floors() -> None:
+    from benchmarks.startup import table
+
+    rows = table({"import": 0.05, "import_floor": 0.1, "ready": 0.9, "ready_floor": 0.6, "reps": 3})
+    assert rows[0] == "### Start-up (median of 3, alternating with the floors)"
+    assert rows[-2].endswith("| 0.050 | 0.100 | 0.50x |") and rows[-1].endswith("| 0.90 | 0.60 | 1.50x |")

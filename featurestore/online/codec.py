@@ -189,8 +189,31 @@ def format_timestamp(us: int) -> str:
     return f"{date}{hours:02d}:{minutes:02d}:{secs:02d}Z"
 
 
+# Formatted event times by microsecond: the rows a server answers change far less often than they
+# are read. Bounded (about 20 MB when full), emptied when full.
+_stamps: dict[int, str] = {}
+_MAX_STAMPS = 1 << 17
+
+
 def format_timestamps(us: list[int]) -> list[str]:
-    """Many timestamps at once, as :func:`format_timestamp` writes them (vectorised: a lookup's hot path)."""
+    """Many timestamps at once, as :func:`format_timestamp` writes them (a lookup's hot path).
+
+    Served event times repeat from request to request: they come from a bounded cache, and the
+    ones not in it are formatted together (vectorised by numpy for a larger batch).
+    """
+    cache = _stamps
+    out: list[str | None] = list(map(cache.get, us))
+    if None not in out:
+        return out  # type: ignore[return-value]
+    missing = [t for t, s in zip(us, out, strict=True) if s is None]
+    if len(cache) + len(missing) > _MAX_STAMPS:
+        cache.clear()
+    for t, s in zip(missing, _format_many(missing), strict=True):
+        cache[t] = s
+    return [cache[t] if s is None else s for t, s in zip(us, out, strict=True)]
+
+
+def _format_many(us: list[int]) -> list[str]:
     if len(us) < 16:  # numpy's call overhead only pays off for larger batches
         return [format_timestamp(t) for t in us]
     import numpy as np

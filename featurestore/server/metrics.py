@@ -86,6 +86,11 @@ class ServerMetrics:
                 if k:
                     self._statuses[status].inc(k)
 
+    def add_statuses(self, counts: dict[str, int]) -> None:
+        """Count statuses already tallied (``{status: values}``), one addition per status."""
+        for status, k in counts.items():
+            self._statuses[status].inc(k)
+
     def store_error(self, unavailable: bool) -> None:
         self.store_errors.labels("unavailable" if unavailable else "error").inc()
 

@@ -34,7 +34,15 @@ from featurestore.server.models import (
     request_body,
 )
 from featurestore.serving.keys import entity_keys
-from featurestore.serving.lookup import NOT_FOUND, OUTSIDE_MAX_AGE, PRESENT, alookup, check_entities
+from featurestore.serving.lookup import (
+    NOT_FOUND,
+    OUTSIDE_MAX_AGE,
+    PRESENT,
+    aread_views,
+    assemble,
+    assemble_json,
+    check_entities,
+)
 
 __all__ = ["router"]
 
@@ -98,13 +106,13 @@ async def get_online_features(request: Request) -> Response:
         check_read(key, service, [v.name for v in plan.views])
     entities: Any = data.get("entities")
     n = check_entities(entities, app.settings.max_entities)
-    result = await alookup(app.store, catalog.state, plan, entities, n, catalog.versions(), catalog.layout, now_us())
+    store, versions = app.store, catalog.versions()
+    rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, now_us())
     if app.served_log is not None:
-        app.served_log.record(service, plan, result)
-    count = app.metrics.count_statuses
-    for column in result["results"][len(entities) :]:
-        count(column["statuses"])
-    return Response(orjson.dumps(result), media_type=JSON)
+        app.served_log.record(service, plan, assemble(plan, entities, n, rows, layouts))
+    body, tally = assemble_json(plan, entities, n, rows, layouts)
+    app.metrics.add_statuses(tally)
+    return Response(body, media_type=JSON)
 
 
 @router.post(

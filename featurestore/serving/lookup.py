@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -23,10 +23,12 @@ __all__ = [
     "check_entities",
     "layout_of",
     "assemble",
+    "assemble_json",
     "OnlineFeatures",
     "read_online",
     "lookup",
     "alookup",
+    "aread_views",
     "view_keys",
     "PRESENT",
     "NULL_VALUE",
@@ -63,6 +65,7 @@ class LookupPlan:
     feature_names: list[str]
     # Every join key the registry knows: a request may send ones its views do not use (echoed, as Feast does).
     known_keys: frozenset[str] = frozenset()
+    names_json: bytes = b"[]"  # feature_names as JSON, the response's constant header
 
 
 def plan_lookup(state: RegistryState, features: str | Sequence[str], full_feature_names: bool = False) -> LookupPlan:
@@ -96,7 +99,7 @@ def plan_lookup(state: RegistryState, features: str | Sequence[str], full_featur
         raise InvalidRequestError("feature names collide across views; pass full_feature_names=true")
     known = {k for e in state.entities.values() for k in e.get("join_keys", ())}
     known.update(k for spec in state.views.values() for k in spec.join_keys)
-    return LookupPlan(views, entity_columns, names, frozenset(known) | set(entity_columns))
+    return LookupPlan(views, entity_columns, names, frozenset(known) | set(entity_columns), orjson.dumps(names))
 
 
 def check_entities(entities: Any, max_entities: int) -> int:
@@ -157,6 +160,8 @@ def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, 
         present_rows: list[bytes] = rows  # type: ignore[assignment]
         body = present_rows[0] if len(rows) == 1 else b",".join(present_rows)
         columns = list(zip(*orjson.loads(b"[" + body + b"]"), strict=False))
+        # No "null" in the text: no column holds a None (a string holding "null" only costs the check below).
+        maybe_null = b"null" in body
         times = columns[0]
         if ttl is None or min(times) + ttl >= now:
             present = [PRESENT] * len(rows)
@@ -167,9 +172,10 @@ def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, 
                     out.append(([None] * len(rows), [NOT_FOUND] * len(rows)))
                     continue
                 col = columns[idx]
-                out.append(
-                    (col, present if None not in col else [PRESENT if v is not None else NULL_VALUE for v in col])
-                )
+                if maybe_null and None in col:
+                    out.append((col, [PRESENT if v is not None else NULL_VALUE for v in col]))
+                else:
+                    out.append((col, present))
             return format_timestamps(list(times)), out
     # Some rows missing or expired: statuses per row first, then each feature column.
     loads = orjson.loads
@@ -231,6 +237,57 @@ def assemble(
             results.append({"values": list(values), "statuses": statuses, "event_timestamps": stamps})
     names = [*keys, *plan.feature_names[len(plan.entity_columns) :]]
     return {"metadata": {"feature_names": names}, "results": results}
+
+
+@lru_cache(maxsize=256)
+def _repeated_json(word: str, n: int) -> bytes:
+    """``[word, word, ...]`` (n times) as JSON: the constant status and time lists of a response."""
+    return orjson.dumps([word] * n)
+
+
+@lru_cache(maxsize=256)
+def _entity_tail(n: int) -> bytes:
+    """What follows the values of an entity column: all PRESENT, event times at the epoch."""
+    return b',"statuses":' + _repeated_json(PRESENT, n) + b',"event_timestamps":' + _repeated_json(EPOCH, n) + b"}"
+
+
+def assemble_json(
+    plan: LookupPlan,
+    entities: dict[str, list[Any]],
+    n: int,
+    rows_per_view: list[list[bytes | None]],
+    layouts: list[dict[str, int]],
+) -> tuple[bytes, dict[str, int]]:
+    """:func:`assemble`'s response serialised (the server's path), and how many values had each status.
+
+    The same JSON as ``orjson.dumps(assemble(...))``, built from parts: each view's event times
+    and each distinct status list are serialised once and repeated as bytes, not once per feature.
+    """
+    now = now_us()
+    dumps = orjson.dumps
+    keys = list(entities)
+    if keys == plan.entity_columns:
+        names = plan.names_json
+    else:
+        names = dumps([*keys, *plan.feature_names[len(plan.entity_columns) :]])
+    tail = _entity_tail(n)
+    items = [b'{"values":' + dumps(entities[k]) + tail for k in keys]
+    tally: dict[str, int] = {}
+    for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
+        stamps, columns = _view_columns(view, rows, layout, now)
+        stamps_part = b',"event_timestamps":' + dumps(stamps) + b"}"
+        # By the identity of a status list: a view's all-PRESENT columns share one.
+        tails: dict[int, tuple[bytes, list[str], list[int]]] = {}
+        for values, statuses in columns:
+            seen = tails.get(id(statuses))
+            if seen is None:
+                seen = tails[id(statuses)] = (b',"statuses":' + dumps(statuses) + stamps_part, statuses, [0])
+            items.append(b'{"values":' + dumps(values) + seen[0])
+            seen[2][0] += 1
+        for _, statuses, (uses,) in tails.values():
+            for status in set(statuses):
+                tally[status] = tally.get(status, 0) + uses * statuses.count(status)
+    return b'{"metadata":{"feature_names":' + names + b'},"results":[' + b",".join(items) + b"]}", tally
 
 
 class OnlineFeatures:
@@ -306,7 +363,7 @@ def lookup(
     return assemble(plan, entities, n, rows, layouts)
 
 
-async def alookup(
+async def aread_views(
     store: Any,
     state: RegistryState,
     plan: LookupPlan,
@@ -315,8 +372,8 @@ async def alookup(
     versions: dict[str, str],
     layout: Layouts,
     t_us: int,
-) -> dict[str, Any]:
-    """``lookup`` for the event loop (the server): the same steps, reading through the store's async client."""
+) -> tuple[list[list[bytes | None]], list[dict[str, int]]]:
+    """The reads of ``lookup`` for the event loop (the server): each view's rows and layout, not yet assembled."""
     rows, layouts = [], []
     for view, keys in zip(plan.views, view_keys(plan, entities, n), strict=True):
         version = versions.get(view.name)
@@ -328,6 +385,21 @@ async def alookup(
             found, lay = await store.aread_rows(view.name, version, keys), layout(view.name, version)
         rows.append(found)
         layouts.append(lay)
+    return rows, layouts
+
+
+async def alookup(
+    store: Any,
+    state: RegistryState,
+    plan: LookupPlan,
+    entities: dict[str, list[Any]],
+    n: int,
+    versions: dict[str, str],
+    layout: Layouts,
+    t_us: int,
+) -> dict[str, Any]:
+    """``lookup`` for the event loop: :func:`aread_views` through the store's async client, assembled."""
+    rows, layouts = await aread_views(store, state, plan, entities, n, versions, layout, t_us)
     return assemble(plan, entities, n, rows, layouts)
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import polars as pl
+import pytest
 
 from featurestore.online.codec import KEY_SEPARATOR, encode_rows
 
@@ -48,13 +49,25 @@ def test_vectorised_timestamps_match_the_scalar_format() -> None:
 
     stamps = [0, 1_767_225_600_000_000, 1_767_225_600_123_456, 1_767_225_601_000_001, 253_402_300_799_000_000]
     assert format_timestamps(stamps) == [format_timestamp(t) for t in stamps]
-    many = stamps * 10  # the vectorised branch
+    many = [t + i for t in stamps for i in range(10)]  # the vectorised branch (none of them cached)
     assert format_timestamps(many) == [format_timestamp(t) for t in many]
+    assert format_timestamps(many) == [format_timestamp(t) for t in many]  # now from the cache
     assert format_timestamps(stamps)[:3] == [
         "1970-01-01T00:00:00Z",
         "2026-01-01T00:00:00Z",
         "2026-01-01T00:00:00.123456Z",
     ]
+
+
+def test_timestamp_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featurestore.online import codec
+
+    monkeypatch.setattr(codec, "_MAX_STAMPS", 50)
+    monkeypatch.setattr(codec, "_stamps", {})
+    for start in range(0, 400, 40):
+        batch = [1_767_225_600_000_000 + 1000 * (start + i) for i in range(40)]
+        assert codec.format_timestamps(batch) == [codec.format_timestamp(t) for t in batch]
+        assert len(codec._stamps) <= 50
 
 
 def test_hiredis_packing_matches_redis_py() -> None:

@@ -11,9 +11,6 @@ from typing import Any
 import orjson
 
 from featurestore.errors import InvalidRequestError
-from featurestore.validation.profile import load_baseline, psi
-from featurestore.validation.quarantine import quarantine_dir
-from featurestore.validation.reports import history_file
 
 __all__ = ["ReportCache", "quality", "quarantine_page", "rebin", "SKEW_PATH"]
 
@@ -27,6 +24,8 @@ class ReportCache:
     """The report history parsed once per change of the file (it only grows), oldest first."""
 
     def __init__(self, offline_root: Path) -> None:
+        from featurestore.validation.reports import history_file  # validation loads polars: not at start-up
+
         self.path = history_file(offline_root)
         self._stamp: tuple[int, int] | None = None
         self._reports: list[dict[str, Any]] = []
@@ -109,6 +108,8 @@ def _shares(h: dict[str, Any]) -> dict[str, float]:
 
 def _drift(offline_root: Path, view: str, version: str, latest: dict[str, Any] | None) -> dict[str, Any]:
     """Per feature: the baseline's and the newest ingest's histograms, side by side, and their PSI."""
+    from featurestore.validation.profile import load_baseline, psi
+
     baseline = load_baseline(offline_root, view, version)
     if baseline is None:
         return {"status": "no baseline", "message": f"run `featurestore profile {view}` to store one", "features": []}
@@ -168,6 +169,8 @@ def quality(reports: ReportCache, offline_root: Path, view: str, version: str) -
                 c.setdefault("rows", 0)
                 c["runs"] = c.get("runs", 0) + 1
                 c["last_run"] = r.get("run_id")
+    from featurestore.validation.quarantine import quarantine_dir
+
     runs_dir = quarantine_dir(offline_root, view)
     runs = sorted((p.name.removeprefix("run=") for p in runs_dir.glob("run=*")), reverse=True)
     latest = next((r for r in reversed(gates) if r.get("path") in ("ingest", "validate") and r.get("profile")), None)
@@ -198,6 +201,8 @@ def quarantine_page(
     The unfiltered total comes from the Parquet footers; a filter counts with a scan of one column.
     """
     import polars as pl
+
+    from featurestore.validation.quarantine import quarantine_dir
 
     if offset < 0 or not 1 <= limit <= _MAX_PAGE:
         raise InvalidRequestError(f"offset must be >= 0 and limit between 1 and {_MAX_PAGE}")

@@ -130,6 +130,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     # Known paths label the metrics (FastAPI may keep included routers behind one lazy route).
     paths = set(app.openapi()["paths"]) | {getattr(r, "path", "") for r in app.router.routes} - {""}
     app.state.metrics = ServerMetrics(paths)
+    if app.state.served_log is not None:
+        app.state.metrics.registry.register(app.state.served_log.collector())  # drops are counted on /metrics
     app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
     return app
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -261,6 +262,13 @@ def run_gates(scale: float, reps: int) -> dict[str, Any]:
         return dict(gates.main(argv))
 
 
+def run_served_log(scale: float, reps: int, seconds: float) -> dict[str, Any]:
+    """Lookup throughput and CPU with served-feature logging at 1.0 against off (benchmarks.served_log)."""
+    from benchmarks import served_log
+
+    return served_log.measure(scale, seconds, reps)
+
+
 # -- output ----------------------------------------------------------------
 
 
@@ -419,6 +427,11 @@ def render(r: dict[str, Any]) -> str:
         out += [*_gates_table(r["gates"]), ""]
     else:
         out += [f"### Gates: TODO: {r.get('todo', {}).get('gates', 'not run')}", ""]
+    if "served_log" in r:
+        from benchmarks.served_log import table
+
+        out += ["### Served-feature logging at 1.0 (one worker, wrk at concurrency 16, alternating)", ""]
+        out += [*table(r["served_log"]), ""]
     out += _correctness_table(r)
     if r.get("feast_note"):
         out += ["", f"Feast: {r['feast_note']}"]
@@ -443,7 +456,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (median)")
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
-    p.add_argument("--only", default="training,materialize,online,gates", help="comma-separated subjects")
+    p.add_argument("--only", default="training,materialize,online,gates,served_log", help="comma-separated subjects")
     p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
     args = p.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
@@ -490,6 +503,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["todo"]["gates"] = missing
         else:
             result["gates"] = run_gates(scale, args.reps)
+    if "served_log" in only and shutil.which("wrk"):
+        result["served_log"] = run_served_log(scale, args.reps, seconds)
     text = render(result)
     print(text)
     # Quick runs never overwrite the committed full-run results.

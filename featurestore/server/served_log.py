@@ -32,7 +32,7 @@ SPOOL_DIR = ".spool"
 # Response bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # The writer appends the queue to the spool this often (one writev call, which releases the GIL).
-FLUSH_SECONDS = 0.25
+FLUSH_SECONDS = 0.05
 # Spool files are sealed this often; the converter starts once no lookup was logged for QUIET_SECONDS
 # (parsing costs more CPU than the lookups did: it waits for a lull), or when the sealed spool
 # passes CONVERT_BYTES whatever the load.

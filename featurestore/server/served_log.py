@@ -140,7 +140,10 @@ class ServedLog:
         return self._bytes
 
     def start(self) -> None:
-        """Start the background writer."""
+        """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
+        from featurestore.server.served_spool import sealed_files
+
+        self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="featurestore-served-log", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import httpx
@@ -105,10 +106,21 @@ def test_a_crashed_servers_spool_is_converted_once_without_its_torn_line(example
     assert convert_spool(tmp_path) == 6
     assert pl.read_parquet(served_files(tmp_path, "weather")).height == 6
 
+    # A server that starts over a spool left behind converts it at its first lull, in the background.
+    crashed.write_bytes(copy)
+    restarted = ServedLog(tmp_path, 1.0, flush_seconds=0.05, quiet_seconds=0.1)
+    restarted.start()
+    try:
+        deadline = time.monotonic() + 120  # a wait for an outcome, not a timing assertion
+        while crashed.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not crashed.exists() and restarted._converter is not None
+    finally:
+        restarted.close()
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 6
+
 
 def test_the_background_converter_writes_parquet_duckdb_reads(example_repo: Path, tmp_path: Path) -> None:
-    import time
-
     import duckdb
 
     plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])

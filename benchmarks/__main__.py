@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -304,6 +305,13 @@ def run_startup(scale: float, reps: int) -> dict[str, Any]:
         return startup.run(prepare(scale, url), url, "fs:w1:driver_stats:none:", reps)
 
 
+def run_served_log(scale: float, reps: int, seconds: float) -> dict[str, Any]:
+    """Lookup throughput and CPU with served-feature logging at 1.0 against off (benchmarks.served_log)."""
+    from benchmarks import served_log
+
+    return served_log.measure(scale, seconds, reps)
+
+
 # -- output ----------------------------------------------------------------
 
 
@@ -470,6 +478,11 @@ def render(r: dict[str, Any]) -> str:
         out += [f"### Gates: TODO: {r.get('todo', {}).get('gates', 'not run')}", ""]
     if "w2" in r:
         out += [*_w2_table(r["w2"]), ""]
+    if "served_log" in r:
+        from benchmarks.served_log import table
+
+        out += ["### Served-feature logging at 1.0 (one worker, wrk at concurrency 16, alternating)", ""]
+        out += [*table(r["served_log"]), ""]
     out += _correctness_table(r)
     if r.get("feast_note"):
         out += ["", f"Feast: {r['feast_note']}"]
@@ -494,7 +507,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--reps", type=int, default=3, help="repetitions of every measurement (median)")
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
-    p.add_argument("--only", default="training,materialize,online,startup,gates,w2", help="comma-separated subjects")
+    p.add_argument(
+        "--only", default="training,materialize,online,startup,gates,w2,served_log", help="comma-separated subjects"
+    )
     p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
     args = p.parse_args(argv)
     scale = 0.1 if args.quick else 1.0
@@ -545,6 +560,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["gates"] = run_gates(scale, args.reps)
     if "w2" in only:
         result["w2"] = run_w2(args.quick)
+    if "served_log" in only and shutil.which("wrk"):
+        result["served_log"] = run_served_log(scale, args.reps, seconds)
     text = render(result)
     print(text)
     # Quick runs never overwrite the committed full-run results.

@@ -3,7 +3,9 @@
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N]
 Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0; wrk drives
 /get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
-between the servers; medians of the repeats. Prints the throughput drop and what the log wrote.
+between the servers; medians of the repeats. Prints the throughput drop, the CPU time each server
+(with its converter processes) spent per lookup, which a loaded machine disturbs far less than
+throughput, and what the log wrote (after a clean shutdown, which converts the rest of the spool).
 """
 
 from __future__ import annotations
@@ -12,25 +14,38 @@ import argparse
 import os
 import shutil
 import statistics
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from benchmarks.materialize import prepare, redis_server
 from benchmarks.online_http import _free_port, _start, _stop, _wrk
 
-__all__ = ["main"]
+__all__ = ["main", "measure"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="1/10 of W1 and 2 s per measurement")
-    parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5)")
-    parser.add_argument("--repeat", type=int, default=3, help="measurements per server and shape")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed")
-    scale = 0.1 if args.quick else 1.0
-    seconds = args.duration or (2.0 if args.quick else 5.0)
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children, finished (reaped) or running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def own(p: int, with_reaped: bool) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # utime, stime, cutime, cstime are fields 14-17 (11-14 after the name)
+        return sum(int(f) for f in fields[11 : 15 if with_reaped else 13]) / ticks
+
+    total = own(pid, True)
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            total += own(int(child), False)
+    return total
+
+
+def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
+    """Alternating wrk runs against the two servers; req/s and CPU microseconds per lookup, medians."""
     ids = int(100_000 * scale)
     with redis_server() as url:
         from featurestore import FeatureStore
@@ -48,25 +63,75 @@ def main() -> None:
                 ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)], port
             )
         os.environ.pop("FEATURESTORE_LOG_SAMPLE_RATE", None)
-        results: dict[tuple[int, str], list[float]] = {}
+        rps: dict[tuple[int, str], list[float]] = {}
+        cpu: dict[tuple[int, str], list[float]] = {}
         try:
             for entities in (1, 100):
-                for _ in range(args.repeat):
+                for _ in range(repeat):
                     for rate, port in ports.items():
+                        before = _cpu_seconds(servers[rate].pid)
                         r = _wrk(port, "/get-online-features", "feast", entities, ids, 16, seconds)
-                        results.setdefault((entities, rate), []).append(r["rps"])
+                        used = _cpu_seconds(servers[rate].pid) - before
+                        rps.setdefault((entities, rate), []).append(r["rps"])
+                        cpu.setdefault((entities, rate), []).append(1e6 * used / (r["rps"] * int(seconds)))
         finally:
-            for proc in servers.values():
-                _stop(proc)  # a clean shutdown: the logging server writes what it still holds
+            _stop(servers["off"])
+            # A clean shutdown: the logging server converts what its spool still holds (given time to).
+            servers["1.0"].terminate()
+            servers["1.0"].wait(300)
     files = list(served.glob("*/date=*/part-*.parquet"))
     rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
-    print("| entities | concurrency | logging off req/s | logging 1.0 req/s | drop |")
-    print("|---|---|---|---|---|")
+    shapes = {}
     for entities in (1, 100):
-        off = statistics.median(results[(entities, "off")])
-        on = statistics.median(results[(entities, "1.0")])
-        print(f"| {entities} | 16 | {off:,.0f} | {on:,.0f} | {100 * (off - on) / off:.1f} % |")
-    print(f"\nlogged: {rows:,} entity rows in {len(files)} Parquet files under {served}")
+        off, on = statistics.median(rps[(entities, "off")]), statistics.median(rps[(entities, "1.0")])
+        cpu_off, cpu_on = statistics.median(cpu[(entities, "off")]), statistics.median(cpu[(entities, "1.0")])
+        shapes[entities] = {
+            "rps_off": off,
+            "rps_logged": on,
+            "drop": (off - on) / off,
+            "cpu_us_off": cpu_off,
+            "cpu_us_logged": cpu_on,
+            "cpu_extra": (cpu_on - cpu_off) / cpu_off,
+            "rounds": repeat,
+        }
+    return {
+        "shapes": shapes,
+        "seconds_per_run": seconds,
+        "logged_rows": rows,
+        "parquet_files": len(files),
+        "spool_files_left": len(list((served / ".spool").glob("spool-*"))),
+        "served_dir": str(served),
+    }
+
+
+def table(result: dict[str, Any]) -> list[str]:
+    """The Markdown table of :func:`measure`'s result."""
+    lines = [
+        "| entities | concurrency | logging off req/s | logging 1.0 req/s | drop | CPU/lookup off | CPU/lookup 1.0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for entities, m in result["shapes"].items():
+        lines.append(
+            f"| {entities} | 16 | {m['rps_off']:,.0f} | {m['rps_logged']:,.0f} | {100 * m['drop']:.1f} % "
+            f"| {m['cpu_us_off']:,.0f} us | {m['cpu_us_logged']:,.0f} us ({100 * m['cpu_extra']:+.1f} %) |"
+        )
+    lines.append(
+        f"\nlogged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "
+        f"spool files left after the clean shutdown: {result['spool_files_left']}"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="1/10 of W1 and 2 s per measurement")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per server and shape")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed")
+    seconds = args.duration or (2.0 if args.quick else 5.0)
+    print("\n".join(table(measure(0.1 if args.quick else 1.0, seconds, args.repeat))))
 
 
 if __name__ == "__main__":

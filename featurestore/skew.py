@@ -13,6 +13,7 @@ from featurestore.errors import FeatureStoreError
 from featurestore.offline.manifest import find_manifests, read_manifest
 from featurestore.registry.store import RegistryState
 from featurestore.server.served_log import served_dir, served_files, status_column, value_column
+from featurestore.server.served_spool import convert_spool
 from featurestore.validation.gate import new_run_id
 from featurestore.validation.profile import drift_scores, load_baseline, profile_frame
 from featurestore.validation.reports import append_report
@@ -99,6 +100,7 @@ def compute_skew(
     under the write path ``skew``.
     """
     root = settings.offline_root
+    convert_spool(root)  # sealed spool files a server has not converted yet (none if its converter is busy)
     targets = [target] if target else served_targets(root)
     if target and not served_files(root, target):
         raise SkewError(f"no served-feature log for {target!r} under {served_dir(root)} (set log_sample_rate > 0)")

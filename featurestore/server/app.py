@@ -131,6 +131,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     # API router's own routes are read too (not app.openapi(): its schema is built on first use).
     paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
+    if app.state.served_log is not None:
+        app.state.metrics.registry.register(app.state.served_log.collector())  # drops are counted on /metrics
     app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
     return app
 

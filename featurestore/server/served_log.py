@@ -1,25 +1,44 @@
-"""Served-feature logging: a sampled share of lookups, queued in memory and written to Parquet off the request path."""
+"""Served-feature logging: a sampled share of lookups, kept as response bytes and spooled off the request path."""
 
 from __future__ import annotations
 
 import logging
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from featurestore.serving.lookup import LookupPlan
 
-__all__ = ["ServedLog", "SERVED_DIR", "served_dir", "served_files", "status_column", "value_column"]
+__all__ = [
+    "ServedLog",
+    "SERVED_DIR",
+    "SPOOL_DIR",
+    "served_dir",
+    "served_files",
+    "spool_dir",
+    "status_column",
+    "value_column",
+]
 
 SERVED_DIR = "_served"
-# Entity rows held in memory at most; past it whole lookups are dropped (and counted), never blocking a request.
-MAX_QUEUED_ROWS = 200_000
-FLUSH_SECONDS = 1.0
+# JSON-lines files waiting to become Parquet; a dot name so it is never taken for a service or view.
+SPOOL_DIR = ".spool"
+# Response bytes held in memory at most; past it lookups are dropped and counted, never delayed.
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# The writer appends the queue to the spool this often (one writev call, which releases the GIL).
+FLUSH_SECONDS = 0.05
+# Spool files are sealed this often; the converter starts once no lookup was logged for QUIET_SECONDS
+# (parsing costs more CPU than the lookups did: it waits for a lull), or when the sealed spool
+# passes CONVERT_BYTES whatever the load.
+SEAL_SECONDS = 30.0
+QUIET_SECONDS = 10.0
+CONVERT_BYTES = 1024 * 1024 * 1024
 
 logger = logging.getLogger("featurestore.served_log")
 
@@ -28,6 +47,11 @@ def served_dir(offline_root: Path, target: str | None = None) -> Path:
     """``<offline_root>/_served`` or the folder of one service or view."""
     base = Path(offline_root) / SERVED_DIR
     return base if target is None else base / target
+
+
+def spool_dir(offline_root: Path) -> Path:
+    """``<offline_root>/_served/.spool``: the JSON-lines files of logged lookups the converter turns into Parquet."""
+    return served_dir(offline_root) / SPOOL_DIR
 
 
 def served_files(offline_root: Path, target: str, since: str | None = None) -> list[Path]:
@@ -49,13 +73,19 @@ def status_column(view: str, feature: str) -> str:
 
 
 class ServedLog:
-    """Queue sampled lookups and write them as Parquet under ``<offline_root>/_served/<target>/date=.../``.
+    """Log sampled lookups under ``<offline_root>/_served/<target>/date=.../`` without slowing them down.
 
-    ``record`` is the only call on the request path: a sampling draw and an append under a
-    lock (the response dict is referenced, not copied). A background thread turns the queue
-    into columns and files every ``flush_seconds``; ``close`` (the app's shutdown) writes what
-    is left. When ``max_rows`` entity rows are waiting, further lookups are dropped and counted.
-    The target is the feature service, or each view of a plain feature list.
+    ``record`` is the only call on the request path: a sampling draw, an addition and an append
+    under an uncontended lock, keeping the response bytes the route serialised anyway (no parsing,
+    no copy). A writer thread appends the queue every ``flush_seconds`` to spool files under
+    ``_served/.spool`` as JSON lines with one ``writev`` (which releases the GIL): one file per kind of
+    lookup, whose first line names its columns. Files are sealed every ``seal_seconds``; a converter
+    process at idle priority (:mod:`featurestore.server.served_spool`) turns sealed files into Parquet
+    with polars once no lookup was logged for ``quiet_seconds``, or when the sealed spool passes
+    ``convert_bytes``. ``close`` (the app's shutdown) spools and converts everything left: a clean
+    shutdown loses nothing. Past ``max_bytes`` of queued responses further lookups are dropped and
+    counted (``dropped``, on /metrics), never delayed. The target is the feature service, or each
+    view of a plain feature list.
     """
 
     def __init__(
@@ -63,148 +93,226 @@ class ServedLog:
         offline_root: Path,
         sample_rate: float,
         *,
-        max_rows: int = MAX_QUEUED_ROWS,
+        max_bytes: int = MAX_QUEUED_BYTES,
         flush_seconds: float = FLUSH_SECONDS,
+        seal_seconds: float = SEAL_SECONDS,
+        quiet_seconds: float = QUIET_SECONDS,
+        convert_bytes: int = CONVERT_BYTES,
     ) -> None:
+        self.offline_root = Path(offline_root)
         self.root = served_dir(offline_root)
+        self.spool = spool_dir(offline_root)
         self.sample_rate = sample_rate
-        self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.flush_seconds = flush_seconds
-        self.dropped = 0
-        self.logged = 0
-        self.files_written = 0
-        self._items: list[tuple[int, str | None, LookupPlan, dict[str, Any]]] = []
-        self._queued = 0
+        self.seal_seconds = seal_seconds
+        self.quiet_seconds = quiet_seconds
+        self.convert_bytes = convert_bytes
+        self.dropped = 0  # entity rows not logged: the queue was full, or a spool write failed
+        self.spooled = 0  # entity rows appended to the spool
+        self.logged = 0  # entity rows converted to Parquet by this process (shutdown and explicit flushes)
+        self._items: list[tuple[int, str | None, LookupPlan, int, bytes]] = []
+        self._bytes = 0
         self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
+        self._io_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._plans: dict[tuple[int, str | None], tuple[LookupPlan, bytes]] = {}
+        self._open: dict[bytes, Path] = {}  # descriptor -> its open spool file
+        self._sealed_bytes = 0
         self._seq = 0
+        self._converter: subprocess.Popen[bytes] | None = None
 
-    def record(self, service: str | None, plan: LookupPlan, result: dict[str, Any]) -> None:
-        """Queue one answered lookup (if sampled); never blocks on I/O."""
+    def record(self, service: str | None, plan: LookupPlan, rows: int, body: bytes) -> None:
+        """Queue one answered lookup (if sampled): ``rows`` entities, ``body`` its serialised response."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
-        n = len(result["results"][0]["values"]) if result["results"] else 0
         stamp = time.time_ns() // 1000
         with self._lock:
-            if self._queued + n > self.max_rows:
-                self.dropped += n
+            if self._bytes + len(body) > self.max_bytes:
+                self.dropped += rows
                 return
-            self._items.append((stamp, service, plan, result))
-            self._queued += n
+            self._items.append((stamp, service, plan, rows, body))
+            self._bytes += len(body)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
 
     def start(self) -> None:
-        """Start the background writer."""
+        """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
+        from featurestore.server.served_spool import sealed_files
+
+        self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="featurestore-served-log", daemon=True)
             self._thread.start()
 
     def close(self) -> None:
-        """Stop the writer and write everything still queued (a clean shutdown loses nothing)."""
+        """Stop the writer, then spool and convert everything still held (a clean shutdown loses nothing)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._converter is not None:
+            self._converter.wait()
+            self._converter = None
         self.flush()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            try:
-                self.flush()
-            except Exception:  # a full disk must not kill the writer: count, log, go on
-                logger.exception("served-feature log: a flush failed")
-
     def flush(self) -> int:
-        """Write the queued lookups now; return how many entity rows were written."""
-        with self._flush_lock:
-            with self._lock:
-                items, self._items, self._queued = self._items, [], 0
-            if not items:
-                return 0
-            written = 0
-            for (target, day), frame in _frames(items):
-                self._write(target, day, frame)
-                written += frame.height
-            self.logged += written
-            return written
+        """Spool the queue, seal the open files and convert every sealed file now; return the rows converted."""
+        from featurestore.server.served_spool import convert_spool
 
-    def _write(self, target: str, day: str, frame: Any) -> None:
-        folder = self.root / target / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        name = f"part-{time.time_ns()}-{os.getpid()}-{self._seq}.parquet"
-        tmp = folder / f".{name}.tmp"
-        frame.write_parquet(tmp)
-        tmp.replace(folder / name)  # readers never see half a file
-        self.files_written += 1
+        with self._io_lock:
+            self._spool_queue()
+            self._seal()
+        written = convert_spool(self.offline_root, wait=True)
+        self._sealed_bytes = 0
+        self.logged += written
+        return written
 
+    def _run(self) -> None:
+        last_seal = last_item = time.monotonic()
+        while not self._stop.wait(self.flush_seconds):
+            now = time.monotonic()
+            try:
+                with self._io_lock:
+                    if self._spool_queue():
+                        last_item = now
+                    if now - last_seal >= self.seal_seconds or (self._open and now - last_item >= self.quiet_seconds):
+                        self._seal()
+                        last_seal = now
+                if self._sealed_bytes and (
+                    now - last_item >= self.quiet_seconds or self._sealed_bytes >= self.convert_bytes
+                ):
+                    self._start_converter()
+            except Exception:  # a full disk must not kill the writer: count (in _spool_queue), log, go on
+                logger.exception("served-feature log: writing the spool failed")
 
-def _frames(items: list[tuple[int, str | None, LookupPlan, dict[str, Any]]]) -> Iterator[tuple[tuple[str, str], Any]]:
-    """Group queued lookups by (target, day, columns) and build one polars frame per group.
-
-    Each lookup becomes one JSON line of column lists (orjson, in C) that polars parses and explodes
-    in Rust, without holding the GIL: converting the values as Python objects would compete with the
-    request path for it.
-    """
-    import io
-
-    import orjson
-    import polars as pl
-
-    groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[int, dict[str, Any]]]] = {}
-    for stamp, service, plan, result in items:
-        day = datetime.fromtimestamp(stamp / 1e6, UTC).date().isoformat()
-        for target, columns in _columns(service, plan, result):
-            groups.setdefault((target, day, tuple(columns)), []).append((stamp, columns))
-    for (target, day, names), lookups in groups.items():
+    def _spool_queue(self) -> int:
+        """Append the queued lookups to the open spool files as JSON lines; return how many were written."""
+        with self._lock:
+            items, self._items, self._bytes = self._items, [], 0
+        if not items:
+            return 0
+        batches: dict[bytes, list[Any]] = {}
+        for stamp, service, plan, _, body in items:
+            parts = batches.get(desc := self._descriptor(service, plan))
+            if parts is None:
+                parts = batches[desc] = []
+            parts += (b'{"t":', str(stamp).encode(), b',"r":')
+            _without_event_times(body, parts)
+            parts.append(b"}\n")
+        rows = sum(item[3] for item in items)
         try:
-            text = b"\n".join(
-                orjson.dumps({"request_time": t, **c}, option=orjson.OPT_SERIALIZE_NUMPY) for t, c in lookups
-            )
-            frame = pl.read_ndjson(io.BytesIO(text), infer_schema_length=None).explode(list(names))
-        except Exception:  # values of mixed types in one column: the slower, more tolerant path
-            frame = _from_lists(lookups)
-        frame = frame.with_columns(pl.col("request_time").cast(pl.Int64).cast(pl.Datetime("us", "UTC")))
-        # An all-null column has no type: store it as text so every file of a target reads together.
-        frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)
-        yield (target, day), frame.select("request_time", *names)
+            for desc, parts in batches.items():
+                path = self._open.get(desc)
+                if path is None:
+                    self.spool.mkdir(parents=True, exist_ok=True)
+                    self._seq += 1
+                    path = self._open[desc] = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
+                    parts.insert(0, desc + b"\n")
+                _append(path, parts)
+        except OSError:
+            self.dropped += rows
+            raise
+        self.spooled += rows
+        return len(items)
+
+    def _seal(self) -> None:
+        """Hand the open spool files to the converter (``.open`` -> ``.jsonl``)."""
+        for path in self._open.values():
+            if path.exists():
+                self._sealed_bytes += path.stat().st_size
+                path.replace(path.with_suffix(".jsonl"))
+        self._open = {}
+
+    def _start_converter(self) -> None:
+        """Convert sealed spool files in a child process at idle priority (off this process's GIL and cores)."""
+        if self._converter is not None and self._converter.poll() is None:
+            return  # still busy: it lists the folder again before it exits
+        self._sealed_bytes = 0
+        self._converter = subprocess.Popen(
+            [sys.executable, "-m", "featurestore.server.served_spool", str(self.offline_root)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def _descriptor(self, service: str | None, plan: LookupPlan) -> bytes:
+        """What the converter needs to name a response's columns: the service and each view's features and keys."""
+        hit = self._plans.get((id(plan), service))
+        if hit is not None and hit[0] is plan:
+            return hit[1]
+        import orjson
+
+        desc = orjson.dumps({"s": service, "v": [[v.name, v.features, v.join_keys] for v in plan.views]})
+        if len(self._plans) >= 4096:
+            self._plans.clear()
+        self._plans[(id(plan), service)] = (plan, desc)  # the plan is kept alive, so its id is not reused
+        return desc
+
+    def collector(self) -> Any:
+        """A prometheus collector of this log's counters (rows dropped and spooled, bytes queued)."""
+        return _ServedLogCollector(self)
 
 
-def _from_lists(lookups: list[tuple[int, dict[str, Any]]]) -> Any:
-    import polars as pl
-
-    data: dict[str, list[Any]] = {"request_time": []}
-    for stamp, columns in lookups:
-        n = len(next(iter(columns.values()))) if columns else 0
-        data["request_time"].extend([stamp] * n)
-        for name, values in columns.items():
-            data.setdefault(name, []).extend(values)
-    return pl.DataFrame(data, strict=False)
+_EVENT_TIMES = b',"event_timestamps":['
+# Below this size a response is written whole: cutting would cost more than the bytes it saves.
+_CUT_BYTES = 16 * 1024
 
 
-def _columns(service: str | None, plan: LookupPlan, result: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The log columns of one lookup, per target: entity keys, then each feature's value and status."""
-    results = result["results"]
-    # The entity columns come first: the views' join keys and any echoed request columns.
-    k = len(results) - sum(len(v.features) for v in plan.views)
-    names = result["metadata"]["feature_names"][:k]
-    keys = {name: results[i]["values"] for i, name in enumerate(names)}
-    pos = k
-    per_view = []
-    for view in plan.views:
-        cols: dict[str, Any] = {}
-        for feature in view.features:
-            cols[value_column(view.name, feature)] = results[pos]["values"]
-            cols[status_column(view.name, feature)] = results[pos]["statuses"]
-            pos += 1
-        per_view.append((view, cols))
-    if service is not None:
-        merged: dict[str, Any] = dict(keys)
-        for _, cols in per_view:
-            merged.update(cols)
-        yield service, merged
+def _without_event_times(body: bytes, parts: list[Any]) -> None:
+    """Append ``body`` to ``parts`` as views around its ``"event_timestamps"`` lists (not logged: on a
+    large lookup they are half the bytes). Byte searches, no parsing: a JSON string cannot hold the
+    unescaped marker, and a list of timestamps holds no ``]``."""
+    if len(body) < _CUT_BYTES:
+        parts.append(body)
         return
-    for view, cols in per_view:
-        yield view.name, {**{j: keys[j] for j in view.join_keys if j in keys}, **cols}
+    view, pos = memoryview(body), 0
+    while (start := body.find(_EVENT_TIMES, pos)) >= 0:
+        end = body.find(b"]", start + len(_EVENT_TIMES))
+        if end < 0:
+            break
+        parts.append(view[pos:start])
+        pos = end + 1
+    parts.append(view[pos:])
+
+
+def _append(path: Path, parts: list[Any]) -> None:
+    """Append ``parts`` to ``path`` without joining them: writev copies them in the kernel, without the GIL."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for i in range(0, len(parts), 1024):  # IOV_MAX
+            chunk = parts[i : i + 1024]
+            done, want = os.writev(fd, chunk), sum(len(p) for p in chunk)
+            if done < want:  # a short write (a full disk, a signal): the rest with plain writes
+                rest = b"".join(chunk)[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+    finally:
+        os.close(fd)
+
+
+class _ServedLogCollector:
+    def __init__(self, log: ServedLog) -> None:
+        self.log = log
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily(
+            "featurestore_served_log_dropped_rows",
+            "Entity rows of sampled lookups not logged: the queue was full or a spool write failed.",
+            value=self.log.dropped,
+        )
+        yield CounterMetricFamily(
+            "featurestore_served_log_spooled_rows",
+            "Entity rows appended to the served-log spool.",
+            value=self.log.spooled,
+        )
+        yield GaugeMetricFamily(
+            "featurestore_served_log_queued_bytes",
+            "Response bytes waiting in memory for the spool.",
+            value=self.log.queued_bytes,
+        )

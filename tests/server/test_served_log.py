@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from pathlib import Path
 
 import httpx
+import orjson
 import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli.main import app as cli
-from featurestore.server.served_log import ServedLog, served_files, status_column, value_column
+from featurestore.server.served_log import ServedLog, served_dir, served_files, spool_dir, status_column, value_column
+from featurestore.server.served_spool import convert_spool
 from featurestore.serving.lookup import plan_lookup
 from featurestore.skew import SkewError, compute_skew
 from featurestore.validation import list_reports
 from tests.server.conftest import ADMIN_KEY, start_server, stop_server
 from tests.server.example_repo import SCOPED_SERVICE
+
+
+def _record(log: ServedLog, service: str | None, plan, n: int) -> None:  # type: ignore[no-untyped-def]
+    """What the route does: hand over the entity count and the response bytes it serialised."""
+    log.record(service, plan, n, orjson.dumps(_result(n)))
 
 
 def _result(n: int) -> dict:
@@ -35,9 +43,9 @@ def _result(n: int) -> dict:
 def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tmp_path: Path) -> None:
     state = FeatureStore(example_repo).state()
     plan = plan_lookup(state, ["weather:temp", "weather:wind_speed"])
-    log = ServedLog(tmp_path, 1.0, max_rows=10)
+    log = ServedLog(tmp_path, 1.0, max_bytes=3 * len(orjson.dumps(_result(3))))
     for _ in range(5):
-        log.record(None, plan, _result(3))  # 3 fit (9 rows), 2 are dropped: the request never waits
+        _record(log, None, plan, 3)  # 3 fit (9 rows), 2 are dropped: the request never waits
     assert log.dropped == 6
     assert log.flush() == 9
     files = served_files(tmp_path, "weather")
@@ -54,16 +62,98 @@ def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tm
     assert frame.height == 9 and frame["weather__temp"].to_list()[:3] == [50.0, 51.0, 52.0]
     assert frame["weather__wind_speed__status"].unique().to_list() == ["NOT_FOUND"]
     assert frame["request_time"].dtype == pl.Datetime("us", "UTC")
-    log.record("svc", plan, _result(2))  # a service logs every feature under its own name
+    _record(log, "svc", plan, 2)  # a service logs every feature under its own name
     log.close()
     assert pl.read_parquet(served_files(tmp_path, "svc")).height == 2
+
+
+def test_large_responses_are_logged_without_their_event_times(example_repo: Path, tmp_path: Path) -> None:
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0)
+    _record(log, None, plan, 2000)  # ~100 KB: the writer cuts the event-time lists out by byte search
+    with log._io_lock:
+        log._spool_queue()
+    [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
+    text = spooled.read_bytes()
+    assert b"event_timestamps" not in text and text.count(b"\n") == 2  # the descriptor line, one lookup
+    assert log.flush() == 2000
+    frame = pl.read_parquet(served_files(tmp_path, "weather"))
+    assert frame["weather__temp"].to_list() == [50.0 + i for i in range(2000)]
+    assert frame["origin"].to_list()[:4] == ["JFK", "LGA", "EWR", "JFK"]
+    assert not list(spool_dir(tmp_path).glob("spool-*"))  # converted files are gone
+
+
+def test_a_crashed_servers_spool_is_converted_once_without_its_torn_line(example_repo: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0)
+    for _ in range(3):
+        _record(log, None, plan, 2)
+    with log._io_lock:
+        log._spool_queue()
+    [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    crashed = spooled.with_name(f"spool-{dead.stdout.strip()}-1-1.open")  # a server that is gone
+    crashed.write_bytes(spooled.read_bytes() + b'{"t":17,"r":{"metad')  # killed mid-write
+    spooled.unlink()
+    log._open = {}
+    copy = crashed.read_bytes()
+    assert convert_spool(tmp_path) == 6
+    # A converter killed before deleting the file converts it again into the same Parquet names.
+    crashed.write_bytes(copy)
+    assert convert_spool(tmp_path) == 6
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 6
+
+    # A server that starts over a spool left behind converts it at its first lull, in the background.
+    crashed.write_bytes(copy)
+    restarted = ServedLog(tmp_path, 1.0, flush_seconds=0.05, quiet_seconds=0.1)
+    restarted.start()
+    try:
+        deadline = time.monotonic() + 120  # a wait for an outcome, not a timing assertion
+        while crashed.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not crashed.exists() and restarted._converter is not None
+    finally:
+        restarted.close()
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 6
+
+
+def test_the_background_converter_writes_parquet_duckdb_reads(example_repo: Path, tmp_path: Path) -> None:
+    import duckdb
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0, flush_seconds=0.05, seal_seconds=0.2, quiet_seconds=0.2)
+    log.start()
+    try:
+        for _ in range(10):
+            _record(log, None, plan, 3)
+            _record(log, SCOPED_SERVICE, plan, 1)
+        deadline = time.monotonic() + 120  # a wait for an outcome, not a timing assertion
+        while time.monotonic() < deadline and (
+            len(served_files(tmp_path, "weather")) == 0 or list(spool_dir(tmp_path).glob("spool-*"))
+        ):
+            time.sleep(0.1)
+        assert log._converter is not None  # a child process converted, not this one
+        assert log.logged == 0
+    finally:
+        log.close()
+    root = served_dir(tmp_path)
+    [(count, days)] = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT date) FROM read_parquet('{root}/weather/date=*/*.parquet', "
+        "hive_partitioning = true)"
+    ).fetchall()
+    assert (count, days) == (30, 1)
+    temp = duckdb.sql(f"SELECT sum(weather__temp) FROM read_parquet('{root}/{SCOPED_SERVICE}/*/*.parquet')")
+    assert temp.fetchall() == [(10 * 50.0,)]
 
 
 def test_sampling_keeps_about_the_configured_share(tmp_path: Path, example_repo: Path) -> None:
     plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
     log = ServedLog(tmp_path, 0.1)
     for _ in range(2000):
-        log.record(None, plan, _result(1))
+        _record(log, None, plan, 1)
     log.close()
     rows = pl.read_parquet(served_files(tmp_path, "weather")).height
     assert 100 < rows < 300  # 10 % of 2,000, with a wide margin (no timing, only counting)
@@ -116,7 +206,7 @@ def test_log_under_load_loses_nothing_on_a_clean_shutdown_and_skew_reads_it(exam
 def test_skew_command_and_metrics(example_repo: Path, example_server) -> None:  # type: ignore[no-untyped-def]
     store = FeatureStore(example_repo)
     log = ServedLog(store.settings.offline_root, 1.0)  # a few served lookups, whatever ran before
-    log.record(SCOPED_SERVICE, plan_lookup(store.state(), SCOPED_SERVICE), _result(3))
+    _record(log, SCOPED_SERVICE, plan_lookup(store.state(), SCOPED_SERVICE), 3)
     log.close()
     runner = CliRunner()
     result = runner.invoke(cli, ["skew", SCOPED_SERVICE, "--repo", str(example_repo)], env={"COLUMNS": "200"})
@@ -127,6 +217,8 @@ def test_skew_command_and_metrics(example_repo: Path, example_server) -> None:  
     with pytest.raises(SkewError):
         compute_skew(FeatureStore(example_repo).settings, FeatureStore(example_repo).state(), "nothing")
     metrics = httpx.get(example_server.url + "/metrics").text
+    assert "featurestore_served_log_dropped_rows_total 0.0" in metrics  # the queue never filled up
+    assert "featurestore_served_log_spooled_rows_total" in metrics
     assert f'featurestore_skew_psi{{against="training",feature="temp",target="{SCOPED_SERVICE}",view="weather"}}' in (
         metrics
     )

@@ -15,19 +15,35 @@ from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.store import RegistryState
 from featurestore.server.ui.scope import Scope, service_views
 
-__all__ = ["RowCounts", "overview", "view_detail", "field_diff", "OnlineFacts"]
+__all__ = ["RowCounts", "overview", "view_detail", "field_diff", "OnlineFacts", "COUNTS_FILE"]
 
 # Online facts per view: (live version, watermark, newest event time).
 OnlineFacts = dict[str, tuple[str | None, datetime | None, datetime | None]]
 
 
+# Where the overview keeps the row counts of view versions between restarts (under the offline root).
+COUNTS_FILE = "_ui/row_counts.json"
+# A version whose folders changed less than this long ago is counted but not cached: directory times
+# tick coarsely, and a commit in the same tick as the count must not hide behind an unchanged time.
+SETTLE_NS = 2_000_000_000
+
+
 class RowCounts:
-    """Row counts of Parquet files from their footers, cached per (path, mtime, size): no data is read."""
+    """Row counts of Parquet files from their footers, and of whole view versions, without reading data.
+
+    Files are cached per (path, mtime, size). A view version's total is cached under the times of its
+    folder and of its view's transaction folder: every offline write is a commit that creates and then
+    removes a folder there after its swap, so an unchanged signature means unchanged files, and the
+    overview neither opens a footer nor lists partitions. Version totals are kept in
+    ``<offline_root>/_ui/row_counts.json`` so a restarted server's first overview is cheap too.
+    """
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._cache: dict[str, tuple[tuple[int, int], int]] = {}
+        self._versions: dict[str, tuple[list[int], int, int]] | None = None
         self._lock = threading.Lock()
         self.max_entries = max_entries
+        self.footers_read = 0
 
     def rows(self, path: Path) -> int:
         import pyarrow.parquet as pq
@@ -46,10 +62,67 @@ class RowCounts:
         except (OSError, ValueError):  # a file being replaced: count it next time
             return 0
         with self._lock:
+            self.footers_read += 1
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
             self._cache[key] = (stamp, n)
         return n
+
+    def version(self, layout: OfflineLayout, view: str, version: str) -> tuple[int, int]:
+        """``(rows, partitions)`` of one view version, from the version cache while no commit touched it."""
+        signature = _signature(layout, view, version)
+        key = f"{view}/{version}"
+        versions = self._load(layout)
+        hit = versions.get(key)
+        if signature is not None and hit is not None and hit[0] == signature:
+            return hit[1], hit[2]
+        files = layout.files(view, version)
+        rows = sum(self.rows(f) for f in files)
+        if signature is not None and time.time_ns() - max(signature) > SETTLE_NS:
+            with self._lock:
+                versions[key] = (signature, rows, len(files))
+                _save(layout, versions)
+        return rows, len(files)
+
+    def _load(self, layout: OfflineLayout) -> dict[str, tuple[list[int], int, int]]:
+        if self._versions is None:
+            import orjson
+
+            try:
+                data = orjson.loads((layout.root / COUNTS_FILE).read_bytes())
+                self._versions = {k: (list(v[0]), int(v[1]), int(v[2])) for k, v in data.items()}
+            except (OSError, ValueError, TypeError, IndexError, AttributeError):  # absent or unreadable: recount
+                self._versions = {}
+        return self._versions
+
+
+def _signature(layout: OfflineLayout, view: str, version: str) -> list[int] | None:
+    """The times of a version's folder and of its view's transaction folder; None while a write is staged."""
+    txn = layout.txn_root(view)
+    try:
+        folder = os.stat(layout.version_dir(view, version)).st_mtime_ns
+    except FileNotFoundError:
+        return None
+    try:
+        txn_time = os.stat(txn).st_mtime_ns
+        if any(txn.iterdir()):
+            return None  # a write is staged or being swapped: count, do not cache
+    except FileNotFoundError:
+        txn_time = 0
+    return [folder, txn_time]
+
+
+def _save(layout: OfflineLayout, versions: dict[str, tuple[list[int], int, int]]) -> None:
+    import orjson
+
+    path = layout.root / COUNTS_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(orjson.dumps(versions))
+        tmp.replace(path)  # several workers may save: each writes a whole file
+    except OSError:  # a read-only offline root: the in-memory cache still serves
+        pass
 
 
 def _freshness_limit(raw: dict[str, Any]) -> float | None:
@@ -79,7 +152,7 @@ def overview(
         age = None if newest is None else max(0.0, now - newest.timestamp())
         limit = _freshness_limit(raw)
         gate = gates.get(name)
-        files = layout.files(name, spec.version)
+        rows, partitions = counts.version(layout, name, spec.version)
         views.append(
             {
                 "name": name,
@@ -95,8 +168,8 @@ def overview(
                 "features": len(raw.get("features", [])),
                 "entities": raw.get("entities", []),
                 "gate": gate,
-                "offline_rows": sum(counts.rows(f) for f in files),
-                "partitions": len(files),
+                "offline_rows": rows,
+                "partitions": partitions,
                 "description": raw.get("description"),
             }
         )

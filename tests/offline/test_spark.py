@@ -1,4 +1,4 @@
-"""The point-in-time join on Spark equals the DuckDB join: hand-made cases and a property test."""
+"""Spark-only behaviour: values and dtypes equal DuckDB's, remote files read in the executors, clear limits."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from featurestore.errors import TrainingSetError
-from featurestore.offline import pit
-from featurestore.offline.frames import duckdb_connection
+from featurestore.offline.duckdb import DuckDBEngine
 from featurestore.offline.pit import ViewRequest
+from featurestore.offline.spark import SparkEngine
 from featurestore.registry.spec import ViewSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,10 +38,8 @@ def view_file(tmp: Path, name: str, rows: dict[str, list[Any]]) -> Path:
 
 def both(spark: Any, entity: pl.DataFrame, *reqs: ViewRequest, **kw: Any) -> pl.DataFrame:
     """Spark's join, checked equal (values, dtypes, order) to DuckDB's."""
-    from featurestore.offline.spark import point_in_time_join
-
-    expected = pit.point_in_time_join(duckdb_connection("1GB"), entity, list(reqs), **kw)
-    got = point_in_time_join(spark, entity, list(reqs), **kw)
+    expected = DuckDBEngine(memory_limit="1GB").point_in_time_join(entity, list(reqs), **kw)
+    got = SparkEngine().point_in_time_join(entity, list(reqs), **kw)
     assert got.schema == expected.schema
     assert got.to_dicts() == expected.to_dicts()
     return got
@@ -63,8 +59,12 @@ def driver_view(tmp_path: Path) -> ViewRequest:
         },
     )
     return ViewRequest(
-        spec("drivers", {"driver_id": "Int64"}, {"rating": "Float64", "trips": "Int64", "tags": "List(String)"},
-             timedelta(hours=2)),
+        spec(
+            "drivers",
+            {"driver_id": "Int64"},
+            {"rating": "Float64", "trips": "Int64", "tags": "List(String)"},
+            timedelta(hours=2),
+        ),
         ("rating", "trips", "tags"),
         (path,),
     )
@@ -123,28 +123,7 @@ def test_several_views_composite_keys_and_full_names(spark: Any, tmp_path: Path,
     assert out["event_timestamp"].dtype == pl.String  # the user's column comes back as given
 
 
-def test_same_errors_as_duckdb(spark: Any, driver_view: ViewRequest) -> None:
-    from featurestore.offline.spark import point_in_time_join
-
-    def join(entity: pl.DataFrame, *reqs: ViewRequest, **kw: Any) -> pl.DataFrame:
-        return point_in_time_join(spark, entity, list(reqs), **kw)
-
-    with pytest.raises(TrainingSetError, match="driver_id"):
-        join(pl.DataFrame({"event_timestamp": [T0]}), driver_view)
-    with pytest.raises(TrainingSetError, match="event_timestamp"):
-        join(pl.DataFrame({"driver_id": [1]}), driver_view)
-    with pytest.raises(TrainingSetError, match="cannot be joined"):
-        join(pl.DataFrame({"driver_id": ["one"], "event_timestamp": [T0]}), driver_view)
-    with pytest.raises(TrainingSetError, match="already a column"):
-        join(pl.DataFrame({"driver_id": [1], "event_timestamp": [T0], "trips": [1]}), driver_view)
-    empty = ViewRequest(driver_view.spec, driver_view.features, ())
-    with pytest.raises(TrainingSetError, match="no offline data"):
-        join(pl.DataFrame({"driver_id": [1], "event_timestamp": [T0]}), empty)
-
-
 def test_aggregation_views_say_they_need_duckdb(spark: Any, driver_view: ViewRequest) -> None:
-    from featurestore.offline.spark import point_in_time_join
-
     raw = {
         **driver_view.spec.raw,
         "name": "clicks",
@@ -155,18 +134,7 @@ def test_aggregation_views_say_they_need_duckdb(spark: Any, driver_view: ViewReq
     }
     req = ViewRequest(ViewSpec(raw), ("n_1h",), driver_view.files)
     with pytest.raises(TrainingSetError, match=r"'clicks' is an aggregation view.*engine = \"duckdb\""):
-        point_in_time_join(spark, pl.DataFrame({"driver_id": [1], "event_timestamp": [T0]}), [req])
-
-
-def test_out_is_written_by_spark(spark: Any, tmp_path: Path, driver_view: ViewRequest) -> None:
-    from featurestore.offline.spark import point_in_time_join
-
-    entity = pl.DataFrame({"driver_id": [2, 1, 1], "event_timestamp": [T0, T0 + timedelta(hours=5), T0]})
-    out = tmp_path / "train"
-    df = point_in_time_join(spark, entity, [driver_view], out=out)
-    written = pl.read_parquet(out / "*.parquet").sort("__fs_row")
-    assert written["__fs_row"].to_list() == [0, 1, 2]
-    assert written["__fs_f0_0"].to_list() == df["rating"].to_list() == [9.0, 3.0, 1.0]
+        SparkEngine().point_in_time_join(pl.DataFrame({"driver_id": [1], "event_timestamp": [T0]}), [req])
 
 
 def test_remote_files_are_read_in_the_executors(spark: Any, tmp_path: Path, driver_view: ViewRequest) -> None:
@@ -174,45 +142,3 @@ def test_remote_files_are_read_in_the_executors(spark: Any, tmp_path: Path, driv
     uri = ViewRequest(driver_view.spec, driver_view.features, (driver_view.files[0].resolve().as_uri(),))  # type: ignore[arg-type]
     entity = pl.DataFrame({"driver_id": [1, 2, 1], "event_timestamp": [T0, T0, T0 + timedelta(hours=1)]})
     assert both(spark, entity, uri).equals(both(spark, entity, driver_view))
-
-
-def brute_force(entity: list[tuple[int, int]], rows: list[tuple[int, int, int]], ttl: int | None) -> list[int | None]:
-    out: list[int | None] = []
-    for key, ts in entity:
-        best: tuple[int, int] | None = None
-        for rkey, rts, val in rows:
-            if rkey == key and rts <= ts and (ttl is None or rts >= ts - ttl):
-                if best is None or rts > best[0]:
-                    best = (rts, val)
-        out.append(None if best is None else best[1])
-    return out
-
-
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    rows=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 50)), min_size=1, max_size=40, unique=True),
-    entity=st.lists(st.tuples(st.integers(0, 5), st.integers(-5, 60)), min_size=1, max_size=40),
-    ttl=st.one_of(st.none(), st.integers(1, 20)),
-)
-def test_matches_brute_force(
-    spark: Any, tmp_path: Path, rows: list[tuple[int, int]], entity: list[tuple[int, int]], ttl: int | None
-) -> None:
-    from featurestore.offline.spark import point_in_time_join
-
-    valued = [(k, t, i * 7 + 1) for i, (k, t) in enumerate(rows)]
-    path = view_file(
-        tmp_path,
-        "prop",
-        {
-            "k": [r[0] for r in valued],
-            "event_timestamp": [T0 + timedelta(seconds=r[1]) for r in valued],
-            "v": [r[2] for r in valued],
-        },
-    )
-    req = ViewRequest(
-        spec("prop", {"k": "Int64"}, {"v": "Int64"}, None if ttl is None else timedelta(seconds=ttl)), ("v",), (path,)
-    )
-    frame = pl.DataFrame(
-        {"k": [e[0] for e in entity], "event_timestamp": [T0 + timedelta(seconds=e[1]) for e in entity]}
-    )
-    assert point_in_time_join(spark, frame, [req])["v"].to_list() == brute_force(entity, valued, ttl)

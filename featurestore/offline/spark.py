@@ -199,6 +199,8 @@ class SparkEngine(OfflineEngine):
     """
 
     name = "spark"
+    # Materialization writes the online store from the executors (serving.distributed), not the driver.
+    writes_from_executors = True
 
     def __init__(
         self, repo: Path | str = ".", *, master: str = "local[*]", conf: Mapping[str, Any] | None = None

@@ -142,3 +142,46 @@ def test_remote_files_are_read_in_the_executors(spark: Any, tmp_path: Path, driv
     uri = ViewRequest(driver_view.spec, driver_view.features, (driver_view.files[0].resolve().as_uri(),))  # type: ignore[arg-type]
     entity = pl.DataFrame({"driver_id": [1, 2, 1], "event_timestamp": [T0, T0, T0 + timedelta(hours=1)]})
     assert both(spark, entity, uri).equals(both(spark, entity, driver_view))
+
+
+SPARK_VIEWS = """
+from featurestore import Entity, Feature, FeatureView, Float64, Int64, ParquetSource
+
+driver = Entity("driver", join_keys=["driver_id"])
+plain = FeatureView("plain", [driver], ParquetSource("data/src.parquet"), [Feature("rating", Float64)])
+doubled = FeatureView(
+    "doubled", [driver], ParquetSource("data/src.parquet"), [Feature("rating2", Float64), Feature("n", Int64)],
+    transform="SELECT driver_id, event_timestamp, rating * 2 AS rating2, count(*) OVER (PARTITION BY driver_id) AS n "
+    "FROM source",
+)
+"""
+
+
+def test_ingest_reads_sources_and_sql_transforms_with_spark(spark: Any, make_repo: Any) -> None:
+    """Through the store: Spark reads the source and runs the SQL transform; the gate and commit are today's."""
+    from featurestore import FeatureStore
+
+    repo = make_repo({"views.py": SPARK_VIEWS}, config='project = "s"\nengine = "spark"\n')
+    (repo / "data").mkdir()
+    src = pl.DataFrame(
+        {
+            "driver_id": [1, 1, 2],
+            "event_timestamp": [T0, T0 + timedelta(days=1), T0],
+            "rating": [1.0, 2.0, 3.0],
+        }
+    ).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC")))
+    src.write_parquet(repo / "data" / "src.parquet")
+    store = FeatureStore(repo)
+    assert store.engine.name == "spark"
+    store.apply()
+    results = {r.view: r for r in store.ingest()}
+    assert results["plain"].rows_written == results["doubled"].rows_written == 3
+    state = store.state()
+    stored = pl.read_parquet(store.layout.files("doubled", state.view("doubled").version)).sort(
+        "driver_id", "event_timestamp"
+    )
+    assert stored["rating2"].to_list() == [2.0, 4.0, 6.0] and stored["n"].to_list() == [2, 2, 1]
+    assert len(store.layout.dates("plain", state.view("plain").version)) == 2  # one partition per day, committed
+    entity = pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0 + timedelta(days=2), T0]})
+    out = store.get_training_set(entity, ["plain:rating", "doubled:rating2"])
+    assert out["rating"].to_list() == [2.0, 3.0] and out["rating2"].to_list() == [4.0, 6.0]

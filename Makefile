@@ -17,7 +17,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(VENV)/.base
-	$(EDITABLE) '.[example,test]'
+	$(EDITABLE) '.[example,test,spark]'
 	$(BIN)/pip download -q --no-deps -d $(VENV)/compose-spec docker-compose==1.29.2  # ships the Compose JSON schema
 	touch $@
 
@@ -25,13 +25,15 @@ install: $(VENV)/.base
 install-test: $(VENV)/.test
 
 # The tests start their own redis-server processes (one with TLS, whose certificate openssl
-# makes, and a 6-node cluster that redis-cli joins) and drive Debian's chromium for the UI; install what is missing.
+# makes, and a 6-node cluster that redis-cli joins), drive Debian's chromium for the UI and run the
+# Spark engine on a Java runtime (Spark 4 needs Java 17+); install what is missing.
 redis-server:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing openjdk-17-jre-headless"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

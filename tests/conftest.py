@@ -295,3 +295,30 @@ def wait_for_health(server: subprocess.Popen[bytes], url: str, seconds: float = 
             assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
+
+
+# One local Spark for the whole run: a JVM takes seconds to start, so every Spark test shares it.
+SPARK_TEST_CONF = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "1g",
+    "spark.sql.adaptive.enabled": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """A SparkSession on ``local[2]`` for the test run (skipped when pyspark or Java is missing)."""
+    pytest.importorskip("pyspark")
+    if shutil.which("java") is None:
+        pytest.skip("no Java runtime (make test installs openjdk-17-jre-headless)")
+    from featurestore.offline.spark import spark_session
+
+    session = spark_session("local[2]", SPARK_TEST_CONF)
+    session.sparkContext.setLogLevel("ERROR")
+    try:
+        yield session
+    finally:
+        session.stop()

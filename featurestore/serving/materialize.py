@@ -93,6 +93,22 @@ def materialize_view(
         start = store.watermark(spec.name, spec.version)
     if start is not None and start > end:
         raise OnlineStoreError(f"materialize {spec.name!r}: start {start} is after end {end}")
+    if getattr(engine, "writes_from_executors", False):  # Spark: each partition is gated and written where it is
+        from featurestore.serving.distributed import materialize_from_executors
+
+        return materialize_from_executors(  # type: ignore[no-any-return]
+            settings,
+            engine,
+            layout,
+            store,
+            spec,
+            start,
+            end,
+            switching=switching,
+            current=current,
+            resolve=resolve,
+            began=began,
+        )
     df, scanned = latest_rows(engine, layout, spec, start, end)
     df, gate_result = gate_for(settings, spec, "materialize")(df)
     if switching:

@@ -22,9 +22,17 @@ def _duckdb(repo: Path) -> OfflineEngine:
     return DuckDBEngine(repo, memory_limit="1GB")
 
 
+def _spark(repo: Path) -> OfflineEngine:
+    from featurestore.offline.spark import SparkEngine
+
+    return SparkEngine(repo)  # the active session: the ``spark`` fixture's (local[2], one per run)
+
+
 # name -> a function making the engine for a repository folder (sources resolve against it)
-ENGINE_FACTORIES: dict[str, Callable[[Path], OfflineEngine]] = {"duckdb": _duckdb}
+ENGINE_FACTORIES: dict[str, Callable[[Path], OfflineEngine]] = {"duckdb": _duckdb, "spark": _spark}
 ENGINE_PARAMS = list(ENGINE_FACTORIES)
+# Examples of the brute-force property test per engine: a Spark join costs ~a second on local[2].
+PROPERTY_EXAMPLES = {"duckdb": 60, "spark": 12}
 
 
 class LocalFiles:
@@ -47,6 +55,13 @@ STORAGE_PARAMS = list(STORAGE_FACTORIES)
 
 @pytest.fixture(params=ENGINE_PARAMS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OfflineEngine]:
+    """Each engine in turn. ``@pytest.mark.notimpl(["spark"], raises=SomeError)`` says an engine
+    cannot do what the test asks and raises that error (the test must then fail with it)."""
+    for mark in request.node.iter_markers("notimpl"):
+        if request.param in mark.args[0]:
+            request.applymarker(pytest.mark.xfail(raises=mark.kwargs["raises"], strict=True, reason="not implemented"))
+    if request.param == "spark":
+        request.getfixturevalue("spark")
     made = ENGINE_FACTORIES[request.param](tmp_path)
     try:
         yield made

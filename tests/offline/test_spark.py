@@ -1,0 +1,187 @@
+"""Spark-only behaviour: values and dtypes equal DuckDB's, remote files read in the executors, clear limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from featurestore.errors import TrainingSetError
+from featurestore.offline.duckdb import DuckDBEngine
+from featurestore.offline.pit import ViewRequest
+from featurestore.offline.spark import SparkEngine
+from featurestore.registry.spec import ViewSpec
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def spec(name: str, keys: dict[str, str], feats: dict[str, str], ttl: timedelta | None) -> ViewSpec:
+    return ViewSpec(
+        {
+            "name": name,
+            "version": "v1",
+            "join_keys": keys,
+            "features": [{"name": f, "dtype": t} for f, t in feats.items()],
+            "ttl_seconds": None if ttl is None else ttl.total_seconds(),
+        }
+    )
+
+
+def view_file(tmp: Path, name: str, rows: dict[str, list[Any]]) -> Path:
+    path = tmp / f"{name}.parquet"
+    pl.DataFrame(rows).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC"))).write_parquet(path)
+    return path
+
+
+def both(spark: Any, entity: pl.DataFrame, *reqs: ViewRequest, **kw: Any) -> pl.DataFrame:
+    """Spark's join, checked equal (values, dtypes, order) to DuckDB's."""
+    expected = DuckDBEngine(memory_limit="1GB").point_in_time_join(entity, list(reqs), **kw)
+    got = SparkEngine().point_in_time_join(entity, list(reqs), **kw)
+    assert got.schema == expected.schema
+    assert got.to_dicts() == expected.to_dicts()
+    return got
+
+
+@pytest.fixture
+def driver_view(tmp_path: Path) -> ViewRequest:
+    path = view_file(
+        tmp_path,
+        "drivers",
+        {
+            "driver_id": [1, 1, 1, 2, 2],
+            "event_timestamp": [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=5), T0, T0 + timedelta(hours=1)],
+            "rating": [1.0, 2.0, 3.0, 9.0, None],
+            "trips": [1, 2, 3, 4, 5],
+            "tags": [["a"], [], None, ["b", "c"], ["d"]],
+        },
+    )
+    return ViewRequest(
+        spec(
+            "drivers",
+            {"driver_id": "Int64"},
+            {"rating": "Float64", "trips": "Int64", "tags": "List(String)"},
+            timedelta(hours=2),
+        ),
+        ("rating", "trips", "tags"),
+        (path,),
+    )
+
+
+def test_hand_cases_equal_duckdb(spark: Any, driver_view: ViewRequest) -> None:
+    ttl = timedelta(hours=2)
+    entity = pl.DataFrame(
+        {
+            "driver_id": [1, 1, 1, 1, 2, 3, None, 1, 1, 2],
+            "event_timestamp": [
+                T0 + timedelta(minutes=30),
+                T0 + timedelta(hours=1),  # exactly at a row: visible
+                T0 + timedelta(hours=6),
+                T0 - timedelta(seconds=1),  # before every row
+                T0 + timedelta(hours=2),  # the latest row has null features: nulls, not the older row
+                T0,
+                T0,
+                T0 + timedelta(hours=1) + ttl,  # ttl bound inclusive
+                T0 + timedelta(hours=1) + ttl + timedelta(microseconds=1),
+                None,
+            ],
+            "label": list(range(10)),
+        }
+    )
+    out = both(spark, entity, driver_view)
+    assert out["rating"].to_list() == [1.0, 2.0, 3.0, None, None, None, None, 2.0, None, None]
+    assert out["trips"].to_list() == [1, 2, 3, None, 5, None, None, 2, None, None]
+    assert out.columns == ["driver_id", "event_timestamp", "label", "rating", "trips", "tags"]
+
+
+def test_several_views_composite_keys_and_full_names(spark: Any, tmp_path: Path, driver_view: ViewRequest) -> None:
+    route = view_file(
+        tmp_path,
+        "routes",
+        {
+            "origin": ["JFK", "JFK", "LGA"],
+            "dest": ["LAX", "SFO", "LAX"],
+            "event_timestamp": [T0, T0, T0],
+            "delay": [5, 7, 11],
+        },
+    )
+    routes = ViewRequest(
+        spec("routes", {"origin": "String", "dest": "String"}, {"delay": "Int64"}, None), ("delay",), (route,)
+    )
+    entity = pl.DataFrame(
+        {
+            "driver_id": [1, 2, 1],
+            "origin": ["JFK", "LGA", "LGA"],
+            "dest": ["SFO", "LAX", "SFO"],
+            "event_timestamp": ["2026-01-01T01:00:00Z", "2027-02-05", "2026-01-01 00:00"],
+        }
+    )
+    out = both(spark, entity, driver_view, routes, full_feature_names=True)
+    assert out["routes__delay"].to_list() == [7, 11, None]
+    assert out["event_timestamp"].dtype == pl.String  # the user's column comes back as given
+
+
+def test_aggregation_views_say_they_need_duckdb(spark: Any, driver_view: ViewRequest) -> None:
+    raw = {
+        **driver_view.spec.raw,
+        "name": "clicks",
+        "events": {
+            "columns": [{"name": "n", "dtype": "Int64"}],
+            "aggregations": [{"name": "n_1h", "column": "n", "function": "sum", "window_us": 3_600_000_000}],
+        },
+    }
+    req = ViewRequest(ViewSpec(raw), ("n_1h",), driver_view.files)
+    with pytest.raises(TrainingSetError, match=r"'clicks' is an aggregation view.*engine = \"duckdb\""):
+        SparkEngine().point_in_time_join(pl.DataFrame({"driver_id": [1], "event_timestamp": [T0]}), [req])
+
+
+def test_remote_files_are_read_in_the_executors(spark: Any, tmp_path: Path, driver_view: ViewRequest) -> None:
+    """A file:// URI takes the pyarrow.fs path that s3:// URIs take (no Hadoop connector)."""
+    uri = ViewRequest(driver_view.spec, driver_view.features, (driver_view.files[0].resolve().as_uri(),))  # type: ignore[arg-type]
+    entity = pl.DataFrame({"driver_id": [1, 2, 1], "event_timestamp": [T0, T0, T0 + timedelta(hours=1)]})
+    assert both(spark, entity, uri).equals(both(spark, entity, driver_view))
+
+
+SPARK_VIEWS = """
+from featurestore import Entity, Feature, FeatureView, Float64, Int64, ParquetSource
+
+driver = Entity("driver", join_keys=["driver_id"])
+plain = FeatureView("plain", [driver], ParquetSource("data/src.parquet"), [Feature("rating", Float64)])
+doubled = FeatureView(
+    "doubled", [driver], ParquetSource("data/src.parquet"), [Feature("rating2", Float64), Feature("n", Int64)],
+    transform="SELECT driver_id, event_timestamp, rating * 2 AS rating2, count(*) OVER (PARTITION BY driver_id) AS n "
+    "FROM source",
+)
+"""
+
+
+def test_ingest_reads_sources_and_sql_transforms_with_spark(spark: Any, make_repo: Any) -> None:
+    """Through the store: Spark reads the source and runs the SQL transform; the gate and commit are today's."""
+    from featurestore import FeatureStore
+
+    repo = make_repo({"views.py": SPARK_VIEWS}, config='project = "s"\nengine = "spark"\n')
+    (repo / "data").mkdir()
+    src = pl.DataFrame(
+        {
+            "driver_id": [1, 1, 2],
+            "event_timestamp": [T0, T0 + timedelta(days=1), T0],
+            "rating": [1.0, 2.0, 3.0],
+        }
+    ).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC")))
+    src.write_parquet(repo / "data" / "src.parquet")
+    store = FeatureStore(repo)
+    assert store.engine.name == "spark"
+    store.apply()
+    results = {r.view: r for r in store.ingest()}
+    assert results["plain"].rows_written == results["doubled"].rows_written == 3
+    state = store.state()
+    stored = pl.read_parquet(store.layout.files("doubled", state.view("doubled").version)).sort(
+        "driver_id", "event_timestamp"
+    )
+    assert stored["rating2"].to_list() == [2.0, 4.0, 6.0] and stored["n"].to_list() == [2, 2, 1]
+    assert len(store.layout.dates("plain", state.view("plain").version)) == 2  # one partition per day, committed
+    entity = pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0 + timedelta(days=2), T0]})
+    out = store.get_training_set(entity, ["plain:rating", "doubled:rating2"])
+    assert out["rating"].to_list() == [2.0, 3.0] and out["rating2"].to_list() == [4.0, 6.0]

@@ -15,7 +15,7 @@ from typing import Any
 
 from featurestore.errors import ConfigError, MissingExtraError
 
-__all__ = ["Storage", "LocalStorage", "S3Storage", "StoredObject", "WriteConflict", "open_storage", "is_uri"]
+__all__ = ["Storage", "LocalStorage", "S3Storage", "StoredObject", "WriteConflictError", "open_storage", "is_uri"]
 
 _SCHEMES = ("s3://",)
 
@@ -25,7 +25,7 @@ def is_uri(location: str | os.PathLike[str]) -> bool:
     return str(location).startswith(_SCHEMES)
 
 
-class WriteConflict(Exception):
+class WriteConflictError(Exception):
     """A conditional write lost: the object exists already, or changed since it was read."""
 
 
@@ -66,15 +66,15 @@ class Storage(ABC):
 
     @abstractmethod
     def create(self, key: str, data: bytes) -> None:
-        """Write ``key`` only if no object has that key; WriteConflict otherwise.
+        """Write ``key`` only if no object has that key; WriteConflictError otherwise.
 
         Example: two writers both calling ``create("_log/trips/000000000002.json", ...)``:
-        exactly one returns, the other raises WriteConflict.
+        exactly one returns, the other raises WriteConflictError.
         """
 
     @abstractmethod
     def replace(self, key: str, data: bytes, tag: str | None) -> None:
-        """Write ``key`` only if it still has ``tag`` (from ``read``; None: only if absent); WriteConflict otherwise."""
+        """Write ``key`` only if it still has ``tag`` (from ``read``; None: only if absent); else WriteConflictError."""
 
     @abstractmethod
     def upload(self, local: Path, key: str) -> None:
@@ -149,7 +149,7 @@ class LocalStorage(Storage):
         try:
             os.link(tmp, self.base / key)  # link refuses an existing name: an atomic create
         except FileExistsError:
-            raise WriteConflict(f"{self.uri(key)} exists already") from None
+            raise WriteConflictError(f"{self.uri(key)} exists already") from None
         finally:
             tmp.unlink()
 
@@ -161,7 +161,7 @@ class LocalStorage(Storage):
         with open(lock, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             if self._stamp(self.base / key) != tag:
-                raise WriteConflict(f"{self.uri(key)} changed since it was read")
+                raise WriteConflictError(f"{self.uri(key)} changed since it was read")
             self.write(key, data)
 
     def upload(self, local: Path, key: str) -> None:
@@ -296,7 +296,7 @@ class S3Storage(Storage):
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
         except ClientError as exc:
             if self._lost(exc):
-                raise WriteConflict(f"{self.uri(key)} was written by someone else") from None
+                raise WriteConflictError(f"{self.uri(key)} was written by someone else") from None
             raise
 
     def create(self, key: str, data: bytes) -> None:

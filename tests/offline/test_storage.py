@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore.offline.storage import LocalStorage, Storage, WriteConflict, is_uri, open_storage
+from featurestore.offline.storage import LocalStorage, Storage, WriteConflictError, is_uri, open_storage
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -36,7 +36,7 @@ def test_write_read_list_delete(storage: Storage) -> None:
 
 def test_create_is_won_once(storage: Storage) -> None:
     storage.create("log/1.json", b"first")
-    with pytest.raises(WriteConflict):
+    with pytest.raises(WriteConflictError):
         storage.create("log/1.json", b"second")
     assert storage.read("log/1.json")[0] == b"first"
 
@@ -48,7 +48,7 @@ def test_create_race_has_one_winner(storage: Storage) -> None:
         try:
             storage.create("race.json", str(i).encode())
             won.append(i)
-        except WriteConflict:
+        except WriteConflictError:
             pass
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
@@ -62,12 +62,12 @@ def test_create_race_has_one_winner(storage: Storage) -> None:
 
 def test_replace_checks_the_tag(storage: Storage) -> None:
     storage.replace("reg.json", b"v1", None)
-    with pytest.raises(WriteConflict):
+    with pytest.raises(WriteConflictError):
         storage.replace("reg.json", b"again", None)  # None: only if absent
     data, tag = storage.read("reg.json")
     assert storage.tag("reg.json") == tag
     storage.replace("reg.json", b"v2", tag)
-    with pytest.raises(WriteConflict):
+    with pytest.raises(WriteConflictError):
         storage.replace("reg.json", b"stale", tag)
     assert storage.read("reg.json")[0] == b"v2"
     assert storage.tag("nothing.json") is None

@@ -16,6 +16,10 @@ from featurestore.offline.layout import PART_FILE, OfflineLayout
 __all__ = ["Transaction", "recover", "finish_committed", "read_snapshot"]
 
 
+def _on_object_storage(layout: OfflineLayout) -> bool:
+    return hasattr(layout, "storage")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -31,6 +35,13 @@ class Transaction:
     dates to delete. A crash before the commit record is written leaves the store
     untouched; a crash after it is rolled forward by :func:`recover`.
     """
+
+    def __new__(cls, layout: OfflineLayout, view: str, version: str) -> Transaction:
+        if _on_object_storage(layout):  # no rename there: a commit log instead (object_log.py)
+            from featurestore.offline.object_log import ObjectTransaction
+
+            return ObjectTransaction(layout, view, version)  # type: ignore[arg-type,return-value]
+        return super().__new__(cls)
 
     def __init__(self, layout: OfflineLayout, view: str, version: str) -> None:
         self.layout = layout
@@ -90,7 +101,12 @@ def recover(layout: OfflineLayout, view: str) -> int:
     """Finish committed transactions of ``view`` and drop uncommitted ones; returns how many were found.
 
     For writers, under the view's lock: no other write can own the staging it drops.
+    On object storage: delete the objects no reader can need any more (``collect_garbage``).
     """
+    if _on_object_storage(layout):
+        from featurestore.offline.object_log import collect_garbage
+
+        return collect_garbage(layout, view)  # type: ignore[arg-type]
     return _settle(layout, view, drop_uncommitted=True)
 
 
@@ -100,6 +116,8 @@ def finish_committed(layout: OfflineLayout, view: str) -> None:
     Uncommitted staging is left alone (a live ingest may own it); only a write whose
     commit record exists is rolled forward, under the view's lock.
     """
+    if _on_object_storage(layout):
+        return  # a commit there is its one log record: nothing is ever half-finished
     root = layout.txn_root(view)
     if root.is_dir() and any((d / "commit.json").is_file() for d in root.iterdir()):
         with layout.lock(view):

@@ -312,14 +312,14 @@ def write_view(
             for day in sorted(touched | new.keys()):
                 frame = new.get(day)
                 if upsert and frame is not None and day in touched:
-                    old = pl.read_parquet(layout.partition_file(view, version, day)).select(df.columns)
+                    old = layout.read_partition(view, version, day).select(df.columns)
                     frame = (
                         pl.concat([old, frame], how="vertical_relaxed")
                         .unique(subset=[*spec.join_keys, TS], keep="last", maintain_order=True)
                         .sort([*spec.join_keys, TS])
                     )
                 elif day in existing and (start is not None or end is not None):
-                    old = pl.read_parquet(layout.partition_file(view, version, day))
+                    old = layout.read_partition(view, version, day)
                     outside = pl.lit(False)
                     if start is not None:
                         outside = outside | (pl.col(TS) < start)

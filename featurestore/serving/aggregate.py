@@ -201,7 +201,7 @@ def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFram
         try:
             for (day,), frame in sorted(parts.items()):
                 if day in existing:
-                    old = pl.read_parquet(layout.partition_file(view, version, str(day))).select(columns)
+                    old = layout.read_partition(view, version, str(day)).select(columns)
                     frame = pl.concat([old, frame], how="vertical_relaxed")
                 # stable: events of one (keys, time) keep their arrival order (``last``'s tie-break)
                 frame = frame.sort([*keys, TS], maintain_order=True)

@@ -79,14 +79,12 @@ def _gate_alone(root: Path) -> dict[str, float]:
     import pandera.errors as pe
 
     from featurestore import FeatureStore
-    from featurestore.offline.frames import duckdb_connection
     from featurestore.offline.ingest import read_view
     from featurestore.validation import compile_gate, gate_for
 
     store = FeatureStore(root)
     spec = store.state().view("driver_stats")
-    con = duckdb_connection("4GB", str(root / "data" / "tmp"))
-    df = read_view(store.definitions().views["driver_stats"], spec, root, con).rows
+    df = read_view(store.definitions().views["driver_stats"], spec, store.engine).rows
     compiled = compile_gate(spec)
     t0 = time.perf_counter()
     try:

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--redis", default="")
     args = ap.parse_args(argv)
     from featurestore import FeatureStore
-    from featurestore.offline.frames import duckdb_connection
+    from featurestore.offline.duckdb import duckdb_connection
 
     out: dict[str, Any] = {"cards": args.cards, "events": args.events, "rows": args.rows}
     with tempfile.TemporaryDirectory() as tmp:

@@ -94,8 +94,11 @@ class Settings:
     offline_root: Path = Path("data/offline")
     registry: Path = Path("data/registry.json")
     online: str = "sqlite:///data/online.db"
+    engine: str = "duckdb"
     duckdb_memory_limit: str = "4GB"
     duckdb_temp_dir: Path = Path("data/tmp")
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
     max_entities: int = 1000
     max_features: int = 500
     max_body_bytes: int = 1_048_576
@@ -200,6 +203,10 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
             return rate
         if name in _URI_KEYS and str(value).startswith(_URI_SCHEMES):
             return _check_uri(name, str(value))
+        if name == "engine":
+            return str(value).strip().lower()  # the name is checked against the engines when one is opened
+        if name == "spark_conf":
+            return _string_table(name, value)
         if name in _PATH_KEYS:
             p = Path(str(value)).expanduser()
             return p if p.is_absolute() else (repo / p)
@@ -218,6 +225,25 @@ def _check_uri(name: str, uri: str) -> str:
         what = "s3://bucket/key" if name == "registry" else "s3://bucket/prefix"
         raise ConfigError(f"config key {name!r}: {uri!r} is not a complete location (use {what})")
     return uri.rstrip("/")
+
+
+def _string_table(name: str, value: Any) -> dict[str, str]:
+    """A TOML table of strings, or the same as a JSON object (from an environment variable)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ConfigError(f"config key {name!r}: not a JSON object of strings: {value!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key {name!r}: expected a table of strings, got {type(value).__name__}")
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, dict | list):
+            raise ConfigError(f"config key {name!r}: the value of {key!r} must be a string, number or boolean")
+        out[str(key)] = str(item).lower() if isinstance(item, bool) else str(item)
+    return out
 
 
 def load_settings(repo: str | os.PathLike[str] = ".", env: dict[str, str] | None = None) -> Settings:

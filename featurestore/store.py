@@ -13,8 +13,9 @@ import polars as pl
 
 from featurestore.config import Settings, load_settings
 from featurestore.errors import DefinitionError, IngestError, RegistryError, TrainingSetError, did_you_mean
+from featurestore.offline.base import OfflineEngine, engine_from_settings
 from featurestore.offline.commit import read_snapshot
-from featurestore.offline.frames import duckdb_connection, utc_datetime
+from featurestore.offline.frames import utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
 from featurestore.offline.layout import open_layout
 from featurestore.offline.training import (
@@ -81,10 +82,22 @@ class FeatureStore:
         """Import the definitions package and return what it declares."""
         return discover(self.settings.definitions)
 
-    def _connection(self) -> Any:
-        tmp = self.settings.duckdb_temp_dir
-        tmp.mkdir(parents=True, exist_ok=True)
-        return duckdb_connection(self.settings.duckdb_memory_limit, str(tmp), search_path=str(self.repo))
+    @property
+    def engine(self) -> OfflineEngine:
+        """The offline engine (setting ``engine``, DuckDB by default), created on first use."""
+        engine = self.__dict__.get("_engine")
+        if engine is None:
+            engine = self.__dict__["_engine"] = engine_from_settings(self.settings)
+        return engine  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Release the offline engine and the online store's connections (both reopen on next use)."""
+        engine = self.__dict__.pop("_engine", None)
+        if engine is not None:
+            engine.close()
+        online = self.__dict__.pop("_online", None)
+        if online is not None and hasattr(online, "close"):
+            online.close()
 
     def state(self) -> RegistryState:
         return self.registry.load()
@@ -96,15 +109,12 @@ class FeatureStore:
         Join keys declared without a dtype are typed from the data, or, for a view already
         in ``registered``, keep the type registered for them (the data may have arrived since).
         """
-        con = None
 
         def key_types(view: Any, keys: list[str]) -> Any:
-            nonlocal con
             known = registered.views.get(view.name) if registered is not None else None
             if known is not None and all(k in known.join_keys for k in keys):
                 return {k: known.join_keys[k] for k in keys}
-            con = con or self._connection()
-            return read_key_dtypes(view, keys, self.repo, con)
+            return read_key_dtypes(view, keys, self.engine)
 
         return build_specs(defs or self.definitions(), key_types)
 
@@ -145,12 +155,11 @@ class FeatureStore:
         rows = self.settings.plan_sample_rows if sample_rows is None else sample_rows
         if not views or rows <= 0:
             return {}
-        con = self._connection()
         checked = {}
         for name in views:
             spec = ViewSpec(desired["views"][name])
             typed = spec.event_view() if spec.events is not None else spec  # an aggregation view reads events
-            checked[name] = check_view_sample(defs.views[name], typed, self.repo, con, rows)
+            checked[name] = check_view_sample(defs.views[name], typed, self.engine, rows)
         return checked
 
     # -- offline --------------------------------------------------------
@@ -171,7 +180,6 @@ class FeatureStore:
         defs = self.definitions()
         state = self.state()
         names = self._view_names(state, views)
-        con = self._connection()
         current_specs = self.specs(defs, registered=state)["views"]
         results = []
         from featurestore._progress import RowProgress
@@ -192,7 +200,7 @@ class FeatureStore:
                 )
             events = spec.events is not None  # an aggregation view stores its events
             typed = spec.event_view() if events else spec
-            batch = read_view(view, typed, self.repo, con, start_dt, end_dt, events=events)
+            batch = read_view(view, typed, self.engine, start_dt, end_dt, events=events)
             df, gate_result = gate_for(self.settings, typed, "ingest")(batch.rows, **batch.gate_inputs())
             if df.get_column("event_timestamp").null_count():  # warn passes rows it cannot store
                 df = df.filter(pl.col("event_timestamp").is_not_null())
@@ -232,7 +240,7 @@ class FeatureStore:
             hint = did_you_mean(view, defs.views)
             raise DefinitionError(f"unknown feature view {view!r}{hint}; defined views: {sorted(defs.views)}")
         spec = ViewSpec(self.specs(defs, registered=self.state())["views"][view])
-        batch = read_view(defs.views[view], spec, self.repo, self._connection(), start_dt, end_dt)
+        batch = read_view(defs.views[view], spec, self.engine, start_dt, end_dt)
         return validate_frame(self.settings, spec, batch.rows, **batch.gate_inputs())
 
     def reports(self, view: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
@@ -263,14 +271,13 @@ class FeatureStore:
         entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
-        con = self._connection()
         from featurestore._progress import RowProgress
 
         bar = RowProgress("training set", entity.height, enabled=progress)
         # The files read and the files hashed into the manifest are one consistent snapshot.
         with bar, read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
             df, requests = build_training_set(
-                con,
+                self.engine,
                 self.layout,
                 entity,
                 resolved,
@@ -295,7 +302,7 @@ class FeatureStore:
 
     def rebuild_training_set(self, manifest: str | os.PathLike[str]) -> pl.DataFrame:
         """Rebuild the identical training set from a manifest written by ``get_training_set(out=...)``."""
-        return rebuild_training_set(self._connection(), self.state(), Path(manifest), self.layout)
+        return rebuild_training_set(self.engine, self.state(), Path(manifest), self.layout)
 
     # -- online ---------------------------------------------------------
     def online_store(self) -> Any:
@@ -325,8 +332,8 @@ class FeatureStore:
         state = self.state()
         specs = {s.name: s for s in view_specs(state, self._view_names(state, views) if views else None)}
         end_dt = utc_datetime(end) or datetime.now(UTC)
-        con, store, start_dt = self._connection(), self.online_store(), utc_datetime(start)
-        run = (self.settings, con, self.layout, store)
+        store, start_dt = self.online_store(), utc_datetime(start)
+        run = (self.settings, self.engine, self.layout, store)
         results = []
         bar = RowProgress("materialize", enabled=progress)
         for name in bar.steps(specs):

@@ -70,3 +70,27 @@ def test_no_module_imports_a_higher_layer() -> None:
             if target not in ALLOWED.get(unit, set()):
                 wrong.append(f"{path.relative_to(PACKAGE.parent)} imports featurestore.{target}")
     assert not wrong, "\n".join(wrong)
+
+
+# Offline engines (the technology behind ``offline/base.py``'s contract): only their modules reach it.
+ENGINE_LIBRARIES = {"duckdb": {"offline/duckdb.py"}, "pyspark": {"offline/spark.py"}}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+    return found
+
+
+def test_only_engine_modules_import_an_engine_library() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for library, owners in ENGINE_LIBRARIES.items():
+            if library in _imported_modules(path) and rel not in owners:
+                wrong.append(f"featurestore/{rel} imports {library} (only {sorted(owners)} may)")
+    assert not wrong, "\n".join(wrong)

@@ -47,10 +47,10 @@ def test_hostile_names_are_refused_everywhere(name: str) -> None:
 
 
 def test_a_quoted_path_cannot_break_out_of_the_sql_string(tmp_path: Path) -> None:
-    from featurestore.offline.frames import duckdb_connection
+    from featurestore.offline.duckdb import duckdb_connection, source_relation
 
     src = ParquetSource("it's'); SELECT 1; --.parquet")
-    sql = src.relation_sql(tmp_path)
+    sql = source_relation(src, tmp_path)
     con = duckdb_connection("256MB")
     with pytest.raises(Exception, match="No files found|does not exist|IO Error"):
         con.sql(f"SELECT * FROM {sql}").fetchall()

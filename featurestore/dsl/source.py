@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from featurestore.dsl.names import check_identifier
-
-if TYPE_CHECKING:
-    import duckdb
-    import polars as pl
 
 __all__ = ["Source", "ParquetSource", "CsvSource", "SqlSource"]
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 class Source:
-    """Base class: a timestamped table the store can scan with polars or DuckDB.
+    """Base class: a timestamped table; it only describes itself, the offline engine reads it by ``kind``.
 
     ``timestamp`` names the event-time column; ``created`` optionally names a
     creation-time column that breaks ties between rows of the same key and event time.
@@ -36,14 +28,6 @@ class Source:
         """What identifies this source in a view's version hash."""
         return {"kind": self.kind, "timestamp": self.timestamp, "created": self.created}
 
-    def relation_sql(self, repo: Path) -> str:
-        """A DuckDB table expression that reads the source."""
-        raise NotImplementedError
-
-    def scan(self, repo: Path, con: duckdb.DuckDBPyConnection) -> pl.LazyFrame:
-        """A polars LazyFrame over the source."""
-        return con.sql(f"SELECT * FROM {self.relation_sql(repo)}").pl().lazy()
-
 
 class _FileSource(Source):
     def __init__(self, path: str, *, timestamp: str = "event_timestamp", created: str | None = None) -> None:
@@ -53,6 +37,7 @@ class _FileSource(Source):
         self.path = str(path)
 
     def resolve(self, repo: Path) -> str:
+        """The path (or glob) with a relative one taken from ``repo``."""
         p = Path(self.path)
         return str(p if p.is_absolute() else repo / p)
 
@@ -68,22 +53,11 @@ class ParquetSource(_FileSource):
 
     kind = "parquet"
 
-    def relation_sql(self, repo: Path) -> str:
-        return f"read_parquet({_sql_string(self.resolve(repo))}, union_by_name=true)"
-
-    def scan(self, repo: Path, con: duckdb.DuckDBPyConnection) -> pl.LazyFrame:
-        import polars as pl
-
-        return pl.scan_parquet(self.resolve(repo))
-
 
 class CsvSource(_FileSource):
     """CSV files with a header row: a path or a glob, relative to the repository folder."""
 
     kind = "csv"
-
-    def relation_sql(self, repo: Path) -> str:
-        return f"read_csv({_sql_string(self.resolve(repo))}, header=true)"
 
 
 class SqlSource(Source):
@@ -99,9 +73,6 @@ class SqlSource(Source):
         if not isinstance(query, str) or not query.strip():
             raise ValueError("SqlSource: query must be a non-empty SQL string")
         self.query = query.strip().rstrip(";")
-
-    def relation_sql(self, repo: Path) -> str:
-        return f"({self.query})"
 
     def fingerprint(self) -> dict[str, Any]:
         return {**super().fingerprint(), "query": self.query}

@@ -1,4 +1,4 @@
-"""The Parquet offline store: layout, atomic ingest, point-in-time joins and training sets."""
+"""The Parquet offline store: the engine contract, layout, atomic ingest, point-in-time joins and training sets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import importlib
 from typing import Any
 
 __all__ = [
+    "OfflineEngine",
+    "ENGINES",
+    "engine_from_settings",
     "IngestResult",
     "read_view",
     "write_view",
@@ -19,6 +22,9 @@ __all__ = [
 
 # Name -> module. Imported on first use: the online server needs only the layout, not polars and DuckDB.
 _HOME = {
+    "OfflineEngine": "base",
+    "ENGINES": "base",
+    "engine_from_settings": "base",
     "IngestResult": "ingest",
     "read_view": "ingest",
     "write_view": "ingest",

@@ -1,4 +1,4 @@
-"""Window aggregates in training sets: one DuckDB query per aggregation view, every window for every entity row.
+"""Window aggregates in training sets: one engine query per aggregation view, every window for every entity row.
 
 The SQL statement of the window rules (the online one is ``featurestore.serving.windows``):
 for an entity row (keys, t) and a window w the events of the same keys with
@@ -8,20 +8,18 @@ for an entity row (keys, t) and a window w the events of the same keys with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import polars as pl
 
-from featurestore.dsl.aggregation import AggFunction
-from featurestore.dsl.names import quote
-from featurestore.dsl.types import DType
 from featurestore.errors import TrainingSetError
 from featurestore.offline.frames import DTypeMismatchError, to_utc
 from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join
-from featurestore.registry.spec import EventsSpec, WindowSpec
 
-__all__ = ["join_features", "window_features", "events_relation", "event_rows", "CREATED"]
+if TYPE_CHECKING:
+    from featurestore.offline.base import OfflineEngine
+
+__all__ = ["join_features", "window_features", "event_rows", "CREATED", "NO_CREATED"]
 
 CREATED = "created_timestamp"
 _ROW = "__fs_row"
@@ -31,7 +29,7 @@ NO_CREATED = -(2**63) + 1
 
 
 def join_features(
-    con: Any,
+    engine: OfflineEngine,
     entity: pl.DataFrame,
     requests: list[ViewRequest],
     *,
@@ -42,19 +40,19 @@ def join_features(
     windowed = [r for r in requests if r.spec.events is not None]
     if not windowed:
         return point_in_time_join(
-            con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+            engine, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
         )
     names = output_names(requests, entity.columns, full_feature_names)
     plain = [r for r in requests if r.spec.events is None]
     if plain:
         base = point_in_time_join(
-            con, entity, plain, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+            engine, entity, plain, timestamp_column=timestamp_column, full_feature_names=full_feature_names
         )
     else:
         base = entity
     parts = [base]
     for req in windowed:
-        part = window_features(con, entity, req, timestamp_column=timestamp_column)
+        part = window_features(engine, entity, req, timestamp_column=timestamp_column)
         if full_feature_names:
             part = part.rename({f: f"{req.spec.name}__{f}" for f in part.columns})
         parts.append(part)
@@ -76,52 +74,8 @@ def event_rows(df: pl.DataFrame, spec: Any, created: str, order: str, *, keep: S
     return out.select([*keys, "event_timestamp", *spec.features, pl.col(created).alias(CREATED), *keep])
 
 
-def events_relation(events: EventsSpec, join_keys: dict[str, DType], files: Sequence[Any]) -> str:
-    """A DuckDB relation over a view version's offline events: keys as ``__k<i>``, ``__ts``/``__cr`` (µs), ``__seq``.
-
-    ``__seq`` (the row's position in its file) breaks ties of (event time, created): the later row wins.
-    """
-    values = [c for c in events.columns if c != events.event_id]
-    if not files:  # no events (yet): every window is empty
-        typed = [f"NULL::{t.duckdb} AS __k{j}" for j, t in enumerate(join_keys.values())]
-        typed += ["NULL::BIGINT AS __ts", "NULL::BIGINT AS __cr", "NULL::BIGINT AS __seq"]
-        typed += [f"NULL::{events.columns[c].duckdb} AS {quote(c)}" for c in values]
-        return f"(SELECT {', '.join(typed)} WHERE false)"
-    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
-    cols = [f"{quote(k)} AS __k{j}" for j, k in enumerate(join_keys)]
-    cols += [
-        "epoch_us(event_timestamp) AS __ts",
-        f"coalesce(epoch_us({quote(CREATED)}), {NO_CREATED}) AS __cr",
-        "file_row_number AS __seq",
-    ]
-    cols += [quote(c) for c in values]
-    return f"(SELECT {', '.join(cols)} FROM read_parquet({paths}, file_row_number=true, union_by_name=true))"
-
-
-def _aggregate_sql(agg: WindowSpec, dtype_name: str | None, start: str) -> str:
-    inside = f"v.__ts > {start}"
-    f = agg.function
-    if f is AggFunction.COUNT:
-        return f"count(v.__ts) FILTER (WHERE {inside})"
-    col = f"v.{quote(agg.column)}"
-    if f is AggFunction.COUNT_DISTINCT:
-        return f"count(DISTINCT {col}) FILTER (WHERE {inside})"
-    if f is AggFunction.SUM:
-        cast = "BIGINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
-        return f"coalesce(sum({col}) FILTER (WHERE {inside}), 0)::{cast}"
-    if f is AggFunction.LAST:
-        return f"arg_max({col}, [v.__ts, v.__cr, v.__seq]) FILTER (WHERE {inside} AND {col} IS NOT NULL)"
-    sql = {
-        AggFunction.MEAN: "avg",
-        AggFunction.MIN: "min",
-        AggFunction.MAX: "max",
-        AggFunction.STDDEV: "stddev_samp",
-    }[f]
-    return f"{sql}({col}) FILTER (WHERE {inside})"
-
-
 def window_features(
-    con: Any, entity: pl.DataFrame, req: ViewRequest, *, timestamp_column: str = "event_timestamp"
+    engine: OfflineEngine, entity: pl.DataFrame, req: ViewRequest, *, timestamp_column: str = "event_timestamp"
 ) -> pl.DataFrame:
     """The aggregation view's requested features for each entity row, in order (one query)."""
     spec = req.spec
@@ -142,7 +96,6 @@ def window_features(
     aligned = (pl.col(_T) // g * g) if g else pl.col(_T)
     starts = sorted({a.window_us for a in wanted})
     prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW), t.alias(_T)]
-    join_keys = list(spec.join_keys)
     for j, (key, dtype) in enumerate(spec.join_keys.items()):
         if key not in entity.columns:
             raise TrainingSetError(
@@ -153,30 +106,7 @@ def window_features(
         ent = entity.select(prep).with_columns([(aligned - w).alias(f"__fs_s{w}") for w in starts])
     except pl.exceptions.PolarsError as exc:
         raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
-    dtypes = {c: str(t) for c, t in events.columns.items()}
-    selects = [
-        f"{_aggregate_sql(a, dtypes.get(a.column), f'e.__fs_s{a.window_us}')} AS {quote(a.name)}" for a in wanted
-    ]
-    cond = [f"e.__fs_k{j} = v.__k{j}" for j in range(len(join_keys))]
-    cond += [f"v.__ts <= e.{_T}", f"v.__ts > e.__fs_s{starts[-1]}"]
-    relation = events_relation(events, spec.join_keys, req.files)
-    name = f"__fs_windows_{id(ent)}"
-    sql = (
-        f"SELECT {', '.join(selects)} FROM {name} e LEFT JOIN {relation} v ON {' AND '.join(cond)} "
-        f"GROUP BY e.{_ROW} ORDER BY e.{_ROW}"
-    )
-    con.register(name, ent)
-    try:
-        out = con.sql(sql).pl()
-    except duckdb.OutOfMemoryException as exc:
-        raise TrainingSetError(
-            f"the window aggregation of {spec.name!r} ran out of memory even spilling to disk ({exc}); "
-            "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
-        ) from None
-    finally:
-        con.unregister(name)
-    if not isinstance(out, pl.DataFrame):
-        out = out.collect()
+    out = engine.window_join(ent, req, wanted)
     features = spec.features
     # An entity row without a time has no window: its aggregates are null, as a plain view's features.
     out = out.with_columns(ent.get_column(_T).is_null().alias("__fs_no_time"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import polars as pl
 
@@ -22,7 +22,6 @@ __all__ = [
     "TIMESTAMP_FORMATS",
     "coerce_column",
     "DTypeMismatchError",
-    "duckdb_connection",
 ]
 
 TIMESTAMP_FORMATS = "ISO 8601 (2024-01-31, 2024-01-31T12:00:00, 2024-01-31 12:00:00Z or 2024-01-31T12:00:00+02:00)"
@@ -170,25 +169,3 @@ def coerce_column(name: str, actual: pl.DataType, declared: DType) -> pl.Expr:
     if declared.name == "Timestamp":
         return to_utc(col, actual, Rounding.FLOOR).alias(name)
     return col.cast(declared.polars).alias(name)
-
-
-def duckdb_connection(
-    memory_limit: str = "4GB", temp_dir: str | None = None, threads: int | None = None, search_path: str | None = None
-) -> Any:
-    """An in-memory DuckDB connection in UTC that spills to ``temp_dir`` beyond ``memory_limit``.
-
-    ``search_path``: the folder relative file paths in SQL resolve against (the repository).
-    """
-    import duckdb
-
-    config: dict[str, Any] = {"memory_limit": memory_limit}
-    if temp_dir:
-        config["temp_directory"] = temp_dir
-    if threads:
-        config["threads"] = threads
-    con = duckdb.connect(config=config)
-    con.execute("SET TimeZone='UTC'")
-    con.execute("SET enable_progress_bar=false")
-    if search_path:
-        con.execute("SET file_search_path = " + "'" + search_path.replace("'", "''") + "'")
-    return con

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -13,6 +12,7 @@ import polars as pl
 from featurestore.dsl.types import DType, Int64, String, Timestamp
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
+from featurestore.offline.base import OfflineEngine, TransformOutputError
 from featurestore.offline.cast import DTYPE_CHECK, CastColumn, cast_column
 from featurestore.offline.commit import Transaction, recover
 from featurestore.offline.frames import Rounding, nan_as_null
@@ -52,48 +52,30 @@ class IngestResult:
     duplicates_dropped: int = 0
 
 
-def _transformed(view: FeatureView, repo: Path, con: Any) -> pl.LazyFrame:
-    t = view.transform
+def _transformed(view: FeatureView, engine: OfflineEngine) -> pl.LazyFrame:
+    """The view's source rows through its transform (``engine.read``); a failure names the view."""
     try:
-        if isinstance(t, str):
-            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {view.source.relation_sql(repo)}")
-            return con.sql(t).pl().lazy()
-        frame = view.source.scan(repo, con)
-        if t is None:
-            return frame
-        out = t(frame)
+        return engine.read(view)
     except DefinitionError:
         raise
+    except TransformOutputError as exc:
+        raise DefinitionError(str(exc), module=view.module, obj=view.name) from None
     except Exception as exc:  # user code and engines raise anything
         raise DefinitionError(
             f"reading the source or running the transform failed: {type(exc).__name__}: {exc}",
             module=view.module,
             obj=view.name,
         ) from None
-    if isinstance(out, pl.DataFrame):
-        out = out.lazy()
-    if not isinstance(out, pl.LazyFrame):
-        raise DefinitionError(
-            f"transform must return a polars LazyFrame or DataFrame, got {type(out).__name__}",
-            module=view.module,
-            obj=view.name,
-        )
-    return out
 
 
-def read_key_dtypes(view: FeatureView, keys: Sequence[str], repo: Path, con: Any) -> dict[str, DType]:
+def read_key_dtypes(view: FeatureView, keys: Sequence[str], engine: OfflineEngine) -> dict[str, DType]:
     """The dtypes of join keys declared without one, as the view's (transformed) data holds them.
 
     Integer columns become Int64 and strings String. When the data cannot be read yet
     (or holds another type) the key defaults to Int64, and ingest reports any mismatch.
     """
-    t = view.transform
     try:
-        if isinstance(t, str):
-            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {view.source.relation_sql(repo)}")
-            schema = dict(con.sql(f"SELECT * FROM ({t}) LIMIT 0").pl().schema)
-        else:
-            schema = dict(_transformed(view, repo, con).collect_schema())
+        schema = engine.schema(view)
     except Exception:  # no data yet, or a transform that fails: ingest will say so
         schema = {}
     out: dict[str, DType] = {}
@@ -139,8 +121,7 @@ def _typing(spec: ViewSpec, src: Any, schema: dict[str, pl.DataType]) -> dict[st
 def read_view(
     view: FeatureView,
     spec: ViewSpec,
-    repo: Path,
-    con: Any,
+    engine: OfflineEngine,
     start: datetime | None = None,
     end: datetime | None = None,
     *,
@@ -155,7 +136,7 @@ def read_view(
     With ``events`` (an aggregation view, ``spec`` its ``event_view()``) every row is kept,
     except repeats of an event id, with its ``created_timestamp``.
     """
-    lf = _transformed(view, repo, con)
+    lf = _transformed(view, engine)
     try:
         schema = dict(lf.collect_schema())
     except Exception as exc:

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import duckdb
 import polars as pl
 
-from featurestore.dsl.names import quote
 from featurestore.errors import TrainingSetError
 from featurestore.offline.frames import DTypeMismatchError, entity_time_utc
 from featurestore.registry.spec import ViewSpec
 
-__all__ = ["ViewRequest", "point_in_time_join", "output_names"]
+if TYPE_CHECKING:
+    from featurestore.offline.base import OfflineEngine
 
-_ROW = "__fs_row"
-_TS = "__fs_ts"
+__all__ = ["ViewRequest", "EntityRows", "point_in_time_join", "output_names", "entity_rows", "ROW", "TS"]
+
+ROW = "__fs_row"
+TS = "__fs_ts"
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,20 @@ class ViewRequest:
     files: tuple[Path, ...]
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+@dataclass(frozen=True)
+class EntityRows:
+    """What of an entity frame an engine joins: ``__fs_row``, ``__fs_ts`` (UTC µs) and the typed join keys.
 
+    ``aliases`` maps (join key, dtype name) to its column in ``frame``: views that share a
+    key of the same type share one column.
+    """
 
-def _sql_list(paths: tuple[Path, ...]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+    frame: pl.DataFrame
+    aliases: dict[tuple[str, str], str]
+
+    def key_columns(self, spec: ViewSpec) -> list[str]:
+        """The columns of ``frame`` holding ``spec``'s join keys, in the view's key order."""
+        return [self.aliases[(k, str(t))] for k, t in spec.join_keys.items()]
 
 
 def output_names(requests: list[ViewRequest], entity_columns: list[str], full_feature_names: bool) -> list[str]:
@@ -57,34 +66,14 @@ def output_names(requests: list[ViewRequest], entity_columns: list[str], full_fe
     return list(names)
 
 
-def point_in_time_join(
-    con: Any,
-    entity: pl.DataFrame,
-    requests: list[ViewRequest],
-    *,
-    timestamp_column: str = "event_timestamp",
-    full_feature_names: bool = False,
-) -> pl.DataFrame:
-    """Join feature values as of each entity row's timestamp, as a DuckDB ASOF JOIN.
-
-    For each entity row (keys, ts) and view with ttl T: the view's row with the same
-    keys and the greatest ``event_ts <= ts`` (and ``>= ts - T`` when T is set), else
-    nulls. One output row per entity row, in input order; entity columns are kept.
-    """
+def entity_rows(entity: pl.DataFrame, requests: list[ViewRequest], timestamp_column: str) -> EntityRows:
+    """The row number, the normalised time and the typed keys of ``entity``: all an engine needs of it."""
     cols = entity.columns
-    if timestamp_column not in cols:
-        raise TrainingSetError(
-            f"entity frame has no {timestamp_column!r} column (columns: {cols}); "
-            "pass timestamp_column= to name the event time"
-        )
-    out_names = output_names(requests, cols, full_feature_names)
-    # Only the row number, the normalised time and the typed keys go through DuckDB;
-    # the user's columns are stitched back unchanged, in their order.
-    prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(_ROW)]
+    prep: list[pl.Expr] = [pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW)]
     ts_dtype = entity.schema[timestamp_column]
     try:
         # Rounded down to the stored microsecond, as feature event times are rounded up.
-        prep.append(entity_time_utc(pl.col(timestamp_column), ts_dtype).alias(_TS))
+        prep.append(entity_time_utc(pl.col(timestamp_column), ts_dtype).alias(TS))
     except DTypeMismatchError as exc:
         raise TrainingSetError(f"entity column {timestamp_column!r}: {exc}") from None
     key_alias: dict[tuple[str, str], str] = {}
@@ -99,52 +88,40 @@ def point_in_time_join(
                 key_alias[(key, str(dtype))] = alias
                 prep.append(pl.col(key).cast(dtype.polars, strict=True).alias(alias))
     try:
-        ent = entity.select(prep)
+        return EntityRows(entity.select(prep), key_alias)
     except pl.exceptions.PolarsError as exc:
         raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
 
-    joins: list[str] = []
-    selects: list[str] = []
-    name_iter = iter(out_names)
-    for i, req in enumerate(requests):
+
+def point_in_time_join(
+    engine: OfflineEngine,
+    entity: pl.DataFrame,
+    requests: list[ViewRequest],
+    *,
+    timestamp_column: str = "event_timestamp",
+    full_feature_names: bool = False,
+) -> pl.DataFrame:
+    """Join plain views' feature values as of each entity row's timestamp (``engine.as_of_join``).
+
+    For each entity row (keys, ts) and view with ttl T: the view's row with the same
+    keys and the greatest ``event_ts <= ts`` (and ``>= ts - T`` when T is set), else
+    nulls. One output row per entity row, in input order; entity columns are kept.
+    """
+    cols = entity.columns
+    if timestamp_column not in cols:
+        raise TrainingSetError(
+            f"entity frame has no {timestamp_column!r} column (columns: {cols}); "
+            "pass timestamp_column= to name the event time"
+        )
+    out_names = output_names(requests, cols, full_feature_names)
+    # Only the row number, the normalised time and the typed keys go through the engine;
+    # the user's columns are stitched back unchanged, in their order.
+    rows = entity_rows(entity, requests, timestamp_column)
+    for req in requests:
         if not req.files:
             raise TrainingSetError(
                 f"feature view {req.spec.name!r} version {req.spec.version} has no offline data; "
                 f"run `featurestore ingest {req.spec.name}`"
             )
-        v = f"v{i}"
-        inner = [f"{quote(k)} AS __k{j}" for j, k in enumerate(req.spec.join_keys)]
-        inner.append("event_timestamp AS __ts")
-        inner += [quote(f) for f in req.features]
-        cond = [f"e.{key_alias[(k, str(t))]} = {v}.__k{j}" for j, (k, t) in enumerate(req.spec.join_keys.items())]
-        cond.append(f"e.{_TS} >= {v}.__ts")
-        joins.append(
-            f"ASOF LEFT JOIN (SELECT {', '.join(inner)} FROM read_parquet({_sql_list(req.files)})) {v} "
-            f"ON {' AND '.join(cond)}"
-        )
-        ttl = req.spec.ttl
-        for feat in req.features:
-            name = next(name_iter)
-            if ttl is None:
-                selects.append(f"{v}.{quote(feat)} AS {_q(name)}")
-            else:
-                micros = int(ttl.total_seconds() * 1_000_000)
-                selects.append(
-                    f"CASE WHEN {v}.__ts >= e.{_TS} - to_microseconds({micros}) "
-                    f"THEN {v}.{quote(feat)} END AS {_q(name)}"
-                )
-    sql = f"SELECT {', '.join(selects)} FROM ent e {' '.join(joins)} ORDER BY e.{_ROW}"
-    name = f"__fs_entity_{id(ent)}"
-    con.register(name, ent)
-    try:
-        features = con.sql(sql.replace("FROM ent e", f"FROM {name} e")).pl()
-    except duckdb.OutOfMemoryException as exc:
-        raise TrainingSetError(
-            f"the point-in-time join ran out of memory even spilling to disk ({exc}); "
-            "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
-        ) from None
-    finally:
-        con.unregister(name)
-    if not isinstance(features, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions
-        features = features.collect()
+    features = engine.as_of_join(rows, requests, out_names)
     return pl.concat([entity, features], how="horizontal")

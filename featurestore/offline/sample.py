@@ -11,6 +11,7 @@ import polars as pl
 from featurestore.dsl.source import Source
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError
+from featurestore.offline.base import OfflineEngine, TransformOutputError
 from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text, coerce_column, to_utc
 from featurestore.registry.spec import ViewSpec
 
@@ -20,7 +21,7 @@ __all__ = ["check_view_sample", "SKIP_HINT"]
 SKIP_HINT = "data_check=False"
 
 
-def check_view_sample(view: FeatureView, spec: ViewSpec, repo: Path, con: Any, rows: int) -> int:
+def check_view_sample(view: FeatureView, spec: ViewSpec, engine: OfflineEngine, rows: int) -> int:
     """Read the first ``rows`` source rows of ``view``, transform them and check them against ``spec``.
 
     Raises DefinitionError, naming the module and view, when the source file is missing, the
@@ -37,8 +38,8 @@ def check_view_sample(view: FeatureView, spec: ViewSpec, repo: Path, con: Any, r
             obj=view.name,
         )
 
-    _check_files(view.source, repo, fail)
-    df = _sample(view, repo, con, rows, fail)
+    _check_files(view.source, engine.repo, fail)
+    df = _sample(view, engine, rows, fail)
     src = view.source
     keys, feats = spec.join_keys, spec.features
     needed = [*keys, src.timestamp, *feats] + ([src.created] if src.created else [])
@@ -75,24 +76,13 @@ def _check_files(source: Source, repo: Path, fail: Any) -> None:
         raise fail(f"source file {path!r} does not exist (looked for {resolved})")
 
 
-def _sample(view: FeatureView, repo: Path, con: Any, rows: int, fail: Any) -> pl.DataFrame:
+def _sample(view: FeatureView, engine: OfflineEngine, rows: int, fail: Any) -> pl.DataFrame:
     """The first ``rows`` rows of the source, through the transform, collected."""
-    src, t = view.source, view.transform
-    relation = f"(SELECT * FROM {src.relation_sql(repo)} LIMIT {int(rows)})"
     try:
-        if isinstance(t, str):
-            con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {relation}")
-            return con.sql(t).pl()
-        # A source with its own polars scanner (Parquet) reads only the head; others go through DuckDB.
-        own_scan = type(src).scan is not Source.scan
-        frame = src.scan(repo, con).head(rows) if own_scan else con.sql(f"SELECT * FROM {relation}").pl().lazy()
-        out = frame if t is None else t(frame)
-        if isinstance(out, pl.LazyFrame):
-            out = out.collect()
+        return engine.read(view, limit=rows).collect()
     except DefinitionError:
         raise
+    except TransformOutputError as exc:
+        raise fail(str(exc)) from None
     except Exception as exc:  # user code and engines raise anything
         raise fail(f"reading the source or running the transform failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(out, pl.DataFrame):
-        raise fail(f"transform must return a polars LazyFrame or DataFrame, got {type(out).__name__}")
-    return out

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.errors import TrainingSetError
-from featurestore.offline.aggregate import join_features
+from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text
 from featurestore.offline.layout import OfflineLayout
@@ -69,7 +69,7 @@ def _requests(layout: OfflineLayout, resolved: ResolvedFeatures) -> list[ViewReq
 
 
 def build_training_set(
-    con: Any,
+    engine: OfflineEngine,
     layout: OfflineLayout,
     entity: pl.DataFrame,
     resolved: ResolvedFeatures,
@@ -78,7 +78,9 @@ def build_training_set(
     full_feature_names: bool = False,
 ) -> tuple[pl.DataFrame, list[ViewRequest]]:
     requests = _requests(layout, resolved)
-    df = join_features(con, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names)
+    df = engine.point_in_time_join(
+        entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+    )
     return df, requests
 
 
@@ -131,7 +133,7 @@ def save_training_set(
 
 
 def rebuild_training_set(
-    con: Any, state: RegistryState, manifest: Path, layout: OfflineLayout | None = None
+    engine: OfflineEngine, state: RegistryState, manifest: Path, layout: OfflineLayout | None = None
 ) -> pl.DataFrame:
     """Rebuild exactly the training set a manifest describes (same entities, versions and files)."""
     data = read_manifest(manifest)
@@ -148,8 +150,7 @@ def rebuild_training_set(
                 spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
             files = tuple(Path(f["path"]) for f in info["files"])
             requests.append(ViewRequest(spec, tuple(info["features"]), files))
-        return join_features(
-            con,
+        return engine.point_in_time_join(
             entity,
             requests,
             timestamp_column=data["timestamp_column"],

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from featurestore.dsl.names import quote
 from featurestore.errors import RegistryError
 from featurestore.offline.aggregate import CREATED
+from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import Transaction, read_snapshot, recover
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
@@ -103,35 +103,18 @@ def _resolve(resolve: SpecResolver | None, version: str) -> ViewSpec | None:
         return None
 
 
-def state_events(con: Any, layout: OfflineLayout, spec: ViewSpec, now: datetime) -> tuple[pl.DataFrame, int]:
-    """The offline events the online state holds as of ``now``: per entity, those inside the longest window
-    of its newest event at or before ``now`` (nothing later: materialize(end=t) is the state as of t), for
-    entities whose newest event is not that old; and the events scanned."""
-    events = spec.events
-    assert events is not None
-    files = layout.files(spec.name, spec.version)
-    columns = [*spec.join_keys, TS, CREATED, *events.columns]
-    if not files:
-        return pl.DataFrame(), 0
-    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
-    keys = ", ".join(quote(k) for k in spec.join_keys)
-    horizon = f"to_microseconds({events.horizon_us})"
-    stamp = f"TIMESTAMPTZ '{now.astimezone(UTC).isoformat()}'"
-    sql = (
-        f"SELECT {', '.join(quote(c) for c in columns)}, file_row_number AS {SEQ} FROM ("
-        f"SELECT *, max({TS}) OVER (PARTITION BY {keys}) AS __newest "
-        f"FROM read_parquet({paths}, file_row_number=true, union_by_name=true) WHERE {TS} <= {stamp}) "
-        f"WHERE __newest > {stamp} - {horizon} AND {TS} > __newest - {horizon}"
-    )
+def state_events(
+    engine: OfflineEngine, layout: OfflineLayout, spec: ViewSpec, now: datetime
+) -> tuple[pl.DataFrame, int]:
+    """The offline events the online state holds as of ``now`` (``OfflineEngine.state_events``), and the
+    events scanned, read from one snapshot of the view's files."""
     with read_snapshot(layout, [spec.name]):
-        df = con.sql(sql).pl()
-        ((scanned,),) = con.execute(f"SELECT count(*) FROM read_parquet({paths})").fetchall()
-    return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned)
+        return engine.state_events(spec, layout.files(spec.name, spec.version), now)
 
 
 def materialize_events(
     settings: Any,
-    con: Any,
+    engine: OfflineEngine,
     layout: OfflineLayout,
     store: OnlineStore,
     spec: ViewSpec,
@@ -151,7 +134,7 @@ def materialize_events(
     began = time.perf_counter()
     current, _ = store.pointers(spec.name)
     switching = current != spec.version
-    df, scanned = state_events(con, layout, spec, end)
+    df, scanned = state_events(engine, layout, spec, end)
     gate_result = None
     if df.height:
         seq = df.get_column(SEQ)

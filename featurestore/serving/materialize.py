@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from featurestore.dsl.names import quote
 from featurestore.errors import OnlineStoreError, RegistryError
+from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
@@ -48,51 +48,17 @@ class MaterializeResult:
         return self.rows_written / self.seconds if self.seconds > 0 else 0.0
 
 
-def _sql_time(value: datetime) -> str:
-    return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
-
-
 def latest_rows(
-    con: Any, layout: OfflineLayout, spec: ViewSpec, start: datetime | None, end: datetime
+    engine: OfflineEngine, layout: OfflineLayout, spec: ViewSpec, start: datetime | None, end: datetime
 ) -> tuple[pl.DataFrame, int]:
     """The latest offline row per entity key with ``start <= event_timestamp <= end``, and rows scanned."""
     with read_snapshot(layout, [spec.name]):
-        return _latest_rows(con, layout, spec, start, end)
-
-
-def _latest_rows(
-    con: Any, layout: OfflineLayout, spec: ViewSpec, start: datetime | None, end: datetime
-) -> tuple[pl.DataFrame, int]:
-    files = layout.files(spec.name, spec.version)
-    columns = [*spec.join_keys, TS, *spec.features]
-    if not files:
-        schema = {**{k: t.polars for k, t in spec.join_keys.items()}, TS: pl.Datetime("us", "UTC")}
-        schema.update({f: t.polars for f, t in spec.features.items()})
-        return pl.DataFrame(schema=schema), 0
-    paths = "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
-    where = [f"{quote(TS)} <= {_sql_time(end)}"]
-    if start is not None:
-        where.append(f"{quote(TS)} >= {_sql_time(start)}")
-    keys = ", ".join(quote(k) for k in spec.join_keys)
-    # One row per (keys, event_timestamp) in the offline store, so row_number picks exactly one
-    # row; the window count is taken before QUALIFY, so it is the rows scanned in the window.
-    # One row per (keys, event_timestamp) in the offline store, so row_number picks exactly one
-    # row. The rows scanned are counted by a second query: a count over one column (or from
-    # Parquet metadata without a window) costs ~10 ms, where a window count over the first
-    # query's rows costs more than the query itself.
-    sql = (
-        f"SELECT {', '.join(quote(c) for c in columns)} FROM read_parquet({paths}) WHERE {' AND '.join(where)} "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(TS)} DESC) = 1"
-    )
-    df = con.sql(sql).pl()
-    # fetchall, not fetchone: a partly fetched result would keep the connection busy for the next query
-    ((scanned,),) = con.execute(f"SELECT count(*) FROM read_parquet({paths}) WHERE {' AND '.join(where)}").fetchall()
-    return df.with_columns(pl.col(TS).dt.convert_time_zone("UTC")), int(scanned)
+        return engine.latest_rows(spec, layout.files(spec.name, spec.version), start, end)
 
 
 def materialize_view(
     settings: Any,
-    con: Any,
+    engine: OfflineEngine,
     layout: OfflineLayout,
     store: OnlineStore,
     spec: ViewSpec,
@@ -114,7 +80,7 @@ def materialize_view(
     if spec.events is not None:  # an aggregation view: its event state is rebuilt as of ``end``
         from featurestore.serving.aggregate import materialize_events
 
-        return materialize_events(settings, con, layout, store, spec, end)  # type: ignore[no-any-return]
+        return materialize_events(settings, engine, layout, store, spec, end)  # type: ignore[no-any-return]
     check_key_dtypes(spec.name, spec.join_keys)
     began = time.perf_counter()
     current, _ = store.pointers(spec.name)
@@ -125,7 +91,7 @@ def materialize_view(
         start = store.watermark(spec.name, spec.version)
     if start is not None and start > end:
         raise OnlineStoreError(f"materialize {spec.name!r}: start {start} is after end {end}")
-    df, scanned = latest_rows(con, layout, spec, start, end)
+    df, scanned = latest_rows(engine, layout, spec, start, end)
     df, gate_result = gate_for(settings, spec, "materialize")(df)
     if switching:
         store.set_pending_version(spec.name, spec.version)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # polars only where events are encoded: lookups never load it
     import polars as pl
 
 from featurestore.dsl.aggregation import AggFunction
+from featurestore.offline.base import SEQ
 from featurestore.online.codec import KEY_SEPARATOR, event_time_us
 from featurestore.registry.spec import EventsSpec, ViewSpec
 
@@ -39,7 +40,6 @@ __all__ = [
 
 TS = "event_timestamp"
 CREATED = "created_timestamp"
-SEQ = "__seq"
 _NO_CREATED = -(2**63)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

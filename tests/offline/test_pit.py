@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore.errors import TrainingSetError
-from featurestore.offline.frames import duckdb_connection
-from featurestore.offline.pit import ViewRequest, point_in_time_join
+from featurestore.offline.duckdb import DuckDBEngine
+from featurestore.offline.pit import ViewRequest
 from featurestore.registry.spec import ViewSpec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -39,7 +39,8 @@ def view_file(tmp: Path, name: str, rows: dict[str, list[Any]]) -> Path:
 
 
 def join(entity: pl.DataFrame, *reqs: ViewRequest, **kw: Any) -> pl.DataFrame:
-    return point_in_time_join(duckdb_connection("1GB"), entity, list(reqs), **kw)
+    with DuckDBEngine(memory_limit="1GB") as engine:
+        return engine.point_in_time_join(entity, list(reqs), **kw)
 
 
 @pytest.fixture

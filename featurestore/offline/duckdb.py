@@ -1,0 +1,320 @@
+"""The DuckDB offline engine (the default): sources, latest rows, point-in-time and window joins in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import polars as pl
+
+from featurestore.dsl.aggregation import AggFunction
+from featurestore.dsl.names import quote
+from featurestore.dsl.source import CsvSource, ParquetSource, Source, SqlSource
+from featurestore.errors import DefinitionError, TrainingSetError
+from featurestore.offline.aggregate import CREATED, NO_CREATED
+from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, apply_transform
+from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest
+
+if TYPE_CHECKING:
+    from featurestore.dsl.view import FeatureView
+    from featurestore.registry.spec import ViewSpec, WindowSpec
+
+__all__ = ["DuckDBEngine", "duckdb_connection", "source_relation"]
+
+_EVENT_TS = "event_timestamp"
+_OOM_HINT = "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
+
+
+def duckdb_connection(
+    memory_limit: str = "4GB", temp_dir: str | None = None, threads: int | None = None, search_path: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection in UTC that spills to ``temp_dir`` beyond ``memory_limit``.
+
+    ``search_path``: the folder relative file paths in SQL resolve against (the repository).
+    """
+    config: dict[str, Any] = {"memory_limit": memory_limit}
+    if temp_dir:
+        config["temp_directory"] = temp_dir
+    if threads:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone='UTC'")
+    con.execute("SET enable_progress_bar=false")
+    if search_path:
+        con.execute("SET file_search_path = " + _literal(search_path))
+    return con
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _name(text: str) -> str:
+    """An output column name as a DuckDB identifier (any text)."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def source_relation(source: Source, repo: Path) -> str:
+    """A DuckDB table expression reading ``source`` (paths relative to ``repo``)."""
+    if isinstance(source, ParquetSource):
+        return f"read_parquet({_literal(source.resolve(repo))}, union_by_name=true)"
+    if isinstance(source, CsvSource):
+        return f"read_csv({_literal(source.resolve(repo))}, header=true)"
+    if isinstance(source, SqlSource):
+        return f"({source.query})"
+    raise DefinitionError(f"the duckdb engine cannot read a source of kind {source.kind!r} ({type(source).__name__})")
+
+
+def _sql_time(value: datetime) -> str:
+    return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
+
+
+def _frame(result: Any) -> pl.DataFrame:
+    out = result.pl()
+    if not isinstance(out, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions
+        out = out.collect()
+    return out
+
+
+class DuckDBEngine(OfflineEngine):
+    """One in-process DuckDB connection in UTC, spilling to ``temp_dir`` beyond ``memory_limit``.
+
+    Example::
+
+        engine = DuckDBEngine("path/to/repo", memory_limit="8GB", temp_dir="/tmp/fs")
+    """
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        repo: Path | str = ".",
+        *,
+        memory_limit: str = "4GB",
+        temp_dir: Path | str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(repo)
+        self.memory_limit = memory_limit
+        self.temp_dir = Path(temp_dir) if temp_dir is not None else None
+        self.threads = threads
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> DuckDBEngine:
+        return cls(settings.repo, memory_limit=settings.duckdb_memory_limit, temp_dir=settings.duckdb_temp_dir)
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection, opened on first use."""
+        if self._con is None:
+            temp = None
+            if self.temp_dir is not None:
+                self.temp_dir.mkdir(parents=True, exist_ok=True)
+                temp = str(self.temp_dir)
+            self._con = duckdb_connection(self.memory_limit, temp, self.threads, search_path=str(self.repo))
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    # -- files --------------------------------------------------------------------
+    @staticmethod
+    def _parquet(files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
+        """The one place offline files become a DuckDB relation (``read_parquet`` over the list)."""
+        options = (", file_row_number=true" if row_numbers else "") + (", union_by_name=true" if union_by_name else "")
+        return f"read_parquet([{', '.join(_literal(str(f)) for f in files)}]{options})"
+
+    @contextmanager
+    def _registered(self, prefix: str, frame: pl.DataFrame) -> Iterator[str]:
+        name = f"{prefix}_{id(frame)}"
+        self.con.register(name, frame)
+        try:
+            yield name
+        finally:
+            self.con.unregister(name)
+
+    # -- sources --------------------------------------------------------------------
+    def read(self, view: FeatureView, *, limit: int | None = None) -> pl.LazyFrame:
+        relation = source_relation(view.source, self.repo)
+        if limit is not None:
+            relation = f"(SELECT * FROM {relation} LIMIT {int(limit)})"
+        t = view.transform
+        if isinstance(t, str):
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {relation}")
+            return self.con.sql(t).pl().lazy()
+        if isinstance(view.source, ParquetSource):  # polars reads Parquet itself, lazily
+            frame = pl.scan_parquet(view.source.resolve(self.repo))
+            frame = frame if limit is None else frame.head(limit)
+        else:
+            frame = self.con.sql(f"SELECT * FROM {relation}").pl().lazy()
+        return apply_transform(view, frame)
+
+    def schema(self, view: FeatureView) -> dict[str, pl.DataType]:
+        t = view.transform
+        if isinstance(t, str):  # the query's types without running it over the data
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW source AS SELECT * FROM {source_relation(view.source, self.repo)}"
+            )
+            return dict(self.con.sql(f"SELECT * FROM ({t}) LIMIT 0").pl().schema)
+        return dict(self.read(view).collect_schema())
+
+    # -- materialization ----------------------------------------------------------------
+    def latest_rows(
+        self, spec: ViewSpec, files: Sequence[OfflineFile], start: datetime | None, end: datetime
+    ) -> tuple[pl.DataFrame, int]:
+        columns = [*spec.join_keys, _EVENT_TS, *spec.features]
+        if not files:
+            schema = {**{k: t.polars for k, t in spec.join_keys.items()}, _EVENT_TS: pl.Datetime("us", "UTC")}
+            schema.update({f: t.polars for f, t in spec.features.items()})
+            return pl.DataFrame(schema=schema), 0
+        relation = self._parquet(files)
+        where = [f"{quote(_EVENT_TS)} <= {_sql_time(end)}"]
+        if start is not None:
+            where.append(f"{quote(_EVENT_TS)} >= {_sql_time(start)}")
+        keys = ", ".join(quote(k) for k in spec.join_keys)
+        # One row per (keys, event_timestamp) in the offline store, so row_number picks exactly one
+        # row. The rows scanned are counted by a second query: a count over one column (or from
+        # Parquet metadata without a window) costs ~10 ms, where a window count over the first
+        # query's rows costs more than the query itself.
+        sql = (
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {relation} WHERE {' AND '.join(where)} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(_EVENT_TS)} DESC) = 1"
+        )
+        df = self.con.sql(sql).pl()
+        # fetchall, not fetchone: a partly fetched result would keep the connection busy for the next query
+        ((scanned,),) = self.con.execute(f"SELECT count(*) FROM {relation} WHERE {' AND '.join(where)}").fetchall()
+        return df.with_columns(pl.col(_EVENT_TS).dt.convert_time_zone("UTC")), int(scanned)
+
+    def state_events(self, spec: ViewSpec, files: Sequence[OfflineFile], now: datetime) -> tuple[pl.DataFrame, int]:
+        events = spec.events
+        assert events is not None
+        if not files:
+            return pl.DataFrame(), 0
+        columns = [*spec.join_keys, _EVENT_TS, CREATED, *events.columns]
+        relation = self._parquet(files, row_numbers=True, union_by_name=True)
+        keys = ", ".join(quote(k) for k in spec.join_keys)
+        horizon = f"to_microseconds({events.horizon_us})"
+        stamp = _sql_time(now)
+        sql = (
+            f"SELECT {', '.join(quote(c) for c in columns)}, file_row_number AS {SEQ} FROM ("
+            f"SELECT *, max({_EVENT_TS}) OVER (PARTITION BY {keys}) AS __newest "
+            f"FROM {relation} WHERE {_EVENT_TS} <= {stamp}) "
+            f"WHERE __newest > {stamp} - {horizon} AND {_EVENT_TS} > __newest - {horizon}"
+        )
+        df = self.con.sql(sql).pl()
+        ((scanned,),) = self.con.execute(f"SELECT count(*) FROM {self._parquet(files)}").fetchall()
+        return df.with_columns(pl.col(_EVENT_TS).dt.convert_time_zone("UTC")), int(scanned)
+
+    # -- training sets -------------------------------------------------------------------
+    def as_of_join(self, entity: EntityRows, requests: list[ViewRequest], names: list[str]) -> pl.DataFrame:
+        joins: list[str] = []
+        selects: list[str] = []
+        name_iter = iter(names)
+        for i, req in enumerate(requests):
+            v = f"v{i}"
+            inner = [f"{quote(k)} AS __k{j}" for j, k in enumerate(req.spec.join_keys)]
+            inner.append(f"{_EVENT_TS} AS __ts")
+            inner += [quote(f) for f in req.features]
+            cond = [f"e.{alias} = {v}.__k{j}" for j, alias in enumerate(entity.key_columns(req.spec))]
+            cond.append(f"e.{TS} >= {v}.__ts")
+            joins.append(
+                f"ASOF LEFT JOIN (SELECT {', '.join(inner)} FROM {self._parquet(req.files)}) {v} "
+                f"ON {' AND '.join(cond)}"
+            )
+            ttl = req.spec.ttl
+            for feat in req.features:
+                name = next(name_iter)
+                if ttl is None:
+                    selects.append(f"{v}.{quote(feat)} AS {_name(name)}")
+                else:
+                    micros = int(ttl.total_seconds() * 1_000_000)
+                    selects.append(
+                        f"CASE WHEN {v}.__ts >= e.{TS} - to_microseconds({micros}) "
+                        f"THEN {v}.{quote(feat)} END AS {_name(name)}"
+                    )
+        with self._registered("__fs_entity", entity.frame) as ent:
+            sql = f"SELECT {', '.join(selects)} FROM {ent} e {' '.join(joins)} ORDER BY e.{ROW}"
+            try:
+                return _frame(self.con.sql(sql))
+            except duckdb.OutOfMemoryException as exc:
+                raise TrainingSetError(
+                    f"the point-in-time join ran out of memory in the duckdb engine even spilling to disk ({exc}); "
+                    + _OOM_HINT
+                ) from None
+
+    def window_join(self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]) -> pl.DataFrame:
+        spec = request.spec
+        events = spec.events
+        assert events is not None
+        dtypes = {c: str(t) for c, t in events.columns.items()}
+        selects = [
+            f"{_aggregate_sql(a, dtypes.get(a.column), f'e.__fs_s{a.window_us}')} AS {quote(a.name)}"
+            for a in aggregations
+        ]
+        longest = max(a.window_us for a in aggregations)
+        cond = [f"e.__fs_k{j} = v.__k{j}" for j in range(len(spec.join_keys))]
+        cond += ["v.__ts <= e.__fs_t", f"v.__ts > e.__fs_s{longest}"]
+        relation = self._events_relation(spec, request.files)
+        with self._registered("__fs_windows", entity) as ent:
+            sql = (
+                f"SELECT {', '.join(selects)} FROM {ent} e LEFT JOIN {relation} v ON {' AND '.join(cond)} "
+                f"GROUP BY e.{ROW} ORDER BY e.{ROW}"
+            )
+            try:
+                return _frame(self.con.sql(sql))
+            except duckdb.OutOfMemoryException as exc:
+                raise TrainingSetError(
+                    f"the window aggregation of {spec.name!r} ran out of memory in the duckdb engine "
+                    f"even spilling to disk ({exc}); " + _OOM_HINT
+                ) from None
+
+    def _events_relation(self, spec: ViewSpec, files: Sequence[OfflineFile]) -> str:
+        """A view version's offline events: keys as ``__k<i>``, ``__ts``/``__cr`` (µs), ``__seq``.
+
+        ``__seq`` (the row's position in its file) breaks ties of (event time, created): the later row wins.
+        """
+        events = spec.events
+        assert events is not None
+        values = [c for c in events.columns if c != events.event_id]
+        if not files:  # no events (yet): every window is empty
+            typed = [f"NULL::{t.duckdb} AS __k{j}" for j, t in enumerate(spec.join_keys.values())]
+            typed += ["NULL::BIGINT AS __ts", "NULL::BIGINT AS __cr", "NULL::BIGINT AS __seq"]
+            typed += [f"NULL::{events.columns[c].duckdb} AS {quote(c)}" for c in values]
+            return f"(SELECT {', '.join(typed)} WHERE false)"
+        cols = [f"{quote(k)} AS __k{j}" for j, k in enumerate(spec.join_keys)]
+        cols += [
+            f"epoch_us({_EVENT_TS}) AS __ts",
+            f"coalesce(epoch_us({quote(CREATED)}), {NO_CREATED}) AS __cr",
+            "file_row_number AS __seq",
+        ]
+        cols += [quote(c) for c in values]
+        return f"(SELECT {', '.join(cols)} FROM {self._parquet(files, row_numbers=True, union_by_name=True)})"
+
+
+def _aggregate_sql(agg: WindowSpec, dtype_name: str | None, start: str) -> str:
+    inside = f"v.__ts > {start}"
+    f = agg.function
+    if f is AggFunction.COUNT:
+        return f"count(v.__ts) FILTER (WHERE {inside})"
+    col = f"v.{quote(agg.column)}"
+    if f is AggFunction.COUNT_DISTINCT:
+        return f"count(DISTINCT {col}) FILTER (WHERE {inside})"
+    if f is AggFunction.SUM:
+        cast = "BIGINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
+        return f"coalesce(sum({col}) FILTER (WHERE {inside}), 0)::{cast}"
+    if f is AggFunction.LAST:
+        return f"arg_max({col}, [v.__ts, v.__cr, v.__seq]) FILTER (WHERE {inside} AND {col} IS NOT NULL)"
+    sql = {
+        AggFunction.MEAN: "avg",
+        AggFunction.MIN: "min",
+        AggFunction.MAX: "max",
+        AggFunction.STDDEV: "stddev_samp",
+    }[f]
+    return f"{sql}({col}) FILTER (WHERE {inside})"

@@ -103,6 +103,7 @@ class DuckDBEngine(OfflineEngine):
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._arrow_relations: dict[Any, str] = {}  # object-storage files registered with the connection
 
     @classmethod
     def from_settings(cls, settings: Any) -> DuckDBEngine:
@@ -123,13 +124,48 @@ class DuckDBEngine(OfflineEngine):
         if self._con is not None:
             self._con.close()
             self._con = None
+            self._arrow_relations.clear()
 
     # -- files --------------------------------------------------------------------
-    @staticmethod
-    def _parquet(files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
-        """The one place offline files become a DuckDB relation (``read_parquet`` over the list)."""
+    def _parquet(self, files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
+        """The one place offline files become a DuckDB relation (``read_parquet`` over the list).
+
+        Files on object storage (``s3://``) are read through pyarrow's filesystem, registered
+        with the connection: DuckDB's own S3 support is an extension it would download.
+        """
+        if any(str(f).startswith("s3://") for f in files):
+            return self._arrow_relation([str(f) for f in files], row_numbers, union_by_name)
         options = (", file_row_number=true" if row_numbers else "") + (", union_by_name=true" if union_by_name else "")
         return f"read_parquet([{', '.join(_literal(str(f)) for f in files)}]{options})"
+
+    def _arrow_relation(self, uris: list[str], row_numbers: bool, union_by_name: bool) -> str:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        from featurestore.storage import open_storage
+
+        key = (tuple(uris), row_numbers, union_by_name)
+        cache = self._arrow_relations
+        if key in cache:  # offline objects are immutable (unique names): a registration stays valid
+            return cache[key]
+        storage = open_storage("s3://" + uris[0].removeprefix("s3://").partition("/")[0])
+        fs, paths = storage.filesystem(), [storage.fs_path(u) for u in uris]
+        schema = pa.unify_schemas([pq.read_schema(p, filesystem=fs) for p in paths]) if union_by_name else None
+        source: Any
+        if row_numbers:  # read_parquet's file_row_number: the row's position in its file
+            tables = [pq.read_table(p, filesystem=fs) for p in paths]
+            tables = [t.append_column("file_row_number", pa.array(range(t.num_rows), pa.int64())) for t in tables]
+            source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "none")
+        else:  # streamed: DuckDB pushes projections and filters into the scan
+            source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
+        name = f"__fs_offline_{len(cache)}_{id(source)}"
+        self.con.register(name, source)
+        if len(cache) >= 16:  # bounded: the oldest registration goes
+            oldest = next(iter(cache))
+            self.con.unregister(cache.pop(oldest))
+        cache[key] = name
+        return name
 
     @contextmanager
     def _registered(self, prefix: str, frame: pl.DataFrame) -> Iterator[str]:

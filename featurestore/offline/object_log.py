@@ -17,7 +17,7 @@ import orjson
 
 from featurestore.errors import IngestError
 from featurestore.offline.layout import OfflineLayout
-from featurestore.offline.storage import Storage, WriteConflictError, open_storage
+from featurestore.storage import Storage, WriteConflictError, open_storage
 
 __all__ = ["ObjectLayout", "ObjectTransaction", "LogRecord", "collect_garbage", "LOG_DIR", "GC_GRACE"]
 

@@ -84,7 +84,7 @@ class Registry:
         return self.location.startswith("s3://")
 
     def _object(self) -> tuple[Any, str]:
-        from featurestore.offline.storage import open_storage
+        from featurestore.storage import open_storage
 
         root, _, key = self.location.rpartition("/")
         return open_storage(root), key
@@ -167,7 +167,7 @@ class Registry:
             return plan
 
     def _apply_remote(self, desired: dict[str, Any], *, project: str, allow_breaking: bool) -> Plan:
-        from featurestore.offline.storage import WriteConflictError
+        from featurestore.storage import WriteConflictError
 
         storage, key = self._object()
         for _ in range(20):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore.offline.storage import LocalStorage, Storage, WriteConflictError, is_uri, open_storage
+from featurestore.storage import LocalStorage, Storage, WriteConflictError, is_uri, open_storage
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -62,7 +62,7 @@ def _transformed(view: FeatureView, engine: OfflineEngine) -> pl.LazyFrame:
         raise DefinitionError(str(exc), module=view.module, obj=view.name) from None
     except Exception as exc:  # user code and engines raise anything
         raise DefinitionError(
-            f"reading the source or running the transform failed: {type(exc).__name__}: {exc}",
+            f"reading the source or running the transform failed ({engine.name} engine): {type(exc).__name__}: {exc}",
             module=view.module,
             obj=view.name,
         ) from None

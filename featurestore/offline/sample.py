@@ -85,4 +85,5 @@ def _sample(view: FeatureView, engine: OfflineEngine, rows: int, fail: Any) -> p
     except TransformOutputError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # user code and engines raise anything
-        raise fail(f"reading the source or running the transform failed: {type(exc).__name__}: {exc}") from None
+        why = f"{type(exc).__name__}: {exc}"
+        raise fail(f"reading the source or running the transform failed ({engine.name} engine): {why}") from None

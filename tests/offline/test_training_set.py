@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -271,3 +272,34 @@ def test_ttl_bounds_are_inclusive(store: FeatureStore) -> None:
     )
     df = store.get_training_set(entity, ["stats:rate"])
     assert df["rate"].to_list() == [0.3, None, 0.3]
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_ties_on_event_time_resolved_by_created_then_read_order(make_repo: Any) -> None:
+    """Through ingest: same (key, event time) -> greatest created wins, then the last row read."""
+    repo = make_repo(
+        {
+            "views.py": """
+            from featurestore import Entity, Feature, FeatureView, Int64, ParquetSource
+            d = Entity("d", join_keys=["driver_id"])
+            v = FeatureView("v", [d], ParquetSource("src.parquet", timestamp="ts", created="created"),
+                            [Feature("x", Int64)])
+            """
+        }
+    )
+    c0, c1 = T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)
+    pl.DataFrame(
+        {
+            "driver_id": [1, 1, 1, 2, 2],
+            "ts": [T0, T0, T0, T0, T0],
+            "created": [c1, c0, c1, c0, c0],
+            "x": [10, 20, 30, 40, 50],
+        }
+    ).write_parquet(repo / "src.parquet")
+    store = FeatureStore(repo)
+    store.apply()
+    store.ingest()
+    out = store.get_training_set(pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0, T0]}), ["v:x"])
+    assert out["x"].to_list() == [30, 50]

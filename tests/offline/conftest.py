@@ -1,0 +1,59 @@
+"""Offline fixtures: the ``engine`` every contract test runs on, and the ``offline_files`` it reads.
+
+One more engine is one factory in ``ENGINE_FACTORIES`` (its name joins ``ENGINE_PARAMS``);
+one more storage (e.g. s3) is one class with ``write`` in ``STORAGE_FACTORIES``. Every test of
+``test_engine_contract.py`` then runs over each (engine, storage) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from featurestore.offline.base import OfflineEngine, OfflineFile
+
+
+def _duckdb(repo: Path) -> OfflineEngine:
+    from featurestore.offline.duckdb import DuckDBEngine
+
+    return DuckDBEngine(repo, memory_limit="1GB")
+
+
+# name -> a function making the engine for a repository folder (sources resolve against it)
+ENGINE_FACTORIES: dict[str, Callable[[Path], OfflineEngine]] = {"duckdb": _duckdb}
+ENGINE_PARAMS = list(ENGINE_FACTORIES)
+
+
+class LocalFiles:
+    """Offline files on local disk: ``write`` a frame as one Parquet file, get the reference the layout would list."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, df: pl.DataFrame) -> OfflineFile:
+        path = self.root / f"{name}.parquet"
+        df.write_parquet(path)
+        return path
+
+
+# name -> a function making the storage under a test's scratch folder
+STORAGE_FACTORIES: dict[str, Callable[[Path], LocalFiles]] = {"local": LocalFiles}
+STORAGE_PARAMS = list(STORAGE_FACTORIES)
+
+
+@pytest.fixture(params=ENGINE_PARAMS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OfflineEngine]:
+    made = ENGINE_FACTORIES[request.param](tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(params=STORAGE_PARAMS)
+def offline_files(request: pytest.FixtureRequest, tmp_path: Path) -> LocalFiles:
+    return STORAGE_FACTORIES[request.param](tmp_path / "offline")

@@ -103,7 +103,7 @@ class DuckDBEngine(OfflineEngine):
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._arrow_relations: dict[Any, str] = {}  # object-storage files registered with the connection
+        self._arrow_relations: list[str] = []  # object-storage files registered with the connection, oldest first
 
     @classmethod
     def from_settings(cls, settings: Any) -> DuckDBEngine:
@@ -145,10 +145,6 @@ class DuckDBEngine(OfflineEngine):
 
         from featurestore.storage import open_storage
 
-        key = (tuple(uris), row_numbers, union_by_name)
-        cache = self._arrow_relations
-        if key in cache:  # offline objects are immutable (unique names): a registration stays valid
-            return cache[key]
         storage = open_storage("s3://" + uris[0].removeprefix("s3://").partition("/")[0])
         fs, paths = storage.filesystem(), [storage.fs_path(u) for u in uris]
         schema = pa.unify_schemas([pq.read_schema(p, filesystem=fs) for p in paths]) if union_by_name else None
@@ -159,12 +155,11 @@ class DuckDBEngine(OfflineEngine):
             source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "none")
         else:  # streamed: DuckDB pushes projections and filters into the scan
             source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
-        name = f"__fs_offline_{len(cache)}_{id(source)}"
+        name = f"__fs_offline_{id(source)}"
         self.con.register(name, source)
-        if len(cache) >= 16:  # bounded: the oldest registration goes
-            oldest = next(iter(cache))
-            self.con.unregister(cache.pop(oldest))
-        cache[key] = name
+        self._arrow_relations.append(name)
+        if len(self._arrow_relations) > 64:  # bounded: a query never uses more than one per view it joins
+            self.con.unregister(self._arrow_relations.pop(0))
         return name
 
     @contextmanager

@@ -135,9 +135,10 @@ def test_ingest_training_set_and_materialize_on_s3(make_repo, s3_root: str) -> N
     # a saved training set's manifest records the s3 objects and rebuilds from them
     saved = repo / "ts.parquet"
     store.get_training_set(entity, ["stats:rate"], out=saved)
-    manifest = orjson.loads(saved.with_name(saved.name + ".manifest.json").read_bytes())
+    manifest_file = saved.with_name(saved.name + ".manifest.json")
+    manifest = orjson.loads(manifest_file.read_bytes())
     assert all(f["path"].startswith("s3://") for f in manifest["views"]["stats"]["files"])
-    assert_frame_equal(store.rebuild_training_set(saved.with_name(saved.name + ".manifest.json")), pl.read_parquet(saved))
+    assert_frame_equal(store.rebuild_training_set(manifest_file), pl.read_parquet(saved))
 
     store.materialize(end=t(4))
     online = store.get_online_features(["stats:rate", "stats:trips"], {"driver_id": [1, 2]})

@@ -13,7 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from featurestore.errors import ConfigError, MissingExtraError
+from featurestore._optional import require
+from featurestore.errors import ConfigError
 
 __all__ = ["Storage", "LocalStorage", "S3Storage", "StoredObject", "WriteConflictError", "open_storage", "is_uri"]
 
@@ -193,6 +194,11 @@ class LocalStorage(Storage):
         return uri
 
 
+def _client_error() -> type[Exception]:
+    """botocore's error for a refused request (its code says which: 404, 412...)."""
+    return require("botocore.exceptions", extra="s3").ClientError  # type: ignore[no-any-return]
+
+
 def _endpoint() -> str | None:
     """The S3 endpoint from the standard AWS variables (MinIO, Ceph, R2...); None means AWS itself."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -226,17 +232,13 @@ class S3Storage(Storage):
 
     @cached_property
     def client(self) -> Any:
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError:
-            raise MissingExtraError(
-                f"{self.root} is on object storage, which needs boto3: pip install 'featurestore[s3]'"
-            ) from None
+        purpose = f"object storage ({self.root})"
+        boto3 = require("boto3", extra="s3", purpose=purpose)
+        config = require("botocore.config", extra="s3", purpose=purpose)
         # A custom endpoint (MinIO, Ceph, moto) rarely serves bucket subdomains: path-style URLs.
         style = "path" if _endpoint() else "auto"
-        config = Config(s3={"addressing_style": style}, retries={"max_attempts": 5, "mode": "standard"})
-        return boto3.client("s3", endpoint_url=_endpoint(), region_name=_region(), config=config)
+        options = config.Config(s3={"addressing_style": style}, retries={"max_attempts": 5, "mode": "standard"})
+        return boto3.client("s3", endpoint_url=_endpoint(), region_name=_region(), config=options)
 
     @cached_property
     def _fs(self) -> Any:
@@ -276,11 +278,9 @@ class S3Storage(Storage):
         return code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
     def read(self, key: str) -> tuple[bytes, str]:
-        from botocore.exceptions import ClientError
-
         try:
             got = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
+        except _client_error() as exc:
             if self._missing(exc):
                 raise FileNotFoundError(self.uri(key)) from None
             raise
@@ -290,11 +290,9 @@ class S3Storage(Storage):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def _conditional(self, key: str, data: bytes, **condition: str) -> None:
-        from botocore.exceptions import ClientError
-
         try:
             self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
-        except ClientError as exc:
+        except _client_error() as exc:
             if self._lost(exc):
                 raise WriteConflictError(f"{self.uri(key)} was written by someone else") from None
             raise
@@ -315,11 +313,9 @@ class S3Storage(Storage):
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def tag(self, key: str) -> str | None:
-        from botocore.exceptions import ClientError
-
         try:
             return str(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"])
-        except ClientError as exc:
+        except _client_error() as exc:
             if self._missing(exc):
                 return None
             raise

@@ -16,7 +16,7 @@ ALLOWED: dict[str, set[str]] = {
     "times": set(),
     "_version": set(),
     "_optional": {"errors"},
-    "storage": {"errors"},
+    "storage": {"errors", "_optional"},
     "dsl": {"errors", "times"},
     "config": BOTTOM,
     "registry": BOTTOM,

@@ -140,6 +140,12 @@ def test_ingest_training_set_and_materialize_on_s3(make_repo, s3_root: str) -> N
     assert all(f["path"].startswith("s3://") for f in manifest["views"]["stats"]["files"])
     assert_frame_equal(store.rebuild_training_set(manifest_file), pl.read_parquet(saved))
 
+    # the UI's partition table reads row counts from the objects' footers
+    from featurestore.server.ui.views import RowCounts, _partition
+
+    parts = [_partition(RowCounts(), f) for f in store.layout.files("stats", version)]
+    assert [(p["date"], p["rows"]) for p in parts] == [("2024-01-01", 2), ("2024-01-02", 2), ("2024-01-03", 1)]
+
     store.materialize(end=t(4))
     online = store.get_online_features(["stats:rate", "stats:trips"], {"driver_id": [1, 2]})
     assert online.to_dict() == {"driver_id": [1, 2], "rate": [0.5, 0.4], "trips": [5, 4]}

@@ -29,9 +29,11 @@ class RowCounts:
         self._lock = threading.Lock()
         self.max_entries = max_entries
 
-    def rows(self, path: Path) -> int:
+    def rows(self, path: Path | str) -> int:
         import pyarrow.parquet as pq
 
+        if isinstance(path, str) and path.startswith("s3://"):
+            return self._object_rows(path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -50,6 +52,33 @@ class RowCounts:
                 self._cache.clear()
             self._cache[key] = (stamp, n)
         return n
+
+    def _object_rows(self, uri: str) -> int:
+        """An object-storage file's rows: its name is never reused (object_log.py), so no stamp is needed."""
+        import pyarrow.parquet as pq
+
+        from featurestore.storage import open_storage
+
+        hit = self._cache.get(uri)
+        if hit is not None:
+            return hit[1]
+        storage = open_storage("s3://" + uri.removeprefix("s3://").partition("/")[0])
+        try:
+            n = int(pq.read_metadata(storage.fs_path(uri), filesystem=storage.filesystem()).num_rows)
+        except (OSError, ValueError):  # collected meanwhile: the next listing will not name it
+            return 0
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[uri] = ((0, 0), n)
+        return n
+
+
+def _partition(counts: RowCounts, f: Path | str) -> dict[str, Any]:
+    """One partition file of the view page: its date, rows and bytes (bytes unknown on object storage)."""
+    if isinstance(f, str):
+        return {"date": f.rsplit("/", 2)[-2].removeprefix("date="), "rows": counts.rows(f), "bytes": None}
+    return {"date": f.parent.name.removeprefix("date="), "rows": counts.rows(f), "bytes": f.stat().st_size}
 
 
 def _freshness_limit(raw: dict[str, Any]) -> float | None:
@@ -193,10 +222,7 @@ def view_detail(
         raise NotFoundError(f"unknown feature view {name!r}")
     scope.require_view(name)
     raw = spec.raw
-    partitions = [
-        {"date": f.parent.name.removeprefix("date="), "rows": counts.rows(f), "bytes": f.stat().st_size}
-        for f in layout.files(name, spec.version)
-    ]
+    partitions = [_partition(counts, f) for f in layout.files(name, spec.version)]
     services = [s for s in sorted(state.services) if name in service_views(state, s) and scope.can_service(s)]
     return {
         "name": name,

@@ -146,6 +146,13 @@ def test_ingest_training_set_and_materialize_on_s3(make_repo, s3_root: str) -> N
     parts = [_partition(RowCounts(), f) for f in store.layout.files("stats", version)]
     assert [(p["date"], p["rows"]) for p in parts] == [("2024-01-01", 2), ("2024-01-02", 2), ("2024-01-03", 1)]
 
+    # a drift baseline profiles the objects too
+    from featurestore.validation.profile import profile_view
+
+    spec = store.state().view("stats")
+    profile = profile_view(store.settings.offline_root, spec, store.layout.files("stats", version), save=False)
+    assert profile["rows"] == 5
+
     store.materialize(end=t(4))
     online = store.get_online_features(["stats:rate", "stats:trips"], {"driver_id": [1, 2]})
     assert online.to_dict() == {"driver_id": [1, 2], "rate": [0.5, 0.4], "trips": [5, 4]}

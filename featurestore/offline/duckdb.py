@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,7 +42,11 @@ def duckdb_connection(
         config["temp_directory"] = temp_dir
     if threads:
         config["threads"] = threads
-    con = duckdb.connect(config=config)
+    return _session(duckdb.connect(config=config), search_path)
+
+
+def _session(con: duckdb.DuckDBPyConnection, search_path: str | None) -> duckdb.DuckDBPyConnection:
+    """The per-connection settings every query here relies on: UTC, no progress bar, the search path."""
     con.execute("SET TimeZone='UTC'")
     con.execute("SET enable_progress_bar=false")
     if search_path:
@@ -102,8 +107,12 @@ class DuckDBEngine(OfflineEngine):
         self.memory_limit = memory_limit
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._arrow_relations: list[str] = []  # object-storage files registered with the connection, oldest first
+        self._db: duckdb.DuckDBPyConnection | None = None
+        # One cursor per thread: a DuckDB connection runs one query at a time, and registered
+        # frames and the ``source`` view are per connection; the cursors share one database.
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any) -> DuckDBEngine:
@@ -111,20 +120,29 @@ class DuckDBEngine(OfflineEngine):
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        """The connection, opened on first use."""
-        if self._con is None:
-            temp = None
-            if self.temp_dir is not None:
-                self.temp_dir.mkdir(parents=True, exist_ok=True)
-                temp = str(self.temp_dir)
-            self._con = duckdb_connection(self.memory_limit, temp, self.threads, search_path=str(self.repo))
-        return self._con
+        """This thread's connection to the engine's database, both opened on first use."""
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            with self._lock:
+                if self._db is None:
+                    temp = None
+                    if self.temp_dir is not None:
+                        self.temp_dir.mkdir(parents=True, exist_ok=True)
+                        temp = str(self.temp_dir)
+                    con = self._db = duckdb_connection(self.memory_limit, temp, self.threads, str(self.repo))
+                else:
+                    con = _session(self._db.cursor(), str(self.repo))
+                self._cursors.append(con)
+            self._local.con = con
+        return con
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
-            self._arrow_relations.clear()
+        with self._lock:
+            for con in reversed(self._cursors):  # the database (the first) last
+                con.close()
+            self._cursors.clear()
+            self._db = None
+            self._local = threading.local()
 
     # -- files --------------------------------------------------------------------
     def _parquet(self, files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
@@ -156,10 +174,12 @@ class DuckDBEngine(OfflineEngine):
         else:  # streamed: DuckDB pushes projections and filters into the scan
             source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
         name = f"__fs_offline_{id(source)}"
-        self.con.register(name, source)
-        self._arrow_relations.append(name)
-        if len(self._arrow_relations) > 64:  # bounded: a query never uses more than one per view it joins
-            self.con.unregister(self._arrow_relations.pop(0))
+        con = self.con  # registrations are per connection: this thread's, where its query runs
+        registered: list[str] = self._local.__dict__.setdefault("arrow", [])  # oldest first
+        con.register(name, source)
+        registered.append(name)
+        if len(registered) > 64:  # bounded: a query never uses more than one per view it joins
+            con.unregister(registered.pop(0))
         return name
 
     @contextmanager

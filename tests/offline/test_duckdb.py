@@ -20,7 +20,28 @@ def test_the_default_engine_is_duckdb_configured_from_the_settings(tmp_path: Pat
         assert engine.repo == tmp_path.resolve()
         ((limit,),) = engine.con.execute("SELECT current_setting('memory_limit')").fetchall()
         assert limit.replace(" ", "").upper().startswith(("286", "300"))  # DuckDB shows MiB
-    assert engine._con is None  # closed
+    assert engine._db is None  # closed
+
+
+def test_threads_get_their_own_connection_to_one_database(tmp_path: Path) -> None:
+    import threading
+
+    with DuckDBEngine(tmp_path, memory_limit="300MB") as engine:
+        engine.con.execute("CREATE TABLE shared AS SELECT 42 AS x")
+        seen: list[object] = []
+
+        def query() -> None:
+            con = engine.con
+            rows = con.execute("SELECT x, current_setting('TimeZone') FROM shared").fetchall()
+            seen.append((con is engine.con, rows, con))
+
+        threads = [threading.Thread(target=query) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [s[:2] for s in seen] == [(True, [(42, "UTC")])] * 3
+        assert len({id(s[2]) for s in seen} | {id(engine.con)}) == 4
 
 
 def test_engine_names_are_case_insensitive_and_an_unknown_one_lists_the_known(tmp_path: Path) -> None:

@@ -6,14 +6,37 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
 from featurestore.offline.layout import PART_FILE, OfflineLayout
 
-__all__ = ["Transaction", "recover", "finish_committed", "read_snapshot"]
+__all__ = ["Transaction", "recover", "finish_committed", "read_snapshot", "retry_conflicts", "CONFLICT_ATTEMPTS"]
+
+# How often a write on object storage starts again when another writer committed first.
+CONFLICT_ATTEMPTS = 5
+
+
+T = TypeVar("T")
+
+
+def retry_conflicts(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run ``write`` (read the view under ``layout.lock``, commit one Transaction); run it again
+    on the new state when another writer committed first (object storage only: on local disk
+    the lock serialises writers). The last conflict is raised: an IngestError saying to rerun.
+    """
+    from featurestore.offline.object_log import CommitConflictError
+
+    for attempt in range(attempts):
+        try:
+            return write()
+        except CommitConflictError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _on_object_storage(layout: OfflineLayout) -> bool:

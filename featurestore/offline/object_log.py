@@ -19,12 +19,24 @@ from featurestore.errors import IngestError
 from featurestore.offline.layout import OfflineLayout
 from featurestore.storage import Storage, WriteConflictError, open_storage
 
-__all__ = ["ObjectLayout", "ObjectTransaction", "LogRecord", "collect_garbage", "LOG_DIR", "GC_GRACE"]
+__all__ = [
+    "ObjectLayout",
+    "ObjectTransaction",
+    "LogRecord",
+    "CommitConflictError",
+    "collect_garbage",
+    "LOG_DIR",
+    "GC_GRACE",
+]
 
 LOG_DIR = "_log"
 # Superseded and never-committed objects are deleted by a later writer once they are this old:
 # long enough for a reader that pinned an older record to finish, and for a live writer's uploads.
 GC_GRACE = timedelta(hours=1)
+
+
+class CommitConflictError(IngestError):
+    """Another writer created the commit record this write needed: nothing of it was stored."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,8 @@ class ObjectTransaction:
         try:
             storage.create(record_key(self.view, record.seq), record.to_bytes(self.txn))
         except WriteConflictError:
-            raise IngestError(
+            self.abort()
+            raise CommitConflictError(
                 f"offline view {self.view!r} was written by another process during this write "
                 f"(commit {record.seq} of {self.layout.uri}/{LOG_DIR}/{self.view}/ exists); "
                 "nothing of this write was stored: run it again"
@@ -208,6 +221,7 @@ class ObjectTransaction:
         for key in self.uploaded:
             with contextlib.suppress(Exception):
                 self.layout.storage.delete(key)
+        self.uploaded.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

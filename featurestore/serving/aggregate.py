@@ -11,7 +11,7 @@ import polars as pl
 from featurestore.errors import RegistryError
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import OfflineEngine
-from featurestore.offline.commit import Transaction, read_snapshot, recover
+from featurestore.offline.commit import Transaction, read_snapshot, recover, retry_conflicts
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.registry.spec import ViewSpec
@@ -169,6 +169,10 @@ def materialize_events(
 
 def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     """Append events to the offline store: each day they fall on is rewritten with them after its rows."""
+    return retry_conflicts(lambda: _append_once(layout, spec, df))
+
+
+def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     events = spec.events
     assert events is not None
     keys = list(spec.join_keys)

@@ -401,3 +401,22 @@ def test_concurrent_writers_on_s3_one_wins_each_commit(make_repo, s3_root: str) 
             assert rows.equals(expect["a"]) or rows.equals(expect["b"]), f"trial {trial}: commit {seq} mixes writers"
         seen = read_store(store)
         assert seen.equals(expect["a"]) or seen.equals(expect["b"]), f"trial {trial}: mixed data"
+
+
+def test_settings_accept_object_storage_locations(tmp_path: Path) -> None:
+    from featurestore.config import load_settings
+    from featurestore.errors import ConfigError
+
+    (tmp_path / "featurestore.toml").write_text('offline_root = "s3://b/features/"\nregistry = "s3://b/reg.json"\n')
+    settings = load_settings(tmp_path, env={})
+    assert settings.offline_location == "s3://b/features" and settings.registry_location == "s3://b/reg.json"
+    assert settings.offline_root == tmp_path / "data" / "offline"  # gate reports, quarantine stay local
+    local = load_settings(tmp_path, env={"FEATURESTORE_OFFLINE_ROOT": "store"})
+    assert local.offline_location == tmp_path / "store" and local.offline_uri is None
+    with pytest.raises(ConfigError, match=r"'registry': 's3://b' is not a complete location \(use s3://bucket/key\)"):
+        load_settings(tmp_path, env={"FEATURESTORE_REGISTRY": "s3://b"})
+    with pytest.raises(ConfigError, match="offline_root"):
+        load_settings(tmp_path, env={"FEATURESTORE_OFFLINE_ROOT": "s3://"})
+    with pytest.raises(ConfigError, match="unknown key 'offline_uri'"):
+        (tmp_path / "featurestore.toml").write_text('offline_uri = "s3://b/x"\n')
+        load_settings(tmp_path, env={})

@@ -85,3 +85,16 @@ def test_spills_to_disk_when_the_join_exceeds_the_memory_limit(tmp_path: Path) -
     tiny = load_settings(root, env={"FEATURESTORE_DUCKDB_MEMORY_LIMIT": "4MB"})
     with pytest.raises(TrainingSetError, match="duckdb_memory_limit"):
         FeatureStore(settings=tiny).get_training_set(entity, refs)
+
+
+def test_a_feature_store_opens_one_engine_and_close_releases_it(tmp_path: Path) -> None:
+    from featurestore import FeatureStore
+
+    store = FeatureStore(tmp_path)
+    engine = store.engine
+    assert isinstance(engine, DuckDBEngine) and store.engine is engine
+    engine.con.execute("SELECT 1").fetchall()
+    store.close()
+    assert engine._db is None
+    assert store.engine is not engine  # reopened on next use
+    store.close()

@@ -508,3 +508,15 @@ def test_read_applies_sql_and_polars_transforms(engine: OfflineEngine, source_ro
 def test_a_transform_returning_no_frame_is_refused(engine: OfflineEngine, source_rows: pl.DataFrame) -> None:
     with pytest.raises(TransformOutputError, match="got int"):
         engine.read(_view(ParquetSource("data/drivers.parquet"), lambda lf: 1)).collect()
+
+
+def test_every_available_engine_runs_this_suite() -> None:
+    import importlib.util
+
+    from featurestore.offline.base import ENGINES
+    from tests.offline.conftest import ENGINE_FACTORIES
+
+    available = [n for n, t in ENGINES.items() if importlib.util.find_spec(t.partition(":")[0]) is not None]
+    assert "duckdb" in available
+    missing = sorted(set(available) - set(ENGINE_FACTORIES))
+    assert not missing, f"add a factory for {missing} to ENGINE_FACTORIES in tests/offline/conftest.py"

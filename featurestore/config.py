@@ -109,6 +109,10 @@ class Settings:
     log_sample_rate: float = 0.0
     plan_sample_rows: int = 10_000
     extra: dict[str, Any] = field(default_factory=dict)
+    # Set when offline_root / registry name object storage (s3://bucket/prefix); offline_root then stays
+    # a local folder for gate reports, quarantine, profiles and served logs.
+    offline_uri: str | None = None
+    registry_uri: str | None = None
 
     def __repr__(self) -> str:
         # Secrets never reach a log through a repr: URL passwords are masked, keys shown by name.
@@ -121,6 +125,16 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     @property
+    def offline_location(self) -> str | Path:
+        """Where the offline store's Parquet files live: ``s3://bucket/prefix`` or a local folder."""
+        return self.offline_uri or self.offline_root
+
+    @property
+    def registry_location(self) -> str | Path:
+        """Where the registry lives: ``s3://bucket/key`` or a local file."""
+        return self.registry_uri or self.registry
+
+    @property
     def online_url(self) -> str:
         """The online URL with a relative sqlite path resolved against the repository."""
         if self.online.startswith("sqlite:///") and not self.online.startswith("sqlite:////"):
@@ -130,6 +144,9 @@ class Settings:
 
 
 _PATH_KEYS = {"definitions", "offline_root", "registry", "duckdb_temp_dir"}
+# Path keys that may name object storage instead, and the field that then holds the URI.
+_URI_KEYS = {"offline_root": "offline_uri", "registry": "registry_uri"}
+_URI_SCHEMES = ("s3://",)
 
 # FEATURESTORE_* variables that are not settings (set by featurestore itself for its server workers).
 _OTHER_ENV = {"FEATURESTORE_SERVE_REPO"}
@@ -184,6 +201,8 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
             if not 0.0 <= rate <= 1.0:
                 raise ConfigError(f"config key 'log_sample_rate': a fraction between 0 and 1, not {value!r}")
             return rate
+        if name in _URI_KEYS and str(value).startswith(_URI_SCHEMES):
+            return _check_uri(name, str(value))
         if name == "engine":
             return str(value).strip().lower()  # the name is checked against the engines when one is opened
         if name == "spark_conf":
@@ -198,6 +217,14 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key {name!r}: cannot use {value!r} ({exc})") from None
+
+
+def _check_uri(name: str, uri: str) -> str:
+    bucket, _, rest = uri.partition("://")[2].partition("/")
+    if not bucket or (name == "registry" and not rest.strip("/")):
+        what = "s3://bucket/key" if name == "registry" else "s3://bucket/prefix"
+        raise ConfigError(f"config key {name!r}: {uri!r} is not a complete location (use {what})")
+    return uri.rstrip("/")
 
 
 def _string_table(name: str, value: Any) -> dict[str, str]:
@@ -232,7 +259,7 @@ def load_settings(repo: str | os.PathLike[str] = ".", env: dict[str, str] | None
             raise ConfigError(f"{cfg_file}: invalid TOML: {exc}") from None
     elif not repo_path.is_dir():
         raise ConfigError(f"feature repository {repo_path} does not exist")
-    known = {f.name for f in fields(Settings)} - {"repo", "extra"}
+    known = {f.name for f in fields(Settings)} - {"repo", "extra", *_URI_KEYS.values()}
     _check_names(raw, env, known, cfg_file)
     values: dict[str, Any] = dict(raw)
     for key in known:
@@ -240,6 +267,9 @@ def load_settings(repo: str | os.PathLike[str] = ".", env: dict[str, str] | None
         if env_value is not None:
             values[key] = env_value
     resolved = {k: _coerce(k, v, repo_path) for k, v in values.items()}
+    for key, uri_key in _URI_KEYS.items():
+        if isinstance(resolved.get(key), str):
+            resolved[uri_key] = resolved.pop(key)
     for key in _PATH_KEYS - resolved.keys():
         resolved[key] = repo_path / getattr(Settings, key)
     return Settings(repo=repo_path, **resolved)

@@ -17,7 +17,7 @@ from featurestore.offline.base import OfflineEngine, engine_from_settings
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import utc_datetime
 from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
-from featurestore.offline.layout import OfflineLayout
+from featurestore.offline.layout import open_layout
 from featurestore.offline.training import (
     build_training_set,
     load_entity_frame,
@@ -71,8 +71,8 @@ class FeatureStore:
 
     def __init__(self, repo_path: str | os.PathLike[str] = ".", *, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings(repo_path)
-        self.registry = Registry(self.settings.registry)
-        self.layout = OfflineLayout(self.settings.offline_root)
+        self.registry = Registry(self.settings.registry_location)
+        self.layout = open_layout(self.settings.offline_location)
 
     @property
     def repo(self) -> Path:

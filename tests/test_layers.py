@@ -10,12 +10,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "featurestore"
 # Each unit (a subpackage or a top-level module) and the units it may import. Bottom first:
 # declarations and errors; then registry and validation; then the engines (offline) and the
 # stores (online); then the serving layer; then the SDK facade, the server and the CLI.
-BOTTOM = {"errors", "times", "dsl", "_version", "_optional"}
+BOTTOM = {"errors", "times", "dsl", "_version", "_optional", "storage"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "times": set(),
     "_version": set(),
     "_optional": {"errors"},
+    "storage": {"errors", "_optional"},
     "dsl": {"errors", "times"},
     "config": BOTTOM,
     "registry": BOTTOM,

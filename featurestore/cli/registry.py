@@ -62,7 +62,7 @@ def apply(
         _print_plan(result, "Applied")
         _print_checked(result)
         state = store.state()
-        console.print(f"Registry {store.registry.path} at serial {state.serial}.")
+        console.print(f"Registry {store.registry.location} at serial {state.serial}.")
 
 
 def list_views(repo: Path | None = RepoOption) -> None:

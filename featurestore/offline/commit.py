@@ -6,14 +6,41 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 
 from featurestore.offline.layout import PART_FILE, OfflineLayout
 
-__all__ = ["Transaction", "recover", "finish_committed", "read_snapshot"]
+__all__ = ["Transaction", "recover", "finish_committed", "read_snapshot", "retry_conflicts", "CONFLICT_ATTEMPTS"]
+
+# How often a write on object storage starts again when another writer committed first.
+CONFLICT_ATTEMPTS = 5
+
+
+T = TypeVar("T")
+
+
+def retry_conflicts(write: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run ``write`` (read the view under ``layout.lock``, commit one Transaction); run it again
+    on the new state when another writer committed first (object storage only: on local disk
+    the lock serialises writers). The last conflict is raised: an IngestError saying to rerun.
+    """
+    from featurestore.offline.object_log import CommitConflictError
+
+    for attempt in range(attempts):
+        try:
+            return write()
+        except CommitConflictError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _on_object_storage(layout: OfflineLayout) -> bool:
+    return hasattr(layout, "storage")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -31,6 +58,13 @@ class Transaction:
     dates to delete. A crash before the commit record is written leaves the store
     untouched; a crash after it is rolled forward by :func:`recover`.
     """
+
+    def __new__(cls, layout: OfflineLayout, view: str, version: str) -> Transaction:
+        if _on_object_storage(layout):  # no rename there: a commit log instead (object_log.py)
+            from featurestore.offline.object_log import ObjectTransaction
+
+            return ObjectTransaction(layout, view, version)  # type: ignore[arg-type,return-value]
+        return super().__new__(cls)
 
     def __init__(self, layout: OfflineLayout, view: str, version: str) -> None:
         self.layout = layout
@@ -90,7 +124,12 @@ def recover(layout: OfflineLayout, view: str) -> int:
     """Finish committed transactions of ``view`` and drop uncommitted ones; returns how many were found.
 
     For writers, under the view's lock: no other write can own the staging it drops.
+    On object storage: delete the objects no reader can need any more (``collect_garbage``).
     """
+    if _on_object_storage(layout):
+        from featurestore.offline.object_log import collect_garbage
+
+        return collect_garbage(layout, view)  # type: ignore[arg-type]
     return _settle(layout, view, drop_uncommitted=True)
 
 
@@ -100,6 +139,8 @@ def finish_committed(layout: OfflineLayout, view: str) -> None:
     Uncommitted staging is left alone (a live ingest may own it); only a write whose
     commit record exists is rolled forward, under the view's lock.
     """
+    if _on_object_storage(layout):
+        return  # a commit there is its one log record: nothing is ever half-finished
     root = layout.txn_root(view)
     if root.is_dir() and any((d / "commit.json").is_file() for d in root.iterdir()):
         with layout.lock(view):

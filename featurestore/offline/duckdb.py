@@ -145,11 +145,42 @@ class DuckDBEngine(OfflineEngine):
             self._local = threading.local()
 
     # -- files --------------------------------------------------------------------
-    @staticmethod
-    def _parquet(files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
-        """The one place offline files become a DuckDB relation (``read_parquet`` over the list)."""
+    def _parquet(self, files: Sequence[OfflineFile], *, row_numbers: bool = False, union_by_name: bool = False) -> str:
+        """The one place offline files become a DuckDB relation (``read_parquet`` over the list).
+
+        Files on object storage (``s3://``) are read through pyarrow's filesystem, registered
+        with the connection: DuckDB's own S3 support is an extension it would download.
+        """
+        if any(str(f).startswith("s3://") for f in files):
+            return self._arrow_relation([str(f) for f in files], row_numbers, union_by_name)
         options = (", file_row_number=true" if row_numbers else "") + (", union_by_name=true" if union_by_name else "")
         return f"read_parquet([{', '.join(_literal(str(f)) for f in files)}]{options})"
+
+    def _arrow_relation(self, uris: list[str], row_numbers: bool, union_by_name: bool) -> str:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        from featurestore.storage import open_storage
+
+        storage = open_storage("s3://" + uris[0].removeprefix("s3://").partition("/")[0])
+        fs, paths = storage.filesystem(), [storage.fs_path(u) for u in uris]
+        schema = pa.unify_schemas([pq.read_schema(p, filesystem=fs) for p in paths]) if union_by_name else None
+        source: Any
+        if row_numbers:  # read_parquet's file_row_number: the row's position in its file
+            tables = [pq.read_table(p, filesystem=fs) for p in paths]
+            tables = [t.append_column("file_row_number", pa.array(range(t.num_rows), pa.int64())) for t in tables]
+            source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "none")
+        else:  # streamed: DuckDB pushes projections and filters into the scan
+            source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
+        name = f"__fs_offline_{id(source)}"
+        con = self.con  # registrations are per connection: this thread's, where its query runs
+        registered: list[str] = self._local.__dict__.setdefault("arrow", [])  # oldest first
+        con.register(name, source)
+        registered.append(name)
+        if len(registered) > 64:  # bounded: a query never uses more than one per view it joins
+            con.unregister(registered.pop(0))
+        return name
 
     @contextmanager
     def _registered(self, prefix: str, frame: pl.DataFrame) -> Iterator[str]:

@@ -14,7 +14,7 @@ from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
 from featurestore.offline.base import OfflineEngine, TransformOutputError
 from featurestore.offline.cast import DTYPE_CHECK, CastColumn, cast_column
-from featurestore.offline.commit import Transaction, recover
+from featurestore.offline.commit import Transaction, recover, retry_conflicts
 from featurestore.offline.frames import Rounding, nan_as_null
 from featurestore.offline.layout import OfflineLayout
 from featurestore.registry.spec import ViewSpec
@@ -273,8 +273,19 @@ def write_view(
     range but in a partially covered day are kept. With ``upsert`` nothing is removed:
     ``df``'s rows are merged into the days they fall on, replacing stored rows with the
     same keys and event time (read and written under the view's lock). Returns the
-    partitions written.
+    partitions written. On object storage a write that another one overtook starts again.
     """
+    return retry_conflicts(lambda: _write_view_once(layout, spec, df, start, end, upsert))
+
+
+def _write_view_once(
+    layout: OfflineLayout,
+    spec: ViewSpec,
+    df: pl.DataFrame,
+    start: datetime | None,
+    end: datetime | None,
+    upsert: bool,
+) -> list[str]:
     view, version = spec.name, spec.version
     with layout.lock(view):
         recover(layout, view)
@@ -293,14 +304,14 @@ def write_view(
             for day in sorted(touched | new.keys()):
                 frame = new.get(day)
                 if upsert and frame is not None and day in touched:
-                    old = pl.read_parquet(layout.partition_file(view, version, day)).select(df.columns)
+                    old = layout.read_partition(view, version, day).select(df.columns)
                     frame = (
                         pl.concat([old, frame], how="vertical_relaxed")
                         .unique(subset=[*spec.join_keys, TS], keep="last", maintain_order=True)
                         .sort([*spec.join_keys, TS])
                     )
                 elif day in existing and (start is not None or end is not None):
-                    old = pl.read_parquet(layout.partition_file(view, version, day))
+                    old = layout.read_partition(view, version, day)
                     outside = pl.lit(False)
                     if start is not None:
                         outside = outside | (pl.col(TS) < start)

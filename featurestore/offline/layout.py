@@ -7,8 +7,9 @@ import fcntl
 from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-__all__ = ["OfflineLayout", "PART_FILE"]
+__all__ = ["OfflineLayout", "PART_FILE", "open_layout"]
 
 PART_FILE = "part-0.parquet"
 
@@ -34,6 +35,12 @@ class OfflineLayout:
 
     def dates(self, view: str, version: str) -> list[str]:
         return [p.parent.name.removeprefix("date=") for p in self.files(view, version)]
+
+    def read_partition(self, view: str, version: str, day: str) -> Any:
+        """One partition's rows as a polars DataFrame."""
+        import polars as pl
+
+        return pl.read_parquet(self.partition_file(view, version, day))
 
     def glob(self, view: str, version: str) -> str:
         """A glob DuckDB, Spark or Trino can read directly."""
@@ -66,3 +73,12 @@ class OfflineLayout:
                 fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
                 stack.callback(fcntl.flock, fh, fcntl.LOCK_UN)
             yield
+
+
+def open_layout(root: str | Path) -> OfflineLayout:
+    """The offline store at ``root``: a local folder, or object storage (``s3://bucket/prefix``)."""
+    if str(root).startswith("s3://"):
+        from featurestore.offline.object_log import ObjectLayout
+
+        return ObjectLayout(str(root))
+    return OfflineLayout(Path(root))

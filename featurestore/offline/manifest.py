@@ -16,12 +16,30 @@ __all__ = ["file_sha256", "write_manifest", "read_manifest", "manifest_path", "v
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 of a local file or of an object-storage file (``s3://...``, read through pyarrow)."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _open(path: Path | str) -> Any:
+    if not str(path).startswith("s3://"):
+        return open(path, "rb")
+    from featurestore.storage import open_storage
+
+    storage = open_storage("s3://" + str(path).removeprefix("s3://").partition("/")[0])
+    return storage.filesystem().open_input_stream(storage.fs_path(str(path)))
+
+
+def _exists(path: Path | str) -> bool:
+    try:
+        with _open(path):
+            return True
+    except (FileNotFoundError, OSError):
+        return False
 
 
 def manifest_path(out: Path) -> Path:
@@ -52,8 +70,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def verify_files(entries: list[dict[str, Any]], what: str) -> None:
     """Raise if a file recorded in a manifest is gone or changed."""
     for entry in entries:
-        p = Path(entry["path"])
-        if not p.is_file():
+        p = entry["path"] if str(entry["path"]).startswith("s3://") else Path(entry["path"])
+        if not _exists(p):
             raise TrainingSetError(f"{what} file {p} recorded in the manifest no longer exists")
         if file_sha256(p) != entry["sha256"]:
             raise TrainingSetError(

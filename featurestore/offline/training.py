@@ -148,7 +148,7 @@ def rebuild_training_set(
             spec = state.view(name, info["version"])
             if "ttl_seconds" in info:
                 spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
-            files = tuple(Path(f["path"]) for f in info["files"])
+            files = tuple(f["path"] if f["path"].startswith("s3://") else Path(f["path"]) for f in info["files"])
             requests.append(ViewRequest(spec, tuple(info["features"]), files))
         return engine.point_in_time_join(
             entity,

@@ -69,32 +69,78 @@ class RegistryState:
 
 
 class Registry:
-    """The registry file at ``path`` (JSON, sorted and indented so it diffs well in git)."""
+    """The registry file at ``path`` (JSON, sorted and indented so it diffs well in git).
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    ``path`` may name object storage (``s3://bucket/key``): there each apply is a
+    conditional write on the ETag it read, retried on a fresh read when another apply won.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.location = str(path)
+        self.path = Path(path) if not self.remote else Path(self.location.removeprefix("s3://"))
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith("s3://")
+
+    def _object(self) -> tuple[Any, str]:
+        from featurestore.storage import open_storage
+
+        root, _, key = self.location.rpartition("/")
+        return open_storage(root), key
 
     def exists(self) -> bool:
+        if self.remote:
+            storage, key = self._object()
+            return storage.tag(key) is not None
         return self.path.is_file()
+
+    def stamp(self) -> Any:
+        """A value that changes whenever the registry is written (cheap: a stat, or a HEAD on object storage)."""
+        if self.remote:
+            storage, key = self._object()
+            return storage.tag(key)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _read(self) -> tuple[bytes | None, str | None]:
+        """The raw registry and its tag (None, None when absent)."""
+        if self.remote:
+            storage, key = self._object()
+            try:
+                return storage.read(key)  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                return None, None
+        try:
+            return self.path.read_bytes(), None
+        except FileNotFoundError:
+            return None, None
 
     def load(self) -> RegistryState:
         """Read the registry; an absent file is an empty registry."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        return self._parse(self._read()[0])
+
+    def _parse(self, raw: bytes | None) -> RegistryState:
+        if raw is None:
             return RegistryState({"format": FORMAT, "serial": 0})
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise RegistryError(f"registry file {self.path} is not valid JSON: {exc}") from None
+            raise RegistryError(f"registry file {self.location} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise RegistryError(f"registry file {self.path} has an unknown format")
+            raise RegistryError(f"registry file {self.location} has an unknown format")
         check_registry(data, self.path)
         return RegistryState(data)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """An exclusive inter-process lock on the registry (a lock file beside it)."""
+        """An exclusive inter-process lock on the registry (a lock file beside it; none on object storage)."""
+        if self.remote:  # writes there are conditional instead
+            yield
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_name(self.path.name + ".lock"), "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -112,47 +158,72 @@ class Registry:
         Raises BreakingChangeError, writing nothing, when a feature would be removed
         or change dtype and ``allow_breaking`` is false.
         """
+        if self.remote:
+            return self._apply_remote(desired, project=project, allow_breaking=allow_breaking)
         with self.lock():
-            state = self.load()
-            plan = diff(state.specs(), desired)
-            if plan.breaking and not allow_breaking:
-                raise BreakingChangeError(
-                    "breaking change refused (pass allow_breaking=True to accept; "
-                    "the old version's offline data stays readable):\n  "
-                    + "\n  ".join(line for line in plan.summary() if line.endswith("[BREAKING]"))
-                )
-            if plan.empty and state.serial:
-                return plan
-            data = dict(state.data)
-            now = datetime.now(UTC).isoformat(timespec="seconds")
-            versions = {k: dict(v) for k, v in data.get("versions", {}).items()}
-            for name, spec in desired["views"].items():
-                versions.setdefault(name, {})[spec["version"]] = spec
-            serial = state.serial + 1
-            data.update(desired)
-            data.update(
-                {
-                    "format": FORMAT,
-                    "project": project,
-                    "serial": serial,
-                    "updated_at": now,
-                    "versions": versions,
-                    "history": [
-                        *state.history,
-                        {
-                            "serial": serial,
-                            "applied_at": now,
-                            "changes": plan.summary(),
-                            "views": {n: s["version"] for n, s in desired["views"].items()},
-                        },
-                    ],
-                }
-            )
-            self._write(data)
+            plan, data = self._next(self.load(), desired, project, allow_breaking)
+            if data is not None:
+                self._write(data)
             return plan
 
+    def _apply_remote(self, desired: dict[str, Any], *, project: str, allow_breaking: bool) -> Plan:
+        from featurestore.storage import WriteConflictError
+
+        storage, key = self._object()
+        for _ in range(20):
+            raw, tag = self._read()
+            plan, data = self._next(self._parse(raw), desired, project, allow_breaking)
+            if data is None:
+                return plan
+            try:  # only the apply that read the current ETag can write: a concurrent one re-reads
+                storage.replace(key, _payload(data), tag)
+                return plan
+            except WriteConflictError:
+                continue
+        raise RegistryError(f"registry {self.location} kept changing under this apply (20 attempts); run it again")
+
+    def _next(
+        self, state: RegistryState, desired: dict[str, Any], project: str, allow_breaking: bool
+    ) -> tuple[Plan, dict[str, Any] | None]:
+        """The plan from ``state`` to ``desired`` and the registry to write (None: nothing to write)."""
+        plan = diff(state.specs(), desired)
+        if plan.breaking and not allow_breaking:
+            raise BreakingChangeError(
+                "breaking change refused (pass allow_breaking=True to accept; "
+                "the old version's offline data stays readable):\n  "
+                + "\n  ".join(line for line in plan.summary() if line.endswith("[BREAKING]"))
+            )
+        if plan.empty and state.serial:
+            return plan, None
+        data = dict(state.data)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        versions = {k: dict(v) for k, v in data.get("versions", {}).items()}
+        for name, spec in desired["views"].items():
+            versions.setdefault(name, {})[spec["version"]] = spec
+        serial = state.serial + 1
+        data.update(desired)
+        data.update(
+            {
+                "format": FORMAT,
+                "project": project,
+                "serial": serial,
+                "updated_at": now,
+                "versions": versions,
+                "history": [
+                    *state.history,
+                    {
+                        "serial": serial,
+                        "applied_at": now,
+                        "changes": plan.summary(),
+                        "views": {n: s["version"] for n, s in desired["views"].items()},
+                    },
+                ],
+            }
+        )
+        return plan, data
+
     def _write(self, data: dict[str, Any]) -> None:
-        payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        payload = _payload(data)
         fd, tmp = tempfile.mkstemp(prefix=".registry-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -164,3 +235,7 @@ class Registry:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _payload(data: dict[str, Any]) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

@@ -26,7 +26,7 @@ from featurestore.errors import (
     StoreUnavailableError,
     redact,
 )
-from featurestore.offline.layout import OfflineLayout
+from featurestore.offline.layout import open_layout
 
 __all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV", "HTTP_STATUS", "http_status"]
 
@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         own = store is None
         online = store or online_store_from_settings(settings)
         app.state.store = online
-        app.state.catalog = Catalog(settings.registry, online)
+        app.state.catalog = Catalog(settings.registry_location, online)
         if app.state.served_log is not None:
             app.state.served_log.start()
         # Start-up objects (modules, the app, the registry) never die: moving them out of the
@@ -102,7 +102,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.layout = OfflineLayout(settings.offline_root)
+    app.state.layout = open_layout(settings.offline_location)
     app.state.served_log = _served_log(settings)
 
     @app.exception_handler(RequestError)

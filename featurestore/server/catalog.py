@@ -35,7 +35,7 @@ class Catalog:
         self.registry = Registry(registry_path)  # type: ignore[arg-type]
         self.store = store
         self.interval = interval
-        self._stat: tuple[int, int, int] | None = None
+        self._stat: Any = None
         self._state = RegistryState({})
         self._loaded = False
         self.registry_error: str | None = None
@@ -62,11 +62,7 @@ class Catalog:
 
     def reload_registry(self) -> bool:
         """Re-read the registry if the file changed; return whether it did."""
-        try:
-            st = os.stat(self.registry.path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except FileNotFoundError:
-            stamp = (0, 0, 0)
+        stamp = self.registry.stamp()
         if stamp == self._stat:
             return False
         try:

@@ -11,7 +11,7 @@ import polars as pl
 from featurestore.errors import RegistryError
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import OfflineEngine
-from featurestore.offline.commit import Transaction, read_snapshot, recover
+from featurestore.offline.commit import Transaction, read_snapshot, recover, retry_conflicts
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.events import superseded
@@ -211,6 +211,10 @@ def _carry_events(
 
 def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     """Append events to the offline store: each day they fall on is rewritten with them after its rows."""
+    return retry_conflicts(lambda: _append_once(layout, spec, df))
+
+
+def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     events = spec.events
     assert events is not None
     keys = list(spec.join_keys)
@@ -226,7 +230,7 @@ def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFram
         try:
             for (day,), frame in sorted(parts.items()):
                 if day in existing:
-                    old = pl.read_parquet(layout.partition_file(view, version, str(day))).select(columns)
+                    old = layout.read_partition(view, version, str(day)).select(columns)
                     frame = pl.concat([old, frame], how="vertical_relaxed")
                 # stable: events of one (keys, time) keep their arrival order (``last``'s tie-break)
                 frame = frame.sort([*keys, TS], maintain_order=True)

@@ -183,8 +183,21 @@ def load_baseline(offline_root: Path, view: str, version: str) -> dict[str, Any]
     return data
 
 
+def _read_columns(path: Path | str, columns: list[str]) -> pl.DataFrame:
+    """Columns of one offline file, local or on object storage (``s3://``, through pyarrow)."""
+    if not str(path).startswith("s3://"):
+        return pl.read_parquet(path, columns=columns)
+    import pyarrow.parquet as pq
+
+    from featurestore.storage import open_storage
+
+    storage = open_storage("s3://" + str(path).removeprefix("s3://").partition("/")[0])
+    table = pq.read_table(storage.fs_path(str(path)), columns=columns, filesystem=storage.filesystem())
+    return pl.DataFrame(pl.from_arrow(table))
+
+
 def profile_view(
-    offline_root: Path, spec: Any, files: list[Path], *, training_set: Path | None = None, save: bool = True
+    offline_root: Path, spec: Any, files: list[Path] | list[str], *, training_set: Path | None = None, save: bool = True
 ) -> dict[str, Any]:
     """Profile a view version from its offline files (or a saved training set) as its drift baseline."""
     features = list(spec.features)
@@ -194,7 +207,7 @@ def profile_view(
         df = df.rename(renames)
         source = str(training_set)
     else:
-        df = pl.concat([pl.read_parquet(f, columns=features) for f in files]) if files else pl.DataFrame()
+        df = pl.concat([_read_columns(f, features) for f in files]) if files else pl.DataFrame()
         source = "offline store"
     profile = {
         "view": spec.name,

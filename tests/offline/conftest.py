@@ -48,8 +48,27 @@ class LocalFiles:
         return path
 
 
+class S3Files(LocalFiles):
+    """Offline files on the test S3 server (moto): each frame one object under a fresh ``s3://`` prefix."""
+
+    def __init__(self, scratch: Path) -> None:
+        import uuid
+
+        from featurestore.storage import open_storage
+
+        super().__init__(scratch)
+        self.storage = open_storage(f"s3://featurestore-test/contract-{uuid.uuid4().hex[:12]}")
+
+    def write(self, name: str, df: pl.DataFrame) -> OfflineFile:
+        path = super().write(name, df)
+        key = f"view/v=1/date=2024-01-01/{name}.parquet"
+        self.storage.upload(Path(path), key)
+        Path(path).unlink()  # only the object is left to read
+        return self.storage.uri(key)
+
+
 # name -> a function making the storage under a test's scratch folder
-STORAGE_FACTORIES: dict[str, Callable[[Path], LocalFiles]] = {"local": LocalFiles}
+STORAGE_FACTORIES: dict[str, Callable[[Path], LocalFiles]] = {"local": LocalFiles, "s3": S3Files}
 STORAGE_PARAMS = list(STORAGE_FACTORIES)
 
 
@@ -71,4 +90,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OfflineEn
 
 @pytest.fixture(params=STORAGE_PARAMS)
 def offline_files(request: pytest.FixtureRequest, tmp_path: Path) -> LocalFiles:
+    if request.param == "s3":
+        request.getfixturevalue("s3_server")  # the server, and the AWS variables pointing at it
     return STORAGE_FACTORIES[request.param](tmp_path / "offline")

@@ -45,9 +45,11 @@ class RowCounts:
         self.max_entries = max_entries
         self.footers_read = 0
 
-    def rows(self, path: Path) -> int:
+    def rows(self, path: Path | str) -> int:
         import pyarrow.parquet as pq
 
+        if isinstance(path, str) and path.startswith("s3://"):
+            return self._object_rows(path)
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -71,14 +73,18 @@ class RowCounts:
     def version(self, layout: OfflineLayout, view: str, version: str) -> tuple[int, int]:
         """``(rows, partitions)`` of one view version, from the version cache while no commit touched it."""
         signature = _signature(layout, view, version)
+        files: list[Any]
+        if signature is None:  # a write in progress, or object storage (its file names are never reused)
+            files = list(layout.files(view, version))
+            return sum(self.rows(f) for f in files), len(files)
         key = f"{view}/{version}"
         versions = self._load(layout)
         hit = versions.get(key)
-        if signature is not None and hit is not None and hit[0] == signature:
+        if hit is not None and hit[0] == signature:
             return hit[1], hit[2]
-        files = layout.files(view, version)
+        files = list(layout.files(view, version))
         rows = sum(self.rows(f) for f in files)
-        if signature is not None and time.time_ns() - max(signature) > SETTLE_NS:
+        if time.time_ns() - max(signature) > SETTLE_NS:
             with self._lock:
                 versions[key] = (signature, rows, len(files))
                 _save(layout, versions)
@@ -95,12 +101,35 @@ class RowCounts:
                 self._versions = {}
         return self._versions
 
+    def _object_rows(self, uri: str) -> int:
+        """An object-storage file's rows: its name is never reused (object_log.py), so no stamp is needed."""
+        import pyarrow.parquet as pq
+
+        from featurestore.storage import open_storage
+
+        hit = self._cache.get(uri)
+        if hit is not None:
+            return hit[1]
+        storage = open_storage("s3://" + uri.removeprefix("s3://").partition("/")[0])
+        try:
+            n = int(pq.read_metadata(storage.fs_path(uri), filesystem=storage.filesystem()).num_rows)
+        except (OSError, ValueError):  # collected meanwhile: the next listing will not name it
+            return 0
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[uri] = ((0, 0), n)
+        return n
+
 
 def _signature(layout: OfflineLayout, view: str, version: str) -> list[int] | None:
     """The times of a version's folder and of its view's transaction folder; None while a write is staged."""
+    version_dir = layout.version_dir(view, version)
+    if not isinstance(version_dir, Path):  # object storage: no folder times to key a cache on
+        return None
     txn = layout.txn_root(view)
     try:
-        folder = os.stat(layout.version_dir(view, version)).st_mtime_ns
+        folder = os.stat(version_dir).st_mtime_ns
     except FileNotFoundError:
         return None
     try:
@@ -123,6 +152,13 @@ def _save(layout: OfflineLayout, versions: dict[str, tuple[list[int], int, int]]
         tmp.replace(path)  # several workers may save: each writes a whole file
     except OSError:  # a read-only offline root: the in-memory cache still serves
         pass
+
+
+def _partition(counts: RowCounts, f: Path | str) -> dict[str, Any]:
+    """One partition file of the view page: its date, rows and bytes (bytes unknown on object storage)."""
+    if isinstance(f, str):
+        return {"date": f.rsplit("/", 2)[-2].removeprefix("date="), "rows": counts.rows(f), "bytes": None}
+    return {"date": f.parent.name.removeprefix("date="), "rows": counts.rows(f), "bytes": f.stat().st_size}
 
 
 def _freshness_limit(raw: dict[str, Any]) -> float | None:
@@ -266,10 +302,7 @@ def view_detail(
         raise NotFoundError(f"unknown feature view {name!r}")
     scope.require_view(name)
     raw = spec.raw
-    partitions = [
-        {"date": f.parent.name.removeprefix("date="), "rows": counts.rows(f), "bytes": f.stat().st_size}
-        for f in layout.files(name, spec.version)
-    ]
+    partitions = [_partition(counts, f) for f in layout.files(name, spec.version)]
     services = [s for s in sorted(state.services) if name in service_views(state, s) and scope.can_service(s)]
     return {
         "name": name,

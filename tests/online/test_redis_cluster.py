@@ -96,12 +96,12 @@ def test_a_stale_slot_map_is_corrected_by_redirections(store: RedisClusterOnline
     keys = [f"k{i}" for i in range(300)]
     store.write_rows("v", "a", keys, [row(1, k) for k in keys])
     store.read_rows("v", "a", keys[:2])  # the map is loaded
-    masters = store._masters
+    masters = store._cluster.masters
     rotate = {m: masters[(i + 1) % len(masters)] for i, m in enumerate(masters)}
-    store._slots = [None if a is None else rotate[a] for a in store._slots]
+    store._cluster.slots = [None if a is None else rotate[a] for a in store._cluster.slots]
     assert store.write_rows("v", "a", keys, [row(2, k) for k in keys]) == 300
     assert store.read_rows("v", "a", keys) == [row(2, k) for k in keys]
-    store._slots = [None if a is None else rotate[a] for a in store._slots]
+    store._cluster.slots = [None if a is None else rotate[a] for a in store._cluster.slots]
     assert asyncio.run(store.aread_rows("v", "a", keys)) == [row(2, k) for k in keys]
 
 

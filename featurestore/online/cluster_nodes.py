@@ -13,6 +13,7 @@ import redis.exceptions as rex
 
 from featurestore.errors import StoreUnavailableError, redact
 from featurestore.online.cluster_wire import (
+    BULK_TIMEOUT,
     MAX_REDIRECTS,
     REFRESH_EVERY,
     SCRIPTS,
@@ -51,12 +52,13 @@ class ClusterNodes:
         self._refreshed_at = 0.0
         self._lock, self._nodes_lock = threading.Lock(), threading.Lock()
         self._nodes: dict[Addr, Any] = {}
+        self._bulk: dict[Addr, Any] = {}
         self._anodes: dict[Addr, Any] = {}
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._arefreshing = False
         self._links: dict[Addr, asyncio.Task[NodeLink]] = {}
 
-    def _options(self, addr: Addr) -> dict[str, Any]:
+    def _options(self, addr: Addr, timeout: float | None = None) -> dict[str, Any]:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
@@ -65,7 +67,7 @@ class ClusterNodes:
             "port": addr[1],
             "username": self.config.username,
             "password": self.config.password,
-            "socket_timeout": self.timeout,
+            "socket_timeout": timeout or self.timeout,
             "socket_connect_timeout": self.timeout,
             "retry": Retry(NoBackoff(), 0),  # one attempt: a lost node must answer 503 within the timeout
             "max_connections": self._max_connections,
@@ -83,6 +85,19 @@ class ClusterNodes:
                 client = self._nodes.get(addr)
                 if client is None:
                     client = self._nodes[addr] = redis.Redis(ssl=self.config.tls, **self._options(addr))
+        return client
+
+    def bulk_node(self, addr: Addr) -> Any:
+        """The node's client for bulk writes: it waits up to ``BULK_TIMEOUT`` for a reply (connects as fast)."""
+        client = self._bulk.get(addr)
+        if client is None:
+            import redis
+
+            with self._nodes_lock:
+                client = self._bulk.get(addr)
+                if client is None:
+                    options = self._options(addr, max(self.timeout, BULK_TIMEOUT))
+                    client = self._bulk[addr] = redis.Redis(ssl=self.config.tls, **options)
         return client
 
     def anode(self, addr: Addr) -> Any:
@@ -268,9 +283,9 @@ class ClusterNodes:
             await self.arefresh()
 
     def close(self) -> None:
-        for client in self._nodes.values():
+        for client in [*self._nodes.values(), *self._bulk.values()]:
             client.close()
-        self._nodes = {}
+        self._nodes, self._bulk = {}, {}
 
     async def aclose(self) -> None:
         if self._aloop is asyncio.get_running_loop():

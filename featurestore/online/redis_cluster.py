@@ -22,7 +22,9 @@ from featurestore.online.cluster_wire import (
     ClusterURL,
     pack,
     pack_put_local,
+    pack_set_absent,
     parse_cluster_url,
+    read_set_absent,
     refused,
     reply_or_error,
     slot_of,
@@ -47,8 +49,10 @@ class RedisClusterOnlineStore(OnlineStore):
 
     A request groups its keys by the node serving their slot (from ``CLUSTER SLOTS``) and sends
     each node its part at once, to all nodes before reading: pipelined GETs for reads (on one
-    shared connection per node in the event loop), one newest-wins script call per node and
-    batch for writes. Connection failures become
+    shared connection per node in the event loop); for bulk writes pipelined ``SET NX PXAT``
+    where no row is stored and one newest-wins script call per node and chunk for the others
+    (pushes: the script only), on a client that waits up to ``BULK_TIMEOUT`` (10 s) for a busy
+    node while lookups keep ``timeout``. Connection failures become
     ``StoreUnavailableError`` after one attempt bounded by ``timeout`` (no retries: the caller
     gets a 503 in time) and mark the slot map stale; the next request reads it again, so a
     promoted replica or moved slots are found without a restart. MOVED/ASK/TRYAGAIN answers
@@ -113,11 +117,13 @@ class RedisClusterOnlineStore(OnlineStore):
             self._cluster.refresh_if_due()
             jobs = list(self._cluster.group(prefix, keys).items())
             if len(jobs) == 1:
-                results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms)]
+                results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms, not pushed)]
             else:
                 pool = self._pool or ThreadPoolExecutor(8, thread_name_prefix="fs-cluster")
                 self._pool = pool
-                futures = [pool.submit(self._write_node, a, idx, full, rows, expire_at_ms) for a, idx in jobs]
+                futures = [
+                    pool.submit(self._write_node, a, idx, full, rows, expire_at_ms, not pushed) for a, idx in jobs
+                ]
                 results = [f.result() for f in futures]
             written = sum(r[0] for r in results)
             for i in (i for r in results for i in r[1]):  # keys whose slot was not where the map said
@@ -133,15 +139,50 @@ class RedisClusterOnlineStore(OnlineStore):
         keys: list[str],
         rows: Sequence[bytes],
         expire_at_ms: Sequence[int] | None,
+        absent_first: bool,
     ) -> tuple[int, list[int]]:
-        """Run the newest-wins script over one node's keys, in chunks sent in one write; (written, moved indices)."""
-        chunks = [idx[lo : lo + CHUNK] for lo in range(0, len(idx), CHUNK)]
-        payloads = [pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
-        replies = self._exchange(addr, payloads)
-        written, moved = 0, list[int]()
-        for chunk, (count, not_here) in zip(chunks, replies, strict=True):
-            written += int(count)
-            moved.extend(chunk[int(j) - 1] for j in not_here)
+        """Write one node's keys: ``SET NX`` where no row is stored, the newest-wins script elsewhere.
+
+        As in the single store: a pipelined ``SET key row NX PXAT t`` costs Redis half of a
+        ``SET`` in a script; a key that already holds a row (a push, a rerun) is compared by
+        ``PUT_LOCAL``, so newest wins whichever lands first. Chunks are sent one ahead of the
+        replies read; once most keys of a chunk exist, the rest goes to the script directly.
+        Pushes (``absent_first`` false) use the script only. Returns (written, moved indices):
+        keys this node does not serve (MOVED/ASK), re-sent through their slot's owner.
+        """
+        written, moved, existing = 0, list[int](), list[int]()
+        # bulk writes wait longer on a busy node than a push (an HTTP request) may
+        client = self._cluster.bulk_node(addr) if absent_first else self._cluster.node(addr)
+        if absent_first:
+            pool = client.connection_pool
+            conn = pool.get_connection()
+            try:
+                in_flight: list[list[int]] = []  # chunks sent, replies not read yet
+                for lo in range(0, len(idx), CHUNK):
+                    if not absent_first:
+                        existing.extend(idx[lo:])
+                        break
+                    chunk = idx[lo : lo + CHUNK]
+                    conn.send_packed_command([pack_set_absent(chunk, keys, rows, expire_at_ms)], check_health=False)
+                    in_flight.append(chunk)
+                    if len(in_flight) > 1:
+                        set_now, absent_first = read_set_absent(conn, in_flight.pop(0), existing, moved)
+                        written += set_now
+                for chunk in in_flight:
+                    written += read_set_absent(conn, chunk, existing, moved)[0]
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+        else:
+            existing = idx
+        if existing:
+            chunks = [existing[lo : lo + CHUNK] for lo in range(0, len(existing), CHUNK)]
+            payloads = [pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
+            for chunk, (count, not_here) in zip(chunks, self._exchange(client, payloads), strict=True):
+                written += int(count)
+                moved.extend(chunk[int(j) - 1] for j in not_here)
         return written, moved
 
     def _write_redirected(self, key: str, row: bytes, expire_at_ms: int | None) -> int:
@@ -151,9 +192,9 @@ class RedisClusterOnlineStore(OnlineStore):
             args.append(expire_at_ms)
         return int(self._cluster.call(slot_of(key), *args))
 
-    def _exchange(self, addr: Addr, payloads: list[bytes]) -> list[Any]:
-        """Send packed commands to one node in one write and read their replies (loading scripts once)."""
-        pool = self._cluster.node(addr).connection_pool
+    def _exchange(self, client: Any, payloads: list[bytes]) -> list[Any]:
+        """Send packed commands to one node's client in one write and read their replies (loading scripts once)."""
+        pool = client.connection_pool
         conn = pool.get_connection()
         try:
             conn.send_packed_command(payloads)

@@ -24,6 +24,7 @@ __all__ = [
     "Addr",
     "SLOTS",
     "CHUNK",
+    "BULK_TIMEOUT",
     "REFRESH_EVERY",
     "MAX_REDIRECTS",
     "PUT_LOCAL",
@@ -36,6 +37,8 @@ __all__ = [
     "parse_slots",
     "pack",
     "pack_put_local",
+    "pack_set_absent",
+    "read_set_absent",
     "reply_or_error",
     "refused",
     "translate_cluster_error",
@@ -47,6 +50,9 @@ Addr = tuple[str, int]
 
 SLOTS = 16384
 CHUNK = 5000  # rows per script call, as in the single store
+# Seconds a bulk write (materialize) waits on a node, as in the single store: a chunk is
+# milliseconds of work, but a loaded machine can stall Redis far past a lookup's timeout.
+BULK_TIMEOUT = 10.0
 REFRESH_EVERY = 0.1  # seconds between two slot-map refreshes after errors
 MAX_REDIRECTS = 5
 
@@ -198,6 +204,34 @@ def refused(exc: Exception) -> Exception:
     if isinstance(exc, rex.ClusterDownError | rex.TryAgainError | rex.BusyLoadingError) or "READONLY" in str(exc):
         return StoreUnavailableError(redact(f"Redis Cluster unavailable: {exc}"))
     return OnlineStoreError(redact(f"Redis Cluster refused a request: {exc}"))
+
+
+def pack_set_absent(chunk: list[int], keys: list[str], rows: Sequence[bytes], expire: Sequence[int] | None) -> bytes:
+    """RESP for ``SET key row NX [PXAT t]`` over the rows at ``chunk``, one write (hiredis packs in C)."""
+    pack_command: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
+    if expire is None:
+        return b"".join([pack_command(("SET", keys[i], rows[i], "NX")) for i in chunk])
+    return b"".join([pack_command(("SET", keys[i], rows[i], "NX", "PXAT", expire[i])) for i in chunk])
+
+
+def read_set_absent(conn: Any, chunk: list[int], existing: list[int], moved: list[int]) -> tuple[int, bool]:
+    """Read the replies of one ``SET NX`` chunk: (rows set, whether most keys were absent).
+
+    An index whose key held a row goes to ``existing`` (for the newest-wins script), one whose
+    slot this node does not serve (MOVED/ASK/TRYAGAIN) to ``moved``; any other refusal is raised.
+    """
+    held, written = len(existing), 0
+    for i in chunk:
+        reply = reply_or_error(conn)
+        if reply is None:
+            existing.append(i)
+        elif isinstance(reply, rex.AskError | rex.TryAgainError):  # MovedError is an AskError
+            moved.append(i)
+        elif isinstance(reply, Exception):
+            raise refused(reply)
+        else:
+            written += 1
+    return written, 2 * (len(existing) - held) <= len(chunk)
 
 
 def translate_cluster_error(exc: Exception) -> Exception:

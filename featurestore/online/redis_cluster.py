@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import binascii
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -14,29 +11,26 @@ from typing import Any
 import redis.exceptions as rex
 
 from featurestore.dsl.names import check_identifier
-from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
+from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore
+from featurestore.online.cluster_nodes import ClusterNodes
 from featurestore.online.cluster_wire import (
     CHUNK,
-    MAX_REDIRECTS,
     POINTERS,
-    REFRESH_EVERY,
     SCRIPTS,
-    SLOTS,
     Addr,
     ClusterURL,
-    NodeLink,
     pack,
     pack_put_local,
+    pack_set_absent,
     parse_cluster_url,
-    parse_slots,
+    read_set_absent,
     refused,
     reply_or_error,
     slot_of,
-    ssl_context,
     translate_cluster_error,
 )
-from featurestore.online.redis_wire import hiredis_connection_class, parse_newest
+from featurestore.online.redis_wire import parse_newest
 from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
@@ -55,8 +49,10 @@ class RedisClusterOnlineStore(OnlineStore):
 
     A request groups its keys by the node serving their slot (from ``CLUSTER SLOTS``) and sends
     each node its part at once, to all nodes before reading: pipelined GETs for reads (on one
-    shared connection per node in the event loop), one newest-wins script call per node and
-    batch for writes. Connection failures become
+    shared connection per node in the event loop); for bulk writes pipelined ``SET NX PXAT``
+    where no row is stored and one newest-wins script call per node and chunk for the others
+    (pushes: the script only), on a client that waits up to ``BULK_TIMEOUT`` (10 s) for a busy
+    node while lookups keep ``timeout``. Connection failures become
     ``StoreUnavailableError`` after one attempt bounded by ``timeout`` (no retries: the caller
     gets a 503 in time) and mark the slot map stale; the next request reads it again, so a
     promoted replica or moved slots are found without a restart. MOVED/ASK/TRYAGAIN answers
@@ -68,23 +64,12 @@ class RedisClusterOnlineStore(OnlineStore):
         self.project = check_identifier(project, "project")
         self.timeout = timeout
         self.config = parse_cluster_url(url)
-        self._max_connections = max_connections
         meta = f"fs:{{{project}:@meta}}"
         self._versions_key, self._pending_key = f"{meta}:versions", f"{meta}:pending"
         self._watermarks_key, self._newest_key = f"{meta}:watermarks", f"{meta}:newest"
         self._pushed_prefix = f"{meta}:pushed:"
         self._meta_slot = slot_of(self._versions_key)
-        self._slots: list[Addr | None] = [None] * SLOTS
-        self._masters: list[Addr] = []
-        self._known: list[Addr] = list(self.config.seeds)
-        self._stale, self._loaded = True, False
-        self._refreshed_at = 0.0
-        self._lock, self._nodes_lock = threading.Lock(), threading.Lock()
-        self._nodes: dict[Addr, Any] = {}
-        self._anodes: dict[Addr, Any] = {}
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._arefreshing = False
-        self._links: dict[Addr, asyncio.Task[NodeLink]] = {}
+        self._cluster = ClusterNodes(self.config, timeout=timeout, max_connections=max_connections)
         self._pool: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -103,209 +88,6 @@ class RedisClusterOnlineStore(OnlineStore):
     def _pushed_key(self, view: str, version: str) -> str:
         self.prefix(view, version)
         return f"{self._pushed_prefix}{view}:{version}"
-
-    # -- nodes and the slot map -------------------------------------------
-    def _node_options(self, addr: Addr) -> dict[str, Any]:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        options: dict[str, Any] = {
-            "host": addr[0],
-            "port": addr[1],
-            "username": self.config.username,
-            "password": self.config.password,
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-            "retry": Retry(NoBackoff(), 0),  # one attempt: a lost node must answer 503 within the timeout
-            "max_connections": self._max_connections,
-        }
-        if self.config.tls:
-            options.update(self.config.options)
-        return options
-
-    def _node(self, addr: Addr) -> Any:
-        client = self._nodes.get(addr)
-        if client is None:
-            import redis
-
-            with self._nodes_lock:  # one client per node: a replaced one would close connections in use
-                client = self._nodes.get(addr)
-                if client is None:
-                    client = self._nodes[addr] = redis.Redis(ssl=self.config.tls, **self._node_options(addr))
-        return client
-
-    def _anode(self, addr: Addr) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._aloop is not loop:  # clients belong to one event loop
-            self._anodes, self._links, self._aloop = {}, {}, loop
-        client = self._anodes.get(addr)
-        if client is None:
-            import redis.asyncio as aredis
-
-            options = self._node_options(addr)
-            fast = hiredis_connection_class("rediss://" if self.config.tls else "redis://")
-            if fast is not None:
-                options["connection_class"] = fast
-            elif self.config.tls:
-                options["connection_class"] = aredis.SSLConnection
-            pool = aredis.ConnectionPool(**options)
-            client = self._anodes[addr] = aredis.Redis(connection_pool=pool)
-        return client
-
-    async def _link(self, addr: Addr) -> NodeLink:
-        """The node's pipelined connection for lookups (opened once per event loop, again after a failure)."""
-        self._anode(addr)  # resets the per-loop state when the loop changed
-        task = self._links.get(addr)
-        if task is None or (task.done() and (task.cancelled() or task.exception() or task.result().closed)):
-            task = self._links[addr] = asyncio.ensure_future(self._open_link(addr))
-        return await asyncio.shield(task)
-
-    async def _open_link(self, addr: Addr) -> NodeLink:
-        loop = asyncio.get_running_loop()
-        context = ssl_context(self.config.options) if self.config.tls else None
-        async with asyncio.timeout(self.timeout):
-            _, link = await loop.create_connection(NodeLink, addr[0], addr[1], ssl=context)
-            if self.config.password is not None:
-                auth = [self.config.username, self.config.password] if self.config.username else [self.config.password]
-                reply = await link.request(pack("AUTH", *auth))
-                if isinstance(reply, Exception):
-                    link.close()
-                    raise reply
-        return link
-
-    def _refresh_due(self) -> bool:
-        return self._stale and (not self._loaded or time.monotonic() - self._refreshed_at >= REFRESH_EVERY)
-
-    def _candidates(self) -> list[Addr]:
-        return list(dict.fromkeys([*self._masters, *self._known, *self.config.seeds]))
-
-    def _install(self, source: Addr, reply: Any) -> None:
-        slots, masters, known = parse_slots(source, reply)
-        self._slots, self._masters = slots, masters
-        self._known = list(dict.fromkeys([*known, *self.config.seeds]))
-        self._stale, self._loaded = False, True
-
-    def _refresh(self) -> None:
-        """Read the slot map from the first node that answers (rate-limited; only when stale)."""
-        with self._lock:
-            if not self._refresh_due():
-                return
-            self._refreshed_at = time.monotonic()
-            errors = []
-            for addr in self._candidates():
-                try:
-                    self._install(addr, self._node(addr).execute_command("CLUSTER", "SLOTS"))
-                    return
-                except Exception as exc:  # try the next node
-                    errors.append(f"{addr[0]}:{addr[1]}: {exc}")
-        self._no_map(errors)
-
-    async def _arefresh(self) -> None:
-        while self._arefreshing and not self._loaded:  # the first map: wait for it rather than fail
-            await asyncio.sleep(0.005)
-        if self._arefreshing or not self._refresh_due():
-            return
-        self._arefreshing, self._refreshed_at = True, time.monotonic()
-        try:
-            errors = []
-            for addr in self._candidates():
-                try:
-                    self._install(addr, await self._anode(addr).execute_command("CLUSTER", "SLOTS"))
-                    return
-                except Exception as exc:
-                    errors.append(f"{addr[0]}:{addr[1]}: {exc}")
-        finally:
-            self._arefreshing = False
-        self._no_map(errors)
-
-    def _no_map(self, errors: list[str]) -> None:
-        if not self._loaded:  # never had a map: nothing can be served
-            raise StoreUnavailableError(redact("no Redis Cluster node answered: " + "; ".join(errors)))
-
-    def _lost(self, exc: Exception) -> Exception:
-        """Mark the map stale after a failure (the next request reads it again) and translate ``exc``."""
-        self._stale = True
-        return translate_cluster_error(exc)
-
-    def _owner(self, slot: int) -> Addr:
-        addr = self._slots[slot]
-        if addr is None:
-            self._stale = True
-            raise StoreUnavailableError(f"Redis Cluster slot {slot} has no master (cluster incomplete or failing over)")
-        return addr
-
-    def _group(self, prefix: str, keys: Sequence[str]) -> dict[Addr, list[int]]:
-        """Indices of ``keys`` per node serving the slot of ``prefix + key``.
-
-        The slot is CRC16(key) mod 16384 and the CRC runs on from the prefix's, so the prefix is
-        hashed once per request (a hash tag only arises from a ``{`` in an entity key).
-        """
-        groups: dict[Addr, list[int]] = {}
-        slots, base = self._slots, binascii.crc_hqx(prefix.encode(), 0)
-        for i, key in enumerate(keys):
-            slot = slot_of(prefix + key) if "{" in key else binascii.crc_hqx(key.encode(), base) & 0x3FFF
-            addr = slots[slot] or self._owner(slot)
-            group = groups.get(addr)
-            if group is None:
-                groups[addr] = [i]
-            else:
-                group.append(i)
-        return groups
-
-    # -- one command to the owner of a slot, following redirections --------
-    def _call(self, slot: int, *args: Any) -> Any:
-        if self._refresh_due():
-            self._refresh()
-        addr, asking = self._owner(slot), False
-        for _ in range(MAX_REDIRECTS):
-            client = self._node(addr)
-            try:
-                if not asking:
-                    return client.execute_command(*args)
-                pipe = client.pipeline(transaction=False)
-                pipe.execute_command("ASKING")
-                pipe.execute_command(*args)
-                return pipe.execute()[1]
-            except rex.MovedError as exc:
-                addr, asking, self._stale = (exc.host, int(exc.port)), False, True
-                self._slots[int(exc.slot_id)] = addr
-            except rex.AskError as exc:
-                addr, asking = (exc.host, int(exc.port)), True
-            except rex.TryAgainError:
-                time.sleep(0.02)
-            except rex.NoScriptError:
-                self._load_scripts(client)
-        raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
-
-    async def _acall(self, slot: int, *args: Any) -> Any:
-        if self._refresh_due():
-            await self._arefresh()
-        addr, asking = self._owner(slot), False
-        for _ in range(MAX_REDIRECTS):
-            client = self._anode(addr)
-            try:
-                if not asking:
-                    return await client.execute_command(*args)
-                pipe = client.pipeline(transaction=False)
-                pipe.execute_command("ASKING")
-                pipe.execute_command(*args)
-                return (await pipe.execute())[1]
-            except rex.MovedError as exc:
-                addr, asking, self._stale = (exc.host, int(exc.port)), False, True
-                self._slots[int(exc.slot_id)] = addr
-            except rex.AskError as exc:
-                addr, asking = (exc.host, int(exc.port)), True
-            except rex.TryAgainError:
-                await asyncio.sleep(0.02)
-            except rex.NoScriptError:
-                for script in SCRIPTS.values():
-                    await client.execute_command("SCRIPT", "LOAD", script)
-        raise StoreUnavailableError(f"Redis Cluster slot {slot} kept moving (resharding); retry")
-
-    @staticmethod
-    def _load_scripts(client: Any) -> None:
-        for script in SCRIPTS.values():
-            client.execute_command("SCRIPT", "LOAD", script)
 
     # -- rows -----------------------------------------------------------
     def write_rows(
@@ -331,23 +113,24 @@ class RedisClusterOnlineStore(OnlineStore):
                 # version switch. The push retries the whole batch on error anyway.
                 pushed_set = self._pushed_key(view, version)
                 for lo in range(0, len(keys), 10_000):
-                    self._call(self._meta_slot, "SADD", pushed_set, *keys[lo : lo + 10_000])
-            if self._refresh_due():
-                self._refresh()
-            jobs = list(self._group(prefix, keys).items())
+                    self._cluster.call(self._meta_slot, "SADD", pushed_set, *keys[lo : lo + 10_000])
+            self._cluster.refresh_if_due()
+            jobs = list(self._cluster.group(prefix, keys).items())
             if len(jobs) == 1:
-                results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms)]
+                results = [self._write_node(jobs[0][0], jobs[0][1], full, rows, expire_at_ms, not pushed)]
             else:
                 pool = self._pool or ThreadPoolExecutor(8, thread_name_prefix="fs-cluster")
                 self._pool = pool
-                futures = [pool.submit(self._write_node, a, idx, full, rows, expire_at_ms) for a, idx in jobs]
+                futures = [
+                    pool.submit(self._write_node, a, idx, full, rows, expire_at_ms, not pushed) for a, idx in jobs
+                ]
                 results = [f.result() for f in futures]
             written = sum(r[0] for r in results)
             for i in (i for r in results for i in r[1]):  # keys whose slot was not where the map said
                 written += self._write_redirected(full[i], rows[i], None if expire_at_ms is None else expire_at_ms[i])
             return written
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     def _write_node(
         self,
@@ -356,15 +139,50 @@ class RedisClusterOnlineStore(OnlineStore):
         keys: list[str],
         rows: Sequence[bytes],
         expire_at_ms: Sequence[int] | None,
+        absent_first: bool,
     ) -> tuple[int, list[int]]:
-        """Run the newest-wins script over one node's keys, in chunks sent in one write; (written, moved indices)."""
-        chunks = [idx[lo : lo + CHUNK] for lo in range(0, len(idx), CHUNK)]
-        payloads = [pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
-        replies = self._exchange(addr, payloads)
-        written, moved = 0, list[int]()
-        for chunk, (count, not_here) in zip(chunks, replies, strict=True):
-            written += int(count)
-            moved.extend(chunk[int(j) - 1] for j in not_here)
+        """Write one node's keys: ``SET NX`` where no row is stored, the newest-wins script elsewhere.
+
+        As in the single store: a pipelined ``SET key row NX PXAT t`` costs Redis half of a
+        ``SET`` in a script; a key that already holds a row (a push, a rerun) is compared by
+        ``PUT_LOCAL``, so newest wins whichever lands first. Chunks are sent one ahead of the
+        replies read; once most keys of a chunk exist, the rest goes to the script directly.
+        Pushes (``absent_first`` false) use the script only. Returns (written, moved indices):
+        keys this node does not serve (MOVED/ASK), re-sent through their slot's owner.
+        """
+        written, moved, existing = 0, list[int](), list[int]()
+        # bulk writes wait longer on a busy node than a push (an HTTP request) may
+        client = self._cluster.bulk_node(addr) if absent_first else self._cluster.node(addr)
+        if absent_first:
+            pool = client.connection_pool
+            conn = pool.get_connection()
+            try:
+                in_flight: list[list[int]] = []  # chunks sent, replies not read yet
+                for lo in range(0, len(idx), CHUNK):
+                    if not absent_first:
+                        existing.extend(idx[lo:])
+                        break
+                    chunk = idx[lo : lo + CHUNK]
+                    conn.send_packed_command([pack_set_absent(chunk, keys, rows, expire_at_ms)], check_health=False)
+                    in_flight.append(chunk)
+                    if len(in_flight) > 1:
+                        set_now, absent_first = read_set_absent(conn, in_flight.pop(0), existing, moved)
+                        written += set_now
+                for chunk in in_flight:
+                    written += read_set_absent(conn, chunk, existing, moved)[0]
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+        else:
+            existing = idx
+        if existing:
+            chunks = [existing[lo : lo + CHUNK] for lo in range(0, len(existing), CHUNK)]
+            payloads = [pack_put_local(chunk, keys, rows, expire_at_ms) for chunk in chunks]
+            for chunk, (count, not_here) in zip(chunks, self._exchange(client, payloads), strict=True):
+                written += int(count)
+                moved.extend(chunk[int(j) - 1] for j in not_here)
         return written, moved
 
     def _write_redirected(self, key: str, row: bytes, expire_at_ms: int | None) -> int:
@@ -372,11 +190,11 @@ class RedisClusterOnlineStore(OnlineStore):
         args: list[Any] = ["EVALSHA", PUT_NEWER_SHA, 1, key, 1, 0 if expire_at_ms is None else 1, 0, row]
         if expire_at_ms is not None:
             args.append(expire_at_ms)
-        return int(self._call(slot_of(key), *args))
+        return int(self._cluster.call(slot_of(key), *args))
 
-    def _exchange(self, addr: Addr, payloads: list[bytes]) -> list[Any]:
-        """Send packed commands to one node in one write and read their replies (loading scripts once)."""
-        pool = self._node(addr).connection_pool
+    def _exchange(self, client: Any, payloads: list[bytes]) -> list[Any]:
+        """Send packed commands to one node's client in one write and read their replies (loading scripts once)."""
+        pool = client.connection_pool
         conn = pool.get_connection()
         try:
             conn.send_packed_command(payloads)
@@ -410,11 +228,10 @@ class RedisClusterOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         full = [prefix + k for k in keys]
         try:
-            if self._refresh_due():
-                self._refresh()
-            groups = list(self._group(prefix, keys).items())
+            self._cluster.refresh_if_due()
+            groups = list(self._cluster.group(prefix, keys).items())
             # Pipelined GETs, sent to every node first, then read: the nodes work at the same time.
-            pools = [self._node(addr).connection_pool for addr, _ in groups]
+            pools = [self._cluster.node(addr).connection_pool for addr, _ in groups]
             conns: list[Any] = []
             replies: list[list[Any]] = []
             try:
@@ -434,14 +251,14 @@ class RedisClusterOnlineStore(OnlineStore):
             for (_, idx), values in zip(groups, replies, strict=True):
                 for i, value in zip(idx, values, strict=True):
                     if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        out[i] = self._call(slot_of(full[i]), "GET", full[i])
+                        out[i] = self._cluster.call(slot_of(full[i]), "GET", full[i])
                     elif isinstance(value, Exception):
                         raise refused(value)
                     else:
                         out[i] = value
             return out
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     async def aread_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -449,22 +266,21 @@ class RedisClusterOnlineStore(OnlineStore):
         prefix = self.prefix(view, version)
         full = [prefix + k for k in keys]
         try:
-            if self._refresh_due():
-                await self._arefresh()
-            groups = list(self._group(prefix, keys).items())
+            await self._cluster.arefresh_if_due()
+            groups = list(self._cluster.group(prefix, keys).items())
             replies = await self._aexchange_reads(groups, full)
             out: list[bytes | None] = [None] * len(full)
             for (_, idx), values in zip(groups, replies, strict=True):
                 for i, value in zip(idx, values, strict=True):
                     if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        out[i] = await self._acall(slot_of(full[i]), "GET", full[i])
+                        out[i] = await self._cluster.acall(slot_of(full[i]), "GET", full[i])
                     elif isinstance(value, Exception):
                         raise refused(value)
                     else:
                         out[i] = value
             return out
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     async def _aexchange_reads(self, groups: list[tuple[Addr, list[int]]], keys: list[str]) -> list[Any]:
         """Pipelined GETs per node on its link, all nodes written first, then all awaited: one round trip.
@@ -474,7 +290,7 @@ class RedisClusterOnlineStore(OnlineStore):
         the server less than a script. An error reply (MOVED, ASK...) comes back as a value; a
         node silent for ``timeout`` loses its link and the lookup answers 503.
         """
-        links = [await self._link(addr) for addr, _ in groups]
+        links = [await self._cluster.link(addr) for addr, _ in groups]
         futures = [
             link.send(b"".join([pack("GET", keys[i]) for i in idx]), len(idx))
             for link, (_, idx) in zip(links, groups, strict=True)
@@ -510,7 +326,7 @@ class RedisClusterOnlineStore(OnlineStore):
                 args: list[Any] = [1, horizon_us, 1 if replace else 0, len(entity_events)]
                 for ident, payload in entity_events:
                     args.extend((ident, payload))
-                added += int(self._call(slot_of(full), "EVAL", APPEND_EVENTS, 1, full, *args))
+                added += int(self._cluster.call(slot_of(full), "EVAL", APPEND_EVENTS, 1, full, *args))
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
         return added
@@ -518,14 +334,14 @@ class RedisClusterOnlineStore(OnlineStore):
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
         try:
-            return [events_only(self._call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 
     async def aread_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
         try:
-            found = await asyncio.gather(*[self._acall(slot_of(prefix + k), "HVALS", prefix + k) for k in keys])
+            found = await asyncio.gather(*[self._cluster.acall(slot_of(prefix + k), "HVALS", prefix + k) for k in keys])
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
         return [events_only(v) for v in found]
@@ -533,12 +349,11 @@ class RedisClusterOnlineStore(OnlineStore):
     def scan_events(self, view: str, version: str) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
         prefix = self.prefix(view, version)
         try:
-            if self._refresh_due():
-                self._refresh()
-            for addr in list(self._masters):
-                for raw in self._node(addr).scan_iter(match=prefix + "*", count=1000):
+            self._cluster.refresh_if_due()
+            for addr in list(self._cluster.masters):
+                for raw in self._cluster.node(addr).scan_iter(match=prefix + "*", count=1000):
                     key = raw.decode()
-                    reply = self._call(slot_of(key), "HGETALL", key)  # follows a key moved meanwhile
+                    reply = self._cluster.call(slot_of(key), "HGETALL", key)  # follows a key moved meanwhile
                     pairs = zip(reply[::2], reply[1::2], strict=True) if isinstance(reply, list) else reply.items()
                     items = [(f.decode(), v) for f, v in pairs if f.decode() != APPEND_EVENTS_META]
                     if items:
@@ -550,25 +365,25 @@ class RedisClusterOnlineStore(OnlineStore):
         key, cursor, members = self._pushed_key(view, version), b"0", set[str]()
         try:
             while True:
-                cursor, batch = self._call(self._meta_slot, "SSCAN", key, cursor, "COUNT", 10_000)
+                cursor, batch = self._cluster.call(self._meta_slot, "SSCAN", key, cursor, "COUNT", 10_000)
                 members.update(m.decode() for m in batch)
                 if int(cursor) == 0:
                     return sorted(members)
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     # -- pointers and watermarks -----------------------------------------
     def _meta(self, *args: Any) -> Any:
         try:
-            return self._call(self._meta_slot, *args)
+            return self._cluster.call(self._meta_slot, *args)
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     async def _ameta(self, *args: Any) -> Any:
         try:
-            return await self._acall(self._meta_slot, *args)
+            return await self._cluster.acall(self._meta_slot, *args)
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     def pointers(self, view: str) -> tuple[str | None, str | None]:
         current, pending = self._meta("EVAL", POINTERS, 2, self._versions_key, self._pending_key, view)
@@ -634,11 +449,10 @@ class RedisClusterOnlineStore(OnlineStore):
             self._meta("HDEL", self._watermarks_key, f"{view}:{version}")
             self._meta("HDEL", self._newest_key, f"{view}:{version}")
         try:
-            if self._refresh_due():
-                self._refresh()
-            return sum(self._delete_on(addr, pattern) for addr in self._masters)
+            self._cluster.refresh_if_due()
+            return sum(self._delete_on(addr, pattern) for addr in self._cluster.masters)
         except Exception as exc:
-            raise self._lost(exc) from exc
+            raise self._cluster.lost(exc) from exc
 
     def _meta_scan(self, pattern: str) -> list[bytes]:
         """Keys matching ``pattern`` on the metadata slot's node."""
@@ -651,7 +465,7 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def _delete_on(self, addr: Addr, pattern: str) -> int:
         """Unlink one master's keys matching ``pattern`` (a key moved away meanwhile is left to its new owner)."""
-        client, removed = self._node(addr), 0
+        client, removed = self._cluster.node(addr), 0
         batch: list[bytes] = []
 
         def flush() -> int:
@@ -679,21 +493,13 @@ class RedisClusterOnlineStore(OnlineStore):
         await self._ameta("PING")
 
     def close(self) -> None:
-        for client in self._nodes.values():
-            client.close()
-        self._nodes = {}
+        self._cluster.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
 
     async def aclose(self) -> None:
-        if self._aloop is asyncio.get_running_loop():
-            for task in self._links.values():
-                if task.done() and not task.cancelled() and task.exception() is None:
-                    task.result().close()
-            for client in self._anodes.values():
-                await client.aclose()
-        self._anodes, self._links, self._aloop = {}, {}, None
+        await self._cluster.aclose()
         self.close()
 
     def __repr__(self) -> str:

@@ -96,13 +96,63 @@ def test_a_stale_slot_map_is_corrected_by_redirections(store: RedisClusterOnline
     keys = [f"k{i}" for i in range(300)]
     store.write_rows("v", "a", keys, [row(1, k) for k in keys])
     store.read_rows("v", "a", keys[:2])  # the map is loaded
-    masters = store._masters
+    masters = store._cluster.masters
     rotate = {m: masters[(i + 1) % len(masters)] for i, m in enumerate(masters)}
-    store._slots = [None if a is None else rotate[a] for a in store._slots]
+    store._cluster.slots = [None if a is None else rotate[a] for a in store._cluster.slots]
     assert store.write_rows("v", "a", keys, [row(2, k) for k in keys]) == 300
     assert store.read_rows("v", "a", keys) == [row(2, k) for k in keys]
-    store._slots = [None if a is None else rotate[a] for a in store._slots]
+    store._cluster.slots = [None if a is None else rotate[a] for a in store._cluster.slots]
     assert asyncio.run(store.aread_rows("v", "a", keys)) == [row(2, k) for k in keys]
+
+
+def test_a_bulk_write_sets_absent_keys_and_compares_stored_ones(
+    store: RedisClusterOnlineStore, redis_cluster: RedisClusterServers
+) -> None:
+    """Materialize's path: ``SET NX`` per absent key on its master, the newest-wins script where a row is stored."""
+    keys = [str(i) for i in range(12_000)]
+    expiry = [int(time.time() * 1000) + 600_000] * len(keys)
+    masters = redis_cluster.masters()
+    for m in masters:
+        redis_cluster.cli("-p", m["port"], "config", "resetstat", timeout=5)
+    assert store.write_rows("v", "a", keys, [row(5, k) for k in keys], expiry) == 12_000
+    stats = [_commandstats(redis_cluster, m["port"]) for m in masters]
+    assert sum(st.get("set", 0) for st in stats) == 12_000  # one SET NX per key, no redirection
+    assert all(st.get("evalsha", 0) == 0 for st in stats)  # no key held a row: no script ran
+    ttl = int(redis_cluster.cli("-c", "-p", masters[0]["port"], "pttl", store.prefix("v", "a") + "7", timeout=5))
+    assert 500_000 < ttl <= 600_000  # PXAT set with the row
+    # a rerun over the same keys: newer rows for half of them, older for the rest
+    again = [row(6 if i % 2 else 4, k, "again") for i, k in enumerate(keys)]
+    assert store.write_rows("v", "a", keys, again, expiry) == 6_000
+    got = store.read_rows("v", "a", keys)
+    assert got == [again[i] if i % 2 else row(5, k) for i, k in enumerate(keys)]
+    assert sum(_commandstats(redis_cluster, m["port"]).get("evalsha", 0) for m in masters) > 0
+
+
+def test_a_bulk_write_follows_moved_slots_for_absent_keys(store: RedisClusterOnlineStore) -> None:
+    """Every slot pointed at the wrong master before a first write: each ``SET NX`` answered MOVED is re-sent."""
+    store.read_rows("v", "a", ["0"])  # the map is loaded
+    masters = store._cluster.masters
+    rotate = {m: masters[(i + 1) % len(masters)] for i, m in enumerate(masters)}
+    store._cluster.slots = [None if a is None else rotate[a] for a in store._cluster.slots]
+    keys = [f"m{i}" for i in range(300)]
+    assert store.write_rows("v", "a", keys, [row(1, k) for k in keys]) == 300
+    assert store.read_rows("v", "a", keys) == [row(1, k) for k in keys]
+
+
+def test_a_bulk_write_outlasts_a_stalled_master(redis_cluster: RedisClusterServers) -> None:
+    """A master frozen for longer than the lookup timeout: lookups answer 503, a bulk write waits it out."""
+    s = open_online_store(redis_cluster.url, f"cluster{next(_projects)}", timeout=0.2)
+    keys = [str(i) for i in range(20_000)]
+    rows = [row(i, "bulk") for i in range(20_000)]
+    expiry = [int(time.time() * 1000) + 60_000] * len(keys)
+    s.write_rows("v", "a", keys[:7_000], rows[:7_000], expiry[:7_000])  # some keys stored: the script runs too
+    s.ping()
+    redis_cluster.pause(int(redis_cluster.masters()[0]["port"]), 1.0)
+    with pytest.raises(StoreUnavailableError):  # a lookup keeps its own short timeout
+        s.read_rows("v", "a", keys[:300])
+    assert s.write_rows("v", "a", keys, rows, expiry) == 13_000
+    assert s.read_rows("v", "a", keys[::999]) == rows[::999]
+    s.close()
 
 
 def test_resharding_under_lookups_and_pushes_loses_nothing(

@@ -9,12 +9,12 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.errors import GateRejectedError, RegistryError
+from featurestore.errors import GateRejectedError
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.registry.spec import ViewSpec
-from featurestore.serving.versions import SpecResolver, carry_forward
+from featurestore.serving.versions import SpecResolver, finish_switch
 
 __all__ = ["PartitionWrites", "write_from_executors", "materialize_from_executors"]
 
@@ -170,17 +170,7 @@ def materialize_from_executors(
     if done.newest_us is not None:
         newest = datetime.fromtimestamp(done.newest_us / 1_000_000, tz=UTC)
         store.set_newest_event(spec.name, spec.version, newest)
-    carried = 0
-    if switching and current is not None and resolve is not None:
-        try:
-            previous = resolve(current)
-        except RegistryError:  # the served version is not in this registry: nothing to map rows from
-            previous = None
-        if previous is not None:
-            carried = carry_forward(store, previous, spec)
-    store.set_watermark(spec.name, spec.version, end)
-    if switching:
-        store.set_current_version(spec.name, spec.version)
+    carried = finish_switch(store, spec, current, end, switching=switching, resolve=resolve)
     return MaterializeResult(
         view=spec.name,
         version=spec.version,

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.errors import OnlineStoreError, RegistryError
+from featurestore.errors import OnlineStoreError
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
@@ -18,7 +18,7 @@ from featurestore.online.base import OnlineStore
 from featurestore.online.codec import EncodedRows, encode_rows
 from featurestore.registry.spec import ViewSpec
 from featurestore.serving.keys import check_key_dtypes
-from featurestore.serving.versions import SpecResolver, carry_forward
+from featurestore.serving.versions import SpecResolver, finish_switch
 from featurestore.validation import gate_for
 
 __all__ = ["MaterializeResult", "materialize_view", "latest_rows", "view_specs"]
@@ -116,17 +116,7 @@ def materialize_view(
     written, encoded, expired = _write_latest(store, spec, df)
     if encoded:  # rows kept as they were (newer or equal) are there too
         store.set_newest_event(spec.name, spec.version, df.get_column(TS).max())  # type: ignore[arg-type]
-    carried = 0
-    if switching and current is not None and resolve is not None:
-        try:
-            previous = resolve(current)
-        except RegistryError:  # the served version is not in this registry: nothing to map rows from
-            previous = None
-        if previous is not None:
-            carried = carry_forward(store, previous, spec)
-    store.set_watermark(spec.name, spec.version, end)
-    if switching:
-        store.set_current_version(spec.name, spec.version)
+    carried = finish_switch(store, spec, current, end, switching=switching, resolve=resolve)
     return MaterializeResult(
         view=spec.name,
         version=spec.version,

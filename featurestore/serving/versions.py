@@ -13,16 +13,17 @@ older one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import orjson
 import polars as pl
 
-from featurestore.errors import StoreUnavailableError
+from featurestore.errors import RegistryError, StoreUnavailableError
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import EXPIRY_TTLS, encode_rows, now_us
 from featurestore.registry.spec import ViewSpec
 
-__all__ = ["SpecResolver", "follow_live_versions", "write_to_live_versions", "carry_forward"]
+__all__ = ["SpecResolver", "follow_live_versions", "write_to_live_versions", "carry_forward", "finish_switch"]
 
 TS = "event_timestamp"
 CREATED_US = "__created_us"
@@ -142,3 +143,31 @@ def carry_forward(store: OnlineStore, old: ViewSpec, new: ViewSpec) -> int:
                 new.name, new.version, out_keys, out_rows, expiry if ttl_us is not None else None, pushed=True
             )
     return written
+
+
+def finish_switch(
+    store: OnlineStore,
+    spec: ViewSpec,
+    current: str | None,
+    end: datetime,
+    *,
+    switching: bool,
+    resolve: SpecResolver | None,
+) -> int:
+    """The end of a materialize of ``spec``: carry rows pushed to the served version, mark the watermark, switch.
+
+    Returns the rows carried forward (0 unless the materialize switches versions and the
+    served version's spec can be resolved).
+    """
+    carried = 0
+    if switching and current is not None and resolve is not None:
+        try:
+            previous = resolve(current)
+        except RegistryError:  # the served version is not in this registry: nothing to map rows from
+            previous = None
+        if previous is not None:
+            carried = carry_forward(store, previous, spec)
+    store.set_watermark(spec.name, spec.version, end)
+    if switching:
+        store.set_current_version(spec.name, spec.version)
+    return carried

@@ -149,8 +149,21 @@ def _freshness_check(gate: Gate) -> Any:
     return pa.Check(fn, name=FRESHNESS)
 
 
+def _pandera_polars() -> Any:
+    """``pandera.polars``, imported without the warning pyspark gives at pandera's import when pandas is 3.x.
+
+    pandera probes pyspark when it is installed (the ``spark`` extra); featurestore's gates never use it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        import pandera.polars as pa
+    return pa
+
+
 def _compile(spec: Any, digest: str) -> CompiledGate:
-    import pandera.polars as pa
+    pa = _pandera_polars()
 
     raw = spec.raw
     gate = _rebuild_gate(spec.name, raw.get("gate"))

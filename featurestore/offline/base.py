@@ -177,6 +177,38 @@ class OfflineEngine(abc.ABC):
             self, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
         )
 
+    def point_in_time_join_to(
+        self,
+        entity: pl.DataFrame,
+        requests: list[ViewRequest],
+        out: Path,
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+    ) -> pl.DataFrame | None:
+        """``point_in_time_join`` written to ``out``; the frame when it was built in the driver, else ``None``.
+
+        ``out`` is one Parquet file (CSV when it ends ``.csv``), replaced whole, or, for an
+        engine that writes from its workers, a folder of Parquet part files in input order
+        (``part-00000...``, read as one table by polars, DuckDB, pandas and Spark). Nothing is
+        left at ``out`` when the join fails. This default writes the polars result.
+
+        Example::
+
+            engine.point_in_time_join_to(entity_df, requests, Path("train.parquet"))
+        """
+        df = self.point_in_time_join(
+            entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        if out.suffix.lower() == ".csv":
+            df.write_csv(tmp)
+        else:
+            df.write_parquet(tmp)
+        tmp.replace(out)
+        return df
+
     @abc.abstractmethod
     def as_of_join(self, entity: EntityRows, requests: list[ViewRequest], names: list[str]) -> pl.DataFrame:
         """The plain views' features for each row of ``entity.frame``, columns ``names``, in ``__fs_row`` order.

@@ -185,3 +185,64 @@ def test_ingest_reads_sources_and_sql_transforms_with_spark(spark: Any, make_rep
     entity = pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0 + timedelta(days=2), T0]})
     out = store.get_training_set(entity, ["plain:rating", "doubled:rating2"])
     assert out["rating"].to_list() == [2.0, 3.0] and out["rating2"].to_list() == [4.0, 6.0]
+
+
+def test_out_is_written_by_spark_as_part_files_in_input_order(
+    spark: Any, tmp_path: Path, driver_view: ViewRequest
+) -> None:
+    """The folder Spark writes reads back as DuckDB's frame: values, dtypes, columns and row order."""
+    n = 40
+    entity = pl.DataFrame(
+        {
+            "driver_id": [(i * 7) % 3 for i in range(n)],
+            "event_timestamp": [T0 + timedelta(minutes=17 * i) for i in range(n)],
+            "label": [f"r{i}" for i in range(n)],
+            "naive": [datetime(2026, 1, 1) + timedelta(days=i) for i in range(n)],
+        }
+    )
+    # Several part files, whose order must be the input's (AQE would coalesce these few rows into one).
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    out = tmp_path / "train.parquet"
+    out.write_bytes(b"an older set")  # replaced whole
+    try:
+        assert SparkEngine().point_in_time_join_to(entity, [driver_view], out) is None
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", "true")  # as the shared session has it
+    parts = sorted(p.name for p in out.glob("*.parquet"))
+    assert out.is_dir() and len(parts) > 1 and parts[0].startswith("part-00000")
+    expected = DuckDBEngine(memory_limit="1GB").point_in_time_join(entity, [driver_view])
+    got = pl.read_parquet(out)
+    assert got.schema == expected.schema
+    assert got.to_dicts() == expected.to_dicts()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drivers.parquet", "train.parquet"]  # nothing staged left
+
+
+def test_out_on_spark_through_the_store_has_a_manifest_and_rebuilds(spark: Any, make_repo: Any) -> None:
+    import orjson
+
+    from featurestore import FeatureStore
+
+    repo = make_repo({"views.py": SPARK_VIEWS}, config='project = "s"\nengine = "spark"\n')
+    (repo / "data").mkdir()
+    pl.DataFrame(
+        {"driver_id": [1, 1, 2], "event_timestamp": [T0, T0 + timedelta(days=1), T0], "rating": [1.0, 2.0, 3.0]}
+    ).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC"))).write_parquet(
+        repo / "data" / "src.parquet"
+    )
+    store = FeatureStore(repo)
+    store.apply()
+    store.ingest()
+    entity = pl.DataFrame({"driver_id": [2, 1, 1], "event_timestamp": [T0, T0 + timedelta(days=2), T0]})
+    out = repo / "sets" / "train.parquet"
+    assert store.get_training_set(entity, ["plain:rating", "doubled:rating2"], out=out, output="none") is None
+    written = pl.read_parquet(out)
+    assert written["rating"].to_list() == [3.0, 2.0, 1.0] and written["rating2"].to_list() == [6.0, 4.0, 2.0]
+    manifest = orjson.loads((repo / "sets" / "train.parquet.manifest.json").read_bytes())
+    output = manifest["output"]
+    assert output["rows"] == 3 and [Path(f["path"]).parent for f in output["files"]] == [out.resolve()] * len(
+        output["files"]
+    )
+    assert store.rebuild_training_set(repo / "sets" / "train.parquet.manifest.json").equals(written)
+    # Asked for a frame, the store reads the written set back.
+    again = store.get_training_set(entity, ["plain:rating", "doubled:rating2"], out=out)
+    assert again.equals(written)

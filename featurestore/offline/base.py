@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -25,6 +25,7 @@ __all__ = [
     "engine_class",
     "engine_from_settings",
     "apply_transform",
+    "run_transform",
     "TransformOutputError",
     "OfflineFile",
     "SEQ",
@@ -61,13 +62,18 @@ class TransformOutputError(TypeError):
 
 def apply_transform(view: FeatureView, frame: pl.LazyFrame) -> pl.LazyFrame:
     """``view``'s polars transform (if any) over ``frame``; ``TransformOutputError`` if it returns no frame."""
-    import polars as pl
-
     t = view.transform
     if t is None:
         return frame
     assert not isinstance(t, str), "SQL transforms are run by the engine"
-    out = t(frame)
+    return run_transform(t, frame)
+
+
+def run_transform(transform: Callable[[Any], Any], frame: pl.LazyFrame) -> pl.LazyFrame:
+    """``transform(frame)`` as a LazyFrame (a DataFrame is accepted); ``TransformOutputError`` otherwise."""
+    import polars as pl
+
+    out = transform(frame)
     if isinstance(out, pl.DataFrame):
         out = out.lazy()
     if not isinstance(out, pl.LazyFrame):

@@ -20,6 +20,7 @@ from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, apply_transform
 from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest, join_inputs
+from featurestore.offline.spark_transform import per_key_transform
 
 if TYPE_CHECKING:
     from featurestore.dsl.view import FeatureView
@@ -259,15 +260,22 @@ class SparkEngine(OfflineEngine):
         return self.spark.sql(str(view.transform))
 
     def read(self, view: FeatureView, *, limit: int | None = None) -> pl.LazyFrame:
-        """Sources and SQL transforms run in Spark; a polars transform runs on their rows in the driver."""
+        """Sources and SQL transforms run in Spark; a key-local polars transform per key group in the executors."""
         if isinstance(view.transform, str):
             return _to_polars(self._sql_transform(view, limit)).lazy()
-        return apply_transform(view, _to_polars(self._source(view, limit)).lazy())
+        src = self._source(view, limit)
+        if view.transform is None:
+            return _to_polars(src).lazy()
+        return _to_polars(per_key_transform(view, src)).lazy()
 
     def schema(self, view: FeatureView) -> dict[str, pl.DataType]:
-        if isinstance(view.transform, str):  # the query's types without running it over the data
+        # The types without running anything over the data.
+        if isinstance(view.transform, str):
             return dict(_to_polars(self._sql_transform(view, None).limit(0)).schema)
-        return dict(self.read(view).collect_schema())
+        empty = _to_polars(self._source(view, None).limit(0))
+        if view.transform is None:
+            return dict(empty.schema)
+        return dict(apply_transform(view, empty.lazy()).collect_schema())
 
     # -- materialization --------------------------------------------------------------
     def latest_frame(self, spec: ViewSpec, files: Sequence[OfflineFile], start: datetime | None, end: datetime) -> Any:

@@ -382,7 +382,8 @@ class SparkEngine(OfflineEngine):
                 *[_col(i).alias(n) for i, n in zip(inner, names, strict=True)],
             ]
             with _session_conf(self.spark, _TIMESTAMPS):
-                result.orderBy(ROW).select(*columns).write.mode("error").parquet(str(staged))
+                # file:// so a cluster whose default filesystem is HDFS still writes this local path.
+                result.orderBy(ROW).select(*columns).write.mode("error").parquet(staged.resolve().as_uri())
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
+import tempfile
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from featurestore._optional import require
 from featurestore.errors import DefinitionError
 from featurestore.offline.base import apply_transform, run_transform
 
 if TYPE_CHECKING:
     from featurestore.dsl.view import FeatureView
 
-__all__ = ["per_key_transform", "key_columns"]
+__all__ = ["per_key_transform", "key_columns", "ship_module"]
 
 
 def key_columns(view: FeatureView) -> list[str]:
@@ -60,8 +66,7 @@ def per_key_transform(view: FeatureView, source: Any) -> Any:
 
         rows = per_key_transform(view, spark.read.parquet("data/trips.parquet"))  # a Spark DataFrame
     """
-    from pyspark.sql.pandas.types import from_arrow_schema
-
+    from_arrow_schema = require("pyspark.sql.pandas.types", extra="spark", purpose='engine = "spark"').from_arrow_schema
     keys = key_columns(view)
     missing = [k for k in keys if k not in source.columns]
     if missing:
@@ -78,7 +83,7 @@ def per_key_transform(view: FeatureView, source: Any) -> Any:
     schema = out.to_arrow(compat_level=pl.CompatLevel.oldest()).schema
     transform = view.transform
     assert callable(transform)
-    _ship_by_value(transform)
+    ship_module(source.sparkSession, transform)
 
     def run(table: Any) -> Any:
         frame = pl.from_arrow(table)
@@ -89,17 +94,42 @@ def per_key_transform(view: FeatureView, source: Any) -> Any:
     return source.groupBy(*[source[k] for k in keys]).applyInArrow(run, from_arrow_schema(schema))
 
 
-def _ship_by_value(fn: Callable[..., Any]) -> None:
-    """Let the executors run ``fn`` though its module (a definitions package) is not importable there."""
-    from pyspark import cloudpickle
+def ship_module(spark: Any, fn: Callable[..., Any]) -> None:
+    """Make ``fn``'s top-level package (the definitions package) importable in the executors.
 
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__" or module.__name__.startswith(("featurestore.", "polars")):
+    Spark sends a module-level function by reference, and the executors cannot import a
+    definitions package that only the driver has on its path: the package is zipped (named by
+    its content, so a changed package is a new file) and added with ``addPyFile`` (Spark
+    Connect: ``addArtifacts(pyfile=True)``).
+    """
+    name = getattr(fn, "__module__", None) or ""
+    top = sys.modules.get(name.partition(".")[0])
+    origin = getattr(top, "__file__", None)
+    if top is None or origin is None or top.__name__ in ("__main__", "featurestore", "polars", "pyspark"):
         return
-    try:
-        cloudpickle.register_pickle_by_value(module)
-    except ValueError:  # already registered, or not a registrable module
-        pass
+    root = Path(origin).parent if Path(origin).name == "__init__.py" else Path(origin)
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts) if root.is_dir() else [root]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes())
+    archive = Path(tempfile.gettempdir()) / f"featurestore-{top.__name__}-{digest.hexdigest()[:16]}.zip"
+    if (id(spark), archive.name) in _SHIPPED:
+        return
+    if not archive.exists():
+        staged = archive.with_name(f"{archive.name}.{os.getpid()}.tmp")
+        with zipfile.ZipFile(staged, "w") as zf:
+            for path in files:
+                zf.write(path, str(path.relative_to(root.parent)))
+        staged.replace(archive)
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        spark.addArtifacts(str(archive), pyfile=True)
+    else:
+        spark.sparkContext.addPyFile(str(archive))
+    _SHIPPED.add((id(spark), archive.name))
+
+
+# (session, archive) pairs already added in this process.
+_SHIPPED: set[tuple[int, str]] = set()
 
 
 def _transform_name(transform: Any) -> str:

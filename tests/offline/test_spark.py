@@ -348,7 +348,11 @@ def test_ingest_runs_a_definitions_transform_in_the_executors_or_writes_nothing(
         FeatureStore(refused).apply()  # the plan's data check reads the source through the transform
     assert not list((refused / "data").parent.rglob("v=*"))  # nothing written offline
 
-    repo = make_repo({"views.py": KEY_LOCAL_VIEWS.replace("KEY_LOCAL", "True")}, config=config)
+    # A package name of its own: the executors' working directory (this checkout) has a `definitions`.
+    repo = make_repo({}, config=config + 'definitions = "fare_defs"\n')
+    (repo / "fare_defs").mkdir()
+    (repo / "fare_defs" / "__init__.py").touch()
+    (repo / "fare_defs" / "views.py").write_text(KEY_LOCAL_VIEWS.replace("KEY_LOCAL", "True"))
     _trips(repo)
     store = FeatureStore(repo)
     store.apply()

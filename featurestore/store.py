@@ -40,6 +40,7 @@ class OutputFormat(StrEnum):
     POLARS = "polars"
     PANDAS = "pandas"
     ARROW = "arrow"
+    NONE = "none"  # with out=: the set is only written, nothing is returned
 
     @classmethod
     def parse(cls, value: OutputFormat | str) -> OutputFormat:
@@ -47,7 +48,7 @@ class OutputFormat(StrEnum):
         try:
             return cls(aliases.get(str(value), str(value)))
         except ValueError:
-            raise TrainingSetError(f"output={value!r}: use 'polars', 'pandas' or 'arrow'") from None
+            raise TrainingSetError(f"output={value!r}: use 'polars', 'pandas', 'arrow' or 'none' (with out=)") from None
 
     @classmethod
     def of(cls, frame: Any) -> OutputFormat:
@@ -263,11 +264,15 @@ class FeatureStore:
         """Point-in-time-correct features for each row of ``entity_df``, in its order.
 
         ``features`` is a service name or ``"view:feature"`` references. With ``out``,
-        the set is saved (Parquet or CSV) with a manifest beside it for rebuilding.
+        the set is saved (Parquet or CSV; on Spark a folder of Parquet part files written by
+        the executors) with a manifest beside it for rebuilding; ``output="none"`` then
+        returns ``None`` instead of the frame (nothing of the set passes through the driver).
         The result has the entity frame's type (polars, pandas or a pyarrow Table; polars
         for a file path) unless ``output="polars" | "pandas" | "arrow"`` says otherwise.
         """
         fmt = OutputFormat.of(entity_df) if output is None else OutputFormat.parse(output)
+        if fmt is OutputFormat.NONE and out is None:
+            raise TrainingSetError("output='none' returns nothing, so it needs out= (the file the set is written to)")
         entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
@@ -276,27 +281,34 @@ class FeatureStore:
         bar = RowProgress("training set", entity.height, enabled=progress)
         # The files read and the files hashed into the manifest are one consistent snapshot.
         with bar, read_snapshot(self.layout, [spec.name for spec, _ in resolved]):
-            df, requests = build_training_set(
-                self.engine,
-                self.layout,
-                entity,
-                resolved,
-                timestamp_column=timestamp_column,
-                full_feature_names=full_feature_names,
-            )
-            if out is not None:
+            if out is None:
+                df, _ = build_training_set(
+                    self.engine,
+                    self.layout,
+                    entity,
+                    resolved,
+                    timestamp_column=timestamp_column,
+                    full_feature_names=full_feature_names,
+                )
+            else:
                 source = Path(entity_df) if isinstance(entity_df, str | os.PathLike) else None
                 refs = [features] if isinstance(features, str) else list(features)
-                save_training_set(
-                    df,
+                written = save_training_set(
+                    self.engine,
+                    self.layout,
+                    entity,
+                    resolved,
                     Path(out),
-                    entity=entity,
                     entity_source=source,
-                    requests=requests,
                     references=refs,
                     timestamp_column=timestamp_column,
                     full_feature_names=full_feature_names,
                 )
+                if fmt is OutputFormat.NONE:
+                    bar.finish(entity.height)
+                    return None
+                # Written from the engine's workers (Spark): read back only because a frame was asked for.
+                df = written if written is not None else pl.read_parquet(Path(out))
             bar.finish(df.height)
         return fmt.convert(df)
 

@@ -28,6 +28,10 @@ class FeatureView:
     SQL string that selects from the table ``source``. Its output must hold the join
     keys, the source's timestamp column and every declared feature.
     ``gate`` (a :class:`featurestore.Gate`) sets view-level checks and the gate policy.
+    ``transform_key_local=True`` declares that a polars transform's rows for one join-key
+    value depend only on the source rows of that value (per-entity sorts, lags, rolling
+    sums), so a distributed engine may run it per key group; it only says how the transform
+    may run, so it is not part of the version.
 
     With ``aggregations`` (a list of :class:`featurestore.Aggregation`) the source is an
     event log and the view's features are the aggregations; ``features`` then optionally
@@ -48,6 +52,7 @@ class FeatureView:
         event_id: str | Feature | None = None,
         ttl: timedelta | None = None,
         transform: Transform | None = None,
+        transform_key_local: bool = False,
         tags: Mapping[str, str] | None = None,
         owner: str = "",
         online: bool = True,
@@ -86,6 +91,9 @@ class FeatureView:
         if transform is not None and not (callable(transform) or isinstance(transform, str)):
             raise ValueError(f"feature view {name!r}: transform must be a function or a DuckDB SQL string")
         self.transform = transform
+        if transform_key_local and not callable(transform):
+            raise ValueError(f"feature view {name!r}: transform_key_local=True declares a polars transform function")
+        self.transform_key_local = bool(transform_key_local)
         self.tags = dict(tags or {})
         self.owner = owner
         self.online = bool(online)

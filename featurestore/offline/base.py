@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -25,6 +25,7 @@ __all__ = [
     "engine_class",
     "engine_from_settings",
     "apply_transform",
+    "run_transform",
     "TransformOutputError",
     "OfflineFile",
     "SEQ",
@@ -61,13 +62,18 @@ class TransformOutputError(TypeError):
 
 def apply_transform(view: FeatureView, frame: pl.LazyFrame) -> pl.LazyFrame:
     """``view``'s polars transform (if any) over ``frame``; ``TransformOutputError`` if it returns no frame."""
-    import polars as pl
-
     t = view.transform
     if t is None:
         return frame
     assert not isinstance(t, str), "SQL transforms are run by the engine"
-    out = t(frame)
+    return run_transform(t, frame)
+
+
+def run_transform(transform: Callable[[Any], Any], frame: pl.LazyFrame) -> pl.LazyFrame:
+    """``transform(frame)`` as a LazyFrame (a DataFrame is accepted); ``TransformOutputError`` otherwise."""
+    import polars as pl
+
+    out = transform(frame)
     if isinstance(out, pl.DataFrame):
         out = out.lazy()
     if not isinstance(out, pl.LazyFrame):
@@ -176,6 +182,38 @@ class OfflineEngine(abc.ABC):
         return join_features(
             self, entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
         )
+
+    def point_in_time_join_to(
+        self,
+        entity: pl.DataFrame,
+        requests: list[ViewRequest],
+        out: Path,
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+    ) -> pl.DataFrame | None:
+        """``point_in_time_join`` written to ``out``; the frame when it was built in the driver, else ``None``.
+
+        ``out`` is one Parquet file (CSV when it ends ``.csv``), replaced whole, or, for an
+        engine that writes from its workers, a folder of Parquet part files in input order
+        (``part-00000...``, read as one table by polars, DuckDB, pandas and Spark). Nothing is
+        left at ``out`` when the join fails. This default writes the polars result.
+
+        Example::
+
+            engine.point_in_time_join_to(entity_df, requests, Path("train.parquet"))
+        """
+        df = self.point_in_time_join(
+            entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        if out.suffix.lower() == ".csv":
+            df.write_csv(tmp)
+        else:
+            df.write_parquet(tmp)
+        tmp.replace(out)
+        return df
 
     @abc.abstractmethod
     def as_of_join(self, entity: EntityRows, requests: list[ViewRequest], names: list[str]) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from featurestore.registry.spec import ViewSpec
 if TYPE_CHECKING:
     from featurestore.offline.base import OfflineEngine
 
-__all__ = ["ViewRequest", "EntityRows", "point_in_time_join", "output_names", "entity_rows", "ROW", "TS"]
+__all__ = ["ViewRequest", "EntityRows", "point_in_time_join", "output_names", "entity_rows", "join_inputs", "ROW", "TS"]
 
 ROW = "__fs_row"
 TS = "__fs_ts"
@@ -107,6 +107,17 @@ def point_in_time_join(
     keys and the greatest ``event_ts <= ts`` (and ``>= ts - T`` when T is set), else
     nulls. One output row per entity row, in input order; entity columns are kept.
     """
+    rows, out_names = join_inputs(entity, requests, timestamp_column, full_feature_names)
+    # Only the row number, the normalised time and the typed keys go through the engine;
+    # the user's columns are stitched back unchanged, in their order.
+    features = engine.as_of_join(rows, requests, out_names)
+    return pl.concat([entity, features], how="horizontal")
+
+
+def join_inputs(
+    entity: pl.DataFrame, requests: list[ViewRequest], timestamp_column: str, full_feature_names: bool
+) -> tuple[EntityRows, list[str]]:
+    """The checked inputs of a plain views' join: the entity rows an engine joins and the feature column names."""
     cols = entity.columns
     if timestamp_column not in cols:
         raise TrainingSetError(
@@ -114,8 +125,6 @@ def point_in_time_join(
             "pass timestamp_column= to name the event time"
         )
     out_names = output_names(requests, cols, full_feature_names)
-    # Only the row number, the normalised time and the typed keys go through the engine;
-    # the user's columns are stitched back unchanged, in their order.
     rows = entity_rows(entity, requests, timestamp_column)
     for req in requests:
         if not req.files:
@@ -123,5 +132,4 @@ def point_in_time_join(
                 f"feature view {req.spec.name!r} version {req.spec.version} has no offline data; "
                 f"run `featurestore ingest {req.spec.name}`"
             )
-    features = engine.as_of_join(rows, requests, out_names)
-    return pl.concat([entity, features], how="horizontal")
+    return rows, out_names

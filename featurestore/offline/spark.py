@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -18,7 +19,8 @@ from featurestore._optional import require
 from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, apply_transform
-from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest
+from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest, join_inputs
+from featurestore.offline.spark_transform import per_key_transform
 
 if TYPE_CHECKING:
     from featurestore.dsl.view import FeatureView
@@ -258,15 +260,22 @@ class SparkEngine(OfflineEngine):
         return self.spark.sql(str(view.transform))
 
     def read(self, view: FeatureView, *, limit: int | None = None) -> pl.LazyFrame:
-        """Sources and SQL transforms run in Spark; a polars transform runs on their rows in the driver."""
+        """Sources and SQL transforms run in Spark; a key-local polars transform per key group in the executors."""
         if isinstance(view.transform, str):
             return _to_polars(self._sql_transform(view, limit)).lazy()
-        return apply_transform(view, _to_polars(self._source(view, limit)).lazy())
+        src = self._source(view, limit)
+        if view.transform is None:
+            return _to_polars(src).lazy()
+        return _to_polars(per_key_transform(view, src)).lazy()
 
     def schema(self, view: FeatureView) -> dict[str, pl.DataType]:
-        if isinstance(view.transform, str):  # the query's types without running it over the data
+        # The types without running anything over the data.
+        if isinstance(view.transform, str):
             return dict(_to_polars(self._sql_transform(view, None).limit(0)).schema)
-        return dict(self.read(view).collect_schema())
+        empty = _to_polars(self._source(view, None).limit(0))
+        if view.transform is None:
+            return dict(empty.schema)
+        return dict(apply_transform(view, empty.lazy()).collect_schema())
 
     # -- materialization --------------------------------------------------------------
     def latest_frame(self, spec: ViewSpec, files: Sequence[OfflineFile], start: datetime | None, end: datetime) -> Any:
@@ -319,32 +328,138 @@ class SparkEngine(OfflineEngine):
         for req in requests:
             if req.spec.events is not None:
                 raise _aggregation_error(req.spec.name)
-        ent = entity.frame.select(
-            pl.col(ROW).cast(pl.Int64),
-            pl.col(TS).dt.epoch("us").alias(TS),
-            *[pl.col(c) for c in entity.frame.columns if c not in (ROW, TS)],
-        )
-        times = ent.get_column(TS).drop_nulls()
-        if times.len() == 0:  # no entity row has a time: every feature is null
+        ent = _spark_rows(entity)
+        if ent.get_column(TS).is_null().all():  # no entity row has a time: every feature is null
             dtypes = [r.spec.features[f].polars for r in requests for f in r.features]
             return pl.DataFrame(
                 [pl.Series(n, [None] * ent.height, dtype=t) for n, t in zip(names, dtypes, strict=True)]
             )
-        bounds = (int(times.min()), int(times.max()))  # type: ignore[arg-type]
         table = _EntityTable(self.spark, ent)
         try:
-            result = table.df.select(ROW)
-            for i, req in enumerate(requests):
-                inner = [f"__fs_f{i}_{j}" for j in range(len(req.features))]
-                joined = _view_features(table.df, req, entity.key_columns(req.spec), bounds, inner)
-                result = result.join(joined, on=ROW, how="left")
-            features = _to_polars(result.orderBy(ROW).drop(ROW))
+            result, inner = _join_views(table.df, table.df.select(ROW), entity, requests, _bounds(ent))
+            features = _to_polars(result.orderBy(ROW).select(*inner))
         finally:
             table.close()
         return features.rename(dict(zip(features.columns, names, strict=True)))
 
     def window_join(self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]) -> pl.DataFrame:
         raise _aggregation_error(request.spec.name)
+
+    def point_in_time_join_to(
+        self,
+        entity: pl.DataFrame,
+        requests: list[ViewRequest],
+        out: Path,
+        *,
+        timestamp_column: str = "event_timestamp",
+        full_feature_names: bool = False,
+    ) -> pl.DataFrame | None:
+        """Spark writes ``out`` as a folder of Parquet part files in input order; ``None`` (nothing collected).
+
+        The entity rows go to Spark with their own columns; the joined rows are sorted by
+        input position (a range partitioning, so ``part-00000`` holds the first rows) and
+        written by the executors into a folder beside ``out``, renamed into place when the
+        job succeeded. A ``.csv`` ``out`` is written from the driver (the default).
+        """
+        if out.suffix.lower() == ".csv":
+            return super().point_in_time_join_to(
+                entity, requests, out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+            )
+        for req in requests:
+            if req.spec.events is not None:
+                raise _aggregation_error(req.spec.name)
+        rows, names = join_inputs(entity, requests, timestamp_column, full_feature_names)
+        ent = _spark_rows(rows)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staged = out.with_name(f".{out.name}.spark-{os.getpid()}")
+        shutil.rmtree(staged, ignore_errors=True)
+        table = _EntityTable(self.spark, pl.concat([ent, entity], how="horizontal"))
+        try:
+            kept = table.df.select(ROW, *[_col(c) for c in entity.columns])
+            result, inner = _join_views(table.df, kept, rows, requests, _bounds(ent))
+            columns = [
+                *[_col(c) for c in entity.columns],
+                *[_col(i).alias(n) for i, n in zip(inner, names, strict=True)],
+            ]
+            with _session_conf(self.spark, _TIMESTAMPS):
+                # file:// so a cluster whose default filesystem is HDFS still writes this local path.
+                result.orderBy(ROW).select(*columns).write.mode("error").parquet(staged.resolve().as_uri())
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        finally:
+            table.close()
+        _replace(staged, out)
+        return None
+
+
+def _spark_rows(entity: EntityRows) -> pl.DataFrame:
+    """The entity rows as Spark joins them: ``__fs_row`` as a long, ``__fs_ts`` as UTC µs, the typed keys."""
+    f = entity.frame
+    return f.select(
+        pl.col(ROW).cast(pl.Int64),
+        pl.col(TS).dt.epoch("us").alias(TS),
+        *[pl.col(c) for c in f.columns if c not in (ROW, TS)],
+    )
+
+
+def _bounds(ent: pl.DataFrame) -> tuple[int, int]:
+    """(min, max) entity time in µs; (0, 0) when no row has one (then nothing matches)."""
+    times = ent.get_column(TS).drop_nulls()
+    return (int(times.min()), int(times.max())) if times.len() else (0, 0)  # type: ignore[arg-type]
+
+
+def _join_views(
+    table: Any, base: Any, entity: EntityRows, requests: list[ViewRequest], bounds: tuple[int, int]
+) -> tuple[Any, list[str]]:
+    """``base`` (which has ``__fs_row``) left-joined with each view's features; and their inner column names."""
+    inner: list[str] = []
+    result = base
+    for i, req in enumerate(requests):
+        cols = [f"__fs_f{i}_{j}" for j in range(len(req.features))]
+        result = result.join(_view_features(table, req, entity.key_columns(req.spec), bounds, cols), on=ROW, how="left")
+        inner.extend(cols)
+    return result, inner
+
+
+# Spark writes timestamps as INT96 by default, which other readers take as naive nanoseconds;
+# microseconds marked UTC are what the offline store and the DuckDB engine write.
+_TIMESTAMPS = {"spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS"}
+
+
+@contextlib.contextmanager
+def _session_conf(spark: Any, conf: Mapping[str, str]) -> Iterator[None]:
+    """``conf`` set on the (maybe shared) session for the block, the previous values restored after."""
+    before = {k: spark.conf.get(k, None) for k in conf}
+    for k, v in conf.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+def _replace(staged: Path, out: Path) -> None:
+    """Put the folder ``staged`` at ``out``, replacing a file or folder there (the old one removed last).
+
+    Only the part files stay: Hadoop's ``.crc`` checksums and ``_SUCCESS`` marker would make
+    the folder unreadable as one table to polars.
+    """
+    for extra in staged.iterdir():
+        if not extra.name.endswith(".parquet") or extra.name.startswith((".", "_")):
+            extra.unlink()
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.is_dir() or out.exists():
+        out.rename(old)
+    staged.rename(out)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.exists():
+        old.unlink()
 
 
 def _aggregation_error(view: str) -> TrainingSetError:

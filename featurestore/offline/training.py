@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -85,29 +86,31 @@ def build_training_set(
 
 
 def save_training_set(
-    df: pl.DataFrame,
+    engine: OfflineEngine,
+    layout: OfflineLayout,
+    entity: pl.DataFrame,
+    resolved: ResolvedFeatures,
     out: Path,
     *,
-    entity: pl.DataFrame,
     entity_source: Path | None,
-    requests: list[ViewRequest],
     references: list[str],
     timestamp_column: str,
     full_feature_names: bool,
-) -> Path:
-    """Write the training set (Parquet or CSV by extension) and its manifest; return the manifest path."""
+) -> pl.DataFrame | None:
+    """Build the training set into ``out`` (``engine.point_in_time_join_to``) and write its manifest.
+
+    The frame when the engine built it in the driver, ``None`` when it wrote ``out`` from its
+    workers (a folder of part files, each hashed into the manifest).
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    requests = _requests(layout, resolved)
+    df = engine.point_in_time_join_to(
+        entity, requests, out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
+    )
     if entity_source is None:
         entity_source = out.with_name(out.name + ".entities.parquet")
         entity.write_parquet(entity_source)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".csv":
-        df.write_csv(tmp)
-    else:
-        df.write_parquet(tmp)
-    tmp.replace(out)
-    return write_manifest(
+    write_manifest(
         out,
         {
             "entities": {"path": str(Path(entity_source).resolve()), "sha256": file_sha256(Path(entity_source))},
@@ -127,9 +130,21 @@ def save_training_set(
                 }
                 for r in requests
             },
-            "output": {"path": str(out.resolve()), "rows": df.height, "sha256": file_sha256(out)},
+            # One row per entity row, whichever engine wrote it.
+            "output": _output_entry(out, entity.height),
         },
     )
+    return df
+
+
+def _output_entry(out: Path, rows: int) -> dict[str, Any]:
+    """What was written at ``out``: its hash, or for a folder each part file's hash and one over them in order."""
+    if not out.is_dir():
+        return {"path": str(out.resolve()), "rows": rows, "sha256": file_sha256(out)}
+    parts = sorted(p for p in out.iterdir() if p.suffix == ".parquet" and p.is_file())
+    files = [{"path": str(p.resolve()), "sha256": file_sha256(p)} for p in parts]
+    combined = hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+    return {"path": str(out.resolve()), "rows": rows, "sha256": combined, "files": files}
 
 
 def rebuild_training_set(

@@ -473,7 +473,15 @@ def source_rows(engine: OfflineEngine) -> pl.DataFrame:
 
 
 def _view(source: Any, transform: Any = None) -> FeatureView:
-    return FeatureView("drivers", [DRIVER], source, [Feature("rating", Float64)], transform=transform)
+    # These polars transforms are row-wise, so key-local: distributed engines may run them per key group.
+    return FeatureView(
+        "drivers",
+        [DRIVER],
+        source,
+        [Feature("rating", Float64)],
+        transform=transform,
+        transform_key_local=callable(transform),
+    )
 
 
 @pytest.mark.parametrize(

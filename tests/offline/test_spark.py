@@ -9,7 +9,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from featurestore.errors import TrainingSetError
+from featurestore.dsl.view import FeatureView
+from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.duckdb import DuckDBEngine
 from featurestore.offline.pit import ViewRequest
 from featurestore.offline.spark import SparkEngine
@@ -185,3 +186,178 @@ def test_ingest_reads_sources_and_sql_transforms_with_spark(spark: Any, make_rep
     entity = pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [T0 + timedelta(days=2), T0]})
     out = store.get_training_set(entity, ["plain:rating", "doubled:rating2"])
     assert out["rating"].to_list() == [2.0, 3.0] and out["rating2"].to_list() == [4.0, 6.0]
+
+
+def test_out_is_written_by_spark_as_part_files_in_input_order(
+    spark: Any, tmp_path: Path, driver_view: ViewRequest
+) -> None:
+    """The folder Spark writes reads back as DuckDB's frame: values, dtypes, columns and row order."""
+    n = 40
+    entity = pl.DataFrame(
+        {
+            "driver_id": [(i * 7) % 3 for i in range(n)],
+            "event_timestamp": [T0 + timedelta(minutes=17 * i) for i in range(n)],
+            "label": [f"r{i}" for i in range(n)],
+            "naive": [datetime(2026, 1, 1) + timedelta(days=i) for i in range(n)],
+        }
+    )
+    # Several part files, whose order must be the input's (AQE would coalesce these few rows into one).
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    out = tmp_path / "train.parquet"
+    out.write_bytes(b"an older set")  # replaced whole
+    try:
+        assert SparkEngine().point_in_time_join_to(entity, [driver_view], out) is None
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", "true")  # as the shared session has it
+    parts = sorted(p.name for p in out.glob("*.parquet"))
+    assert out.is_dir() and len(parts) > 1 and parts[0].startswith("part-00000")
+    expected = DuckDBEngine(memory_limit="1GB").point_in_time_join(entity, [driver_view])
+    got = pl.read_parquet(out)
+    assert got.schema == expected.schema
+    assert got.to_dicts() == expected.to_dicts()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drivers.parquet", "train.parquet"]  # nothing staged left
+
+
+def test_out_on_spark_through_the_store_has_a_manifest_and_rebuilds(spark: Any, make_repo: Any) -> None:
+    import orjson
+
+    from featurestore import FeatureStore
+
+    repo = make_repo({"views.py": SPARK_VIEWS}, config='project = "s"\nengine = "spark"\n')
+    (repo / "data").mkdir()
+    pl.DataFrame(
+        {"driver_id": [1, 1, 2], "event_timestamp": [T0, T0 + timedelta(days=1), T0], "rating": [1.0, 2.0, 3.0]}
+    ).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC"))).write_parquet(
+        repo / "data" / "src.parquet"
+    )
+    store = FeatureStore(repo)
+    store.apply()
+    store.ingest()
+    entity = pl.DataFrame({"driver_id": [2, 1, 1], "event_timestamp": [T0, T0 + timedelta(days=2), T0]})
+    out = repo / "sets" / "train.parquet"
+    assert store.get_training_set(entity, ["plain:rating", "doubled:rating2"], out=out, output="none") is None
+    written = pl.read_parquet(out)
+    assert written["rating"].to_list() == [3.0, 2.0, 1.0] and written["rating2"].to_list() == [6.0, 4.0, 2.0]
+    manifest = orjson.loads((repo / "sets" / "train.parquet.manifest.json").read_bytes())
+    output = manifest["output"]
+    assert output["rows"] == 3 and [Path(f["path"]).parent for f in output["files"]] == [out.resolve()] * len(
+        output["files"]
+    )
+    assert store.rebuild_training_set(repo / "sets" / "train.parquet.manifest.json").equals(written)
+    # Asked for a frame, the store reads the written set back.
+    again = store.get_training_set(entity, ["plain:rating", "doubled:rating2"], out=out)
+    assert again.equals(written)
+
+
+def _trips(repo: Path) -> None:
+    (repo / "data").mkdir(exist_ok=True)
+    pl.DataFrame(
+        {
+            "driver_id": [1, 2, 1, 3, 2, 1, 3],
+            "event_timestamp": [T0 + timedelta(hours=h) for h in (2, 0, 0, 1, 1, 1, 0)],
+            "fare": [3.0, 10.0, 1.0, 7.0, 20.0, 2.0, 5.0],
+        }
+    ).with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC"))).write_parquet(
+        repo / "data" / "trips.parquet"
+    )
+
+
+def _fares_view(key_local: bool) -> FeatureView:
+    from featurestore import Entity, Feature, Float64, Int64, ParquetSource
+
+    def fares(lf: pl.LazyFrame) -> pl.LazyFrame:  # per driver: running total and the trip's rank
+        lf = lf.sort("driver_id", "event_timestamp")
+        return lf.select(
+            "driver_id",
+            "event_timestamp",
+            pl.col("fare").cum_sum().over("driver_id").alias("total"),
+            pl.int_range(1, pl.len() + 1).over("driver_id").alias("n"),
+        )
+
+    return FeatureView(
+        "fares",
+        [Entity("driver", join_keys=["driver_id"])],
+        ParquetSource("data/trips.parquet"),
+        [Feature("total", Float64), Feature("n", Int64)],
+        transform=fares,
+        transform_key_local=key_local,
+    )
+
+
+def test_a_key_local_polars_transform_runs_per_key_group_like_duckdb(spark: Any, tmp_path: Path) -> None:
+    _trips(tmp_path)
+    view = _fares_view(key_local=True)
+    key = ["driver_id", "event_timestamp"]
+    expected = DuckDBEngine(tmp_path, memory_limit="1GB").read(view).collect().sort(key)
+    engine = SparkEngine(tmp_path)
+    got = engine.read(view).collect().sort(key)
+    assert got.to_dicts() == expected.to_dicts()
+    assert got["total"].to_list() == [1.0, 3.0, 6.0, 10.0, 30.0, 5.0, 12.0]
+    assert engine.schema(view) == {**dict(expected.schema), "event_timestamp": got.schema["event_timestamp"]}
+
+
+def test_a_polars_transform_not_declared_key_local_is_refused_saying_why(spark: Any, tmp_path: Path) -> None:
+    _trips(tmp_path)
+    with pytest.raises(DefinitionError) as info:
+        SparkEngine(tmp_path).read(_fares_view(key_local=False))
+    text = str(info.value)
+    assert "'fares'" in text and "transform_key_local=True" in text and "SQL transform" in text
+    assert 'engine = "duckdb"' in text and "cannot run the polars transform" in text
+
+
+def test_the_key_local_declaration_is_not_part_of_the_version() -> None:
+    from featurestore.registry.discover import Definitions
+    from featurestore.registry.spec import build_specs
+
+    versions = []
+    for key_local in (False, True):
+        view = _fares_view(key_local)
+        defs = Definitions(views={"fares": view})
+        versions.append(build_specs(defs)["views"]["fares"]["version"])
+    assert versions[0] == versions[1]
+
+
+KEY_LOCAL_VIEWS = """
+import polars as pl
+from featurestore import Entity, Feature, FeatureView, Float64, ParquetSource
+
+driver = Entity("driver", join_keys=["driver_id"])
+
+
+def running_total(lf):  # defined in the repository's package, which the executors cannot import
+    return lf.sort("event_timestamp").select(
+        "driver_id", "event_timestamp", pl.col("fare").cum_sum().over("driver_id").alias("total")
+    )
+
+
+fares = FeatureView(
+    "fares", [driver], ParquetSource("data/trips.parquet"), [Feature("total", Float64)],
+    transform=running_total, transform_key_local=KEY_LOCAL,
+)
+"""
+
+
+def test_ingest_runs_a_definitions_transform_in_the_executors_or_writes_nothing(spark: Any, make_repo: Any) -> None:
+    from featurestore import FeatureStore
+    from featurestore.errors import FeatureStoreError
+
+    config = 'project = "s"\nengine = "spark"\n'
+    refused = make_repo({"views.py": KEY_LOCAL_VIEWS.replace("KEY_LOCAL", "False")}, config=config, name="refused")
+    _trips(refused)
+    with pytest.raises(FeatureStoreError, match="running_total.*transform_key_local=True"):
+        FeatureStore(refused).apply()  # the plan's data check reads the source through the transform
+    assert not list((refused / "data").parent.rglob("v=*"))  # nothing written offline
+
+    # A package name of its own: the executors' working directory (this checkout) has a `definitions`.
+    repo = make_repo({}, config=config + 'definitions = "fare_defs"\n')
+    (repo / "fare_defs").mkdir()
+    (repo / "fare_defs" / "__init__.py").touch()
+    (repo / "fare_defs" / "views.py").write_text(KEY_LOCAL_VIEWS.replace("KEY_LOCAL", "True"))
+    _trips(repo)
+    store = FeatureStore(repo)
+    store.apply()
+    [result] = store.ingest()
+    assert result.rows_written == 7
+    stored = pl.read_parquet(store.layout.files("fares", store.state().view("fares").version))
+    totals = stored.sort("driver_id", "event_timestamp")["total"].to_list()
+    assert totals == [1.0, 3.0, 6.0, 10.0, 30.0, 5.0, 12.0]

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from featurestore import FeatureStore
 from featurestore.config import load_settings
 from featurestore.errors import ConfigError, TrainingSetError
 from featurestore.offline.base import ENGINES, engine_class, engine_from_settings
 from featurestore.offline.duckdb import DuckDBEngine
+from featurestore.offline.duckdb_spill import PitPlan, choose_plan, join_bytes, memory_limit_bytes, threads_for
 
 
 def test_the_default_engine_is_duckdb_configured_from_the_settings(tmp_path: Path) -> None:
@@ -85,6 +87,50 @@ def test_spills_to_disk_when_the_join_exceeds_the_memory_limit(tmp_path: Path) -
     tiny = load_settings(root, env={"FEATURESTORE_DUCKDB_MEMORY_LIMIT": "4MB"})
     with pytest.raises(TrainingSetError, match="duckdb_memory_limit"):
         FeatureStore(settings=tiny).get_training_set(entity, refs)
+
+
+def test_a_join_at_a_tenth_of_the_data_finishes_by_position_and_equals_the_roomy_one(tmp_path: Path) -> None:
+    """W1 at 0.3 (300,000 feature rows x 20 features, ~53 MB in memory; 300,000 entity rows) under 16 MB.
+
+    The wide ASOF JOIN cannot run there; the engine joins row positions (spilling what does not
+    fit to the temp dir) and gathers the features file by file, with the same result.
+    """
+    from benchmarks.w1 import FEATURES, entity_frame, make_w1
+    from featurestore.offline.layout import OfflineLayout
+    from featurestore.offline.pit import ViewRequest
+    from featurestore.registry import Registry
+
+    root = make_w1(tmp_path / "w1", 0.3)
+    entity = entity_frame(0.3)
+    store = FeatureStore(root)
+    roomy = store.get_training_set(entity, [f"driver_stats:{f}" for f in FEATURES])
+    store.close()
+    spec = Registry(root / "data" / "registry.json").load().view("driver_stats")
+    files = OfflineLayout(root / "data" / "offline").files("driver_stats", spec.version)
+    requests = [ViewRequest(spec, tuple(FEATURES), tuple(files))]
+    assert roomy.height == 300_000 and 0 < roomy["f00"].null_count() < 300_000
+    spill = tmp_path / "spill"
+    with DuckDBEngine(root, memory_limit="16MB", temp_dir=spill) as engine:
+        assert join_bytes(entity.height, 3, requests) > memory_limit_bytes("16MB")  # type: ignore[operator]
+        assert choose_plan(PitPlan.AUTO, "16MB", lambda: join_bytes(entity.height, 3, requests)) is PitPlan.BY_POSITION
+        ((threads,),) = engine.con.execute("SELECT current_setting('threads')").fetchall()
+        assert threads == 1  # 16 MB leaves room for one thread's buffers
+        assert engine.point_in_time_join(entity, requests).equals(roomy)
+    with DuckDBEngine(root, memory_limit="16MB", temp_dir=spill, pit_plan=PitPlan.WIDE) as engine:
+        with pytest.raises(TrainingSetError, match=r"\(wide plan\) ran out of memory.*duckdb_memory_limit"):
+            engine.point_in_time_join(entity, requests)
+
+
+def test_memory_limits_are_read_as_sizes_and_small_ones_limit_the_threads() -> None:
+    assert memory_limit_bytes("4GB") == 4 * 10**9
+    assert memory_limit_bytes("300 MiB") == 300 * 2**20
+    assert memory_limit_bytes("1.5gb") == 1_500_000_000
+    assert memory_limit_bytes("80%") is None and memory_limit_bytes("lots") is None
+    assert threads_for("16MB") == 1
+    assert threads_for("4GB") is None and threads_for("80%") is None  # DuckDB's default: every core
+    assert choose_plan(PitPlan.AUTO, "80%", lambda: 10**12) is PitPlan.WIDE  # no size to compare with
+    assert choose_plan(PitPlan.AUTO, "1GB", lambda: None) is PitPlan.WIDE  # unknown input size (object storage)
+    assert choose_plan(PitPlan.WIDE, "1MB", lambda: 10**12) is PitPlan.WIDE
 
 
 def test_a_feature_store_opens_one_engine_and_close_releases_it(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.aggregate import CREATED, NO_CREATED
 from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, apply_transform
 from featurestore.offline.duckdb_spill import (
-    POSITION_FILE,
-    POSITION_ROW,
+    POSITION,
+    POSITION_BITS,
     PitPlan,
     choose_plan,
     gather_features,
@@ -93,6 +93,13 @@ def source_relation(source: Source, repo: Path) -> str:
 
 def _sql_time(value: datetime) -> str:
     return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
+
+
+def _streamed(result: Any) -> pl.DataFrame:
+    """A result fetched in Arrow batches: not first collected whole inside DuckDB's memory limit."""
+    out = pl.from_arrow(result.to_arrow_reader(1 << 16).read_all())
+    assert isinstance(out, pl.DataFrame)
+    return out
 
 
 def _frame(result: Any) -> pl.DataFrame:
@@ -304,7 +311,7 @@ class DuckDBEngine(OfflineEngine):
             # phase two: the feature values gathered by position, one file at a time.
             schema = dict(_frame(self.con.sql(wide).limit(0)).schema)
             try:
-                positions = _frame(self.con.sql(self._as_of_sql(ent, entity, requests, names, positions=True)))
+                positions = _streamed(self.con.sql(self._as_of_sql(ent, entity, requests, names, positions=True)))
             except duckdb.OutOfMemoryException:
                 raise TrainingSetError(_pit_oom(PitPlan.BY_POSITION)) from None
         return gather_features(positions, requests, names, schema)
@@ -312,8 +319,8 @@ class DuckDBEngine(OfflineEngine):
     def _as_of_sql(
         self, ent: str, entity: EntityRows, requests: list[ViewRequest], names: list[str], *, positions: bool
     ) -> str:
-        """The ASOF JOIN of the entity rows with each view: feature values, or (``positions``) the
-        matched row's file index and row number in it (``__fs_f{i}``, ``__fs_r{i}``) beside ``ROW``."""
+        """The ASOF JOIN of the entity rows with each view: feature values, or (``positions``) beside
+        ``ROW`` the matched row's position ``__fs_p{i}``: its file's index, then its row number in the file."""
         joins: list[str] = []
         selects: list[str] = [f"e.{ROW}"] if positions else []
         name_iter = iter(names)
@@ -322,9 +329,9 @@ class DuckDBEngine(OfflineEngine):
             inner = [f"{quote(k)} AS __k{j}" for j, k in enumerate(req.spec.join_keys)]
             inner.append(f"{_EVENT_TS} AS __ts")
             if positions:
-                inner += ["file_index AS __f", "file_row_number AS __r"]
+                inner.append(f"(file_index::BIGINT << {POSITION_BITS}) | file_row_number AS __p")
                 relation = self._parquet(req.files, row_numbers=True)
-                values = [(POSITION_FILE.format(i=i), "__f"), (POSITION_ROW.format(i=i), "__r")]
+                values = [(POSITION.format(i=i), "__p")]
             else:
                 inner += [quote(f) for f in req.features]
                 relation = self._parquet(req.files)

@@ -18,15 +18,16 @@ __all__ = [
     "memory_limit_bytes",
     "join_bytes",
     "gather_features",
-    "POSITION_FILE",
-    "POSITION_ROW",
+    "POSITION",
+    "POSITION_BITS",
     "threads_for",
 ]
 
-# The columns phase one gives per view i: the matched row's file (its index in the request's
-# file list) and its row number in that file; both null when no row matches within ttl.
-POSITION_FILE = "__fs_f{i}"
-POSITION_ROW = "__fs_r{i}"
+# The column phase one gives per view i: the matched row's position, its file's index in the
+# request's file list shifted left by POSITION_BITS, or'ed with its row number in that file
+# (one BIGINT, not two: a narrower join spills less); null when no row matches within ttl.
+POSITION = "__fs_p{i}"
+POSITION_BITS = 40
 
 _UNITS = {
     "": 1,
@@ -131,25 +132,28 @@ def gather_features(
 ) -> pl.DataFrame:
     """Phase two: each view's feature values at the matched positions, one file in memory at a time.
 
-    ``positions`` holds ``ROW`` (0..n-1, any order) and per view i ``__fs_f{i}``/``__fs_r{i}``;
+    ``positions`` holds ``ROW`` (0..n-1, any order) and per view i its ``POSITION`` column;
     the result has one row per entity row in ``ROW`` order, columns ``names`` typed as ``schema``.
     """
     n = positions.height
     columns: dict[str, pl.Series] = {}
     name_iter = iter(names)
     for i, req in enumerate(requests):
-        f, r = POSITION_FILE.format(i=i), POSITION_ROW.format(i=i)
+        p = pl.col(POSITION.format(i=i))
         renames = {feat: next(name_iter) for feat in req.features}
-        matched = positions.select(ROW, f, r).drop_nulls(f)
+        matched = positions.filter(p.is_not_null()).select(
+            ROW, (p // (1 << POSITION_BITS)).alias("__file"), (p % (1 << POSITION_BITS)).alias("__row_in_file")
+        )
         pieces: list[pl.DataFrame] = []
-        for (index,), part in matched.partition_by(f, as_dict=True).items():
+        for (index,), part in matched.partition_by("__file", as_dict=True).items():
             values = _read_columns(req.files[int(index)], list(req.features))  # type: ignore[call-overload]
-            taken = values.select(pl.all().gather(part[r])).rename(renames)
+            taken = values.select(pl.all().gather(part["__row_in_file"])).rename(renames)
             pieces.append(taken.with_columns(part[ROW]))
         if not pieces:
             columns.update({name: pl.repeat(None, n, dtype=schema[name], eager=True) for name in renames.values()})
             continue
-        gathered = pl.concat(pieces, how="vertical_relaxed")
+        # One chunk: a gather across the per-file chunks costs several times a gather from one.
+        gathered = pl.concat(pieces, how="vertical_relaxed").rechunk()
         # Scatter back to entity order: output row ROW takes gathered row k; rows without a match, null.
         at = pl.repeat(None, n, dtype=pl.UInt32, eager=True)
         at = at.scatter(gathered[ROW], pl.int_range(gathered.height, dtype=pl.UInt32, eager=True))

@@ -89,7 +89,9 @@ def test_spills_to_disk_when_the_join_exceeds_the_memory_limit(tmp_path: Path) -
         FeatureStore(settings=tiny).get_training_set(entity, refs)
 
 
-def test_a_join_at_a_tenth_of_the_data_finishes_by_position_and_equals_the_roomy_one(tmp_path: Path) -> None:
+def test_a_join_at_a_tenth_of_the_data_finishes_by_position_and_equals_the_roomy_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """W1 at 0.3 (300,000 feature rows x 20 features, ~53 MB in memory; 300,000 entity rows) under 16 MB.
 
     The wide ASOF JOIN cannot run there; the engine joins row positions (spilling what does not
@@ -119,6 +121,11 @@ def test_a_join_at_a_tenth_of_the_data_finishes_by_position_and_equals_the_roomy
     with DuckDBEngine(root, memory_limit="16MB", temp_dir=spill, pit_plan=PitPlan.WIDE) as engine:
         with pytest.raises(TrainingSetError, match=r"\(wide plan\) ran out of memory.*duckdb_memory_limit"):
             engine.point_in_time_join(entity, requests)
+    # Input sizes unknown (as on object storage): the wide join is tried, runs out, and the
+    # same connection then finishes by position.
+    monkeypatch.setattr("featurestore.offline.duckdb.join_bytes", lambda *args: None)
+    with DuckDBEngine(root, memory_limit="16MB", temp_dir=spill) as engine:
+        assert engine.point_in_time_join(entity, requests).equals(roomy)
 
 
 def test_memory_limits_are_read_as_sizes_and_small_ones_limit_the_threads() -> None:

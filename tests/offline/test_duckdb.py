@@ -151,3 +151,49 @@ def test_a_feature_store_opens_one_engine_and_close_releases_it(tmp_path: Path) 
     assert engine._db is None
     assert store.engine is not engine  # reopened on next use
     store.close()
+
+
+def test_the_by_position_plan_equals_the_wide_one_for_text_null_and_unmatched_values(tmp_path: Path) -> None:
+    """Integer and float features without nulls are scattered as arrays; text and nulls take the general path."""
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from featurestore.offline.pit import ViewRequest
+    from featurestore.registry.spec import ViewSpec
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = {"driver_id": [1, 1, 2, 3], "event_timestamp": [t0, t0 + timedelta(hours=1), t0, t0]}
+    files = []
+    for i, extra in enumerate(
+        [
+            {"n": [1, 2, 3, 4], "x": [0.5, 1.5, 2.5, 3.5], "s": ["a", "b", None, "d"], "z": [1.0, None, 2.0, 3.0]},
+            {"n": [5, 6, 7, 8], "x": [4.5, 5.5, 6.5, 7.5], "s": ["e", "f", "g", "h"], "z": [4.0, 5.0, 6.0, 7.0]},
+        ]
+    ):
+        shifted = [t + timedelta(days=i) for t in rows["event_timestamp"]]
+        df = pl.DataFrame({**rows, "event_timestamp": shifted, **extra})
+        df = df.with_columns(pl.col("event_timestamp").cast(pl.Datetime("us", "UTC")))
+        files.append(tmp_path / f"part-{i}.parquet")
+        df.write_parquet(files[-1])
+    spec = ViewSpec(
+        {
+            "name": "drivers",
+            "version": "v1",
+            "join_keys": {"driver_id": "Int64"},
+            "features": [{"name": f, "dtype": t} for f, t in {"n": "Int64", "x": "Float64", "s": "String"}.items()]
+            + [{"name": "z", "dtype": "Float64"}],
+            "ttl_seconds": 3 * 3600,
+        }
+    )
+    times = [t0 + timedelta(minutes=m) for m in (30, 90, 60 * 24 + 5, 60 * 24 + 5, 60 * 30, 10)]
+    entity = pl.DataFrame({"driver_id": [1, 1, 2, 3, 1, 9], "event_timestamp": times})
+    for features in (("n", "x"), ("n", "s"), ("z",), ("n", "x", "s", "z")):
+        request = [ViewRequest(spec, features, tuple(files))]
+        with (
+            DuckDBEngine(tmp_path, pit_plan=PitPlan.WIDE) as wide,
+            DuckDBEngine(tmp_path, pit_plan=PitPlan.BY_POSITION) as by_position,
+        ):
+            expected = wide.point_in_time_join(entity, request)
+            assert by_position.point_in_time_join(entity, request).equals(expected), features
+            assert expected[features[0]].null_count() >= 2  # the unknown driver and the one past ttl

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,15 @@ from featurestore.dsl.source import CsvSource, ParquetSource, Source, SqlSource
 from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.aggregate import CREATED, NO_CREATED
 from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, apply_transform
+from featurestore.offline.duckdb_spill import (
+    POSITION,
+    POSITION_BITS,
+    PitPlan,
+    choose_plan,
+    gather_features,
+    join_bytes,
+    threads_for,
+)
 from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest
 
 if TYPE_CHECKING:
@@ -28,6 +38,13 @@ __all__ = ["DuckDBEngine", "duckdb_connection", "source_relation"]
 
 _EVENT_TS = "event_timestamp"
 _OOM_HINT = "raise duckdb_memory_limit (FEATURESTORE_DUCKDB_MEMORY_LIMIT)"
+
+
+def _pit_oom(plan: PitPlan) -> str:
+    return (
+        f"the point-in-time join ({plan.value} plan) ran out of memory in the duckdb engine even spilling "
+        "to disk; " + _OOM_HINT
+    )
 
 
 def duckdb_connection(
@@ -78,6 +95,13 @@ def _sql_time(value: datetime) -> str:
     return f"TIMESTAMPTZ '{value.astimezone(UTC).isoformat()}'"
 
 
+def _streamed(result: Any) -> pl.DataFrame:
+    """A result fetched in Arrow batches: not first collected whole inside DuckDB's memory limit."""
+    out = pl.from_arrow(result.to_arrow_reader(1 << 16).read_all())
+    assert isinstance(out, pl.DataFrame)
+    return out
+
+
 def _frame(result: Any) -> pl.DataFrame:
     out = result.pl()
     if not isinstance(out, pl.DataFrame):  # duckdb may hand back a lazy frame in newer versions
@@ -102,8 +126,10 @@ class DuckDBEngine(OfflineEngine):
         memory_limit: str = "4GB",
         temp_dir: Path | str | None = None,
         threads: int | None = None,
+        pit_plan: PitPlan = PitPlan.AUTO,
     ) -> None:
         super().__init__(repo)
+        self.pit_plan = pit_plan
         self.memory_limit = memory_limit
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
@@ -129,7 +155,8 @@ class DuckDBEngine(OfflineEngine):
                     if self.temp_dir is not None:
                         self.temp_dir.mkdir(parents=True, exist_ok=True)
                         temp = str(self.temp_dir)
-                    con = self._db = duckdb_connection(self.memory_limit, temp, self.threads, str(self.repo))
+                    threads = self.threads or threads_for(self.memory_limit)
+                    con = self._db = duckdb_connection(self.memory_limit, temp, threads, str(self.repo))
                 else:
                     con = _session(self._db.cursor(), str(self.repo))
                 self._cursors.append(con)
@@ -169,7 +196,12 @@ class DuckDBEngine(OfflineEngine):
         source: Any
         if row_numbers:  # read_parquet's file_row_number: the row's position in its file
             tables = [pq.read_table(p, filesystem=fs) for p in paths]
-            tables = [t.append_column("file_row_number", pa.array(range(t.num_rows), pa.int64())) for t in tables]
+            tables = [
+                t.append_column("file_row_number", pa.array(range(t.num_rows), pa.int64())).append_column(
+                    "file_index", pa.array([i] * t.num_rows, pa.int64())
+                )
+                for i, t in enumerate(tables)
+            ]
             source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "none")
         else:  # streamed: DuckDB pushes projections and filters into the scan
             source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
@@ -265,40 +297,60 @@ class DuckDBEngine(OfflineEngine):
 
     # -- training sets -------------------------------------------------------------------
     def as_of_join(self, entity: EntityRows, requests: list[ViewRequest], names: list[str]) -> pl.DataFrame:
+        with self._registered("__fs_entity", entity.frame) as ent:
+            wide = self._as_of_sql(ent, entity, requests, names, positions=False)
+            estimate = partial(join_bytes, entity.frame.height, entity.frame.width, requests)
+            plan = choose_plan(self.pit_plan, self.memory_limit, estimate)
+            if plan is PitPlan.WIDE:
+                try:
+                    return _frame(self.con.sql(wide))
+                except duckdb.OutOfMemoryException:
+                    if self.pit_plan is not PitPlan.AUTO:
+                        raise TrainingSetError(_pit_oom(plan)) from None
+            # Phase one: the ASOF JOIN over keys, times and row positions only (narrow, spills);
+            # phase two: the feature values gathered by position, one file at a time.
+            schema = dict(_frame(self.con.sql(wide).limit(0)).schema)
+            try:
+                positions = _streamed(self.con.sql(self._as_of_sql(ent, entity, requests, names, positions=True)))
+            except duckdb.OutOfMemoryException:
+                raise TrainingSetError(_pit_oom(PitPlan.BY_POSITION)) from None
+        return gather_features(positions, requests, names, schema)
+
+    def _as_of_sql(
+        self, ent: str, entity: EntityRows, requests: list[ViewRequest], names: list[str], *, positions: bool
+    ) -> str:
+        """The ASOF JOIN of the entity rows with each view: feature values, or (``positions``) beside
+        ``ROW`` the matched row's position ``__fs_p{i}``: its file's index, then its row number in the file."""
         joins: list[str] = []
-        selects: list[str] = []
+        selects: list[str] = [f"e.{ROW}"] if positions else []
         name_iter = iter(names)
         for i, req in enumerate(requests):
             v = f"v{i}"
             inner = [f"{quote(k)} AS __k{j}" for j, k in enumerate(req.spec.join_keys)]
             inner.append(f"{_EVENT_TS} AS __ts")
-            inner += [quote(f) for f in req.features]
+            if positions:
+                inner.append(f"(file_index::BIGINT << {POSITION_BITS}) | file_row_number AS __p")
+                relation = self._parquet(req.files, row_numbers=True)
+                values = [(POSITION.format(i=i), "__p")]
+            else:
+                inner += [quote(f) for f in req.features]
+                relation = self._parquet(req.files)
+                values = [(next(name_iter), quote(f)) for f in req.features]
             cond = [f"e.{alias} = {v}.__k{j}" for j, alias in enumerate(entity.key_columns(req.spec))]
             cond.append(f"e.{TS} >= {v}.__ts")
-            joins.append(
-                f"ASOF LEFT JOIN (SELECT {', '.join(inner)} FROM {self._parquet(req.files)}) {v} "
-                f"ON {' AND '.join(cond)}"
-            )
+            joins.append(f"ASOF LEFT JOIN (SELECT {', '.join(inner)} FROM {relation}) {v} ON {' AND '.join(cond)}")
             ttl = req.spec.ttl
-            for feat in req.features:
-                name = next(name_iter)
+            for name, col in values:
                 if ttl is None:
-                    selects.append(f"{v}.{quote(feat)} AS {_name(name)}")
+                    selects.append(f"{v}.{col} AS {_name(name)}")
                 else:
                     micros = int(ttl.total_seconds() * 1_000_000)
                     selects.append(
-                        f"CASE WHEN {v}.__ts >= e.{TS} - to_microseconds({micros}) "
-                        f"THEN {v}.{quote(feat)} END AS {_name(name)}"
+                        f"CASE WHEN {v}.__ts >= e.{TS} - to_microseconds({micros}) THEN {v}.{col} END AS {_name(name)}"
                     )
-        with self._registered("__fs_entity", entity.frame) as ent:
-            sql = f"SELECT {', '.join(selects)} FROM {ent} e {' '.join(joins)} ORDER BY e.{ROW}"
-            try:
-                return _frame(self.con.sql(sql))
-            except duckdb.OutOfMemoryException as exc:
-                raise TrainingSetError(
-                    f"the point-in-time join ran out of memory in the duckdb engine even spilling to disk ({exc}); "
-                    + _OOM_HINT
-                ) from None
+        # Positions come back in any order (gather_features sorts by ROW): no ORDER BY to spill.
+        order = "" if positions else f" ORDER BY e.{ROW}"
+        return f"SELECT {', '.join(selects)} FROM {ent} e {' '.join(joins)}{order}"
 
     def window_join(self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]) -> pl.DataFrame:
         spec = request.spec

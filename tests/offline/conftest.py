@@ -22,6 +22,13 @@ def _duckdb(repo: Path) -> OfflineEngine:
     return DuckDBEngine(repo, memory_limit="1GB")
 
 
+def _duckdb_by_position(repo: Path) -> OfflineEngine:
+    from featurestore.offline.duckdb import DuckDBEngine
+    from featurestore.offline.duckdb_spill import PitPlan
+
+    return DuckDBEngine(repo, memory_limit="1GB", pit_plan=PitPlan.BY_POSITION)  # the plan for small limits
+
+
 def _spark(repo: Path) -> OfflineEngine:
     from featurestore.offline.spark import SparkEngine
 
@@ -29,10 +36,14 @@ def _spark(repo: Path) -> OfflineEngine:
 
 
 # name -> a function making the engine for a repository folder (sources resolve against it)
-ENGINE_FACTORIES: dict[str, Callable[[Path], OfflineEngine]] = {"duckdb": _duckdb, "spark": _spark}
+ENGINE_FACTORIES: dict[str, Callable[[Path], OfflineEngine]] = {
+    "duckdb": _duckdb,
+    "duckdb_by_position": _duckdb_by_position,
+    "spark": _spark,
+}
 ENGINE_PARAMS = list(ENGINE_FACTORIES)
 # Examples of the brute-force property test per engine: a Spark join costs ~a second on local[2].
-PROPERTY_EXAMPLES = {"duckdb": 60, "spark": 12}
+PROPERTY_EXAMPLES = {"duckdb": 60, "spark": 12}  # by engine.name
 
 
 class LocalFiles:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -88,16 +89,30 @@ def join_bytes(entity_rows: int, entity_columns: int, requests: Sequence[ViewReq
 
     None when a file's row count is not known cheaply (object storage: a request per file).
     """
-    import pyarrow.parquet as pq
-
     values = entity_rows * entity_columns
     for req in requests:
         if any(str(f).startswith("s3://") for f in req.files):
             return None
         width = len(req.spec.join_keys) + 1 + len(req.features)
-        values += sum(pq.read_metadata(str(f)).num_rows for f in req.files) * width
+        values += sum(_file_rows(str(f)) for f in req.files) * width
         values += entity_rows * len(req.features)
     return values * 8
+
+
+def _file_rows(path: str) -> int:
+    """A local Parquet file's row count, its footer read once per (path, mtime, size): offline files are
+    replaced by rename, never rewritten in place, so a changed file has a new stamp."""
+    import os
+
+    st = os.stat(path)
+    return _footer_rows(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _footer_rows(path: str, mtime_ns: int, size: int) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(path).num_rows)
 
 
 def choose_plan(plan: PitPlan, limit: str, estimate: Callable[[], int | None]) -> PitPlan:

@@ -104,6 +104,10 @@ def _file_rows(path: str) -> int:
     replaced by rename, never rewritten in place, so a changed file has a new stamp."""
     import os
 
+    if "://" in path:  # a URI (file://): read through pyarrow's filesystems, not cached
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows)
     st = os.stat(path)
     return _footer_rows(path, st.st_mtime_ns, st.st_size)
 

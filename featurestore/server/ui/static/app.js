@@ -75,8 +75,21 @@ const routes = [
   [/^#\/playground$/, playgroundPage, "playground"],
 ];
 let session = null;
+let busy = false, pending = false;
 
+// One render at a time: a hash change during a render (or a second render() call) re-renders once
+// the current one is done, and the page is marked rendered only when no re-render is pending.
 async function render() {
+  delete document.body.dataset.rendered;
+  if (busy) { pending = true; return; }
+  busy = true;
+  try {
+    do { pending = false; await renderOnce(); } while (pending);
+  } finally { busy = false; }
+}
+function mark(value) { if (!pending) document.body.dataset.rendered = value; }
+
+async function renderOnce() {
   const hash = location.hash || "#/";
   if (!session) {
     if (!sessionStorage.getItem(KEY) && (await api("/ui/auth")).auth) return keyPage();
@@ -93,7 +106,7 @@ async function render() {
     const t0 = performance.now();
     try { await page(...m.slice(1)); }
     catch (e) { if (e.status === 401) { session = null; return keyPage(); } return fail(e); }
-    document.body.dataset.rendered = hash;
+    mark(hash);
     document.body.dataset.ms = String(Math.round(performance.now() - t0));
     return;
   }
@@ -101,7 +114,7 @@ async function render() {
 }
 function fail(e) {
   show(h("p", { class: "error" }, (e.status ? e.status + ": " : "") + e.message));
-  document.body.dataset.rendered = location.hash || "#/";
+  mark(location.hash || "#/");
 }
 function keyPage() {
   const input = h("input", { type: "password", id: "api-key", placeholder: "fs_…", autocomplete: "off" });
@@ -112,7 +125,7 @@ function keyPage() {
     input, h("button", { type: "submit" }, "Open"));
   if (sessionStorage.getItem(KEY)) form.append(h("p", { class: "error" }, "That key was refused."));
   show(form);
-  document.body.dataset.rendered = "key";
+  mark("key");
 }
 window.addEventListener("hashchange", render);
 

@@ -25,7 +25,7 @@ from benchmarks import training_set
 from benchmarks._util import ROOT, machine, median, run_child, workdir
 from benchmarks.w1 import FEATURES
 
-__all__ = ["run_training", "run_online", "run_gates", "run_startup", "run_w2", "render", "main"]
+__all__ = ["run_training", "run_online", "run_gates", "run_startup", "run_w2", "run_ui", "render", "main"]
 
 RESULTS = ROOT / "results"
 # The helpers of benchmarks.online_http this module drives (its wrk load generator, servers, floor).
@@ -315,6 +315,13 @@ def run_served_log(scale: float, reps: int, seconds: float) -> dict[str, Any]:
 # -- output ----------------------------------------------------------------
 
 
+def run_ui(quick: bool, reps: int) -> dict[str, Any]:
+    """The web UI's endpoints and page renders on 200 views and a 1 M-row quarantine (benchmarks.ui)."""
+    from benchmarks import ui
+
+    return ui.measure(200_000 if quick else 2_000_000, max(reps, 3))
+
+
 def _x(a: float, b: float | None) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
@@ -483,6 +490,10 @@ def render(r: dict[str, Any]) -> str:
 
         out += ["### Served-feature logging at 1.0 (one worker, wrk at concurrency 16, alternating)", ""]
         out += [*table(r["served_log"]), ""]
+    if "ui" in r:
+        from benchmarks.ui import table as ui_table
+
+        out += [*ui_table(r["ui"]), ""]
     out += _correctness_table(r)
     if r.get("feast_note"):
         out += ["", f"Feast: {r['feast_note']}"]
@@ -508,7 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--duration", type=float, default=None, help="seconds per wrk run (default 3, quick 1)")
     p.add_argument("--no-feast", action="store_true", help="skip Feast (no install)")
     p.add_argument(
-        "--only", default="training,materialize,online,startup,gates,w2,served_log", help="comma-separated subjects"
+        "--only", default="training,materialize,online,startup,gates,w2,served_log,ui", help="comma-separated subjects"
     )
     p.add_argument("--out", type=Path, help="folder for latest.json and latest.md (default benchmarks/results)")
     args = p.parse_args(argv)
@@ -562,6 +573,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["w2"] = run_w2(args.quick)
     if "served_log" in only and shutil.which("wrk"):
         result["served_log"] = run_served_log(scale, args.reps, seconds)
+    if "ui" in only:
+        result["ui"] = run_ui(args.quick, args.reps)
     text = render(result)
     print(text)
     # Quick runs never overwrite the committed full-run results.

@@ -193,7 +193,7 @@ class SparkEngine(OfflineEngine):
     The session is the active one or is built from ``master`` and ``conf`` on first use
     (``spark_session``). Training sets and latest rows run as window functions in Spark and
     only their results come back (through Arrow); ``latest_frame`` and ``map_partitions`` let
-    materialization write from the executors. Aggregation views' windows stay on DuckDB.
+    materialization write from the executors. Aggregation views' windows are one range join per view.
 
     Example::
 
@@ -343,7 +343,18 @@ class SparkEngine(OfflineEngine):
         return features.rename(dict(zip(features.columns, names, strict=True)))
 
     def window_join(self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]) -> pl.DataFrame:
-        raise _aggregation_error(request.spec.name)
+        """A range join of the entity rows with the view's events, grouped per row (``spark_windows``)."""
+        from featurestore.offline.spark_windows import window_frame
+
+        return window_frame(
+            self.spark,
+            entity,
+            request.spec,
+            request.files,
+            aggregations,
+            entity_table=_EntityTable,
+            read_offline=read_offline,
+        )
 
     def point_in_time_join_to(
         self,
@@ -361,13 +372,11 @@ class SparkEngine(OfflineEngine):
         written by the executors into a folder beside ``out``, renamed into place when the
         job succeeded. A ``.csv`` ``out`` is written from the driver (the default).
         """
-        if out.suffix.lower() == ".csv":
+        if out.suffix.lower() == ".csv" or any(req.spec.events is not None for req in requests):
+            # CSV, and aggregation views' windows (computed by Spark, joined in the driver), are written there
             return super().point_in_time_join_to(
                 entity, requests, out, timestamp_column=timestamp_column, full_feature_names=full_feature_names
             )
-        for req in requests:
-            if req.spec.events is not None:
-                raise _aggregation_error(req.spec.name)
         rows, names = join_inputs(entity, requests, timestamp_column, full_feature_names)
         ent = _spark_rows(rows)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -464,8 +473,8 @@ def _replace(staged: Path, out: Path) -> None:
 
 def _aggregation_error(view: str) -> TrainingSetError:
     return TrainingSetError(
-        f"feature view {view!r} is an aggregation view: its windows in training sets are computed by the "
-        'duckdb engine only; use engine = "duckdb" (FEATURESTORE_ENGINE=duckdb) for training sets with it'
+        f"feature view {view!r} is an aggregation view: as_of_join takes plain views only; its windows are "
+        "computed by window_join (point_in_time_join calls both)"
     )
 
 

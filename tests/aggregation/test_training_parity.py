@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,27 @@ QUERIES = st.lists(st.tuples(st.integers(1, 4), st.integers(-10, 170), st.sample
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=event_streams(), queries=QUERIES)
 def test_training_set_equals_brute_force(repo: Path, stream: list[dict[str, Any]], queries: list[Any]) -> None:
+    _check_training_set(repo, stream, queries, None)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=event_streams(), queries=QUERIES)
+def test_training_set_on_spark_equals_brute_force(
+    repo: Path, spark: Any, stream: list[dict[str, Any]], queries: list[Any]
+) -> None:
+    """The same windows computed by the Spark engine (ingested by DuckDB, joined by Spark)."""
+    _check_training_set(repo, stream, queries, "spark")
+
+
+def _check_training_set(repo: Path, stream: list[dict[str, Any]], queries: list[Any], engine: str | None) -> None:
     base = base_minute(datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) + 7  # not on the granularity grid
     events = absolute(stream, base)
     frame(events).write_parquet(repo / "data" / "events.parquet")
+    FeatureStore(repo).ingest()
     fs = FeatureStore(repo)
-    fs.ingest()
+    if engine is not None:
+        fs = FeatureStore(repo, settings=replace(fs.settings, engine=engine))
+        assert fs.engine.name == engine
     times = [base + m * MINUTE + d for _, m, d in queries]
     entity = pl.DataFrame(
         {

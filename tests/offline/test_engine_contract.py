@@ -298,7 +298,6 @@ def events_file(files: LocalFiles, rows: list[tuple[int, int, float, int | None]
     )
 
 
-@pytest.mark.notimpl(["spark"], raises=TrainingSetError)  # aggregation windows: DuckDB only
 def test_windows_hold_the_events_after_the_start_up_to_the_entity_time(
     engine: OfflineEngine, offline_files: LocalFiles
 ) -> None:
@@ -320,7 +319,6 @@ def test_windows_hold_the_events_after_the_start_up_to_the_entity_time(
     assert out["label"].to_list() == ["a", "b", "c", "d", "e", "f"]
 
 
-@pytest.mark.notimpl(["spark"], raises=TrainingSetError)  # aggregation windows: DuckDB only
 def test_window_last_breaks_time_ties_by_created_then_file_order(
     engine: OfflineEngine, offline_files: LocalFiles
 ) -> None:
@@ -330,7 +328,6 @@ def test_window_last_breaks_time_ties_by_created_then_file_order(
     assert join(engine, entity, req)["last_3h"].to_list() == [1.0, 4.0]
 
 
-@pytest.mark.notimpl(["spark"], raises=TrainingSetError)  # aggregation windows: DuckDB only
 def test_plain_and_aggregation_views_in_one_call_keep_the_requested_order(
     engine: OfflineEngine, offline_files: LocalFiles, driver_view: ViewRequest
 ) -> None:
@@ -342,7 +339,6 @@ def test_plain_and_aggregation_views_in_one_call_keep_the_requested_order(
     assert out.row(0)[3:] == (10.0, 1.0)
 
 
-@pytest.mark.notimpl(["spark"], raises=TrainingSetError)  # aggregation windows: DuckDB only
 def test_an_aggregation_view_without_events_gives_empty_windows(engine: OfflineEngine) -> None:
     req = ViewRequest(aggregation_spec(), ("n_1h", "max_3h"), ())
     out = join(engine, pl.DataFrame({"card": [1], "event_timestamp": [T0]}), req)

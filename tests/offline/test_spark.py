@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from featurestore.dsl.view import FeatureView
-from featurestore.errors import DefinitionError, TrainingSetError
+from featurestore.errors import DefinitionError
 from featurestore.offline.duckdb import DuckDBEngine
 from featurestore.offline.pit import ViewRequest
 from featurestore.offline.spark import SparkEngine
@@ -124,18 +124,67 @@ def test_several_views_composite_keys_and_full_names(spark: Any, tmp_path: Path,
     assert out["event_timestamp"].dtype == pl.String  # the user's column comes back as given
 
 
-def test_aggregation_views_say_they_need_duckdb(spark: Any, driver_view: ViewRequest) -> None:
+def test_aggregation_windows_equal_duckdb_with_and_without_out(
+    spark: Any, tmp_path: Path, driver_view: ViewRequest
+) -> None:
+    events = pl.DataFrame(
+        {
+            "driver_id": [1, 1, 1, 2, 1],
+            "event_timestamp": [
+                T0,
+                T0 + timedelta(minutes=30),
+                T0 + timedelta(minutes=30),
+                T0,
+                T0 + timedelta(hours=2),
+            ],
+            "created_timestamp": [None, T0, None, None, None],
+            "n": [1, 5, None, 7, 2],
+        },
+        schema={
+            "driver_id": pl.Int64,
+            "event_timestamp": pl.Datetime("us", "UTC"),
+            "created_timestamp": pl.Datetime("us", "UTC"),
+            "n": pl.Int64,
+        },
+    )
+    path = tmp_path / "clicks.parquet"
+    events.write_parquet(path)
+    hour = 3_600_000_000
+    aggs = {
+        "n_sum_1h": ("sum", "Int64"),
+        "n_count_1h": ("count", "Int64"),
+        "n_last_1h": ("last", "Int64"),
+        "n_distinct_1h": ("count_distinct", "Int64"),
+        "n_sd_1h": ("stddev", "Float64"),
+        "n_mean_1h": ("mean", "Float64"),
+        "n_min_1h": ("min", "Int64"),
+    }
     raw = {
-        **driver_view.spec.raw,
-        "name": "clicks",
+        **spec("clicks", {"driver_id": "Int64"}, {k: t for k, (_, t) in aggs.items()}, None).raw,
         "events": {
             "columns": [{"name": "n", "dtype": "Int64"}],
-            "aggregations": [{"name": "n_1h", "column": "n", "function": "sum", "window_us": 3_600_000_000}],
+            "event_id": None,
+            "granularity_us": None,
+            "aggregations": [
+                {"name": k, "column": "n", "function": f, "window_us": hour} for k, (f, _) in aggs.items()
+            ],
         },
     }
-    req = ViewRequest(ViewSpec(raw), ("n_1h",), driver_view.files)
-    with pytest.raises(TrainingSetError, match=r"'clicks' is an aggregation view.*engine = \"duckdb\""):
-        SparkEngine().point_in_time_join(pl.DataFrame({"driver_id": [1], "event_timestamp": [T0]}), [req])
+    clicks = ViewRequest(ViewSpec(raw), tuple(aggs), (path,))
+    entity = pl.DataFrame(
+        {
+            "driver_id": [1, 2, 1, 1, 3],
+            "event_timestamp": [T0 + timedelta(minutes=45), T0, T0 + timedelta(hours=3), T0, None],
+        },
+        schema={"driver_id": pl.Int64, "event_timestamp": pl.Datetime("us", "UTC")},
+    )
+    got = both(spark, entity, driver_view, clicks)
+    assert got["n_sum_1h"].to_list() == [6, 7, 0, 1, None]
+    assert got["n_last_1h"].to_list() == [5, 7, None, 1, None]  # the later row at 00:30 is null: 5 wins
+    out = tmp_path / "train.parquet"
+    written = SparkEngine().point_in_time_join_to(entity, [driver_view, clicks], out)
+    assert written is not None and written.to_dicts() == got.to_dicts()
+    assert pl.read_parquet(out).to_dicts() == got.to_dicts()
 
 
 def test_remote_files_are_read_in_the_executors(spark: Any, tmp_path: Path, driver_view: ViewRequest) -> None:

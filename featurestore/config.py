@@ -97,6 +97,7 @@ class Settings:
     engine: str = "duckdb"
     duckdb_memory_limit: str = "4GB"
     duckdb_temp_dir: Path = Path("data/tmp")
+    duckdb_window_plan: str = "auto"
     spark_master: str = "local[*]"
     spark_conf: dict[str, str] = field(default_factory=dict)
     max_entities: int = 1000

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import polars as pl
 
-from featurestore.dsl.aggregation import AggFunction
 from featurestore.dsl.names import quote
 from featurestore.dsl.source import CsvSource, ParquetSource, Source, SqlSource
 from featurestore.errors import DefinitionError, TrainingSetError
@@ -27,6 +26,13 @@ from featurestore.offline.duckdb_spill import (
     gather_features,
     join_bytes,
     threads_for,
+)
+from featurestore.offline.duckdb_windows import (
+    WindowEstimate,
+    WindowPlan,
+    choose_window_plan,
+    estimate_sql,
+    window_sql,
 )
 from featurestore.offline.pit import ROW, TS, EntityRows, ViewRequest
 
@@ -127,9 +133,11 @@ class DuckDBEngine(OfflineEngine):
         temp_dir: Path | str | None = None,
         threads: int | None = None,
         pit_plan: PitPlan = PitPlan.AUTO,
+        window_plan: WindowPlan | str = WindowPlan.AUTO,
     ) -> None:
         super().__init__(repo)
         self.pit_plan = pit_plan
+        self.window_plan = WindowPlan.parse(window_plan)
         self.memory_limit = memory_limit
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
@@ -142,7 +150,12 @@ class DuckDBEngine(OfflineEngine):
 
     @classmethod
     def from_settings(cls, settings: Any) -> DuckDBEngine:
-        return cls(settings.repo, memory_limit=settings.duckdb_memory_limit, temp_dir=settings.duckdb_temp_dir)
+        return cls(
+            settings.repo,
+            memory_limit=settings.duckdb_memory_limit,
+            temp_dir=settings.duckdb_temp_dir,
+            window_plan=settings.duckdb_window_plan,
+        )
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -356,27 +369,34 @@ class DuckDBEngine(OfflineEngine):
         spec = request.spec
         events = spec.events
         assert events is not None
-        dtypes = {c: str(t) for c, t in events.columns.items()}
-        selects = [
-            f"{_aggregate_sql(a, dtypes.get(a.column), f'e.__fs_s{a.window_us}')} AS {quote(a.name)}"
-            for a in aggregations
-        ]
-        longest = max(a.window_us for a in aggregations)
-        cond = [f"e.__fs_k{j} = v.__k{j}" for j in range(len(spec.join_keys))]
-        cond += ["v.__ts <= e.__fs_t", f"v.__ts > e.__fs_s{longest}"]
         relation = self._events_relation(spec, request.files)
         with self._registered("__fs_windows", entity) as ent:
-            sql = (
-                f"SELECT {', '.join(selects)} FROM {ent} e LEFT JOIN {relation} v ON {' AND '.join(cond)} "
-                f"GROUP BY e.{ROW} ORDER BY e.{ROW}"
-            )
+            plan = choose_window_plan(self.window_plan, self._window_estimate(ent, relation, spec, aggregations))
+            sql = window_sql(plan, ent, relation, spec, aggregations, granular=events.granularity_us is not None)
             try:
                 return _frame(self.con.sql(sql))
             except duckdb.OutOfMemoryException as exc:
                 raise TrainingSetError(
-                    f"the window aggregation of {spec.name!r} ran out of memory in the duckdb engine "
-                    f"even spilling to disk ({exc}); " + _OOM_HINT
+                    f"the window aggregation of {spec.name!r} ({plan.value} plan) ran out of memory in the "
+                    f"duckdb engine even spilling to disk ({exc}); " + _OOM_HINT
                 ) from None
+
+    def window_plan_for(
+        self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]
+    ) -> tuple[WindowPlan, WindowEstimate | None]:
+        """The plan ``window_join`` takes for these arguments, and the estimate AUTO weighed (None when forced)."""
+        with self._registered("__fs_windows", entity) as ent:
+            relation = self._events_relation(request.spec, request.files)
+            estimate = self._window_estimate(ent, relation, request.spec, aggregations)
+        return choose_window_plan(self.window_plan, estimate), estimate
+
+    def _window_estimate(
+        self, ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec]
+    ) -> WindowEstimate | None:
+        if self.window_plan is not WindowPlan.AUTO:
+            return None
+        ((joined, rows),) = self.con.execute(estimate_sql(ent, relation, spec, aggregations)).fetchall()
+        return WindowEstimate(float(joined), int(rows))
 
     def _events_relation(self, spec: ViewSpec, files: Sequence[OfflineFile]) -> str:
         """A view version's offline events: keys as ``__k<i>``, ``__ts``/``__cr`` (µs), ``__seq``.
@@ -399,25 +419,3 @@ class DuckDBEngine(OfflineEngine):
         ]
         cols += [quote(c) for c in values]
         return f"(SELECT {', '.join(cols)} FROM {self._parquet(files, row_numbers=True, union_by_name=True)})"
-
-
-def _aggregate_sql(agg: WindowSpec, dtype_name: str | None, start: str) -> str:
-    inside = f"v.__ts > {start}"
-    f = agg.function
-    if f is AggFunction.COUNT:
-        return f"count(v.__ts) FILTER (WHERE {inside})"
-    col = f"v.{quote(agg.column)}"
-    if f is AggFunction.COUNT_DISTINCT:
-        return f"count(DISTINCT {col}) FILTER (WHERE {inside})"
-    if f is AggFunction.SUM:
-        cast = "BIGINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
-        return f"coalesce(sum({col}) FILTER (WHERE {inside}), 0)::{cast}"
-    if f is AggFunction.LAST:
-        return f"arg_max({col}, [v.__ts, v.__cr, v.__seq]) FILTER (WHERE {inside} AND {col} IS NOT NULL)"
-    sql = {
-        AggFunction.MEAN: "avg",
-        AggFunction.MIN: "min",
-        AggFunction.MAX: "max",
-        AggFunction.STDDEV: "stddev_samp",
-    }[f]
-    return f"{sql}({col}) FILTER (WHERE {inside})"

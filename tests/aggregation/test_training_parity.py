@@ -8,20 +8,33 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore import FeatureStore
+from featurestore.config import load_settings
 from tests.aggregation.brute import AGGREGATIONS, MINUTE, brute, dedupe, same
 from tests.aggregation.conftest import GRANULARITY, absolute, base_minute, event_streams, frame, from_us
+
+# Every test runs each DuckDB window plan (the setting duckdb_window_plan forces one).
+PLANS = pytest.mark.parametrize("plan", ["range_join", "frames"])
+
+
+def store(repo: Path, plan: str) -> FeatureStore:
+    return FeatureStore(repo, settings=replace(load_settings(repo), duckdb_window_plan=plan))
+
 
 QUERIES = st.lists(st.tuples(st.integers(1, 4), st.integers(-10, 170), st.sampled_from([-1, 0, 1])), max_size=12)
 
 
+@PLANS
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=event_streams(), queries=QUERIES)
-def test_training_set_equals_brute_force(repo: Path, stream: list[dict[str, Any]], queries: list[Any]) -> None:
-    _check_training_set(repo, stream, queries, None)
+def test_training_set_equals_brute_force(
+    plan: str, repo: Path, stream: list[dict[str, Any]], queries: list[Any]
+) -> None:
+    _check_training_set(repo, stream, queries, store(repo, plan))
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -30,18 +43,16 @@ def test_training_set_on_spark_equals_brute_force(
     repo: Path, spark: Any, stream: list[dict[str, Any]], queries: list[Any]
 ) -> None:
     """The same windows computed by the Spark engine (ingested by DuckDB, joined by Spark)."""
-    _check_training_set(repo, stream, queries, "spark")
+    fs = FeatureStore(repo, settings=replace(load_settings(repo), engine="spark"))
+    assert fs.engine.name == "spark"
+    _check_training_set(repo, stream, queries, fs)
 
 
-def _check_training_set(repo: Path, stream: list[dict[str, Any]], queries: list[Any], engine: str | None) -> None:
+def _check_training_set(repo: Path, stream: list[dict[str, Any]], queries: list[Any], fs: FeatureStore) -> None:
     base = base_minute(datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) + 7  # not on the granularity grid
     events = absolute(stream, base)
     frame(events).write_parquet(repo / "data" / "events.parquet")
     FeatureStore(repo).ingest()
-    fs = FeatureStore(repo)
-    if engine is not None:
-        fs = FeatureStore(repo, settings=replace(fs.settings, engine=engine))
-        assert fs.engine.name == engine
     times = [base + m * MINUTE + d for _, m, d in queries]
     entity = pl.DataFrame(
         {
@@ -64,7 +75,8 @@ def _check_training_set(repo: Path, stream: list[dict[str, Any]], queries: list[
                 assert same(function, row[name], want[name]), (view, name, card, t - base, row[name], want[name])
 
 
-def test_ties_nulls_and_empty_windows(repo: Path) -> None:
+@PLANS
+def test_ties_nulls_and_empty_windows(plan: str, repo: Path) -> None:
     """Two events at one time both count; last breaks ties by created, then the later row; empty windows."""
     base = base_minute(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     rows = [
@@ -74,7 +86,7 @@ def test_ties_nulls_and_empty_windows(repo: Path) -> None:
         {"card_id": 1, "ts": 5, "created": 1, "amount": 4.0, "qty": None, "merchant": None, "eid": None},
     ]
     frame(absolute(rows, base)).write_parquet(repo / "data" / "events.parquet")
-    fs = FeatureStore(repo)
+    fs = store(repo, plan)
     fs.ingest()
     entity = pl.DataFrame(
         {"card_id": [1, 1, 2], "event_timestamp": [from_us(base), from_us(base + 5 * MINUTE), from_us(base)]}

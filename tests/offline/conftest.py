@@ -99,6 +99,24 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OfflineEn
         made.close()
 
 
+# The DuckDB engine's window plans; every window test runs each (an engine without plans runs once).
+WINDOW_PLANS = ["range_join", "frames"]
+
+
+@pytest.fixture(params=WINDOW_PLANS)
+def window_engine(engine: OfflineEngine, request: pytest.FixtureRequest) -> OfflineEngine:
+    """``engine`` with each DuckDB window plan forced in turn (``DuckDBEngine(window_plan=...)``)."""
+    from featurestore.offline.duckdb import DuckDBEngine
+    from featurestore.offline.duckdb_windows import WindowPlan
+
+    if not isinstance(engine, DuckDBEngine):
+        if request.param != WINDOW_PLANS[0]:
+            pytest.skip(f"the {engine.name} engine has one window plan")
+        return engine
+    engine.window_plan = WindowPlan(request.param)
+    return engine
+
+
 @pytest.fixture(params=STORAGE_PARAMS)
 def offline_files(request: pytest.FixtureRequest, tmp_path: Path) -> LocalFiles:
     if request.param == "s3":

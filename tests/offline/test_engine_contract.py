@@ -8,6 +8,7 @@ aggregation views, and reading sources through their transforms.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from featurestore.errors import DefinitionError, TrainingSetError
 from featurestore.offline.base import SEQ, OfflineEngine, OfflineFile, TransformOutputError
 from featurestore.offline.pit import ViewRequest
 from featurestore.registry.spec import ViewSpec
+from tests.aggregation.brute import AGGREGATIONS, MINUTE, brute, same
 from tests.offline.conftest import PROPERTY_EXAMPLES
 
 if TYPE_CHECKING:
@@ -299,7 +301,7 @@ def events_file(files: LocalFiles, rows: list[tuple[int, int, float, int | None]
 
 
 def test_windows_hold_the_events_after_the_start_up_to_the_entity_time(
-    engine: OfflineEngine, offline_files: LocalFiles
+    window_engine: OfflineEngine, offline_files: LocalFiles
 ) -> None:
     path = events_file(offline_files, [(1, 0, 10.0, None), (1, 60, 20.0, None), (1, 150, 5.0, None), (2, 0, 7.0, None)])
     req = ViewRequest(aggregation_spec(), ("n_1h", "sum_1h", "max_3h", "last_3h"), (path,))
@@ -309,7 +311,7 @@ def test_windows_hold_the_events_after_the_start_up_to_the_entity_time(
             "event_timestamp": [T0 + timedelta(minutes=m) for m in (60, 120, 150, 0, 0, -1)],
         }
     ).with_columns(pl.Series("label", ["a", "b", "c", "d", "e", "f"]))
-    out = join(engine, entity, req)
+    out = join(window_engine, entity, req)
     assert out.columns == ["card", "event_timestamp", "label", "n_1h", "sum_1h", "max_3h", "last_3h"]
     # at 60: (0, 60] holds 20 only (the 0-minute event is exactly one hour old: outside); 3h holds both
     assert out["n_1h"].to_list() == [1, 0, 1, 1, 0, 0]
@@ -320,29 +322,189 @@ def test_windows_hold_the_events_after_the_start_up_to_the_entity_time(
 
 
 def test_window_last_breaks_time_ties_by_created_then_file_order(
-    engine: OfflineEngine, offline_files: LocalFiles
+    window_engine: OfflineEngine, offline_files: LocalFiles
 ) -> None:
     path = events_file(offline_files, [(1, 10, 1.0, 5), (1, 10, 2.0, 3), (2, 10, 3.0, None), (2, 10, 4.0, None)])
     req = ViewRequest(aggregation_spec(), ("last_3h",), (path,))
     entity = pl.DataFrame({"card": [1, 2], "event_timestamp": [T0 + timedelta(minutes=20)] * 2})
-    assert join(engine, entity, req)["last_3h"].to_list() == [1.0, 4.0]
+    assert join(window_engine, entity, req)["last_3h"].to_list() == [1.0, 4.0]
 
 
 def test_plain_and_aggregation_views_in_one_call_keep_the_requested_order(
-    engine: OfflineEngine, offline_files: LocalFiles, driver_view: ViewRequest
+    window_engine: OfflineEngine, offline_files: LocalFiles, driver_view: ViewRequest
 ) -> None:
     path = events_file(offline_files, [(1, 0, 10.0, None)])
     req = ViewRequest(aggregation_spec(), ("max_3h",), (path,))
     entity = pl.DataFrame({"card": [1], "driver_id": [1], "event_timestamp": [T0 + timedelta(minutes=30)]})
-    out = join(engine, entity, req, driver_view, full_feature_names=True)
+    out = join(window_engine, entity, req, driver_view, full_feature_names=True)
     assert out.columns == ["card", "driver_id", "event_timestamp", "txn__max_3h", "drivers__rating"]
     assert out.row(0)[3:] == (10.0, 1.0)
 
 
-def test_an_aggregation_view_without_events_gives_empty_windows(engine: OfflineEngine) -> None:
+def test_an_aggregation_view_without_events_gives_empty_windows(window_engine: OfflineEngine) -> None:
     req = ViewRequest(aggregation_spec(), ("n_1h", "max_3h"), ())
-    out = join(engine, pl.DataFrame({"card": [1], "event_timestamp": [T0]}), req)
+    out = join(window_engine, pl.DataFrame({"card": [1], "event_timestamp": [T0]}), req)
     assert out.row(0)[2:] == (0, None)
+
+
+def test_a_granularity_starts_windows_at_the_floor_of_the_entity_time(
+    window_engine: OfflineEngine, offline_files: LocalFiles
+) -> None:
+    """``floor_g(t) - w < event_ts <= t``: with g = 1h an entity row at 01:50 sees 1h back from 01:00."""
+    path = events_file(offline_files, [(1, 0, 1.0, None), (1, 30, 2.0, None), (1, 70, 4.0, None), (1, 111, 8.0, None)])
+    req = ViewRequest(aggregation_spec(granularity_us=HOUR_US), ("n_1h", "sum_1h", "last_3h"), (path,))
+    entity = pl.DataFrame(
+        {"card": [1, 1, 1, 1], "event_timestamp": [T0 + timedelta(minutes=m) for m in (110, 120, 60, 0)]}
+    )
+    out = join(window_engine, entity, req)
+    # 01:50: (00:00, 01:50] holds 30 and 70; 02:00: (01:00, 02:00] holds 70 and 111; 01:00: (00:00, 01:00]; 00:00: 0
+    assert out["n_1h"].to_list() == [2, 2, 1, 1]
+    assert out["sum_1h"].to_list() == [6.0, 12.0, 2.0, 1.0]
+    assert out["last_3h"].to_list() == [4.0, 8.0, 2.0, 1.0]
+
+
+def test_windows_of_composite_keys_with_missing_and_null_keys_and_times(
+    window_engine: OfflineEngine, offline_files: LocalFiles
+) -> None:
+    path = offline_files.write(
+        "routes",
+        pl.DataFrame(
+            {
+                "origin": ["JFK", "JFK", "JFK", "LGA", None],
+                "dest": ["SFO", "SFO", "LAX", "SFO", "SFO"],
+                "event_timestamp": [T0 + timedelta(minutes=m) for m in (0, 30, 30, 30, 30)],
+                "delay": [1.0, None, 4.0, 8.0, 16.0],
+                "created_timestamp": [None] * 5,
+            },
+            schema_overrides={
+                "event_timestamp": pl.Datetime("us", "UTC"),
+                "created_timestamp": pl.Datetime("us", "UTC"),
+            },
+        ),
+    )
+    events = {
+        "columns": [{"name": "delay", "dtype": "Float64"}],
+        "event_id": None,
+        "granularity_us": None,
+        "aggregations": [
+            {"name": "n_1h", "column": "delay", "function": "count", "window_us": HOUR_US},
+            {"name": "mean_1h", "column": "delay", "function": "mean", "window_us": HOUR_US},
+        ],
+    }
+    view = spec(
+        "routes", {"origin": "String", "dest": "String"}, {"n_1h": "Int64", "mean_1h": "Float64"}, None, events=events
+    )
+    req = ViewRequest(view, ("n_1h", "mean_1h"), (path,))
+    entity = pl.DataFrame(
+        {
+            "origin": ["JFK", "JFK", None, "EWR", "JFK", "JFK"],
+            "dest": ["SFO", "SFO", "SFO", "SFO", "LAX", "SFO"],
+            "event_timestamp": [
+                T0 + timedelta(minutes=45),
+                T0 + timedelta(minutes=45),
+                T0 + timedelta(minutes=45),
+                T0,
+                None,
+                T0,
+            ],
+        },
+        schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")},
+    )
+    out = join(window_engine, entity, req)
+    assert out["n_1h"].to_list() == [2, 2, 0, 0, None, 1]  # a null key matches nothing; no time: no window
+    assert out["mean_1h"].to_list() == [1.0, 1.0, None, None, None, 1.0]
+
+
+# (name, column, function, window in minutes) of the property below: every function, two windows.
+_WINDOWS = [(n, c, f, m) for n, c, f, m in AGGREGATIONS]
+_OUT_DTYPES = {"count": "Int64", "count_distinct": "Int64", "mean": "Float64", "stddev": "Float64"}
+
+
+def _window_property_spec(granularity_us: int | None) -> ViewSpec:
+    columns = {"amount": "Float64", "qty": "Int64", "merchant": "String"}
+    events = {
+        "columns": [{"name": c, "dtype": t} for c, t in columns.items()],
+        "event_id": None,
+        "granularity_us": granularity_us,
+        "aggregations": [{"name": n, "column": c, "function": f, "window_us": m * MINUTE} for n, c, f, m in _WINDOWS],
+    }
+    feats = {n: _OUT_DTYPES.get(f, columns[c]) for n, c, f, _ in _WINDOWS}
+    return spec("prop_windows", {"card_id": "Int64"}, feats, None, events=events)
+
+
+def test_windows_match_brute_force_on_dense_keys(window_engine: OfflineEngine, offline_files: LocalFiles) -> None:
+    """Few keys, many events per window (ties, nulls, created times), rows at event times, repeats, granularity."""
+    base = int(T0.timestamp()) * 1_000_000
+
+    examples = 40 if window_engine.name == "duckdb" else 6  # Spark: seconds per example
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        events=st.lists(
+            st.tuples(
+                st.integers(1, 2),
+                st.integers(0, 120),
+                st.none() | st.integers(0, 3),
+                st.none() | st.integers(-40, 40).map(lambda v: v / 4),
+                st.none() | st.integers(-5, 5),
+                st.none() | st.sampled_from("abc"),
+            ),
+            min_size=20,
+            max_size=150,
+        ),
+        queries=st.lists(
+            st.tuples(st.none() | st.integers(1, 3), st.none() | st.integers(-5, 130), st.sampled_from([-1, 0, 1])),
+            min_size=10,
+            max_size=30,
+        ),
+        granularity=st.sampled_from([None, 5 * MINUTE, 60 * MINUTE]),
+    )
+    def check(events: list[tuple[Any, ...]], queries: list[tuple[Any, ...]], granularity: int | None) -> None:
+        rows = [
+            {
+                "card_id": k,
+                "ts": base + m * MINUTE,
+                "created": None if c is None else base + c * 1_000_000,
+                "amount": a,
+                "qty": q,
+                "merchant": s,
+            }
+            for k, m, c, a, q, s in events
+        ]
+        stamp = partial(pl.from_epoch, time_unit="us")
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "card_id": pl.Int64,
+                "ts": pl.Int64,
+                "created": pl.Int64,
+                "amount": pl.Float64,
+                "qty": pl.Int64,
+                "merchant": pl.String,
+            },
+        ).select(
+            "card_id",
+            stamp(pl.col("ts")).dt.replace_time_zone("UTC").alias("event_timestamp"),
+            "amount",
+            "qty",
+            "merchant",
+            stamp(pl.col("created")).dt.replace_time_zone("UTC").alias("created_timestamp"),
+        )
+        path = offline_files.write("prop_windows", frame)
+        view = _window_property_spec(granularity)
+        req = ViewRequest(view, tuple(n for n, *_ in _WINDOWS), (path,))
+        times = [None if m is None else base + m * MINUTE + d for _, m, d in queries]
+        entity = pl.DataFrame(
+            {"card_id": [k for k, _, _ in queries], "event_timestamp": times},
+            schema={"card_id": pl.Int64, "event_timestamp": pl.Int64},
+        ).with_columns(stamp(pl.col("event_timestamp")).dt.replace_time_zone("UTC"))
+        out = join(window_engine, entity, req)
+        for row, (card, _, _), t in zip(out.iter_rows(named=True), queries, times, strict=True):
+            want = {n: None for n, *_ in _WINDOWS} if t is None else brute(rows, card, t, granularity)
+            for name, _, function, _ in _WINDOWS:
+                assert same(function, row[name], want[name]), (name, card, t, row[name], want[name])
+
+    check()
 
 
 # -- latest rows per entity (materialization) -------------------------------------------

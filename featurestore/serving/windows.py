@@ -66,35 +66,62 @@ class EncodedEvents:
 
 
 def encode_events(spec: EventsSpec, join_keys: Sequence[str], df: pl.DataFrame) -> EncodedEvents:
+    """Group a frame of events (keys, ``event_timestamp``, event columns, optional ``created_timestamp``
+    and ``__seq``) by entity and encode them.
+
+    Series operations and one Python loop, no polars query: a push's batch is small, and a query
+    waits on polars' thread pool, which on a busy machine costs more than the work.
+    """
     import polars as pl
 
-    """Group a frame of events (keys, ``event_timestamp``, event columns, optional ``created_timestamp``
-    and ``__seq``) by entity and encode them."""
+    n = df.height
     value_cols = [c for c in spec.columns if c != spec.event_id]
-    key_cols = [pl.col(k).cast(pl.String) for k in join_keys]
-    key = key_cols[0] if len(key_cols) == 1 else pl.concat_str(key_cols, separator=KEY_SEPARATOR)
-    created = pl.col(CREATED).dt.epoch("us") if CREATED in df.columns else pl.lit(None, dtype=pl.Int64)
-    seq = pl.col(SEQ) if SEQ in df.columns else pl.int_range(pl.len(), dtype=pl.Int64) + arrival_sequence(df.height)
-    ident = (
-        pl.lit("i:") + pl.col(spec.event_id).cast(pl.String)
-        if spec.event_id is not None
-        else pl.lit(None, dtype=pl.String)
-    )
-    frame = df.select(
-        key.alias("__key"),
-        ident.alias("__ident"),
-        pl.col(TS).dt.epoch("us").alias("__ts"),
-        created.alias("__created"),
-        seq.cast(pl.Int64).alias("__s"),
-        *[pl.col(c) for c in value_cols],
-    )
+    key_parts = [_as_text(df.get_column(k)) for k in join_keys]
+    keys = key_parts[0] if len(key_parts) == 1 else [KEY_SEPARATOR.join(p) for p in zip(*key_parts, strict=True)]
+    ts = _epoch_us(df.get_column(TS))
+    created = _epoch_us(df.get_column(CREATED)) if CREATED in df.columns else [None] * n
+    if SEQ in df.columns:
+        seq = df.get_column(SEQ).cast(pl.Int64).to_list()
+    else:
+        first = arrival_sequence(n)
+        seq = list(range(first, first + n))
+    if spec.event_id is not None:
+        idents = ["i:" + v if v is not None else None for v in _as_text(df.get_column(spec.event_id))]
+    else:
+        idents = [None] * n
+    values = [df.get_column(c).to_list() for c in value_cols]
     grouped: dict[str, list[tuple[str, bytes]]] = {}
-    dumps = orjson.dumps
-    for row in frame.iter_rows():
-        k, ident_ = row[0], row[1]
-        ident_ = ident_ if ident_ is not None else "n:" + os.urandom(8).hex()
-        grouped.setdefault(k, []).append((ident_, dumps(row[2:], option=orjson.OPT_SERIALIZE_NUMPY)))
+    dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    for i, row in enumerate(zip(ts, created, seq, *values, strict=True)):
+        ident = idents[i]
+        if ident is None:
+            ident = "n:" + os.urandom(8).hex()
+        grouped.setdefault(keys[i], []).append((ident, dumps(row, option=option)))
     return EncodedEvents(list(grouped), list(grouped.values()))
+
+
+def _as_text(series: pl.Series) -> list[Any]:
+    """A column's values as polars casts them to text (keys, event ids), nulls as None."""
+    import polars as pl
+
+    if series.dtype == pl.String:
+        return series.to_list()
+    return series.cast(pl.String).to_list()
+
+
+def _epoch_us(series: pl.Series) -> list[Any]:
+    """A datetime column as microseconds since the epoch (``dt.epoch("us")``: a datetime's integer is its epoch
+    in its unit, UTC whatever its zone), nulls as None."""
+    import polars as pl
+
+    unit = getattr(series.dtype, "time_unit", None)
+    if unit == "us":
+        return series.cast(pl.Int64).to_list()
+    if unit == "ns":
+        return [None if v is None else v // 1000 for v in series.cast(pl.Int64).to_list()]
+    if unit == "ms":
+        return [None if v is None else v * 1000 for v in series.cast(pl.Int64).to_list()]
+    return series.to_frame().select(pl.col(series.name).dt.epoch("us")).to_series().to_list()
 
 
 _arrival_lock = threading.Lock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,12 @@ def _validate(schema: Any, df: pl.DataFrame) -> pl.DataFrame | None:
     return None
 
 
+def _utc_literal(when: datetime) -> pl.Expr:
+    # an integer cast to a datetime: pl.lit of an aware datetime builds a Series through a query (~0.2 ms)
+    micros = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return pl.lit(micros, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+
+
 def _clearly_passes(compiled: CompiledGate, df: pl.DataFrame) -> bool:
     """Whether every check of the gate certainly passes on ``df`` (two polars passes instead of pandera's).
 
@@ -145,7 +151,7 @@ def _clearly_passes(compiled: CompiledGate, df: pl.DataFrame) -> bool:
         return False
     frame = [fc.valid() for fc in gate.checks]
     if gate.freshness is not None:
-        frame.append(pl.col(TS).max() >= pl.lit(datetime.now(UTC) - gate.freshness, dtype=pl.Datetime("us", "UTC")))
+        frame.append(pl.col(TS).max() >= _utc_literal(datetime.now(UTC) - gate.freshness))
     try:
         if frame and not all(v is True for v in df.select(e.alias(f"__f{i}") for i, e in enumerate(frame)).row(0)):
             return False
@@ -160,7 +166,7 @@ def _clearly_passes(compiled: CompiledGate, df: pl.DataFrame) -> bool:
             valid.append(check.valid(column))
     if gate.max_future is not None:
         bound = datetime.now(UTC) + gate.max_future
-        valid.append(pl.col(TS) <= pl.lit(bound, dtype=pl.Datetime("us", "UTC")))
+        valid.append(pl.col(TS) <= _utc_literal(bound))
     if gate.unique_key:
         valid.append(pl.struct([*compiled.keys, TS]).is_unique())
     if not valid:

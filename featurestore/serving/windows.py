@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -149,26 +150,67 @@ def _last_key(event: list[Any]) -> tuple[int, int, int]:
     return (event[0], _NO_CREATED if created is None else created, event[2])
 
 
+class _WindowPlan:
+    """An EventsSpec compiled for evaluation: its distinct windows, and per aggregation its window and column."""
+
+    __slots__ = ("windows", "steps")
+
+    def __init__(self, spec: EventsSpec) -> None:
+        position = {c: i + 3 for i, c in enumerate(c for c in spec.columns if c != spec.event_id)}
+        self.windows = sorted({a.window_us for a in spec.aggregations})
+        index = {w: i for i, w in enumerate(self.windows)}
+        self.steps = [
+            (index[a.window_us], a.function, None if a.function is AggFunction.COUNT else position[a.column])
+            for a in spec.aggregations
+        ]
+
+
+_PLANS: dict[Any, _WindowPlan] = {}
+
+
+def _plan(spec: EventsSpec) -> _WindowPlan:
+    key = (tuple(spec.columns), spec.event_id, spec.aggregations)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 1024:  # bounded: a long-lived process sees few view versions
+            _PLANS.clear()
+        plan = _PLANS[key] = _WindowPlan(spec)
+    return plan
+
+
 def evaluate(spec: EventsSpec, payloads: Sequence[bytes], t_us: int) -> list[Any]:
-    """The value of each aggregation of ``spec`` at time ``t_us`` over one entity's events."""
-    events = [orjson.loads(p) for p in payloads]
-    position = {c: i + 3 for i, c in enumerate(c for c in spec.columns if c != spec.event_id)}
+    """The value of each aggregation of ``spec`` at time ``t_us`` over one entity's events.
+
+    One pass: the events are parsed and sorted by time once; each distinct window is a slice
+    of them (found by bisection), and each (window, column) list of values is built once for
+    every aggregation that reads it.
+    """
+    plan = _plan(spec)
+    loads = orjson.loads
+    events = sorted((loads(p) for p in payloads), key=_event_time)  # stable: ties keep the store's order
+    times = [e[0] for e in events]
+    end = bisect_right(times, t_us)
+    slices = [(bisect_right(times, window_start(t_us, w, spec.granularity_us), 0, end), end) for w in plan.windows]
+    columns: dict[tuple[int, int], list[Any]] = {}
     out: list[Any] = []
-    for agg in spec.aggregations:
-        start = window_start(t_us, agg.window_us, spec.granularity_us)
-        inside = [e for e in events if start < e[0] <= t_us]
-        f = agg.function
-        if f is AggFunction.COUNT:
-            out.append(len(inside))
+    for window, f, i in plan.steps:
+        lo, hi = slices[window]
+        if i is None:  # COUNT
+            out.append(max(hi - lo, 0))
             continue
-        i = position[agg.column]
         if f is AggFunction.LAST:
-            present = [e for e in inside if e[i] is not None]
+            present = [e for e in events[lo:hi] if e[i] is not None]
             out.append(max(present, key=_last_key)[i] if present else None)
             continue
-        values = [e[i] for e in inside if e[i] is not None]
+        values = columns.get((window, i))
+        if values is None:
+            values = columns[(window, i)] = [e[i] for e in events[lo:hi] if e[i] is not None]
         out.append(_reduce(f, values))
     return out
+
+
+def _event_time(event: list[Any]) -> int:
+    return event[0]  # type: ignore[no-any-return]
 
 
 def _reduce(f: AggFunction, values: list[Any]) -> Any:
@@ -210,21 +252,36 @@ def _version_spec(state: Any, view: str, version: str | None) -> ViewSpec:
     return state.view(view) if version is None else state.view(view, version)
 
 
+# (view, version) -> its EventsSpec, version and row layout: a version names one content, so this
+# holds for every registry state; a lookup then skips rebuilding the spec's typed parts.
+_VIEWS: dict[tuple[str, str], tuple[EventsSpec, str, dict[str, int]]] = {}
+
+
+def _aggregated_view(state: Any, view: str, version: str | None) -> tuple[EventsSpec, str, dict[str, int]]:
+    known = _VIEWS.get((view, version)) if version is not None else None
+    if known is not None:
+        return known
+    spec = _version_spec(state, view, version)
+    assert spec.events is not None
+    found = (spec.events, spec.version, {f: i + 1 for i, f in enumerate(spec.features)})
+    if version is not None:
+        if len(_VIEWS) > 1024:
+            _VIEWS.clear()
+        _VIEWS[(view, version)] = found
+    return found
+
+
 def read_aggregated(
     store: Any, state: Any, view: str, version: str | None, keys: Sequence[str], t_us: int
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """Rows of aggregation view ``view`` for ``keys`` at ``t_us``, as ``read_rows`` gives them, and their layout."""
-    spec = _version_spec(state, view, version)
-    assert spec.events is not None
-    rows = aggregate_rows(spec.events, store.read_events(view, spec.version, keys), t_us)
-    return rows, {f: i + 1 for i, f in enumerate(spec.features)}
+    events, resolved, layout = _aggregated_view(state, view, version)
+    return aggregate_rows(events, store.read_events(view, resolved, keys), t_us), layout
 
 
 async def aread_aggregated(
     store: Any, state: Any, view: str, version: str | None, keys: Sequence[str], t_us: int
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """``read_aggregated`` for the event loop (the server)."""
-    spec = _version_spec(state, view, version)
-    assert spec.events is not None
-    rows = aggregate_rows(spec.events, await store.aread_events(view, spec.version, keys), t_us)
-    return rows, {f: i + 1 for i, f in enumerate(spec.features)}
+    events, resolved, layout = _aggregated_view(state, view, version)
+    return aggregate_rows(events, await store.aread_events(view, resolved, keys), t_us), layout

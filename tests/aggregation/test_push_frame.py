@@ -75,7 +75,7 @@ BASE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 offsets = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
 times = st.builds(
     lambda s, us, tz: (BASE + timedelta(seconds=s, microseconds=us)).astimezone(tz),
-    st.integers(-10**6, 10**6),
+    st.integers(-(10**6), 10**6),
     st.sampled_from([0, 1, 500_000, 123_456, 999_999]),
     offsets,
 )
@@ -144,3 +144,23 @@ def test_created_times_keys_and_timestamp_features(specs: dict[str, ViewSpec], m
     assert "may not be null" in both(specs["shops"], null_key, monkeypatch)[0]
     assert_same(specs["shops"], bad_key, monkeypatch)
     assert_same(specs["shops"], null_key, monkeypatch)
+
+
+def test_the_gate_fast_path_lets_tied_events_through_but_not_tied_rows(specs: dict[str, ViewSpec]) -> None:
+    from featurestore.validation.compile import compile_gate
+    from featurestore.validation.gate import _clearly_passes
+
+    t = datetime.now(UTC).replace(microsecond=0).isoformat()
+    events = push.push_frame(
+        specs["txn"], [{"card_id": 1, "event_timestamp": t, "amount": 1.0, "qty": 1, "merchant": "a"}] * 2
+    )
+    assert _clearly_passes(compile_gate(specs["txn"]), events)  # two events at one time both count
+    row = {"shop": "s1", "event_timestamp": t, "opened": t, "rating": 1.0}
+    rows = push.push_frame(specs["shops"], [row, row])
+    assert not _clearly_passes(compile_gate(specs["shops"]), rows)  # one row per key and time: pandera says so
+    assert _clearly_passes(compile_gate(specs["shops"]), rows.head(1))
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    late = push.push_frame(
+        specs["txn"], [{"card_id": 1, "event_timestamp": future, "amount": 1.0, "qty": 1, "merchant": "a"}]
+    )
+    assert not _clearly_passes(compile_gate(specs["txn"]), late)  # past max_future

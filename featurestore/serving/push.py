@@ -77,9 +77,10 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise InvalidRequestError(f"push to {spec.name!r}: rows are not a table: {exc}") from None
-    check_key_dtypes(spec.name, spec.join_keys)
-    declared = {**spec.join_keys, **spec.features}
-    missing = [c for c in [*spec.join_keys, TS, *spec.features] if c not in df.columns]
+    join_keys, features = spec.join_keys, spec.features  # properties built from the registry on each access
+    check_key_dtypes(spec.name, join_keys)
+    declared = {**join_keys, **features}
+    missing = [c for c in [*join_keys, TS, *features] if c not in df.columns]
     # A creation-time column (as Feast push frames carry) orders rows of the same event time.
     extra = [c for c in df.columns if c not in declared and c not in (TS, *CREATED_COLUMNS)]
     created = [c for c in CREATED_COLUMNS if c in df.columns]
@@ -192,7 +193,8 @@ def _typed_natively(spec: ViewSpec, df: pl.DataFrame, created: list[str]) -> pl.
     busy machine), when every column already has its declared dtype (integers for floats, all-null
     columns cast), keys and times have no null, string keys no separator and floats no NaN; else None."""
     out = []
-    columns = [*spec.join_keys.items(), (TS, Timestamp), *spec.features.items(), *((c, Timestamp) for c in created)]
+    keys, allow_nan = spec.join_keys, spec.allow_nan  # properties built from the registry on each access
+    columns = [*keys.items(), (TS, Timestamp), *spec.features.items(), *((c, Timestamp) for c in created)]
     for name, dtype in columns:
         series = df.get_column(name)
         want = dtype.polars
@@ -201,12 +203,12 @@ def _typed_natively(spec: ViewSpec, df: pl.DataFrame, created: list[str]) -> pl.
                 series = series.cast(want)
             else:
                 return None
-        if name in spec.join_keys or name == TS:
+        if name in keys or name == TS:
             if series.null_count():
                 return None
             if want == pl.String and any(KEY_SEPARATOR in v for v in series.to_list()):
                 return None
-        elif want in (pl.Float64, pl.Float32) and name not in spec.allow_nan:
+        elif want in (pl.Float64, pl.Float32) and name not in allow_nan:
             if any(v != v for v in series.to_list()):  # NaN (null is None, equal to itself)
                 return None
         out.append(series.alias(CREATED) if name in created else series)

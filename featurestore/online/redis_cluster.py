@@ -31,7 +31,13 @@ from featurestore.online.cluster_wire import (
     translate_cluster_error,
 )
 from featurestore.online.redis_wire import parse_newest
-from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
+from featurestore.online.scripts import (
+    APPEND_EVENTS,
+    APPEND_EVENTS_META,
+    APPEND_EVENTS_SHA,
+    PUT_NEWER_SHA,
+    events_only,
+)
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
@@ -314,22 +320,87 @@ class RedisClusterOnlineStore(OnlineStore):
         *,
         replace: bool = False,
     ) -> int:
-        # One script call per entity (its hash is one key, so one slot), following redirections:
-        # atomic per entity as the contract asks; a batch costs one round trip per entity.
+        # One script call per entity (its hash is one key, so one slot: atomic per entity as the
+        # contract asks), pipelined per node: each round sends every node its next ~_EVENTS_CHUNK
+        # events, then reads the replies, so a push of 100 entities is one round trip to each
+        # master at once. An entity whose slot moved goes through its new owner alone.
         if len(keys) != len(events):
             raise OnlineStoreError("append_events: keys and events must have the same length")
+        if not keys:
+            return 0
         prefix = self.prefix(view, version)
-        added = 0
+        full = [prefix + k for k in keys]
+        flag = 1 if replace else 0
+
+        def command(i: int) -> bytes:
+            args: list[Any] = ["EVALSHA", APPEND_EVENTS_SHA, 1, full[i], 1, horizon_us, flag, len(events[i])]
+            for ident, payload in events[i]:
+                args.extend((ident, payload))
+            return pack(*args)
+
         try:
-            for key, entity_events in zip(keys, events, strict=True):
-                full = prefix + key
-                args: list[Any] = [1, horizon_us, 1 if replace else 0, len(entity_events)]
-                for ident, payload in entity_events:
+            self._cluster.refresh_if_due()
+            queues = [(addr, _event_chunks(idx, events)) for addr, idx in self._cluster.group(prefix, keys).items()]
+            added, moved = 0, []
+            while any(chunks for _, chunks in queues):
+                rounds = [(addr, chunks.pop(0)) for addr, chunks in queues if chunks]
+                for count, not_here in self._append_round(rounds, command, replace):
+                    added += count
+                    moved.extend(not_here)
+            for i in moved:  # the slot was not where the map said (MOVED/ASK)
+                args: list[Any] = [1, horizon_us, flag, len(events[i])]
+                for ident, payload in events[i]:
                     args.extend((ident, payload))
-                added += int(self._cluster.call(slot_of(full), "EVAL", APPEND_EVENTS, 1, full, *args))
+                added += int(self._cluster.call(slot_of(full[i]), "EVAL", APPEND_EVENTS, 1, full[i], *args))
+            return added
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
-        return added
+
+    def _append_round(
+        self, rounds: list[tuple[Addr, list[int]]], command: Any, bulk: bool
+    ) -> list[tuple[int, list[int]]]:
+        """Send each node its entities' script calls, then read them: (events added, entities redirected) per node."""
+        clients = [self._cluster.bulk_node(a) if bulk else self._cluster.node(a) for a, _ in rounds]
+        pools = [c.connection_pool for c in clients]
+        conns: list[Any] = []
+        out: list[tuple[int, list[int]]] = []
+        try:
+            for pool, (_, idx) in zip(pools, rounds, strict=True):
+                conns.append(pool.get_connection())
+                conns[-1].send_packed_command([b"".join([command(i) for i in idx])])
+            for conn, (_, idx) in zip(conns, rounds, strict=True):
+                count, moved, missing = 0, [], []
+                for i in idx:
+                    reply = reply_or_error(conn)
+                    if isinstance(reply, rex.NoScriptError):
+                        missing.append(i)
+                    elif isinstance(reply, rex.AskError):  # MOVED or ASK
+                        moved.append(i)
+                    elif isinstance(reply, Exception):
+                        raise refused(reply)
+                    else:
+                        count += int(reply)
+                if missing:  # first use on this node (or after a restart or failover): load, send again
+                    conn.send_command("SCRIPT", "LOAD", APPEND_EVENTS)
+                    conn.read_response()
+                    conn.send_packed_command([b"".join([command(i) for i in missing])])
+                    for i in missing:
+                        reply = reply_or_error(conn)
+                        if isinstance(reply, rex.AskError):
+                            moved.append(i)
+                        elif isinstance(reply, Exception):
+                            raise refused(reply)
+                        else:
+                            count += int(reply)
+                out.append((count, moved))
+        except BaseException:
+            for conn in conns:
+                conn.disconnect()
+            raise
+        finally:
+            for pool, conn in zip(pools, conns, strict=False):
+                pool.release(conn)
+        return out
 
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
@@ -504,3 +575,21 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisClusterOnlineStore(project={self.project!r}, seeds={len(self.config.seeds)})"
+
+
+# Events per pipelined round to one node: a rebuild's script calls read their entities' stored
+# events, and a round must end well inside the socket timeout on a busy node.
+_EVENTS_CHUNK = 1000
+
+
+def _event_chunks(idx: list[int], events: Sequence[Sequence[tuple[str, bytes]]]) -> list[list[int]]:
+    """``idx`` cut into runs of about ``_EVENTS_CHUNK`` events (whole entities)."""
+    chunks: list[list[int]] = [[]]
+    size = 0
+    for i in idx:
+        if chunks[-1] and size + len(events[i]) > _EVENTS_CHUNK:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(i)
+        size += len(events[i])
+    return chunks

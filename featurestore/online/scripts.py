@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["PUT_NEWER", "PUT_NEWER_SHA", "APPEND_EVENTS", "APPEND_EVENTS_META", "APPEND_LIVE", "events_only"]
+__all__ = [
+    "PUT_NEWER",
+    "PUT_NEWER_SHA",
+    "APPEND_EVENTS",
+    "APPEND_EVENTS_META",
+    "APPEND_EVENTS_SHA",
+    "APPEND_LIVE",
+    "events_only",
+]
 
 # KEYS: the batch's row keys, then (when tracking pushes) the version's pushed-keys set.
 # ARGV: n, has_expiry (1/0), prefix length to strip for the pushed set (0: do not track),
@@ -200,6 +208,8 @@ return added
 """
 )
 
+
+APPEND_EVENTS_SHA = hashlib.sha1(APPEND_EVENTS.encode()).hexdigest()
 
 # A push in one call (standalone Redis): APPEND_EVENTS to every live version of a view, guarded
 # by the version pointers, and the view's newest-event time. KEYS: the pointers hash, the pending

@@ -138,3 +138,41 @@ def test_no_pointers_or_a_large_batch_is_left_to_the_caller(store: RedisOnlineSt
     assert store.append_events_live("agg", targets, ["1"], big, at(NOW_US)) is None
     assert stored(store, "v1", "1") == {}
     assert MemoryOnlineStore().append_events_live("agg", targets, ["1"], [[("n:a", event(NOW_US))]], at(NOW_US)) is None
+
+
+def test_a_cluster_batch_is_one_script_call_per_entity_pipelined_per_master(redis_cluster) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    from featurestore.online.redis_cluster import RedisClusterOnlineStore
+
+    store = RedisClusterOnlineStore(redis_cluster.url, f"cbatch{next(_projects)}")
+    masters = [redis.Redis(port=p) for p in redis_cluster.ports]
+    try:
+        keys = [str(k) for k in range(60)]  # spread over the three masters' slots
+        batch = [[(f"i:{k}", event(NOW_US - int(k))), (f"n:{k}", event(NOW_US - 2 * HOUR))] for k in keys]
+
+        def calls() -> dict[str, int]:
+            total: dict[str, int] = {}
+            for m in masters:
+                for name, v in m.info("commandstats").items():
+                    total[name] = total.get(name, 0) + int(v["calls"])
+            return total
+
+        # (the first call on a node may find the script missing: NOSCRIPT, load, send again)
+        assert store.append_events("agg", "v1", keys, batch, HOUR) == 60  # the 2 h old events never enter
+        before = calls()
+        assert store.append_events("agg", "v1", keys, batch, HOUR) == 0  # a retried batch adds nothing
+        after = calls()
+        delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+        assert delta.get("cmdstat_evalsha", 0) == 60 and "cmdstat_eval" not in delta
+        stored_events = store.read_events("agg", "v1", keys)
+        assert [sorted(e) for e in stored_events] == [[event(NOW_US - int(k))] for k in keys]
+        # a rebuild (replace) goes the same way and supersedes by identity
+        rebuilt = [[(f"i:{k}", event(NOW_US - int(k), 2.0))] for k in keys]
+        assert store.append_events("agg", "v1", keys, rebuilt, HOUR, replace=True) == 60
+        assert [e for e in store.read_events("agg", "v1", keys)] == [[event(NOW_US - int(k), 2.0)] for k in keys]
+    finally:
+        store.delete("agg")
+        store.close()
+        for m in masters:
+            m.close()

@@ -318,6 +318,8 @@ class RedisOnlineStore(OnlineStore):
             return []
         prefix = self.prefix(view, version)
         try:
+            if len(keys) == 1:  # the common lookup: one command, no pipeline object
+                return [events_only(self._client.hvals(prefix + keys[0]))]
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)

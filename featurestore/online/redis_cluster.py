@@ -404,8 +404,41 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
+        if len(keys) <= 1:
+            try:
+                return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            except Exception as exc:
+                raise translate_cluster_error(exc) from exc
+        full = [prefix + k for k in keys]
         try:
-            return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            self._cluster.refresh_if_due()
+            groups = list(self._cluster.group(prefix, keys).items())
+            # Pipelined HVALS, sent to every node first, then read (as read_rows): one round trip to each at once.
+            pools = [self._cluster.node(addr).connection_pool for addr, _ in groups]
+            conns: list[Any] = []
+            replies: list[list[Any]] = []
+            try:
+                for pool, (_, idx) in zip(pools, groups, strict=True):
+                    conns.append(pool.get_connection())
+                    conns[-1].send_packed_command([b"".join([pack("HVALS", full[i]) for i in idx])])
+                for conn, (_, idx) in zip(conns, groups, strict=True):
+                    replies.append([reply_or_error(conn) for _ in idx])
+            except BaseException:
+                for conn in conns:
+                    conn.disconnect()
+                raise
+            finally:
+                for pool, conn in zip(pools, conns, strict=False):
+                    pool.release(conn)
+            out: list[list[bytes]] = [[] for _ in full]
+            for (_, idx), values in zip(groups, replies, strict=True):
+                for i, value in zip(idx, values, strict=True):
+                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                        value = self._cluster.call(slot_of(full[i]), "HVALS", full[i])
+                    elif isinstance(value, Exception):
+                        raise refused(value)
+                    out[i] = events_only(value)
+            return out
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 

@@ -164,3 +164,24 @@ def test_the_gate_fast_path_lets_tied_events_through_but_not_tied_rows(specs: di
         specs["txn"], [{"card_id": 1, "event_timestamp": future, "amount": 1.0, "qty": 1, "merchant": "a"}]
     )
     assert not _clearly_passes(compile_gate(specs["txn"]), late)  # past max_future
+
+
+def test_events_without_an_id_get_distinct_random_identities(specs: dict[str, ViewSpec]) -> None:
+    from featurestore.serving.windows import encode_events
+
+    t = "2026-03-01T12:00:00+00:00"
+    rows = [{"card_id": i % 7, "event_timestamp": t, "amount": 1.0, "qty": 1, "merchant": "a"} for i in range(1000)]
+    spec = specs["txn"]
+    encoded = encode_events(_events_spec(), list(spec.join_keys), push.push_frame(spec, rows))
+    idents = [ident for entity in encoded.events for ident, _ in entity]
+    assert len(idents) == len(set(idents)) == 1000
+    assert all(i.startswith("n:") and len(i) == 18 for i in idents)
+    assert sorted(encoded.keys) == [str(k) for k in range(7)]
+
+
+def _events_spec() -> Any:
+    from featurestore.dsl.aggregation import AggFunction
+    from featurestore.registry.spec import EventsSpec, WindowSpec
+
+    columns = {"amount": None, "qty": None, "merchant": None}
+    return EventsSpec(columns, None, None, (WindowSpec("n", "amount", AggFunction.COUNT, 3_600_000_000),))  # type: ignore[arg-type]

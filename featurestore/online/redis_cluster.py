@@ -13,6 +13,7 @@ import redis.exceptions as rex
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore
+from featurestore.online.cluster_events import append_pipelined, read_pipelined
 from featurestore.online.cluster_nodes import ClusterNodes
 from featurestore.online.cluster_wire import (
     CHUNK,
@@ -31,13 +32,7 @@ from featurestore.online.cluster_wire import (
     translate_cluster_error,
 )
 from featurestore.online.redis_wire import parse_newest
-from featurestore.online.scripts import (
-    APPEND_EVENTS,
-    APPEND_EVENTS_META,
-    APPEND_EVENTS_SHA,
-    PUT_NEWER_SHA,
-    events_only,
-)
+from featurestore.online.scripts import APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
@@ -320,125 +315,22 @@ class RedisClusterOnlineStore(OnlineStore):
         *,
         replace: bool = False,
     ) -> int:
-        # One script call per entity (its hash is one key, so one slot: atomic per entity as the
-        # contract asks), pipelined per node: each round sends every node its next ~_EVENTS_CHUNK
-        # events, then reads the replies, so a push of 100 entities is one round trip to each
-        # master at once. An entity whose slot moved goes through its new owner alone.
         if len(keys) != len(events):
             raise OnlineStoreError("append_events: keys and events must have the same length")
         if not keys:
             return 0
         prefix = self.prefix(view, version)
-        full = [prefix + k for k in keys]
-        flag = 1 if replace else 0
-
-        def command(i: int) -> bytes:
-            args: list[Any] = ["EVALSHA", APPEND_EVENTS_SHA, 1, full[i], 1, horizon_us, flag, len(events[i])]
-            for ident, payload in events[i]:
-                args.extend((ident, payload))
-            return pack(*args)
-
         try:
-            self._cluster.refresh_if_due()
-            queues = [(addr, _event_chunks(idx, events)) for addr, idx in self._cluster.group(prefix, keys).items()]
-            added, moved = 0, []
-            while any(chunks for _, chunks in queues):
-                rounds = [(addr, chunks.pop(0)) for addr, chunks in queues if chunks]
-                for count, not_here in self._append_round(rounds, command, replace):
-                    added += count
-                    moved.extend(not_here)
-            for i in moved:  # the slot was not where the map said (MOVED/ASK)
-                args: list[Any] = [1, horizon_us, flag, len(events[i])]
-                for ident, payload in events[i]:
-                    args.extend((ident, payload))
-                added += int(self._cluster.call(slot_of(full[i]), "EVAL", APPEND_EVENTS, 1, full[i], *args))
-            return added
+            return append_pipelined(self._cluster, prefix, keys, events, horizon_us, replace)
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 
-    def _append_round(
-        self, rounds: list[tuple[Addr, list[int]]], command: Any, bulk: bool
-    ) -> list[tuple[int, list[int]]]:
-        """Send each node its entities' script calls, then read them: (events added, entities redirected) per node."""
-        clients = [self._cluster.bulk_node(a) if bulk else self._cluster.node(a) for a, _ in rounds]
-        pools = [c.connection_pool for c in clients]
-        conns: list[Any] = []
-        out: list[tuple[int, list[int]]] = []
-        try:
-            for pool, (_, idx) in zip(pools, rounds, strict=True):
-                conns.append(pool.get_connection())
-                conns[-1].send_packed_command([b"".join([command(i) for i in idx])])
-            for conn, (_, idx) in zip(conns, rounds, strict=True):
-                count, moved, missing = 0, [], []
-                for i in idx:
-                    reply = reply_or_error(conn)
-                    if isinstance(reply, rex.NoScriptError):
-                        missing.append(i)
-                    elif isinstance(reply, rex.AskError):  # MOVED or ASK
-                        moved.append(i)
-                    elif isinstance(reply, Exception):
-                        raise refused(reply)
-                    else:
-                        count += int(reply)
-                if missing:  # first use on this node (or after a restart or failover): load, send again
-                    conn.send_command("SCRIPT", "LOAD", APPEND_EVENTS)
-                    conn.read_response()
-                    conn.send_packed_command([b"".join([command(i) for i in missing])])
-                    for i in missing:
-                        reply = reply_or_error(conn)
-                        if isinstance(reply, rex.AskError):
-                            moved.append(i)
-                        elif isinstance(reply, Exception):
-                            raise refused(reply)
-                        else:
-                            count += int(reply)
-                out.append((count, moved))
-        except BaseException:
-            for conn in conns:
-                conn.disconnect()
-            raise
-        finally:
-            for pool, conn in zip(pools, conns, strict=False):
-                pool.release(conn)
-        return out
-
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
-        if len(keys) <= 1:
-            try:
-                return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
-            except Exception as exc:
-                raise translate_cluster_error(exc) from exc
-        full = [prefix + k for k in keys]
         try:
-            self._cluster.refresh_if_due()
-            groups = list(self._cluster.group(prefix, keys).items())
-            # Pipelined HVALS, sent to every node first, then read (as read_rows): one round trip to each at once.
-            pools = [self._cluster.node(addr).connection_pool for addr, _ in groups]
-            conns: list[Any] = []
-            replies: list[list[Any]] = []
-            try:
-                for pool, (_, idx) in zip(pools, groups, strict=True):
-                    conns.append(pool.get_connection())
-                    conns[-1].send_packed_command([b"".join([pack("HVALS", full[i]) for i in idx])])
-                for conn, (_, idx) in zip(conns, groups, strict=True):
-                    replies.append([reply_or_error(conn) for _ in idx])
-            except BaseException:
-                for conn in conns:
-                    conn.disconnect()
-                raise
-            finally:
-                for pool, conn in zip(pools, conns, strict=False):
-                    pool.release(conn)
-            out: list[list[bytes]] = [[] for _ in full]
-            for (_, idx), values in zip(groups, replies, strict=True):
-                for i, value in zip(idx, values, strict=True):
-                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        value = self._cluster.call(slot_of(full[i]), "HVALS", full[i])
-                    elif isinstance(value, Exception):
-                        raise refused(value)
-                    out[i] = events_only(value)
-            return out
+            if len(keys) <= 1:
+                return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            return read_pipelined(self._cluster, prefix, keys)
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 
@@ -608,21 +500,3 @@ class RedisClusterOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisClusterOnlineStore(project={self.project!r}, seeds={len(self.config.seeds)})"
-
-
-# Events per pipelined round to one node: a rebuild's script calls read their entities' stored
-# events, and a round must end well inside the socket timeout on a busy node.
-_EVENTS_CHUNK = 1000
-
-
-def _event_chunks(idx: list[int], events: Sequence[Sequence[tuple[str, bytes]]]) -> list[list[int]]:
-    """``idx`` cut into runs of about ``_EVENTS_CHUNK`` events (whole entities)."""
-    chunks: list[list[int]] = [[]]
-    size = 0
-    for i in idx:
-        if chunks[-1] and size + len(events[i]) > _EVENTS_CHUNK:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(i)
-        size += len(events[i])
-    return chunks

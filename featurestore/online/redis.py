@@ -295,7 +295,8 @@ class RedisOnlineStore(OnlineStore):
         try:
             for _ in range(_LIVE_ATTEMPTS):
                 current, pending = live
-                if current is None:
+                if current is None:  # no version yet (or deleted): the caller sets one; read again next time
+                    self._live.pop(view, None)
                     return None
                 chosen = list(targets(current, pending))
                 script_keys = [self._versions_key, self._pending_key, self._newest_key]

@@ -176,3 +176,14 @@ def test_a_cluster_batch_is_one_script_call_per_entity_pipelined_per_master(redi
         store.close()
         for m in masters:
             m.close()
+
+
+def test_a_view_deleted_under_a_guess_is_read_again_once_it_has_a_version(store: RedisOnlineStore) -> None:
+    targets = every_version({"v1": HOUR, "v2": HOUR})
+    store.set_current_version("agg", "v1")
+    assert store.append_events_live("agg", targets, ["1"], [[("n:a", event(NOW_US))]], at(NOW_US)) == ("v1", {"v1": 1})
+    store.delete("agg")  # pointers gone: the guess (v1) is stale
+    assert store.append_events_live("agg", targets, ["1"], [[("n:b", event(NOW_US))]], at(NOW_US)) is None
+    store.set_current_version("agg", "v2")
+    assert store.append_events_live("agg", targets, ["1"], [[("n:c", event(NOW_US))]], at(NOW_US)) == ("v2", {"v2": 1})
+    assert stored(store, "v2", "1") == {"n:c": event(NOW_US)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -134,6 +134,32 @@ class OnlineStore(abc.ABC):
                                 [[("n:9f1c", b'[1767225600000000,null,0,12.5]')]], 86_400_000_000)  # 1
         """
         raise OnlineStoreError(f"{type(self).__name__} does not support aggregation views (append_events)")
+
+    def append_events_live(
+        self,
+        view: str,
+        targets: Callable[[str, str | None], Sequence[tuple[str, int]]],
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        newest: datetime,
+    ) -> tuple[str, dict[str, int]] | None:
+        """A push's ``append_events`` to every live version of ``view`` plus ``set_newest_event``, as one step.
+
+        ``targets(current, pending)`` gives, for the view's version pointers, the versions that
+        take these events and their ``horizon_us``. A store that can check the pointers and
+        append atomically (Redis: one script call) does so, so the events land on exactly the
+        versions live at that moment; it returns the current version and the events added per
+        target. None means "not here": the store has no such step, the view has no current
+        version yet, or the batch is too large for one call; the caller then follows the
+        pointers itself (``serving.versions.follow_live_versions``).
+
+        Example::
+
+            store.append_events_live("txn_stats", lambda cur, pend: [(cur, 86_400_000_000)], ["1001"],
+                                     [[("n:9f1c", b'[1767225600000000,null,0,12.5]')]], now)
+            # ("3f2a9c0b1d2e", {"3f2a9c0b1d2e": 1})
+        """
+        return None
 
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         """The event payloads of each entity of ``keys`` (in any order; ``[]`` for none or expired), one round trip.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,14 @@ from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
-from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER, PUT_NEWER_SHA, events_only
+from featurestore.online.scripts import (
+    APPEND_EVENTS,
+    APPEND_EVENTS_META,
+    APPEND_LIVE,
+    PUT_NEWER,
+    PUT_NEWER_SHA,
+    events_only,
+)
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisOnlineStore"]
@@ -25,6 +32,8 @@ _BULK_TIMEOUT = 10.0
 # Events per APPEND_EVENTS call: a rebuild reads every stored event of its entities, and a call
 # must end well inside the socket timeout (0.5 s) on a busy server.
 _EVENTS_CHUNK = 1000
+# Tries of a push's guarded append when the version pointers moved under it (a version switch).
+_LIVE_ATTEMPTS = 5
 
 
 class RedisOnlineStore(OnlineStore):
@@ -77,6 +86,9 @@ class RedisOnlineStore(OnlineStore):
         self._pending_key = f"fs:{project}:@pending"
         self._watermarks_key = f"fs:{project}:@watermarks"
         self._newest_key = f"fs:{project}:@newest"
+        self._scripts: dict[str, Any] = {}
+        # the version pointers each view had at its last push here: the next push's guess (append_events_live)
+        self._live: dict[str, tuple[str | None, str | None]] = {}
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> RedisOnlineStore:
@@ -232,7 +244,7 @@ class RedisOnlineStore(OnlineStore):
         if len(keys) != len(events):
             raise OnlineStoreError("append_events: keys and events must have the same length")
         prefix = self.prefix(view, version)
-        script = self._client.register_script(APPEND_EVENTS)
+        script = self._script(APPEND_EVENTS)
         added, lo = 0, 0
         try:
             while lo < len(keys):
@@ -252,11 +264,63 @@ class RedisOnlineStore(OnlineStore):
             raise translate_error(exc) from exc
         return added
 
+    def _script(self, source: str) -> Any:
+        script = self._scripts.get(source)
+        if script is None:  # EVALSHA, loading the script when the server lacks it
+            script = self._scripts[source] = self._client.register_script(source)
+        return script
+
+    def append_events_live(
+        self,
+        view: str,
+        targets: Callable[[str, str | None], Sequence[tuple[str, int]]],
+        keys: Sequence[str],
+        events: Sequence[Sequence[tuple[str, bytes]]],
+        newest: datetime,
+    ) -> tuple[str, dict[str, int]] | None:
+        # One APPEND_LIVE call guarded by the pointers seen at the previous push (read once per
+        # process and view): a push is one round trip; a guess gone stale costs one more.
+        if len(keys) != len(events):
+            raise OnlineStoreError("append_events_live: keys and events must have the same length")
+        if sum(len(e) for e in events) > _EVENTS_CHUNK:
+            return None  # the chunked append_events, pointers followed by the caller
+        stamp = utc_datetime(newest)
+        assert stamp is not None
+        block: list[Any] = []
+        for entity_events in events:
+            block.append(len(entity_events))
+            for ident, payload in entity_events:
+                block.extend((ident, payload))
+        live = self._live.get(view) or self.pointers(view)
+        try:
+            for _ in range(_LIVE_ATTEMPTS):
+                current, pending = live
+                if current is None:  # no version yet (or deleted): the caller sets one; read again next time
+                    self._live.pop(view, None)
+                    return None
+                chosen = list(targets(current, pending))
+                script_keys = [self._versions_key, self._pending_key, self._newest_key]
+                args: list[Any] = [view, current, pending or "", stamp.isoformat(), len(chosen)]
+                for version, horizon_us in chosen:
+                    prefix = self.prefix(view, version)
+                    script_keys.extend(prefix + k for k in keys)
+                    args.extend((f"{view}:{version}", len(keys), horizon_us, *block))
+                reply = self._script(APPEND_LIVE)(keys=script_keys, args=args)
+                if int(reply[0]) == 1:
+                    self._live[view] = live
+                    return current, {v: int(n) for (v, _), n in zip(chosen, reply[1:], strict=True)}
+                live = self._live[view] = (reply[1].decode() or None, reply[2].decode() or None)
+        except Exception as exc:
+            raise translate_error(exc) from exc
+        return None
+
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         if not keys:
             return []
         prefix = self.prefix(view, version)
         try:
+            if len(keys) == 1:  # the common lookup: one command, no pipeline object
+                return [events_only(self._client.hvals(prefix + keys[0]))]
             pipe = self._client.pipeline(transaction=False)
             for k in keys:
                 pipe.hvals(prefix + k)

@@ -13,6 +13,7 @@ import redis.exceptions as rex
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError
 from featurestore.online.base import OnlineStore
+from featurestore.online.cluster_events import append_pipelined, read_pipelined
 from featurestore.online.cluster_nodes import ClusterNodes
 from featurestore.online.cluster_wire import (
     CHUNK,
@@ -31,7 +32,7 @@ from featurestore.online.cluster_wire import (
     translate_cluster_error,
 )
 from featurestore.online.redis_wire import parse_newest
-from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
+from featurestore.online.scripts import APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
 __all__ = ["RedisClusterOnlineStore", "ClusterURL", "parse_cluster_url"]
@@ -314,27 +315,22 @@ class RedisClusterOnlineStore(OnlineStore):
         *,
         replace: bool = False,
     ) -> int:
-        # One script call per entity (its hash is one key, so one slot), following redirections:
-        # atomic per entity as the contract asks; a batch costs one round trip per entity.
         if len(keys) != len(events):
             raise OnlineStoreError("append_events: keys and events must have the same length")
+        if not keys:
+            return 0
         prefix = self.prefix(view, version)
-        added = 0
         try:
-            for key, entity_events in zip(keys, events, strict=True):
-                full = prefix + key
-                args: list[Any] = [1, horizon_us, 1 if replace else 0, len(entity_events)]
-                for ident, payload in entity_events:
-                    args.extend((ident, payload))
-                added += int(self._cluster.call(slot_of(full), "EVAL", APPEND_EVENTS, 1, full, *args))
+            return append_pipelined(self._cluster, prefix, keys, events, horizon_us, replace)
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
-        return added
 
     def read_events(self, view: str, version: str, keys: Sequence[str]) -> list[list[bytes]]:
         prefix = self.prefix(view, version)
         try:
-            return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            if len(keys) <= 1:
+                return [events_only(self._cluster.call(slot_of(prefix + k), "HVALS", prefix + k)) for k in keys]
+            return read_pipelined(self._cluster, prefix, keys)
         except Exception as exc:
             raise translate_cluster_error(exc) from exc
 

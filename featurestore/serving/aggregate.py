@@ -15,7 +15,7 @@ from featurestore.offline.commit import Transaction, read_snapshot, recover, ret
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.events import superseded
-from featurestore.registry.spec import ViewSpec
+from featurestore.registry.spec import EventsSpec, ViewSpec
 from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import SpecResolver, follow_live_versions
 from featurestore.serving.windows import SEQ, EncodedEvents, encode_events
@@ -55,7 +55,8 @@ def push_events(
     if "created" in df.columns:
         df = df.rename({"created": CREATED})
     encoded = encode_events(events, list(spec.join_keys), df)
-    live, written = _append_to_live_versions(store, spec, encoded, df, resolve)
+    newest = df.get_column(TS).max() if df.height else None
+    live, written = _append_to_live_versions(store, spec, events, encoded, newest, resolve)  # type: ignore[arg-type]
     partitions: list[str] = []
     if to_offline:
         if layout is None:
@@ -78,19 +79,41 @@ def push_events(
 
 
 def _append_to_live_versions(
-    store: OnlineStore, spec: ViewSpec, encoded: EncodedEvents, df: pl.DataFrame, resolve: SpecResolver | None
+    store: OnlineStore,
+    spec: ViewSpec,
+    events: EventsSpec,
+    encoded: EncodedEvents,
+    newest: datetime | None,
+    resolve: SpecResolver | None,
 ) -> tuple[str, dict[str, int]]:
-    """Append to the current and pending versions, following the pointers as plain pushes do."""
-    events = spec.events
-    assert events is not None
+    """Append to the current and pending versions: in one step where the store checks the pointers itself
+    (``append_events_live``), else following them as plain pushes do. ``events`` is ``spec.events``."""
+
+    def horizon(version: str) -> int | None:
+        if version == spec.version:
+            return events.horizon_us
+        other = _resolve(resolve, version)
+        other_events = None if other is None else other.events  # built from the registry on each access
+        if other_events is None or other_events.columns != events.columns:
+            return None  # that version aggregates other events: its materialization fills it
+        return other_events.horizon_us
+
+    def targets(current: str, pending: str | None) -> list[tuple[str, int]]:
+        live = [(v, horizon(v)) for v in dict.fromkeys((current, pending)) if v is not None]
+        return [(v, h) for v, h in live if h is not None]
+
+    if newest is not None:
+        done = store.append_events_live(spec.name, targets, encoded.keys, encoded.events, newest)
+        if done is not None:
+            return done
 
     def append(version: str) -> int | None:
-        other = spec if version == spec.version else _resolve(resolve, version)
-        if other is None or other.events is None or other.events.columns != events.columns:
-            return None  # that version aggregates other events: its materialization fills it
-        n = store.append_events(spec.name, version, encoded.keys, encoded.events, other.events.horizon_us)
-        if n and df.height:
-            store.set_newest_event(spec.name, version, df.get_column(TS).max())  # type: ignore[arg-type]
+        horizon_us = horizon(version)
+        if horizon_us is None:
+            return None
+        n = store.append_events(spec.name, version, encoded.keys, encoded.events, horizon_us)
+        if n and newest is not None:
+            store.set_newest_event(spec.name, version, newest)
         return n
 
     return follow_live_versions(store, spec, append)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -24,6 +26,7 @@ from featurestore.online.codec import KEY_SEPARATOR, now_us
 from featurestore.registry.spec import ViewSpec
 from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_live_versions
+from featurestore.serving.windows import to_us
 from featurestore.validation import gate_for
 
 __all__ = ["PushResult", "push_rows", "push_frame"]
@@ -74,9 +77,10 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
         raise InvalidRequestError(f"push to {spec.name!r}: rows are not a table: {exc}") from None
-    check_key_dtypes(spec.name, spec.join_keys)
-    declared = {**spec.join_keys, **spec.features}
-    missing = [c for c in [*spec.join_keys, TS, *spec.features] if c not in df.columns]
+    join_keys, features = spec.join_keys, spec.features  # properties built from the registry on each access
+    check_key_dtypes(spec.name, join_keys)
+    declared = {**join_keys, **features}
+    missing = [c for c in [*join_keys, TS, *features] if c not in df.columns]
     # A creation-time column (as Feast push frames carry) orders rows of the same event time.
     extra = [c for c in df.columns if c not in declared and c not in (TS, *CREATED_COLUMNS)]
     created = [c for c in CREATED_COLUMNS if c in df.columns]
@@ -97,6 +101,9 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
+    typed = _typed_in_one_pass(spec, df, times, created)
+    if typed is not None:
+        return typed
     for name in times:
         df = parse_canonical_timestamps(df, name)
     try:
@@ -112,14 +119,129 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         raise InvalidRequestError(f"push to {spec.name!r}: {exc}") from None
     typed = nan_as_null(typed, spec.features, spec.allow_nan)  # NaN is null, as at ingest
     if typed.select(pl.any_horizontal(pl.col([*spec.join_keys, TS]).is_null()).any()).item():
-        raise InvalidRequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null")
+        _refuse_null_keys(spec)
     for key, dtype in spec.join_keys.items():
         if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
-            raise InvalidRequestError(
-                f"push to {spec.name!r}: join key {key!r} contains the reserved character U+001F "
-                "(it separates the parts of composite keys)"
-            )
+            _refuse_separator(spec, key)
     return typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
+
+
+_CANONICAL = "%Y-%m-%dT%H:%M:%S%.f%z"  # datetime.isoformat()'s form (parse_canonical_timestamps)
+_UTC_US = pl.Datetime("us", "UTC")
+
+
+def _typed_in_one_pass(spec: ViewSpec, df: pl.DataFrame, times: list[str], created: list[str]) -> pl.DataFrame | None:
+    """``push_frame``'s typed rows in one polars pass, or None when the slow path must speak.
+
+    The common push (times in ``datetime.isoformat()`` form or already datetimes, every value of
+    its declared dtype, keys present): times parsed in Python (a tenth of a millisecond for 100
+    rows, half of polars' strptime), then typing, NaN as null and the null-key and
+    key-separator checks in one select whose flag says whether all went well. Anything else
+    (another time form, a value that does not cast, a null) returns None and the step-by-step
+    path names the fault, so the errors are the ones it always gave.
+    """
+    if any(t.is_list for t in spec.features.values()):
+        return None  # lists take nan_as_null's element-wise path
+    df = df.clone()  # columns are replaced below; the caller's frame stays as it was
+    for name in times:
+        if df.schema[name] == pl.String:
+            parsed = _parse_isoformat(name, df.get_column(name).to_list())
+            if parsed is None:
+                return None
+            df.replace_column(df.get_column_index(name), parsed)
+
+    natively = _typed_natively(spec, df, created)
+    if natively is not None:
+        return natively
+
+    def utc(name: str) -> pl.Expr:
+        dtype = df.schema[name]
+        return pl.col(name) if dtype == _UTC_US else event_time_utc(pl.col(name), dtype)
+
+    def typed_column(name: str, dtype: DType) -> pl.Expr:
+        if df.schema[name] == _UTC_US and dtype == Timestamp:
+            return pl.col(name)
+        expr = coerce_column(name, df.schema[name], dtype)
+        if name in spec.features and name not in spec.allow_nan and dtype.polars in (pl.Float64, pl.Float32):
+            expr = expr.fill_nan(None)  # NaN is null, as at ingest (nan_as_null)
+        return expr
+
+    keys = list(spec.join_keys)
+    flags = [pl.any_horizontal(pl.col([*keys, TS]).is_null()).any()]
+    for key, dtype in spec.join_keys.items():
+        if dtype.polars == pl.String:
+            flags.append(pl.col(key).cast(pl.String).str.contains(KEY_SEPARATOR, literal=True).any())
+    try:
+        out = df.select(
+            utc(TS).alias(TS),
+            *[typed_column(c, t) for c, t in {**spec.join_keys, **spec.features}.items()],
+            *[utc(c).alias(CREATED) for c in created],
+            pl.any_horizontal(flags).alias("__fault"),
+        )
+    except (DTypeMismatchError, pl.exceptions.PolarsError):
+        return None
+    if out.get_column("__fault")[0]:
+        return None
+    return pl.DataFrame([out.get_column(c) for c in [*keys, TS, *spec.features, *([CREATED] if created else [])]])
+
+
+_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def _typed_natively(spec: ViewSpec, df: pl.DataFrame, created: list[str]) -> pl.DataFrame | None:
+    """The typed rows from series operations only (no polars query: each costs a thread-pool round on a
+    busy machine), when every column already has its declared dtype (integers for floats, all-null
+    columns cast), keys and times have no null, string keys no separator and floats no NaN; else None."""
+    out = []
+    keys, allow_nan = spec.join_keys, spec.allow_nan  # properties built from the registry on each access
+    columns = [*keys.items(), (TS, Timestamp), *spec.features.items(), *((c, Timestamp) for c in created)]
+    for name, dtype in columns:
+        series = df.get_column(name)
+        want = dtype.polars
+        if series.dtype != want:
+            if series.dtype == pl.Null or (series.dtype in _INTS and want in (pl.Float64, pl.Float32)):
+                series = series.cast(want)
+            else:
+                return None
+        if name in keys or name == TS:
+            if series.null_count():
+                return None
+            if want == pl.String and any(KEY_SEPARATOR in v for v in series.to_list()):
+                return None
+        elif want in (pl.Float64, pl.Float32) and name not in allow_nan:
+            if any(v != v for v in series.to_list()):  # NaN (null is None, equal to itself)
+                return None
+        out.append(series.alias(CREATED) if name in created else series)
+    return pl.DataFrame(out)
+
+
+# datetime.isoformat()'s form, at most microseconds (parse_canonical_timestamps' fast path, in Python)
+_ISOFORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?[+-]\d{2}:\d{2}")
+
+
+def _parse_isoformat(name: str, values: list[Any]) -> pl.Series | None:
+    """Text in ``datetime.isoformat()`` form as UTC microseconds, or None when any value has another form."""
+    match = _ISOFORMAT.fullmatch
+    out = []
+    try:
+        for value in values:
+            if value is None or not match(value):
+                return None
+            out.append(to_us(datetime.fromisoformat(value)))
+    except ValueError:  # a month 13, a 25th hour: the general parser names it
+        return None
+    return pl.Series(name, out, dtype=pl.Int64).cast(_UTC_US)
+
+
+def _refuse_null_keys(spec: ViewSpec) -> None:
+    raise InvalidRequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null")
+
+
+def _refuse_separator(spec: ViewSpec, key: str) -> None:
+    raise InvalidRequestError(
+        f"push to {spec.name!r}: join key {key!r} contains the reserved character U+001F "
+        "(it separates the parts of composite keys)"
+    )
 
 
 def push_rows(

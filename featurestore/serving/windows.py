@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,35 +67,63 @@ class EncodedEvents:
 
 
 def encode_events(spec: EventsSpec, join_keys: Sequence[str], df: pl.DataFrame) -> EncodedEvents:
+    """Group a frame of events (keys, ``event_timestamp``, event columns, optional ``created_timestamp``
+    and ``__seq``) by entity and encode them.
+
+    Series operations and one Python loop, no polars query: a push's batch is small, and a query
+    waits on polars' thread pool, which on a busy machine costs more than the work.
+    """
     import polars as pl
 
-    """Group a frame of events (keys, ``event_timestamp``, event columns, optional ``created_timestamp``
-    and ``__seq``) by entity and encode them."""
+    n = df.height
     value_cols = [c for c in spec.columns if c != spec.event_id]
-    key_cols = [pl.col(k).cast(pl.String) for k in join_keys]
-    key = key_cols[0] if len(key_cols) == 1 else pl.concat_str(key_cols, separator=KEY_SEPARATOR)
-    created = pl.col(CREATED).dt.epoch("us") if CREATED in df.columns else pl.lit(None, dtype=pl.Int64)
-    seq = pl.col(SEQ) if SEQ in df.columns else pl.int_range(pl.len(), dtype=pl.Int64) + arrival_sequence(df.height)
-    ident = (
-        pl.lit("i:") + pl.col(spec.event_id).cast(pl.String)
-        if spec.event_id is not None
-        else pl.lit(None, dtype=pl.String)
-    )
-    frame = df.select(
-        key.alias("__key"),
-        ident.alias("__ident"),
-        pl.col(TS).dt.epoch("us").alias("__ts"),
-        created.alias("__created"),
-        seq.cast(pl.Int64).alias("__s"),
-        *[pl.col(c) for c in value_cols],
-    )
+    key_parts = [_as_text(df.get_column(k)) for k in join_keys]
+    keys = key_parts[0] if len(key_parts) == 1 else [KEY_SEPARATOR.join(p) for p in zip(*key_parts, strict=True)]
+    ts = _epoch_us(df.get_column(TS))
+    created = _epoch_us(df.get_column(CREATED)) if CREATED in df.columns else [None] * n
+    if SEQ in df.columns:
+        seq = df.get_column(SEQ).cast(pl.Int64).to_list()
+    else:
+        first = arrival_sequence(n)
+        seq = list(range(first, first + n))
+    if spec.event_id is not None:
+        idents = ["i:" + v if v is not None else None for v in _as_text(df.get_column(spec.event_id))]
+    else:
+        idents = [None] * n
+    values = [df.get_column(c).to_list() for c in value_cols]
     grouped: dict[str, list[tuple[str, bytes]]] = {}
-    dumps = orjson.dumps
-    for row in frame.iter_rows():
-        k, ident_ = row[0], row[1]
-        ident_ = ident_ if ident_ is not None else "n:" + os.urandom(8).hex()
-        grouped.setdefault(k, []).append((ident_, dumps(row[2:], option=orjson.OPT_SERIALIZE_NUMPY)))
+    dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    noise = os.urandom(8 * n).hex()  # one read for every random identity (16 hex digits each)
+    for i, row in enumerate(zip(ts, created, seq, *values, strict=True)):
+        ident = idents[i]
+        if ident is None:
+            ident = "n:" + noise[16 * i : 16 * i + 16]
+        grouped.setdefault(keys[i], []).append((ident, dumps(row, option=option)))
     return EncodedEvents(list(grouped), list(grouped.values()))
+
+
+def _as_text(series: pl.Series) -> list[Any]:
+    """A column's values as polars casts them to text (keys, event ids), nulls as None."""
+    import polars as pl
+
+    if series.dtype == pl.String:
+        return series.to_list()
+    return series.cast(pl.String).to_list()
+
+
+def _epoch_us(series: pl.Series) -> list[Any]:
+    """A datetime column as microseconds since the epoch (``dt.epoch("us")``: a datetime's integer is its epoch
+    in its unit, UTC whatever its zone), nulls as None."""
+    import polars as pl
+
+    unit = getattr(series.dtype, "time_unit", None)
+    if unit == "us":
+        return series.cast(pl.Int64).to_list()
+    if unit == "ns":
+        return [None if v is None else v // 1000 for v in series.cast(pl.Int64).to_list()]
+    if unit == "ms":
+        return [None if v is None else v * 1000 for v in series.cast(pl.Int64).to_list()]
+    return series.to_frame().select(pl.col(series.name).dt.epoch("us")).to_series().to_list()
 
 
 _arrival_lock = threading.Lock()
@@ -122,26 +151,67 @@ def _last_key(event: list[Any]) -> tuple[int, int, int]:
     return (event[0], _NO_CREATED if created is None else created, event[2])
 
 
+class _WindowPlan:
+    """An EventsSpec compiled for evaluation: its distinct windows, and per aggregation its window and column."""
+
+    __slots__ = ("windows", "steps")
+
+    def __init__(self, spec: EventsSpec) -> None:
+        position = {c: i + 3 for i, c in enumerate(c for c in spec.columns if c != spec.event_id)}
+        self.windows = sorted({a.window_us for a in spec.aggregations})
+        index = {w: i for i, w in enumerate(self.windows)}
+        self.steps = [
+            (index[a.window_us], a.function, None if a.function is AggFunction.COUNT else position[a.column])
+            for a in spec.aggregations
+        ]
+
+
+_PLANS: dict[Any, _WindowPlan] = {}
+
+
+def _plan(spec: EventsSpec) -> _WindowPlan:
+    key = (tuple(spec.columns), spec.event_id, spec.aggregations)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) > 1024:  # bounded: a long-lived process sees few view versions
+            _PLANS.clear()
+        plan = _PLANS[key] = _WindowPlan(spec)
+    return plan
+
+
 def evaluate(spec: EventsSpec, payloads: Sequence[bytes], t_us: int) -> list[Any]:
-    """The value of each aggregation of ``spec`` at time ``t_us`` over one entity's events."""
-    events = [orjson.loads(p) for p in payloads]
-    position = {c: i + 3 for i, c in enumerate(c for c in spec.columns if c != spec.event_id)}
+    """The value of each aggregation of ``spec`` at time ``t_us`` over one entity's events.
+
+    One pass: the events are parsed and sorted by time once; each distinct window is a slice
+    of them (found by bisection), and each (window, column) list of values is built once for
+    every aggregation that reads it.
+    """
+    plan = _plan(spec)
+    loads = orjson.loads
+    events = sorted((loads(p) for p in payloads), key=_event_time)  # stable: ties keep the store's order
+    times = [e[0] for e in events]
+    end = bisect_right(times, t_us)
+    slices = [(bisect_right(times, window_start(t_us, w, spec.granularity_us), 0, end), end) for w in plan.windows]
+    columns: dict[tuple[int, int], list[Any]] = {}
     out: list[Any] = []
-    for agg in spec.aggregations:
-        start = window_start(t_us, agg.window_us, spec.granularity_us)
-        inside = [e for e in events if start < e[0] <= t_us]
-        f = agg.function
-        if f is AggFunction.COUNT:
-            out.append(len(inside))
+    for window, f, i in plan.steps:
+        lo, hi = slices[window]
+        if i is None:  # COUNT
+            out.append(max(hi - lo, 0))
             continue
-        i = position[agg.column]
         if f is AggFunction.LAST:
-            present = [e for e in inside if e[i] is not None]
+            present = [e for e in events[lo:hi] if e[i] is not None]
             out.append(max(present, key=_last_key)[i] if present else None)
             continue
-        values = [e[i] for e in inside if e[i] is not None]
+        values = columns.get((window, i))
+        if values is None:
+            values = columns[(window, i)] = [e[i] for e in events[lo:hi] if e[i] is not None]
         out.append(_reduce(f, values))
     return out
+
+
+def _event_time(event: list[Any]) -> int:
+    return event[0]  # type: ignore[no-any-return]
 
 
 def _reduce(f: AggFunction, values: list[Any]) -> Any:
@@ -183,21 +253,36 @@ def _version_spec(state: Any, view: str, version: str | None) -> ViewSpec:
     return state.view(view) if version is None else state.view(view, version)
 
 
+# (view, version) -> its EventsSpec, version and row layout: a version names one content, so this
+# holds for every registry state; a lookup then skips rebuilding the spec's typed parts.
+_VIEWS: dict[tuple[str, str], tuple[EventsSpec, str, dict[str, int]]] = {}
+
+
+def _aggregated_view(state: Any, view: str, version: str | None) -> tuple[EventsSpec, str, dict[str, int]]:
+    known = _VIEWS.get((view, version)) if version is not None else None
+    if known is not None:
+        return known
+    spec = _version_spec(state, view, version)
+    assert spec.events is not None
+    found = (spec.events, spec.version, {f: i + 1 for i, f in enumerate(spec.features)})
+    if version is not None:
+        if len(_VIEWS) > 1024:
+            _VIEWS.clear()
+        _VIEWS[(view, version)] = found
+    return found
+
+
 def read_aggregated(
     store: Any, state: Any, view: str, version: str | None, keys: Sequence[str], t_us: int
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """Rows of aggregation view ``view`` for ``keys`` at ``t_us``, as ``read_rows`` gives them, and their layout."""
-    spec = _version_spec(state, view, version)
-    assert spec.events is not None
-    rows = aggregate_rows(spec.events, store.read_events(view, spec.version, keys), t_us)
-    return rows, {f: i + 1 for i, f in enumerate(spec.features)}
+    events, resolved, layout = _aggregated_view(state, view, version)
+    return aggregate_rows(events, store.read_events(view, resolved, keys), t_us), layout
 
 
 async def aread_aggregated(
     store: Any, state: Any, view: str, version: str | None, keys: Sequence[str], t_us: int
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """``read_aggregated`` for the event loop (the server)."""
-    spec = _version_spec(state, view, version)
-    assert spec.events is not None
-    rows = aggregate_rows(spec.events, await store.aread_events(view, spec.version, keys), t_us)
-    return rows, {f: i + 1 for i, f in enumerate(spec.features)}
+    events, resolved, layout = _aggregated_view(state, view, version)
+    return aggregate_rows(events, await store.aread_events(view, resolved, keys), t_us), layout

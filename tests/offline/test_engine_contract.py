@@ -441,7 +441,6 @@ def _window_property_spec(granularity_us: int | None) -> ViewSpec:
 @pytest.mark.notimpl(["spark"], raises=TrainingSetError)  # aggregation windows: DuckDB only
 def test_windows_match_brute_force_on_dense_keys(window_engine: OfflineEngine, offline_files: LocalFiles) -> None:
     """Few keys, many events per window (ties, nulls, created times), rows at event times, repeats, granularity."""
-    base = int(T0.timestamp()) * 1_000_000
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
@@ -463,8 +462,11 @@ def test_windows_match_brute_force_on_dense_keys(window_engine: OfflineEngine, o
             max_size=30,
         ),
         granularity=st.sampled_from([None, 5 * MINUTE, 60 * MINUTE]),
+        base=st.sampled_from([int(T0.timestamp()) * 1_000_000, -100 * MINUTE]),  # times before 1970 too
     )
-    def check(events: list[tuple[Any, ...]], queries: list[tuple[Any, ...]], granularity: int | None) -> None:
+    def check(
+        events: list[tuple[Any, ...]], queries: list[tuple[Any, ...]], granularity: int | None, base: int
+    ) -> None:
         rows = [
             {
                 "card_id": k,

@@ -134,10 +134,13 @@ class DuckDBEngine(OfflineEngine):
         threads: int | None = None,
         pit_plan: PitPlan = PitPlan.AUTO,
         window_plan: WindowPlan | str = WindowPlan.AUTO,
+        window_buckets: bool | None = None,
     ) -> None:
         super().__init__(repo)
         self.pit_plan = pit_plan
         self.window_plan = WindowPlan.parse(window_plan)
+        # Frames cut keys into time buckets: always, never, or (None) when the estimate finds keys dense.
+        self.window_buckets = window_buckets
         self.memory_limit = memory_limit
         self.temp_dir = Path(temp_dir) if temp_dir is not None else None
         self.threads = threads
@@ -371,8 +374,12 @@ class DuckDBEngine(OfflineEngine):
         assert events is not None
         relation = self._events_relation(spec, request.files)
         with self._registered("__fs_windows", entity) as ent:
-            plan = choose_window_plan(self.window_plan, self._window_estimate(ent, relation, spec, aggregations))
-            sql = window_sql(plan, ent, relation, spec, aggregations, granular=events.granularity_us is not None)
+            estimate = self._window_estimate(ent, relation, spec, aggregations)
+            plan = choose_window_plan(self.window_plan, estimate)
+            buckets = self.window_buckets
+            if buckets is None:
+                buckets = estimate is not None and estimate.buckets
+            sql = window_sql(plan, ent, relation, spec, aggregations, buckets=buckets)
             try:
                 return _frame(self.con.sql(sql))
             except duckdb.OutOfMemoryException as exc:
@@ -384,7 +391,7 @@ class DuckDBEngine(OfflineEngine):
     def window_plan_for(
         self, entity: pl.DataFrame, request: ViewRequest, aggregations: list[WindowSpec]
     ) -> tuple[WindowPlan, WindowEstimate | None]:
-        """The plan ``window_join`` takes for these arguments, and the estimate AUTO weighed (None when forced)."""
+        """The plan ``window_join`` takes for these arguments, and its estimate (None for a forced range join)."""
         with self._registered("__fs_windows", entity) as ent:
             relation = self._events_relation(request.spec, request.files)
             estimate = self._window_estimate(ent, relation, request.spec, aggregations)
@@ -393,10 +400,12 @@ class DuckDBEngine(OfflineEngine):
     def _window_estimate(
         self, ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec]
     ) -> WindowEstimate | None:
-        if self.window_plan is not WindowPlan.AUTO:
+        if self.window_plan is WindowPlan.RANGE_JOIN:
             return None
-        ((joined, rows),) = self.con.execute(estimate_sql(ent, relation, spec, aggregations)).fetchall()
-        return WindowEstimate(float(joined), int(rows))
+        ((joined, pairs, events, per_window, keys, rows),) = self.con.execute(
+            estimate_sql(ent, relation, spec, aggregations)
+        ).fetchall()
+        return WindowEstimate(joined, pairs, events, per_window, keys, rows, len(aggregations))
 
     def _events_relation(self, spec: ViewSpec, files: Sequence[OfflineFile]) -> str:
         """A view version's offline events: keys as ``__k<i>``, ``__ts``/``__cr`` (µs), ``__seq``.

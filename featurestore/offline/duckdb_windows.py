@@ -14,13 +14,21 @@ from featurestore.offline.pit import ROW
 if TYPE_CHECKING:
     from featurestore.registry.spec import ViewSpec, WindowSpec
 
-__all__ = ["WindowPlan", "WindowEstimate", "choose_window_plan", "estimate_sql", "window_sql", "FRAMES_FACTOR"]
+__all__ = ["WindowPlan", "WindowEstimate", "choose_window_plan", "estimate_sql", "window_sql"]
 
-# AUTO takes the frames plan when the range join's expected joined rows exceed this many times the
-# rows the frames plan sorts (events and entity rows). Measured with duckdb 2.0 on 2 cores: W2
-# scaled (ratio ~2) is 3x faster as a range join; the example's carrier view (ratio ~190) 5x and
-# its airport view (ratio ~19) 30x faster with frames.
-FRAMES_FACTOR = 8
+# AUTO's cost model, in ns, fitted to W2 scaled at 10,000, 1,000 and 300 cards and the example's
+# views (duckdb 2.0, 2 shared cores): the range join meets every (entity row, event) pair of equal
+# keys in its hash join (PAIR_COST each) and aggregates the joined rows (JOINED_COST per row and
+# aggregation); frames evaluate each aggregation on every row of the union (FRAME_COST), events
+# counted twice when keys are cut into time buckets.
+PAIR_COST = 2.0
+JOINED_COST = 15.0
+FRAME_COST = 500.0
+# Frames partition keys by time buckets when a key holds this many events on average (and more
+# than four longest windows): DuckDB's RANGE frames slow down with the partition's size (duckdb
+# 2.0, 1.1 M rows, a 7-day max: 0.4 s over 10,000 partitions, 3.1 s over 16), but buckets copy
+# every event twice (W2 scaled, 100 events per key: 1.8 s without, 6 to 8 s with).
+BUCKET_EVENTS = 2048
 
 
 class WindowPlan(Enum):
@@ -31,8 +39,8 @@ class WindowPlan(Enum):
     the fastest plan for sparse keys. ``FRAMES``: the entity rows and the events of the same keys
     in one relation, partitioned by keys and ordered by time, each window a RANGE frame ending at
     the row's time; its cost is the rows sorted (events + entity rows), whatever the density.
-    ``AUTO``: ``FRAMES`` when the expected joined rows exceed ``FRAMES_FACTOR`` times the rows
-    sorted (one cheap query over the events' keys and times), else ``RANGE_JOIN``.
+    ``AUTO``: the plan of least estimated cost (one cheap query over the events' keys and times:
+    ``WindowEstimate``).
     """
 
     AUTO = "auto"
@@ -53,14 +61,35 @@ class WindowPlan(Enum):
 
 @dataclass(frozen=True)
 class WindowEstimate:
-    """What AUTO weighs: the range join's expected joined rows and the rows the frames plan sorts."""
+    """What AUTO weighs (from ``estimate_sql``): the range join's joined rows and candidate pairs, the
+    events some window can hold, the events per key in a longest window (summed), keys and entity rows."""
 
     joined_rows: float
-    sorted_rows: int
+    pairs: float
+    events: float
+    events_per_window: float  # summed over keys
+    keys: int
+    entity_rows: int
+    aggregations: int = 1
+
+    @property
+    def buckets(self) -> bool:
+        """Whether frames cut keys into time buckets: when keys hold many events, over several windows."""
+        per_key = self.events / max(self.keys, 1)
+        return per_key >= BUCKET_EVENTS and self.events >= 4 * self.events_per_window
+
+    @property
+    def range_join_cost(self) -> float:
+        return self.pairs * PAIR_COST + self.joined_rows * self.aggregations * JOINED_COST
+
+    @property
+    def frames_cost(self) -> float:
+        copies = 2 if self.buckets else 1
+        return (copies * self.events + self.entity_rows) * self.aggregations * FRAME_COST
 
     @property
     def dense(self) -> bool:
-        return self.joined_rows > FRAMES_FACTOR * self.sorted_rows
+        return self.range_join_cost > self.frames_cost
 
 
 def choose_window_plan(plan: WindowPlan, estimate: WindowEstimate | None) -> WindowPlan:
@@ -83,38 +112,40 @@ def _bounds(ent: str, n: int, longest: int) -> str:
     )
 
 
-def _events_in_bounds(relation: str, ent: str, n: int, longest: int, columns: str) -> str:
+def _events_in_bounds(relation: str, ent: str, n: int, longest: int, columns: str, more: str = "") -> str:
     """The events some entity row's window can hold: keys present in ``ent``, times inside their bounds."""
     on = " AND ".join([*(f"v.__k{j} = b.__k{j}" for j in range(n)), "v.__ts > b.__lo", "v.__ts <= b.__hi"])
-    return f"SELECT {columns} FROM {relation} v JOIN {_bounds(ent, n, longest)} b ON {on}"
+    return f"SELECT {columns} FROM {relation} v JOIN {_bounds(ent, n, longest)} b ON {on}{more}"
 
 
 def estimate_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec]) -> str:
-    """One row (joined rows, sorted rows): per key, entity rows x events in its bounds x the share of
-    the bounds the longest window covers (events spread evenly in time), summed; plus the rows sorted."""
+    """One row: ``WindowEstimate``'s fields but the aggregations.
+
+    Per key: entity rows n, events m in its bounds, their time span; joined rows are n x m x the
+    share of the span the longest window covers (events spread evenly in time), pairs n x m (the
+    hash join on keys meets every pair before its time condition), summed over keys.
+    """
     n = len(spec.join_keys)
     longest = max(a.window_us for a in aggregations)
     keys = ", ".join(f"v.__k{j}" for j in range(n))
     columns = f"{keys}, any_value(b.__n) AS __n, any_value(b.__hi - b.__lo) AS __span, count(*) AS __m"
-    inner = _events_in_bounds(relation, ent, n, longest, columns)
-    per_key = f"{inner} GROUP BY {keys}"
+    per_key = f"{_events_in_bounds(relation, ent, n, longest, columns)} GROUP BY {keys}"
     share = f"least(1.0, {longest} / greatest(__span, 1)::DOUBLE)"
-    entity_rows = f"(SELECT count(*) FROM {ent})"
-    return (
-        f"SELECT coalesce(sum(__n * __m * {share}), 0)::DOUBLE, coalesce(sum(__m), 0) + {entity_rows} FROM ({per_key})"
-    )
+    sums = [f"sum(__n * __m * {share})", "sum(__n * __m::DOUBLE)", "sum(__m)", f"sum(__m * {share})"]
+    totals = ", ".join(f"coalesce({x}, 0)::DOUBLE" for x in sums)
+    return f"SELECT {totals}, count(*), (SELECT count(*) FROM {ent}) FROM ({per_key})"
 
 
 def window_sql(
-    plan: WindowPlan, ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec], granular: bool
+    plan: WindowPlan, ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec], *, buckets: bool
 ) -> str:
     """The query giving ``aggregations`` (one column each) for every row of ``ent``, in ``__fs_row`` order.
 
     ``relation`` is the view's events (``__k<j>``, ``__ts``, ``__cr``, ``__seq``, value columns);
-    ``granular``: the window starts are not ``t - w`` (a granularity), so frames read them per row.
+    ``buckets``: frames partition each key by time buckets (for keys with many events per window).
     """
     if plan is WindowPlan.FRAMES:
-        return _frames_sql(ent, relation, spec, aggregations, granular)
+        return _frames_sql(ent, relation, spec, aggregations, buckets)
     return _range_join_sql(ent, relation, spec, aggregations)
 
 
@@ -130,7 +161,7 @@ def _range_join_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[
     )
 
 
-def _frames_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec], granular: bool) -> str:
+def _frames_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[WindowSpec], buckets: bool) -> str:
     """Entity rows and events in one relation; each window a RANGE frame over the integer µs time.
 
     The window ``start < event_ts <= t`` is the frame ``[t - (t - start - 1), t]`` with its peers
@@ -144,6 +175,8 @@ def _frames_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[Wind
     windows = sorted({a.window_us for a in aggregations})
     longest = windows[-1]
     keys = _keys(n, "__k")
+    # With a granularity the frame's length depends on the row (t - floor_g(t) + w): read per row.
+    granular = events.granularity_us is not None
     offsets = [f"__b{w}" for w in windows] if granular else []
     event_cols = [f"v.{k}" for k in keys]
     event_cols += ["v.__ts AS __o", f"NULL::BIGINT AS {ROW}", "1::TINYINT AS __ev", "v.__cr", "v.__seq"]
@@ -151,12 +184,22 @@ def _frames_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[Wind
     entity_cols = [f"__fs_k{j}" for j in range(n)] + ["__fs_t", ROW, "NULL", "NULL", "NULL"]
     entity_cols += ["NULL" for _ in values]
     entity_cols += [f"coalesce(__fs_t - __fs_s{w} - 1, 0)" for w in windows] if granular else []
+    partition = list(keys)
+    copies = ""
+    if buckets:
+        # Partitions by (keys, time bucket of one horizon): a window (less than a horizon long) holds
+        # events of its row's bucket and the one before, so each event goes to its bucket and the next.
+        horizon = longest + (events.granularity_us or 0)
+        event_cols.append(f"v.__ts // {horizon} + d.__d AS __p")
+        entity_cols.append(f"__fs_t // {horizon}")
+        partition.append("__p")
+        copies = " CROSS JOIN (VALUES (0), (1)) d(__d)"
     union = (
-        f"{_events_in_bounds(relation, ent, n, longest, ', '.join(event_cols))} "
+        f"{_events_in_bounds(relation, ent, n, longest, ', '.join(event_cols), copies)} "
         f"UNION ALL SELECT {', '.join(entity_cols)} FROM {ent}"
     )
     defs = [
-        f"__w{w} AS (PARTITION BY {', '.join(keys)} ORDER BY __o RANGE BETWEEN "
+        f"__w{w} AS (PARTITION BY {', '.join(partition)} ORDER BY __o RANGE BETWEEN "
         f"{f'__b{w}' if granular else w - 1} PRECEDING AND CURRENT ROW)"
         for w in windows
     ]

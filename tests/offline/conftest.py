@@ -99,13 +99,14 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OfflineEn
         made.close()
 
 
-# The DuckDB engine's window plans; every window test runs each (an engine without plans runs once).
-WINDOW_PLANS = ["range_join", "frames"]
+# The DuckDB engine's window plans (frames with and without time buckets); every window test runs
+# each (an engine without plans runs once).
+WINDOW_PLANS = ["range_join", "frames", "frames_buckets"]
 
 
 @pytest.fixture(params=WINDOW_PLANS)
 def window_engine(engine: OfflineEngine, request: pytest.FixtureRequest) -> OfflineEngine:
-    """``engine`` with each DuckDB window plan forced in turn (``DuckDBEngine(window_plan=...)``)."""
+    """``engine`` with each DuckDB window plan forced in turn (``window_plan``, ``window_buckets``)."""
     from featurestore.offline.duckdb import DuckDBEngine
     from featurestore.offline.duckdb_windows import WindowPlan
 
@@ -113,7 +114,8 @@ def window_engine(engine: OfflineEngine, request: pytest.FixtureRequest) -> Offl
         if request.param != WINDOW_PLANS[0]:
             pytest.skip(f"the {engine.name} engine has one window plan")
         return engine
-    engine.window_plan = WindowPlan(request.param)
+    engine.window_plan = WindowPlan(request.param.removesuffix("_buckets"))
+    engine.window_buckets = request.param.endswith("_buckets")
     return engine
 
 

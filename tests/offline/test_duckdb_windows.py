@@ -13,12 +13,7 @@ from featurestore.config import load_settings
 from featurestore.errors import ConfigError
 from featurestore.offline.base import engine_from_settings
 from featurestore.offline.duckdb import DuckDBEngine
-from featurestore.offline.duckdb_windows import (
-    FRAMES_FACTOR,
-    WindowEstimate,
-    WindowPlan,
-    choose_window_plan,
-)
+from featurestore.offline.duckdb_windows import WindowEstimate, WindowPlan, choose_window_plan
 from featurestore.offline.pit import ViewRequest
 from featurestore.registry.spec import ViewSpec
 
@@ -60,7 +55,7 @@ def write_events(path: Path, cards: int, events: int, days: int, seed: int = 0) 
     pl.DataFrame(
         {
             "card": rng.integers(0, cards, events),
-            "event_timestamp": pl.Series(T0.timestamp() * US + rng.integers(0, days * DAY_US, events)).cast(pl.Int64),
+            "event_timestamp": int(T0.timestamp()) * US + rng.integers(0, days * DAY_US, events),
             "amount": np.where(rng.random(events) < 0.1, np.nan, amount),
             "merchant": rng.choice(["a", "b", "c", "d", None], events),
             "created_timestamp": [None] * events,
@@ -78,7 +73,7 @@ def write_events(path: Path, cards: int, events: int, days: int, seed: int = 0) 
 def entity_rows(cards: int, rows: int, days: int, seed: int = 1) -> pl.DataFrame:
     """The frame ``window_join`` takes (``__fs_row``, ``__fs_t``, ``__fs_k0``, ``__fs_s<w>``)."""
     rng = np.random.default_rng(seed)
-    t = T0.timestamp() * US + rng.integers(0, days * DAY_US, rows)
+    t = int(T0.timestamp()) * US + rng.integers(0, days * DAY_US, rows)
     frame = pl.DataFrame(
         {"__fs_row": np.arange(rows, dtype=np.uint32), "__fs_t": t, "__fs_k0": rng.integers(0, cards, rows)}
     )
@@ -88,30 +83,33 @@ def entity_rows(cards: int, rows: int, days: int, seed: int = 1) -> pl.DataFrame
 def test_auto_takes_frames_for_dense_keys_and_the_range_join_for_sparse_ones(tmp_path: Path) -> None:
     dense = write_events(tmp_path / "dense.parquet", cards=3, events=20_000, days=30)
     sparse = write_events(tmp_path / "sparse.parquet", cards=5_000, events=20_000, days=30)
+    spec = dense.spec.events
+    assert spec is not None
+    aggs = list(spec.aggregations)
     with DuckDBEngine(tmp_path) as engine:
-        spec = dense.spec.events
-        assert spec is not None
-        aggs = list(spec.aggregations)
         plan, estimate = engine.window_plan_for(entity_rows(3, 5_000, 30), dense, aggs)
-        # ~5,000 rows x ~6,700 events per key x 7/30 of the span (less at the start) vs 25,000 sorted
+        # 3 keys x ~1,670 rows x ~6,700 events (pairs: 33 M) x 7/30 of the span (less at the start)
         assert plan is WindowPlan.FRAMES and estimate is not None
-        assert 5e6 < estimate.joined_rows < 1e7 and 24_000 < estimate.sorted_rows <= 25_000  # events in bounds
+        assert 5e6 < estimate.joined_rows < 1e7 and 3e7 < estimate.pairs < 3.5e7
+        assert 19_000 < estimate.events <= 20_000 and estimate.keys == 3 and estimate.entity_rows == 5_000
+        assert estimate.buckets  # ~6,700 events per key over four 7-day windows
         plan, estimate = engine.window_plan_for(entity_rows(5_000, 5_000, 30), sparse, aggs)
         assert plan is WindowPlan.RANGE_JOIN and estimate is not None  # ~4 events per key in 7 days
-        assert estimate.joined_rows < FRAMES_FACTOR * estimate.sorted_rows
+        assert estimate.range_join_cost < estimate.frames_cost and not estimate.buckets
         engine.window_plan = WindowPlan.RANGE_JOIN  # forced: nothing estimated
         assert engine.window_plan_for(entity_rows(3, 10, 30), dense, aggs) == (WindowPlan.RANGE_JOIN, None)
 
 
 def test_both_plans_give_the_same_windows_on_dense_keys(tmp_path: Path) -> None:
-    """Mid-size data with nulls: frames (taken by AUTO) equal the range join, counts and extremes exactly."""
-    req = write_events(tmp_path / "dense.parquet", cards=4, events=30_000, days=20)
-    entity = entity_rows(5, 3_000, 22)  # card 4 has no events; rows after the last event
+    """Mid-size data with nulls: frames (time buckets: dense keys) equal the range join, counts and extremes exactly."""
+    req = write_events(tmp_path / "dense.parquet", cards=4, events=30_000, days=60)
+    entity = entity_rows(5, 3_000, 62)  # card 4 has no events; rows after the last event
     spec = req.spec.events
     assert spec is not None
     aggs = list(spec.aggregations)
-    with DuckDBEngine(tmp_path) as engine:
-        assert engine.window_plan_for(entity, req, aggs)[0] is WindowPlan.FRAMES
+    with DuckDBEngine(tmp_path, window_plan="frames") as engine:
+        plan, estimate = engine.window_plan_for(entity, req, aggs)
+        assert plan is WindowPlan.FRAMES and estimate is not None and estimate.buckets
         frames = engine.window_join(entity, req, aggs)
         engine.window_plan = WindowPlan.RANGE_JOIN
         joined = engine.window_join(entity, req, aggs)
@@ -141,13 +139,11 @@ def test_the_window_plan_is_a_setting(tmp_path: Path) -> None:
         engine_from_settings(wrong)
 
 
-def test_choose_window_plan_weighs_joined_rows_against_sorted_rows() -> None:
-    sorted_rows = 1_000
-    assert choose_window_plan(WindowPlan.AUTO, WindowEstimate(FRAMES_FACTOR * sorted_rows + 1, sorted_rows)) is (
-        WindowPlan.FRAMES
-    )
-    assert choose_window_plan(WindowPlan.AUTO, WindowEstimate(FRAMES_FACTOR * sorted_rows, sorted_rows)) is (
-        WindowPlan.RANGE_JOIN
-    )
-    assert choose_window_plan(WindowPlan.AUTO, WindowEstimate(0.0, 0)) is WindowPlan.RANGE_JOIN  # no events
-    assert choose_window_plan(WindowPlan.FRAMES, None) is WindowPlan.FRAMES
+def test_choose_window_plan_weighs_the_range_join_against_frames() -> None:
+    sparse = WindowEstimate(2e6, 9e6, 1e6, 2.3e5, 10_000, 100_000, aggregations=12)  # W2 scaled
+    dense = WindowEstimate(1.2e8, 1.3e10, 3.3e5, 6.4e3, 16, 330_000, aggregations=4)  # the example's carriers
+    assert choose_window_plan(WindowPlan.AUTO, sparse) is WindowPlan.RANGE_JOIN
+    assert choose_window_plan(WindowPlan.AUTO, dense) is WindowPlan.FRAMES
+    assert choose_window_plan(WindowPlan.AUTO, WindowEstimate(0, 0, 0, 0, 0, 5)) is WindowPlan.RANGE_JOIN  # no events
+    assert choose_window_plan(WindowPlan.FRAMES, sparse) is WindowPlan.FRAMES
+    assert not sparse.buckets and dense.buckets

@@ -434,7 +434,6 @@ def _window_property_spec(granularity_us: int | None) -> ViewSpec:
 
 def test_windows_match_brute_force_on_dense_keys(window_engine: OfflineEngine, offline_files: LocalFiles) -> None:
     """Few keys, many events per window (ties, nulls, created times), rows at event times, repeats, granularity."""
-    base = int(T0.timestamp()) * 1_000_000
 
     examples = 40 if window_engine.name == "duckdb" else 6  # Spark: seconds per example
 
@@ -458,8 +457,11 @@ def test_windows_match_brute_force_on_dense_keys(window_engine: OfflineEngine, o
             max_size=30,
         ),
         granularity=st.sampled_from([None, 5 * MINUTE, 60 * MINUTE]),
+        base=st.sampled_from([int(T0.timestamp()) * 1_000_000, -100 * MINUTE]),  # times before 1970 too
     )
-    def check(events: list[tuple[Any, ...]], queries: list[tuple[Any, ...]], granularity: int | None) -> None:
+    def check(
+        events: list[tuple[Any, ...]], queries: list[tuple[Any, ...]], granularity: int | None, base: int
+    ) -> None:
         rows = [
             {
                 "card_id": k,

@@ -99,10 +99,6 @@ def choose_window_plan(plan: WindowPlan, estimate: WindowEstimate | None) -> Win
     return WindowPlan.FRAMES if estimate is not None and estimate.dense else WindowPlan.RANGE_JOIN
 
 
-def _keys(n: int, prefix: str) -> list[str]:
-    return [f"{prefix}{j}" for j in range(n)]
-
-
 def _bounds(ent: str, n: int, longest: int) -> str:
     """Per entity key: its rows, the earliest window start and the latest time (rows with a time)."""
     keys = ", ".join(f"__fs_k{j} AS __k{j}" for j in range(n))
@@ -174,7 +170,7 @@ def _frames_sql(ent: str, relation: str, spec: ViewSpec, aggregations: list[Wind
     values = [c for c in events.columns if c != events.event_id]
     windows = sorted({a.window_us for a in aggregations})
     longest = windows[-1]
-    keys = _keys(n, "__k")
+    keys = [f"__k{j}" for j in range(n)]
     # With a granularity the frame's length depends on the row (t - floor_g(t) + w): read per row.
     granular = events.granularity_us is not None
     offsets = [f"__b{w}" for w in windows] if granular else []

@@ -311,11 +311,17 @@ SPARK_TEST_CONF = {
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """A SparkSession on ``local[2]`` for the test run (skipped when pyspark or Java is missing)."""
+def spark(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A SparkSession on ``local[2]`` for the test run (skipped when pyspark or Java is missing).
+
+    Executors read ``s3://`` files with the AWS variables of their own environment, which a local
+    session's JVM takes from this process when it starts: so the moto server (and its variables)
+    comes first, whichever test opens the session.
+    """
     pytest.importorskip("pyspark")
     if shutil.which("java") is None:
         pytest.skip("no Java runtime (make test installs openjdk-17-jre-headless)")
+    request.getfixturevalue("s3_server")
     from featurestore.offline.spark import spark_session
 
     session = spark_session("local[2]", SPARK_TEST_CONF)

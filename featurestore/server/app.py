@@ -200,9 +200,11 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers
 
     import uvicorn
 
+    from featurestore.server.http import http_protocol
+
     fast: dict[str, Any] = {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": http_protocol(),  # httptools, a response's header and body in one write
     }
     if workers > 1:
         import tempfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 from collections.abc import AsyncIterator
@@ -28,7 +29,15 @@ from featurestore.errors import (
 )
 from featurestore.offline.layout import open_layout
 
-__all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV", "HTTP_STATUS", "http_status"]
+__all__ = [
+    "FeatureServerApp",
+    "create_app",
+    "create_app_from_env",
+    "serve",
+    "REPO_ENV",
+    "HTTP_STATUS",
+    "http_status",
+]
 
 # The repository a worker process serves when uvicorn starts several workers.
 REPO_ENV = "FEATURESTORE_SERVE_REPO"
@@ -55,6 +64,26 @@ def http_status(exc: RequestError) -> int:
 
 def _error(status: int, detail: str) -> Response:
     return Response(orjson.dumps({"detail": detail}), status_code=status, media_type="application/json")
+
+
+class FeatureServerApp(FastAPI):
+    """The FastAPI app whose HTTP requests enter through the server's front layer (``front``) first.
+
+    FastAPI's own stack (its telemetry check, error and body-limit middleware, routing) costs a
+    measurable share of a sub-millisecond lookup: the front layer (request id, auth, metrics,
+    access log) answers the hot lookup routes itself and passes every other request on to the
+    usual stack. Lifespan and websocket events go straight to FastAPI.
+    """
+
+    front: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            scope["app"] = self
+            await front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
@@ -95,7 +124,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
             if own:
                 await online.aclose()
 
-    app = FastAPI(
+    app = FeatureServerApp(
         title="featurestore online server",
         version=__version__,
         description="Latest feature values per entity (Feast feature-server compatible), push and health.",
@@ -126,14 +155,19 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     app.include_router(router)
     mount_ui(app)
-    _serve_hot_routes(app)
     # Known paths label the metrics. FastAPI keeps included routers behind one lazy route, so the
     # API router's own routes are read too (not app.openapi(): its schema is built on first use).
     paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
     if app.state.served_log is not None:
         app.state.metrics.registry.register(app.state.served_log.collector())  # drops are counted on /metrics
-    app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
+    app.front = ServerMiddleware(
+        functools.partial(FastAPI.__call__, app),
+        metrics=app.state.metrics,
+        keys=keys,
+        log=AccessLog(settings.log_level),
+        hot=_hot_routes(app, settings),
+    )
     return app
 
 
@@ -146,17 +180,13 @@ def _served_log(settings: Settings) -> Any:
     return ServedLog(settings.offline_root, settings.log_sample_rate)
 
 
-def _serve_hot_routes(app: FastAPI) -> None:
-    """Serve lookups through :class:`HotRoutes` (they parse their own body); ``/docs`` still lists them.
-
-    FastAPI's per-request dependency, routing and response machinery costs a measurable share
-    of a sub-millisecond lookup. Added before the server middleware, so inside it.
-    """
+def _hot_routes(app: FastAPI, settings: Settings) -> Any:
+    """The lookups answered by the front layer (they parse their own body); ``/docs`` still lists them."""
     from featurestore.server.hot import HotRoutes
-    from featurestore.server.routes import get_online_features, get_rows
+    from featurestore.server.routes import feast_lookup, rows_lookup
 
-    routes = {"/get-online-features": get_online_features, "/rows": get_rows}
-    app.add_middleware(HotRoutes, routes=routes, errors=app.exception_handlers)  # type: ignore[arg-type]
+    routes = {"/get-online-features": feast_lookup, "/rows": rows_lookup}
+    return HotRoutes(routes, app.exception_handlers, app.state, settings.max_body_bytes)
 
 
 def create_app_from_env() -> FastAPI:
@@ -170,9 +200,11 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers
 
     import uvicorn
 
+    from featurestore.server.http import http_protocol
+
     fast: dict[str, Any] = {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": http_protocol(),  # httptools, a response's header and body in one write
     }
     if workers > 1:
         import tempfile

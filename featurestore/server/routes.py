@@ -109,7 +109,7 @@ async def get_online_features(request: Request) -> Response:
     rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, now_us())
     body, tally = assemble_json(plan, entities, n, rows, layouts)
     if app.served_log is not None:
-        app.served_log.record(service, plan, n, body)  # keeps the bytes: no work on the request's path
+        app.served_log.record(service, plan, entities, rows, layouts)  # the stored rows read: no decoding
     app.metrics.add_statuses(tally)
     return Response(body, media_type=JSON)
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +134,8 @@ class ServedLog:
         self._sealed_bytes = 0
         self._seq = 0
         self._converter: subprocess.Popen[bytes] | None = None
+        self._exported: tuple[Any, Any, Any] | None = None
+        self._reported = [0, 0]  # dropped and spooled rows already added to the exported counters
 
     def record(
         self,
@@ -168,6 +169,24 @@ class ServedLog:
     @property
     def queued_bytes(self) -> int:
         return self._bytes
+
+    def export(self, dropped: Any, spooled: Any, queued: Any) -> None:
+        """Report ``dropped`` and ``spooled`` rows and the queued bytes through these prometheus metrics
+        (two counters and a gauge), updated by the writer on each pass, never on the request path: with
+        several workers, prometheus-client's multiprocess mode sums them over the workers."""
+        self._exported = (dropped, spooled, queued)
+
+    def _report(self, queued_bytes: int) -> None:
+        """Add the rows dropped and spooled since the last pass to the exported counters."""
+        if self._exported is None:
+            return
+        dropped, spooled, queued = self._exported
+        now = (self.dropped, self.spooled)
+        for counter, total, seen in zip((dropped, spooled), now, self._reported, strict=True):
+            if total > seen:
+                counter.inc(total - seen)
+        self._reported = list(now)
+        queued.set(queued_bytes)
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
@@ -227,7 +246,14 @@ class ServedLog:
         its parts handed to ``writev`` as they are (the joined rows are not copied again).
         """
         with self._lock:
-            items, self._items, self._bytes = self._items, [], 0
+            items, self._items, taken, self._bytes = self._items, [], self._bytes, 0
+        try:
+            return self._spool(items)
+        finally:
+            self._report(taken)
+
+    def _spool(self, items: list[_Item]) -> int:
+        """Write ``items`` with one ``writev`` per spool file; count their rows spooled, or dropped on an error."""
         if not items:
             return 0
         batches: dict[bytes, list[Any]] = {}
@@ -253,7 +279,8 @@ class ServedLog:
                     parts.insert(0, desc + b"\n")
                 _append(opened[1], parts)
         except OSError:
-            self.dropped += rows
+            with self._lock:
+                self.dropped += rows
             raise
         self.spooled += rows
         return len(items)
@@ -298,10 +325,6 @@ class ServedLog:
         self._descriptors[cache_key] = (plan, tuple(layouts), desc)
         return desc
 
-    def collector(self) -> Any:
-        """A prometheus collector of this log's counters (rows dropped and spooled, bytes queued)."""
-        return _ServedLogCollector(self)
-
 
 def _joined(rows: list[bytes | None]) -> bytes:
     """A view's stored rows joined by commas (C code), a missing row written as null."""
@@ -320,27 +343,3 @@ def _append(fd: int, parts: list[Any]) -> None:
             rest = b"".join(chunk)[done:]
             while rest:
                 rest = rest[os.write(fd, rest) :]
-
-
-class _ServedLogCollector:
-    def __init__(self, log: ServedLog) -> None:
-        self.log = log
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        yield CounterMetricFamily(
-            "featurestore_served_log_dropped_rows",
-            "Entity rows of sampled lookups not logged: the queue was full or a spool write failed.",
-            value=self.log.dropped,
-        )
-        yield CounterMetricFamily(
-            "featurestore_served_log_spooled_rows",
-            "Entity rows appended to the served-log spool.",
-            value=self.log.spooled,
-        )
-        yield GaugeMetricFamily(
-            "featurestore_served_log_queued_bytes",
-            "Stored-row bytes of logged lookups waiting in memory for the spool.",
-            value=self.log.queued_bytes,
-        )

@@ -270,3 +270,30 @@ def test_skew_command_and_metrics(example_repo: Path, example_server) -> None:  
         example_server.url + f"/ui/api/skew?target={SCOPED_SERVICE}", headers={"X-API-Key": ADMIN_KEY}
     ).json()
     assert ui and ui[0]["skew"]["features"]
+
+
+def test_recording_a_lookup_costs_the_same_python_calls_whatever_its_size(example_repo: Path, tmp_path: Path) -> None:
+    """The request path's share (``record``) and the writer's share (``_spool_queue``) make as many Python-level
+    calls for 1,000 entities as for one: the per-entity work is C code (a join, orjson, writev)."""
+    import cProfile
+    import pstats
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0)
+    layouts = [{"temp": 1}]  # the server's cached layout: one object per view version
+    calls = {}
+    for n in (1, 1000):
+        entities, rows = _lookup(n)
+        log.record(None, plan, entities, [rows], layouts)  # the descriptor is built once per kind of lookup
+        with log._io_lock:
+            log._spool_queue()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(10):
+            log.record(None, plan, entities, [rows], layouts)
+        with log._io_lock:
+            log._spool_queue()
+        profile.disable()
+        calls[n] = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    assert calls[1] == calls[1000]
+    log.close()

@@ -83,10 +83,11 @@ def status_column(view: str, feature: str) -> str:
 class ServedLog:
     """Log sampled lookups under ``<offline_root>/_served/<target>/date=.../`` without slowing them down.
 
-    ``record`` is the only call on the request path: a sampling draw, one ``bytes.join`` per view
-    of the stored rows the lookup read (C code, no decoding) and an append under an uncontended
-    lock. The response is not logged: it repeats each view's event times and statuses per feature
-    (~108 KB for 100 entities x 20 features against ~25 KB of stored rows); the converter
+    ``record`` is the only call on the request path: a sampling draw, the entity values as JSON,
+    one ``bytes.join`` per view of the stored rows the lookup read (C code, no decoding) and an
+    append under an uncontended lock: the same Python calls whatever the number of entities. The
+    response is not logged: it repeats each view's event times and statuses per feature (~108 KB
+    for 100 entities x 20 features against ~27 KB of stored rows); the converter
     recomputes the statuses from the rows, the request time and the view's ttl, as the lookup
     did. A writer thread appends the queue every ``flush_seconds`` to spool files under
     ``_served/.spool`` as JSON lines with one ``writev`` per file (which releases the GIL): one file
@@ -130,7 +131,7 @@ class ServedLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._descriptors: dict[tuple[Any, ...], tuple[LookupPlan, tuple[Any, ...], bytes]] = {}
-        self._open: dict[bytes, tuple[Path, int]] = {}  # descriptor -> its open spool file and descriptor
+        self._open: dict[bytes, tuple[Path, int]] = {}  # descriptor line -> its open spool file and fd
         self._sealed_bytes = 0
         self._seq = 0
         self._converter: subprocess.Popen[bytes] | None = None

@@ -3,9 +3,10 @@
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N]
 Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0; wrk drives
 /get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
-between the servers; medians of the repeats. Prints the throughput drop, the CPU time each server
-(with its converter processes) spent per lookup, which a loaded machine disturbs far less than
-throughput, and what the log wrote (after a clean shutdown, which converts the rest of the spool).
+between the servers (each first every other round); medians of the repeats. Prints the throughput
+drop, the CPU time each server (with its converter processes) spent per lookup, which a loaded
+machine disturbs less than throughput, and what the log wrote (after a clean shutdown, which
+converts the rest of the spool).
 Then, in this process, the logging's own cost per lookup, which the machine's load hardly moves: the
 CPU of ``record`` plus the writer's spooling (in passes of 30 lookups, as the writer's 0.05 s pass
 sees at ~600 req/s), the bytes spooled, and the converter's CPU per lookup.
@@ -70,8 +71,9 @@ def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
         cpu: dict[tuple[int, str], list[float]] = {}
         try:
             for entities in (1, 100):
-                for _ in range(repeat):
-                    for rate, port in ports.items():
+                for round_ in range(repeat):
+                    # Each server goes first every other round: a load that drifts favours neither.
+                    for rate, port in list(ports.items())[:: 1 if round_ % 2 == 0 else -1]:
                         before = _cpu_seconds(servers[rate].pid)
                         r = _wrk(port, "/get-online-features", "feast", entities, ids, 16, seconds)
                         used = _cpu_seconds(servers[rate].pid) - before

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ logger = logging.getLogger("featurestore.served_log")
 
 # One queued lookup: request time (us), service, plan, entity key names, layouts, entity values as JSON,
 # each view's stored rows joined by commas, entity rows.
-_Item = tuple[int, str | None, LookupPlan, tuple[str, ...], list[dict[str, int]], bytes, list[bytes], int]
+_Item = tuple[int, str | None, LookupPlan, tuple[str, ...], Sequence[dict[str, int]], bytes, list[bytes], int]
 
 
 def served_dir(offline_root: Path, target: str | None = None) -> Path:
@@ -143,8 +144,8 @@ class ServedLog:
         service: str | None,
         plan: LookupPlan,
         entities: dict[str, list[Any]],
-        rows: list[list[bytes | None]],
-        layouts: list[dict[str, int]],
+        rows: Sequence[Sequence[bytes | None]],
+        layouts: Sequence[dict[str, int]],
     ) -> None:
         """Queue one answered lookup (if sampled): its checked ``entities``, and per view of ``plan`` the
         stored rows it read (None: not found) and the layout they were read with (feature -> position).
@@ -307,7 +308,7 @@ class ServedLog:
         )
 
     def _descriptor(
-        self, service: str | None, plan: LookupPlan, names: tuple[str, ...], layouts: list[dict[str, int]]
+        self, service: str | None, plan: LookupPlan, names: tuple[str, ...], layouts: Sequence[dict[str, int]]
     ) -> bytes:
         """What the converter needs to read a kind of lookup's lines: the service, the entity key names in
         the request's order and, per view, its features with their positions in the stored rows and its ttl."""
@@ -327,7 +328,7 @@ class ServedLog:
         return desc
 
 
-def _joined(rows: list[bytes | None]) -> bytes:
+def _joined(rows: Sequence[bytes | None]) -> bytes:
     """A view's stored rows joined by commas (C code), a missing row written as null."""
     try:
         return b",".join(rows)  # type: ignore[arg-type]

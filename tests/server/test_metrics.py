@@ -120,6 +120,10 @@ def test_two_workers_sum_their_counters_and_logged_rows_on_metrics(
 
 
 def test_a_worker_forgets_the_live_gauges_of_dead_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # prometheus-client chooses how to keep values when first imported: before the variable is set here,
+    # so this test process's other apps keep theirs in memory.
+    import prometheus_client.values  # noqa: F401
+
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = int(dead.stdout)

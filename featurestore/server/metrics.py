@@ -42,9 +42,11 @@ def worker_started() -> None:
         return
     from prometheus_client import multiprocess
 
+    from featurestore.server.served_spool import process_alive
+
     for path in folder.glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             multiprocess.mark_process_dead(int(pid), str(folder))
 
 
@@ -55,16 +57,6 @@ def worker_stopped() -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(os.getpid(), str(folder))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ServerMetrics:

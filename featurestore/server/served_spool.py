@@ -15,7 +15,7 @@ from typing import Any
 from featurestore.server.served_log import SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
 from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
-__all__ = ["convert_spool", "sealed_files", "main"]
+__all__ = ["convert_spool", "sealed_files", "process_alive", "main"]
 
 # Raw bytes of spool lines parsed at once: bounds the converter's memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -23,7 +23,8 @@ CHUNK_BYTES = 32 * 1024 * 1024
 logger = logging.getLogger("featurestore.served_log")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (a spool's or a metrics file's writer)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -44,7 +45,7 @@ def sealed_files(offline_root: Path) -> list[Path]:
             out.append(path)
         elif path.suffix == ".open":
             pid = path.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                 out.append(path)
     return out
 

@@ -6,7 +6,8 @@ import contextlib
 import functools
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -92,7 +93,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
     from featurestore.server.logs import AccessLog, configure_logging
-    from featurestore.server.metrics import ServerMetrics
+    from featurestore.server.metrics import ServerMetrics, worker_started, worker_stopped
     from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
     from featurestore.server.ui import mount_ui
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         online = store or online_store_from_settings(settings)
         app.state.store = online
         app.state.catalog = Catalog(settings.registry_location, online)
+        worker_started()
         if app.state.served_log is not None:
             app.state.served_log.start()
         # Start-up objects (modules, the app, the registry) never die: moving them out of the
@@ -121,6 +123,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         finally:
             if app.state.served_log is not None:
                 app.state.served_log.close()  # writes what is still queued
+            worker_stopped()
             if own:
                 await online.aclose()
 
@@ -160,7 +163,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
     if app.state.served_log is not None:
-        app.state.metrics.registry.register(app.state.served_log.collector())  # drops are counted on /metrics
+        app.state.served_log.export(*app.state.metrics.served_log())  # drops are counted on /metrics
     app.front = ServerMiddleware(
         functools.partial(FastAPI.__call__, app),
         metrics=app.state.metrics,
@@ -207,22 +210,44 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers
         "http": http_protocol(),  # httptools, a response's header and body in one write
     }
     if workers > 1:
-        import tempfile
-
-        from featurestore.server.metrics import MULTIPROC_ENV
-
-        os.environ[REPO_ENV] = str(settings.repo)
-        # Workers share their metrics through files, so /metrics on any worker reports them all.
-        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="featurestore-metrics-"))
-        uvicorn.run(
-            "featurestore.server.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-            **fast,
-        )
+        with _metrics_dir():
+            os.environ[REPO_ENV] = str(settings.repo)
+            uvicorn.run(
+                "featurestore.server.app:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+                **fast,
+            )
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False, **fast)
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[Path]:
+    """A fresh folder for the workers' metric files during one server run, removed after it.
+
+    Workers share their metrics through files there, so /metrics on any worker reports them all;
+    a fresh folder per run, so a previous run's counts are never added in. Inside the folder
+    ``PROMETHEUS_MULTIPROC_DIR`` names, when it is set to one.
+    """
+    import shutil
+    import tempfile
+
+    from featurestore.server.metrics import MULTIPROC_ENV
+
+    previous = os.environ.get(MULTIPROC_ENV)
+    parent = previous if previous and os.path.isdir(previous) else None
+    folder = tempfile.mkdtemp(prefix="featurestore-metrics-", dir=parent)
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous

@@ -113,7 +113,7 @@ async def feast_lookup(app: Any, scope: MutableMapping[str, Any], body: bytes) -
     rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, now_us())
     out, tally = assemble_json(plan, entities, n, rows, layouts)
     if app.served_log is not None:
-        app.served_log.record(service, plan, n, out)  # keeps the bytes: no work on the request's path
+        app.served_log.record(service, plan, entities, rows, layouts)  # the stored rows read: no decoding
     app.metrics.add_statuses(tally)
     return out
 

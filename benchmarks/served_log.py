@@ -3,9 +3,13 @@
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N]
 Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0; wrk drives
 /get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
-between the servers; medians of the repeats. Prints the throughput drop, the CPU time each server
-(with its converter processes) spent per lookup, which a loaded machine disturbs far less than
-throughput, and what the log wrote (after a clean shutdown, which converts the rest of the spool).
+between the servers (each first every other round); medians of the repeats. Prints the throughput
+drop, the CPU time each server (with its converter processes) spent per lookup, which a loaded
+machine disturbs less than throughput, and what the log wrote (after a clean shutdown, which
+converts the rest of the spool).
+Then, in this process, the logging's own cost per lookup, which the machine's load hardly moves: the
+CPU of ``record`` plus the writer's spooling (in passes of 30 lookups, as the writer's 0.05 s pass
+sees at ~600 req/s), the bytes spooled, and the converter's CPU per lookup.
 """
 
 from __future__ import annotations
@@ -67,8 +71,9 @@ def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
         cpu: dict[tuple[int, str], list[float]] = {}
         try:
             for entities in (1, 100):
-                for _ in range(repeat):
-                    for rate, port in ports.items():
+                for round_ in range(repeat):
+                    # Each server goes first every other round: a load that drifts favours neither.
+                    for rate, port in list(ports.items())[:: 1 if round_ % 2 == 0 else -1]:
                         before = _cpu_seconds(servers[rate].pid)
                         r = _wrk(port, "/get-online-features", "feast", entities, ids, 16, seconds)
                         used = _cpu_seconds(servers[rate].pid) - before
@@ -101,7 +106,70 @@ def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
         "parquet_files": len(files),
         "spool_files_left": len(list((served / ".spool").glob("spool-*"))),
         "served_dir": str(served),
+        "spool_cost": spool_cost(),
     }
+
+
+def _cpu_now() -> float:
+    """CPU seconds of this process, every thread (polars' included), user and system."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, float]]:
+    """CPU microseconds per logged lookup of ``record`` + spooling and of the conversion, and KB spooled,
+    for 1 and 100 entities x 20 features (W1's row shape), measured in this process."""
+    import random
+    import tempfile
+    import time
+
+    import orjson
+
+    from featurestore.server.served_log import ServedLog
+    from featurestore.server.served_spool import convert_spool
+    from featurestore.serving.lookup import LookupPlan, ViewLookup
+
+    features = [f"f{i:02d}" for i in range(20)]
+    view = ViewLookup("driver_stats", ["driver_id"], ["int64"], features, features, 7 * 86_400_000_000)
+    plan = LookupPlan([view], ["driver_id"], ["driver_id", *features])
+    layouts = [{f: i + 1 for i, f in enumerate(features)}]  # the server's cached layout
+    rng = random.Random(7)
+    now = time.time_ns() // 1000
+    stored = [
+        orjson.dumps([now - 1000, *(rng.random() * 100 if i % 2 == 0 else rng.randrange(10**6) for i in range(20)), 0])
+        for _ in range(5000)
+    ]
+    out = {}
+    for entities in (1, 100):
+        shapes = [
+            ({"driver_id": [rng.randrange(100_000) for _ in range(entities)]}, rng.sample(stored, entities))
+            for _ in range(200)
+        ]
+        with tempfile.TemporaryDirectory() as tmp:
+            log = ServedLog(Path(tmp), 1.0)
+            start = _cpu_now()
+            for i in range(lookups):
+                keys, rows = shapes[i % len(shapes)]
+                log.record(None, plan, keys, [rows], layouts)
+                if (i + 1) % per_pass == 0:
+                    with log._io_lock:
+                        log._spool_queue()
+            with log._io_lock:
+                log._spool_queue()
+                spooled = sum(p.stat().st_size for p in log.spool.glob("spool-*"))
+                log._seal()
+            spool_cpu = _cpu_now() - start
+            start = _cpu_now()
+            convert_spool(Path(tmp), wait=True)
+            convert_cpu = _cpu_now() - start
+        out[entities] = {
+            "spool_cpu_us": 1e6 * spool_cpu / lookups,
+            "convert_cpu_us": 1e6 * convert_cpu / lookups,
+            "spooled_kb": spooled / lookups / 1024,
+        }
+    return out
 
 
 def table(result: dict[str, Any]) -> list[str]:
@@ -119,6 +187,15 @@ def table(result: dict[str, Any]) -> list[str]:
         f"\nlogged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "
         f"spool files left after the clean shutdown: {result['spool_files_left']}"
     )
+    if result.get("spool_cost"):
+        lines += [
+            "",
+            "| entities | record + spool CPU/lookup | spooled/lookup | conversion CPU/lookup (deferred) |",
+            "|---|---|---|---|",
+        ]
+        for entities, m in result["spool_cost"].items():
+            cpu, kb, convert = m["spool_cpu_us"], m["spooled_kb"], m["convert_cpu_us"]
+            lines.append(f"| {entities} | {cpu:,.1f} us | {kb:,.1f} KB | {convert:,.0f} us |")
     return lines
 
 

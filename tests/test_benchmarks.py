@@ -98,3 +98,13 @@ def test_startup_table_gives_the_ratios_to_the_floors() -> None:
     rows = table({"import": 0.05, "import_floor": 0.1, "ready": 0.9, "ready_floor": 0.6, "reps": 3})
     assert rows[0] == "### Start-up (median of 3, alternating with the floors)"
     assert rows[-2].endswith("| 0.050 | 0.100 | 0.50x |") and rows[-1].endswith("| 0.90 | 0.60 | 1.50x |")
+
+
+def test_served_log_spool_cost_measures_both_shapes_and_converts_everything() -> None:
+    from benchmarks.served_log import spool_cost
+
+    cost = spool_cost(lookups=300)
+    assert set(cost) == {1, 100}
+    assert all(m["spool_cpu_us"] > 0 and m["convert_cpu_us"] > 0 for m in cost.values())
+    # the stored rows, not the response: about 270 bytes per entity row of 20 features
+    assert 100 * 0.2 < cost[100]["spooled_kb"] < 100 * 0.4

@@ -50,6 +50,7 @@ class EncodedRows:
 
 
 def now_us() -> int:
+    """Microseconds since the epoch, now, from this module's ``datetime`` (the one clock tests move)."""
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
+from featurestore.online.redis_reads import LookupLink
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
 from featurestore.online.scripts import (
     APPEND_EVENTS,
@@ -82,6 +83,9 @@ class RedisOnlineStore(OnlineStore):
             raise OnlineStoreError(redact(f"invalid Redis URL {url!r}: {exc}")) from None
         self._aclient: Any = None
         self._aloop: asyncio.AbstractEventLoop | None = None
+        # Lookups (MGET) share one pipelined connection per event loop; TLS and Unix sockets use redis-py's client.
+        self._reads = LookupLink(url, timeout) if LookupLink.supports(url) else None
+        self._prefixes: dict[tuple[str, str], str] = {}
         self._versions_key = f"fs:{project}:@versions"
         self._pending_key = f"fs:{project}:@pending"
         self._watermarks_key = f"fs:{project}:@watermarks"
@@ -388,8 +392,14 @@ class RedisOnlineStore(OnlineStore):
     async def aread_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        prefix = self.prefix(view, version)
+        prefix = self._prefixes.get((view, version))
+        if prefix is None:  # checked once per view version, not on every lookup
+            if len(self._prefixes) >= 1024:
+                self._prefixes.clear()
+            prefix = self._prefixes[(view, version)] = self.prefix(view, version)
         try:
+            if self._reads is not None:
+                return await self._reads.mget([prefix + k for k in keys])
             return list(await self._async().mget([prefix + k for k in keys]))
         except Exception as exc:
             raise translate_error(exc) from exc
@@ -531,6 +541,8 @@ class RedisOnlineStore(OnlineStore):
         self._bulk.close()
 
     async def aclose(self) -> None:
+        if self._reads is not None:
+            self._reads.close()
         if self._aclient is not None:
             await self._aclient.aclose()
             self._aclient = None

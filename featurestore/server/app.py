@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,7 +30,15 @@ from featurestore.errors import (
 )
 from featurestore.offline.layout import open_layout
 
-__all__ = ["create_app", "create_app_from_env", "serve", "REPO_ENV", "HTTP_STATUS", "http_status"]
+__all__ = [
+    "FeatureServerApp",
+    "create_app",
+    "create_app_from_env",
+    "serve",
+    "REPO_ENV",
+    "HTTP_STATUS",
+    "http_status",
+]
 
 # The repository a worker process serves when uvicorn starts several workers.
 REPO_ENV = "FEATURESTORE_SERVE_REPO"
@@ -57,13 +67,33 @@ def _error(status: int, detail: str) -> Response:
     return Response(orjson.dumps({"detail": detail}), status_code=status, media_type="application/json")
 
 
+class FeatureServerApp(FastAPI):
+    """The FastAPI app whose HTTP requests enter through the server's front layer (``front``) first.
+
+    FastAPI's own stack (its telemetry check, error and body-limit middleware, routing) costs a
+    measurable share of a sub-millisecond lookup: the front layer (request id, auth, metrics,
+    access log) answers the hot lookup routes itself and passes every other request on to the
+    usual stack. Lifespan and websocket events go straight to FastAPI.
+    """
+
+    front: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            scope["app"] = self
+            await front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     """The online feature server of one repository (``store`` overrides ``settings.online_url``)."""
     from featurestore.online import online_store_from_settings
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
     from featurestore.server.logs import AccessLog, configure_logging
-    from featurestore.server.metrics import ServerMetrics
+    from featurestore.server.metrics import ServerMetrics, worker_started, worker_stopped
     from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
     from featurestore.server.ui import mount_ui
@@ -81,6 +111,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         online = store or online_store_from_settings(settings)
         app.state.store = online
         app.state.catalog = Catalog(settings.registry_location, online)
+        worker_started()
         if app.state.served_log is not None:
             app.state.served_log.start()
         # Start-up objects (modules, the app, the registry) never die: moving them out of the
@@ -92,10 +123,11 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         finally:
             if app.state.served_log is not None:
                 app.state.served_log.close()  # writes what is still queued
+            worker_stopped()
             if own:
                 await online.aclose()
 
-    app = FastAPI(
+    app = FeatureServerApp(
         title="featurestore online server",
         version=__version__,
         description="Latest feature values per entity (Feast feature-server compatible), push and health.",
@@ -126,14 +158,19 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     app.include_router(router)
     mount_ui(app)
-    _serve_hot_routes(app)
     # Known paths label the metrics. FastAPI keeps included routers behind one lazy route, so the
     # API router's own routes are read too (not app.openapi(): its schema is built on first use).
     paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
     if app.state.served_log is not None:
-        app.state.metrics.registry.register(app.state.served_log.collector())  # drops are counted on /metrics
-    app.add_middleware(ServerMiddleware, metrics=app.state.metrics, keys=keys, log=AccessLog(settings.log_level))
+        app.state.served_log.export(*app.state.metrics.served_log())  # drops are counted on /metrics
+    app.front = ServerMiddleware(
+        functools.partial(FastAPI.__call__, app),
+        metrics=app.state.metrics,
+        keys=keys,
+        log=AccessLog(settings.log_level),
+        hot=_hot_routes(app, settings),
+    )
     return app
 
 
@@ -146,17 +183,13 @@ def _served_log(settings: Settings) -> Any:
     return ServedLog(settings.offline_root, settings.log_sample_rate)
 
 
-def _serve_hot_routes(app: FastAPI) -> None:
-    """Serve lookups through :class:`HotRoutes` (they parse their own body); ``/docs`` still lists them.
-
-    FastAPI's per-request dependency, routing and response machinery costs a measurable share
-    of a sub-millisecond lookup. Added before the server middleware, so inside it.
-    """
+def _hot_routes(app: FastAPI, settings: Settings) -> Any:
+    """The lookups answered by the front layer (they parse their own body); ``/docs`` still lists them."""
     from featurestore.server.hot import HotRoutes
-    from featurestore.server.routes import get_online_features, get_rows
+    from featurestore.server.routes import feast_lookup, rows_lookup
 
-    routes = {"/get-online-features": get_online_features, "/rows": get_rows}
-    app.add_middleware(HotRoutes, routes=routes, errors=app.exception_handlers)  # type: ignore[arg-type]
+    routes = {"/get-online-features": feast_lookup, "/rows": rows_lookup}
+    return HotRoutes(routes, app.exception_handlers, app.state, settings.max_body_bytes)
 
 
 def create_app_from_env() -> FastAPI:
@@ -170,27 +203,51 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 6566, workers
 
     import uvicorn
 
+    from featurestore.server.http import http_protocol
+
     fast: dict[str, Any] = {
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": http_protocol(),  # httptools, a response's header and body in one write
     }
     if workers > 1:
-        import tempfile
-
-        from featurestore.server.metrics import MULTIPROC_ENV
-
-        os.environ[REPO_ENV] = str(settings.repo)
-        # Workers share their metrics through files, so /metrics on any worker reports them all.
-        os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="featurestore-metrics-"))
-        uvicorn.run(
-            "featurestore.server.app:create_app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level="warning",
-            access_log=False,
-            **fast,
-        )
+        with _metrics_dir():
+            os.environ[REPO_ENV] = str(settings.repo)
+            uvicorn.run(
+                "featurestore.server.app:create_app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level="warning",
+                access_log=False,
+                **fast,
+            )
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False, **fast)
+
+
+@contextlib.contextmanager
+def _metrics_dir() -> Iterator[Path]:
+    """A fresh folder for the workers' metric files during one server run, removed after it.
+
+    Workers share their metrics through files there, so /metrics on any worker reports them all;
+    a fresh folder per run, so a previous run's counts are never added in. Inside the folder
+    ``PROMETHEUS_MULTIPROC_DIR`` names, when it is set to one.
+    """
+    import shutil
+    import tempfile
+
+    from featurestore.server.metrics import MULTIPROC_ENV
+
+    previous = os.environ.get(MULTIPROC_ENV)
+    parent = previous if previous and os.path.isdir(previous) else None
+    folder = tempfile.mkdtemp(prefix="featurestore-metrics-", dir=parent)
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous

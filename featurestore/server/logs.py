@@ -91,13 +91,19 @@ class AccessLog:
         shown = sys.stderr if stream is None else stream
         self.json = not (hasattr(shown, "isatty") and shown.isatty()) if json is None else json
         self.pid = os.getpid()
+        self._second = -1
+        self._second_text = ""
 
     def write(self, fields: dict[str, Any]) -> None:
         now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        second = int(now)
+        if second != self._second:  # the date and time part changes once a second, not per line
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = f"{self._second_text}.{int(now * 1000) % 1000:03d}Z"
         if self.json:
-            head = {"time": stamp, "level": "info", "logger": LOGGER, "pid": self.pid, "message": "request"}
-            line = orjson.dumps({**head, **fields}).decode()
+            line = orjson.dumps(
+                {"time": stamp, "level": "info", "logger": LOGGER, "pid": self.pid, "message": "request", **fields}
+            ).decode()
         else:
             line = "info    request  " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         try:

@@ -8,14 +8,55 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerMetrics", "MULTIPROC_ENV", "gate_snapshot", "freshness"]
+__all__ = [
+    "ServerMetrics",
+    "MULTIPROC_ENV",
+    "multiprocess_dir",
+    "worker_started",
+    "worker_stopped",
+    "gate_snapshot",
+    "freshness",
+]
 
 # With several uvicorn workers, prometheus-client keeps its values in files under this folder
-# (``featurestore serve --workers N`` sets it) and /metrics on any worker reports the sum of all.
+# (``featurestore serve --workers N`` sets it to a fresh folder per run) and /metrics on any
+# worker reports the sum over all of them: counters and histograms summed, gauges per their
+# ``multiprocess_mode``.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _STATUSES = ("PRESENT", "NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE")
 _GATE_STATUSES = ("passed", "warned", "quarantined", "rejected")
+
+
+def multiprocess_dir() -> Path | None:
+    """The folder of the workers' metric files when this process is one of several workers, else None."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    return Path(folder) if folder and Path(folder).is_dir() else None
+
+
+def worker_started() -> None:
+    """At a worker's start: forget the live gauges of workers that died without a clean exit (killed, or
+    crashed and restarted by uvicorn), so their last values are not summed forever."""
+    folder = multiprocess_dir()
+    if folder is None:
+        return
+    from prometheus_client import multiprocess
+
+    from featurestore.server.served_spool import process_alive
+
+    for path in folder.glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(folder))
+
+
+def worker_stopped() -> None:
+    """At a worker's clean exit: its live gauges leave the sum (its counters stay: they count what it served)."""
+    folder = multiprocess_dir()
+    if folder is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), str(folder))
 
 
 class ServerMetrics:
@@ -61,6 +102,7 @@ class ServerMetrics:
         self._statuses = {s: self.statuses.labels(s) for s in _STATUSES}
         for kind in ("unavailable", "error"):
             self.store_errors.labels(kind)
+        self._served_log: tuple[Any, Any, Any] | None = None
 
     def endpoint(self, path: str) -> str:
         """The endpoint label of a path (unknown paths share one label, so fuzzing cannot grow the series)."""
@@ -91,6 +133,32 @@ class ServerMetrics:
         for status, k in counts.items():
             self._statuses[status].inc(k)
 
+    def served_log(self) -> tuple[Any, Any, Any]:
+        """The served-feature log's metrics, registered on first use: rows dropped and rows spooled
+        (counters) and the bytes waiting in memory (a gauge summed over live workers)."""
+        from prometheus_client import Counter, Gauge
+
+        if self._served_log is None:
+            self._served_log = (
+                Counter(
+                    "featurestore_served_log_dropped_rows",
+                    "Entity rows of sampled lookups not logged: the queue was full or a spool write failed.",
+                    registry=self.registry,
+                ),
+                Counter(
+                    "featurestore_served_log_spooled_rows",
+                    "Entity rows appended to the served-log spool.",
+                    registry=self.registry,
+                ),
+                Gauge(
+                    "featurestore_served_log_queued_bytes",
+                    "Stored-row bytes of logged lookups found waiting in memory at the writer's last pass.",
+                    registry=self.registry,
+                    multiprocess_mode="livesum",
+                ),
+            )
+        return self._served_log
+
     def store_error(self, unavailable: bool) -> None:
         self.store_errors.labels("unavailable" if unavailable else "error").inc()
 
@@ -102,12 +170,12 @@ class ServerMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         registry = self.registry
-        folder = os.environ.get(MULTIPROC_ENV)
-        if folder and Path(folder).is_dir():
+        folder = multiprocess_dir()
+        if folder is not None:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=folder)
+            multiprocess.MultiProcessCollector(registry, path=str(folder))
         views_registry = CollectorRegistry(auto_describe=False)
         views_registry.register(_ViewCollector(views))
         return generate_latest(registry) + generate_latest(views_registry), CONTENT_TYPE_LATEST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -16,7 +17,6 @@ from featurestore.errors import (
     InvalidRequestError,
     MalformedRequestError,
     NotFoundError,
-    PayloadTooLargeError,
     RegistryError,
     RequestError,
     StoreUnavailableError,
@@ -24,6 +24,7 @@ from featurestore.errors import (
 )
 from featurestore.online.codec import now_us, row_timestamp_us
 from featurestore.server.auth import SCOPE_KEY, check_push, check_read
+from featurestore.server.hot import read_body
 from featurestore.server.models import (
     ErrorResponse,
     GetOnlineFeaturesRequest,
@@ -43,7 +44,7 @@ from featurestore.serving.lookup import (
     check_entities,
 )
 
-__all__ = ["router"]
+__all__ = ["router", "feast_lookup", "rows_lookup", "parse_json"]
 
 router = APIRouter()
 JSON = "application/json"
@@ -52,13 +53,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for c
 
 async def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, refusing oversized or malformed bodies with a 4xx."""
-    limit: int = request.app.state.settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body larger than {limit} bytes (setting max_body_bytes)")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLargeError(f"request body larger than {limit} bytes (setting max_body_bytes)")
+    return parse_json(await read_body(request.scope, request.receive, request.app.state.settings.max_body_bytes))
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object, refusing malformed ones (400)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -76,8 +75,13 @@ async def read_json(request: Request) -> dict[str, Any]:
     summary="Latest feature values (Feast feature-server compatible)",
 )
 async def get_online_features(request: Request) -> Response:
-    data = await read_json(request)
-    app = request.app.state
+    body = await read_body(request.scope, request.receive, request.app.state.settings.max_body_bytes)
+    return Response(await feast_lookup(request.app.state, request.scope, body), media_type=JSON)
+
+
+async def feast_lookup(app: Any, scope: MutableMapping[str, Any], body: bytes) -> bytes:
+    """``/get-online-features`` (answered by the front layer's hot routes): the request body -> the response's."""
+    data = parse_json(body)
     catalog = app.catalog
     await catalog.refresh()
     features = data.get("features")
@@ -100,18 +104,18 @@ async def get_online_features(request: Request) -> Response:
     if len(refs) > app.settings.max_features and isinstance(refs, list):
         raise InvalidRequestError(f"too many features: {len(refs)} > {app.settings.max_features}")
     plan = catalog.plan(refs, full)
-    key = request.scope.get(SCOPE_KEY)
+    key = scope.get(SCOPE_KEY)
     if key is not None:
         check_read(key, service, [v.name for v in plan.views])
     entities: Any = data.get("entities")
     n = check_entities(entities, app.settings.max_entities)
     store, versions = app.store, catalog.versions()
     rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, now_us())
-    body, tally = assemble_json(plan, entities, n, rows, layouts)
+    out, tally = assemble_json(plan, entities, n, rows, layouts)
     if app.served_log is not None:
-        app.served_log.record(service, plan, n, body)  # keeps the bytes: no work on the request's path
+        app.served_log.record(service, plan, entities, rows, layouts)  # the stored rows read: no decoding
     app.metrics.add_statuses(tally)
-    return Response(body, media_type=JSON)
+    return out
 
 
 @router.post(
@@ -122,14 +126,19 @@ async def get_online_features(request: Request) -> Response:
     summary="Every feature of one view per entity, as stored rows (fastest)",
 )
 async def get_rows(request: Request) -> Response:
-    data = await read_json(request)
-    app = request.app.state
+    body = await read_body(request.scope, request.receive, request.app.state.settings.max_body_bytes)
+    return Response(await rows_lookup(request.app.state, request.scope, body), media_type=JSON)
+
+
+async def rows_lookup(app: Any, scope: MutableMapping[str, Any], body: bytes) -> bytes:
+    """``/rows`` (answered by the front layer's hot routes): the request body -> the response's."""
+    data = parse_json(body)
     catalog = app.catalog
     await catalog.refresh()
     view = data.get("view")
     if not isinstance(view, str):
         raise InvalidRequestError("'view' must be a feature view name")
-    key = request.scope.get(SCOPE_KEY)
+    key = scope.get(SCOPE_KEY)
     if key is not None:
         check_read(key, None, [view])
     plan = catalog.plan(view + ":*", False)
@@ -146,8 +155,8 @@ async def get_rows(request: Request) -> Response:
     if version is None:
         head = orjson.dumps({"view": view, "version": None, "columns": ["event_timestamp_us"]})[:-1]
         app.metrics.count_statuses([NOT_FOUND] * n)
-        body = head + b',"statuses":' + orjson.dumps([NOT_FOUND] * n) + b',"rows":[' + b",".join([b"null"] * n)
-        return Response(body + b"]}", media_type=JSON)
+        out = head + b',"statuses":' + orjson.dumps([NOT_FOUND] * n) + b',"rows":[' + b",".join([b"null"] * n)
+        return out + b"]}"
     rows = await app.store.aread_rows(view, version, keys)
     ttl, now = lookup.ttl_us, now_us()
     statuses, parts = [], []
@@ -162,11 +171,11 @@ async def get_rows(request: Request) -> Response:
             statuses.append(PRESENT)
             parts.append(row)
     app.metrics.count_statuses(statuses)
-    body = catalog.rows_header(view, version) + b',"statuses":' + orjson.dumps(statuses) + b',"rows":['
-    return Response(body + b",".join(parts) + b"]}", media_type=JSON)
+    out = catalog.rows_header(view, version) + b',"statuses":' + orjson.dumps(statuses) + b',"rows":['
+    return out + b",".join(parts) + b"]}"
 
 
-async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[str]) -> Response:
+async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[str]) -> bytes:
     """``/rows`` of an aggregation view: its windows at the request time, one row per entity (always present:
     an empty window is a value, 0 or null), ``event_timestamp_us`` being that time."""
     from featurestore.serving.windows import aread_aggregated
@@ -176,8 +185,8 @@ async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[
     statuses = [PRESENT] * len(keys)
     app.metrics.count_statuses(statuses)
     head = catalog.rows_header(view, version or catalog.state.view(view).version)
-    body = head + b',"statuses":' + orjson.dumps(statuses) + b',"rows":[' + b",".join(r or b"null" for r in rows)
-    return Response(body + b"]}", media_type=JSON)
+    out = head + b',"statuses":' + orjson.dumps(statuses) + b',"rows":[' + b",".join(r or b"null" for r in rows)
+    return out + b"]}"
 
 
 @router.post(

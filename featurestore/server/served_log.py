@@ -1,17 +1,20 @@
-"""Served-feature logging: a sampled share of lookups, kept as response bytes and spooled off the request path."""
+"""Served-feature logging: a sampled share of lookups, kept as the stored rows read and spooled off the request path."""
 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import random
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from featurestore.serving.lookup import LookupPlan
 
@@ -29,7 +32,9 @@ __all__ = [
 SERVED_DIR = "_served"
 # JSON-lines files waiting to become Parquet; a dot name so it is never taken for a service or view.
 SPOOL_DIR = ".spool"
-# Response bytes held in memory at most; past it lookups are dropped and counted, never delayed.
+# Spool format written by this version (the descriptor line's "format"); the converter refuses others.
+SPOOL_FORMAT = 2
+# Row bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # The writer appends the queue to the spool this often (one writev call, which releases the GIL).
 FLUSH_SECONDS = 0.05
@@ -41,6 +46,10 @@ QUIET_SECONDS = 10.0
 CONVERT_BYTES = 1024 * 1024 * 1024
 
 logger = logging.getLogger("featurestore.served_log")
+
+# One queued lookup: request time (us), service, plan, entity key names, layouts, entity values as JSON,
+# each view's stored rows joined by commas, entity rows.
+_Item = tuple[int, str | None, LookupPlan, tuple[str, ...], Sequence[dict[str, int]], bytes, list[bytes], int]
 
 
 def served_dir(offline_root: Path, target: str | None = None) -> Path:
@@ -75,17 +84,22 @@ def status_column(view: str, feature: str) -> str:
 class ServedLog:
     """Log sampled lookups under ``<offline_root>/_served/<target>/date=.../`` without slowing them down.
 
-    ``record`` is the only call on the request path: a sampling draw, an addition and an append
-    under an uncontended lock, keeping the response bytes the route serialised anyway (no parsing,
-    no copy). A writer thread appends the queue every ``flush_seconds`` to spool files under
-    ``_served/.spool`` as JSON lines with one ``writev`` (which releases the GIL): one file per kind of
-    lookup, whose first line names its columns. Files are sealed every ``seal_seconds``; a converter
-    process at idle priority (:mod:`featurestore.server.served_spool`) turns sealed files into Parquet
-    with polars once no lookup was logged for ``quiet_seconds``, or when the sealed spool passes
-    ``convert_bytes``. ``close`` (the app's shutdown) spools and converts everything left: a clean
-    shutdown loses nothing. Past ``max_bytes`` of queued responses further lookups are dropped and
-    counted (``dropped``, on /metrics), never delayed. The target is the feature service, or each
-    view of a plain feature list.
+    ``record`` is the only call on the request path: a sampling draw, the entity values as JSON,
+    one ``bytes.join`` per view of the stored rows the lookup read (C code, no decoding) and an
+    append under an uncontended lock: the same Python calls whatever the number of entities. The
+    response is not logged: it repeats each view's event times and statuses per feature (~108 KB
+    for 100 entities x 20 features against ~27 KB of stored rows); the converter
+    recomputes the statuses from the rows, the request time and the view's ttl, as the lookup
+    did. A writer thread appends the queue every ``flush_seconds`` to spool files under
+    ``_served/.spool`` as JSON lines with one ``writev`` per file (which releases the GIL): one file
+    per kind of lookup, whose first line describes it (views, features and their positions in the
+    stored rows, ttls, entity key names). Files are sealed every ``seal_seconds``; a converter
+    process at idle priority (:mod:`featurestore.server.served_spool`) turns sealed files into
+    Parquet with polars once no lookup was logged for ``quiet_seconds``, or when the sealed spool
+    passes ``convert_bytes``. ``close`` (the app's shutdown) spools and converts everything left: a
+    clean shutdown loses nothing. Past ``max_bytes`` of queued rows further lookups are dropped
+    and counted (``dropped``, on /metrics), never delayed. The target is the feature service, or
+    each view of a plain feature list.
     """
 
     def __init__(
@@ -111,33 +125,70 @@ class ServedLog:
         self.dropped = 0  # entity rows not logged: the queue was full, or a spool write failed
         self.spooled = 0  # entity rows appended to the spool
         self.logged = 0  # entity rows converted to Parquet by this process (shutdown and explicit flushes)
-        self._items: list[tuple[int, str | None, LookupPlan, int, bytes]] = []
+        self._items: list[_Item] = []
         self._bytes = 0
         self._lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._plans: dict[tuple[int, str | None], tuple[LookupPlan, bytes]] = {}
-        self._open: dict[bytes, Path] = {}  # descriptor -> its open spool file
+        self._descriptors: dict[tuple[Any, ...], tuple[LookupPlan, tuple[Any, ...], bytes]] = {}
+        self._open: dict[bytes, tuple[Path, int]] = {}  # descriptor line -> its open spool file and fd
         self._sealed_bytes = 0
         self._seq = 0
         self._converter: subprocess.Popen[bytes] | None = None
+        self._exported: tuple[Any, Any, Any] | None = None
+        self._reported = [0, 0]  # dropped and spooled rows already added to the exported counters
 
-    def record(self, service: str | None, plan: LookupPlan, rows: int, body: bytes) -> None:
-        """Queue one answered lookup (if sampled): ``rows`` entities, ``body`` its serialised response."""
+    def record(
+        self,
+        service: str | None,
+        plan: LookupPlan,
+        entities: dict[str, list[Any]],
+        rows: Sequence[Sequence[bytes | None]],
+        layouts: Sequence[dict[str, int]],
+    ) -> None:
+        """Queue one answered lookup (if sampled): its checked ``entities``, and per view of ``plan`` the
+        stored rows it read (None: not found) and the layout they were read with (feature -> position).
+
+        Example (what ``/get-online-features`` does after answering)::
+
+            rows, layouts = await aread_views(store, state, plan, entities, n, versions, layout, t_us)
+            log.record(service, plan, entities, rows, layouts)
+        """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         stamp = time.time_ns() // 1000
+        keys = orjson.dumps(list(entities.values()))
+        joined = [_joined(r) for r in rows]
+        size, n = len(keys) + sum(map(len, joined)), len(rows[0])
         with self._lock:
-            if self._bytes + len(body) > self.max_bytes:
-                self.dropped += rows
+            if self._bytes + size > self.max_bytes:
+                self.dropped += n
                 return
-            self._items.append((stamp, service, plan, rows, body))
-            self._bytes += len(body)
+            self._items.append((stamp, service, plan, tuple(entities), layouts, keys, joined, n))
+            self._bytes += size
 
     @property
     def queued_bytes(self) -> int:
         return self._bytes
+
+    def export(self, dropped: Any, spooled: Any, queued: Any) -> None:
+        """Report ``dropped`` and ``spooled`` rows and the queued bytes through these prometheus metrics
+        (two counters and a gauge), updated by the writer on each pass, never on the request path: with
+        several workers, prometheus-client's multiprocess mode sums them over the workers."""
+        self._exported = (dropped, spooled, queued)
+
+    def _report(self, queued_bytes: int) -> None:
+        """Add the rows dropped and spooled since the last pass to the exported counters."""
+        if self._exported is None:
+            return
+        dropped, spooled, queued = self._exported
+        now = (self.dropped, self.spooled)
+        for counter, total, seen in zip((dropped, spooled), now, self._reported, strict=True):
+            if total > seen:
+                counter.inc(total - seen)
+        self._reported = list(now)
+        queued.set(queued_bytes)
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
@@ -191,38 +242,55 @@ class ServedLog:
                 logger.exception("served-feature log: writing the spool failed")
 
     def _spool_queue(self) -> int:
-        """Append the queued lookups to the open spool files as JSON lines; return how many were written."""
+        """Append the queued lookups to the open spool files as JSON lines; return how many were written.
+
+        A line is ``{"t":<request time, us>,"k":[<values of each entity key>],"r":[<rows of each view>]}``,
+        its parts handed to ``writev`` as they are (the joined rows are not copied again).
+        """
         with self._lock:
-            items, self._items, self._bytes = self._items, [], 0
+            items, self._items, taken, self._bytes = self._items, [], self._bytes, 0
+        try:
+            return self._spool(items)
+        finally:
+            self._report(taken)
+
+    def _spool(self, items: list[_Item]) -> int:
+        """Write ``items`` with one ``writev`` per spool file; count their rows spooled, or dropped on an error."""
         if not items:
             return 0
         batches: dict[bytes, list[Any]] = {}
-        for stamp, service, plan, _, body in items:
-            parts = batches.get(desc := self._descriptor(service, plan))
+        rows = 0
+        for stamp, service, plan, names, layouts, keys, joined, n in items:
+            parts = batches.get(desc := self._descriptor(service, plan, names, layouts))
             if parts is None:
                 parts = batches[desc] = []
-            parts += (b'{"t":', str(stamp).encode(), b',"r":')
-            _without_event_times(body, parts)
-            parts.append(b"}\n")
-        rows = sum(item[3] for item in items)
+            parts.append(b'{"t":%d,"k":%b,"r":[[' % (stamp, keys))
+            for i, view in enumerate(joined):
+                parts += (b"],[", view) if i else (view,)
+            parts.append(b"]]}\n")
+            rows += n
         try:
             for desc, parts in batches.items():
-                path = self._open.get(desc)
-                if path is None:
+                opened = self._open.get(desc)
+                if opened is None:
                     self.spool.mkdir(parents=True, exist_ok=True)
                     self._seq += 1
-                    path = self._open[desc] = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
+                    path = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                    opened = self._open[desc] = (path, fd)
                     parts.insert(0, desc + b"\n")
-                _append(path, parts)
+                _append(opened[1], parts)
         except OSError:
-            self.dropped += rows
+            with self._lock:
+                self.dropped += rows
             raise
         self.spooled += rows
         return len(items)
 
     def _seal(self) -> None:
         """Hand the open spool files to the converter (``.open`` -> ``.jsonl``)."""
-        for path in self._open.values():
+        for path, fd in self._open.values():
+            os.close(fd)
             if path.exists():
                 self._sealed_bytes += path.stat().st_size
                 path.replace(path.with_suffix(".jsonl"))
@@ -239,80 +307,41 @@ class ServedLog:
             stdout=subprocess.DEVNULL,
         )
 
-    def _descriptor(self, service: str | None, plan: LookupPlan) -> bytes:
-        """What the converter needs to name a response's columns: the service and each view's features and keys."""
-        hit = self._plans.get((id(plan), service))
-        if hit is not None and hit[0] is plan:
-            return hit[1]
-        import orjson
-
-        desc = orjson.dumps({"s": service, "v": [[v.name, v.features, v.join_keys] for v in plan.views]})
-        if len(self._plans) >= 4096:
-            self._plans.clear()
-        self._plans[(id(plan), service)] = (plan, desc)  # the plan is kept alive, so its id is not reused
+    def _descriptor(
+        self, service: str | None, plan: LookupPlan, names: tuple[str, ...], layouts: Sequence[dict[str, int]]
+    ) -> bytes:
+        """What the converter needs to read a kind of lookup's lines: the service, the entity key names in
+        the request's order and, per view, its features with their positions in the stored rows and its ttl."""
+        cache_key = (id(plan), service, names, *map(id, layouts))
+        hit = self._descriptors.get(cache_key)
+        if hit is not None and hit[0] is plan and all(map(operator.is_, hit[1], layouts)):
+            return hit[2]
+        views = [
+            [v.name, v.features, v.join_keys, v.ttl_us, [layout.get(f) for f in v.features]]
+            for v, layout in zip(plan.views, layouts, strict=True)
+        ]
+        desc = orjson.dumps({"format": SPOOL_FORMAT, "s": service, "k": list(names), "v": views})
+        if len(self._descriptors) >= 4096:
+            self._descriptors.clear()
+        # The plan and layouts are kept alive with their ids, so an id is never reused while cached.
+        self._descriptors[cache_key] = (plan, tuple(layouts), desc)
         return desc
 
-    def collector(self) -> Any:
-        """A prometheus collector of this log's counters (rows dropped and spooled, bytes queued)."""
-        return _ServedLogCollector(self)
 
-
-_EVENT_TIMES = b',"event_timestamps":['
-# Below this size a response is written whole: cutting would cost more than the bytes it saves.
-_CUT_BYTES = 16 * 1024
-
-
-def _without_event_times(body: bytes, parts: list[Any]) -> None:
-    """Append ``body`` to ``parts`` as views around its ``"event_timestamps"`` lists (not logged: on a
-    large lookup they are half the bytes). Byte searches, no parsing: a JSON string cannot hold the
-    unescaped marker, and a list of timestamps holds no ``]``."""
-    if len(body) < _CUT_BYTES:
-        parts.append(body)
-        return
-    view, pos = memoryview(body), 0
-    while (start := body.find(_EVENT_TIMES, pos)) >= 0:
-        end = body.find(b"]", start + len(_EVENT_TIMES))
-        if end < 0:
-            break
-        parts.append(view[pos:start])
-        pos = end + 1
-    parts.append(view[pos:])
-
-
-def _append(path: Path, parts: list[Any]) -> None:
-    """Append ``parts`` to ``path`` without joining them: writev copies them in the kernel, without the GIL."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def _joined(rows: Sequence[bytes | None]) -> bytes:
+    """A view's stored rows joined by commas (C code), a missing row written as null."""
     try:
-        for i in range(0, len(parts), 1024):  # IOV_MAX
-            chunk = parts[i : i + 1024]
-            done, want = os.writev(fd, chunk), sum(len(p) for p in chunk)
-            if done < want:  # a short write (a full disk, a signal): the rest with plain writes
-                rest = b"".join(chunk)[done:]
-                while rest:
-                    rest = rest[os.write(fd, rest) :]
-    finally:
-        os.close(fd)
+        return b",".join(rows)  # type: ignore[arg-type]
+    except TypeError:  # some rows are missing: the slower path
+        return b",".join([row if row is not None else b"null" for row in rows])
 
 
-class _ServedLogCollector:
-    def __init__(self, log: ServedLog) -> None:
-        self.log = log
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        yield CounterMetricFamily(
-            "featurestore_served_log_dropped_rows",
-            "Entity rows of sampled lookups not logged: the queue was full or a spool write failed.",
-            value=self.log.dropped,
-        )
-        yield CounterMetricFamily(
-            "featurestore_served_log_spooled_rows",
-            "Entity rows appended to the served-log spool.",
-            value=self.log.spooled,
-        )
-        yield GaugeMetricFamily(
-            "featurestore_served_log_queued_bytes",
-            "Response bytes waiting in memory for the spool.",
-            value=self.log.queued_bytes,
-        )
+def _append(fd: int, parts: list[Any]) -> None:
+    """Append ``parts`` to the file without joining them: writev copies them in the kernel, without the GIL."""
+    for i in range(0, len(parts), 1024):  # IOV_MAX
+        chunk = parts[i : i + 1024]
+        done, want = os.writev(fd, chunk), sum(map(len, chunk))
+        if done < want:  # a short write (a full disk, a signal): the rest with plain writes
+            rest = b"".join(chunk)[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]

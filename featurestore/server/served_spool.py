@@ -1,4 +1,4 @@
-"""Turn served-log spool files (raw JSON lines) into Parquet partitions ``_served/<target>/date=.../``."""
+"""Turn served-log spool files (stored rows as JSON lines) into Parquet partitions ``_served/<target>/date=.../``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from featurestore.server.served_log import served_dir, spool_dir, status_column, value_column
+from featurestore.server.served_log import SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
+from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
-__all__ = ["convert_spool", "sealed_files", "main"]
+__all__ = ["convert_spool", "sealed_files", "process_alive", "main"]
 
 # Raw bytes of spool lines parsed at once: bounds the converter's memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
@@ -22,7 +23,8 @@ CHUNK_BYTES = 32 * 1024 * 1024
 logger = logging.getLogger("featurestore.served_log")
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (a spool's or a metrics file's writer)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -43,7 +45,7 @@ def sealed_files(offline_root: Path) -> list[Path]:
             out.append(path)
         elif path.suffix == ".open":
             pid = path.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
                 out.append(path)
     return out
 
@@ -110,49 +112,75 @@ def _convert_file(offline_root: Path, path: Path) -> int:
     written = 0
     stem = path.name.rsplit(".", 1)[0]
     # Every value is read as text, whatever its JSON type: one schema for every column; typed below.
-    column = pl.Struct({"values": pl.List(pl.String), "statuses": pl.List(pl.String)})
     schema: dict[str, Any] = {
         "t": pl.Int64,
-        "r": pl.Struct({"metadata": pl.Struct({"feature_names": pl.List(pl.String)}), "results": pl.List(column)}),
+        "k": pl.List(pl.List(pl.String)),
+        "r": pl.List(pl.List(pl.List(pl.String))),
     }
     for c, (head, data) in enumerate(_chunks(path)):
         desc = orjson.loads(head)
+        if desc.get("format") != SPOOL_FORMAT:
+            raise ValueError(f"spool format {desc.get('format')!r}, this version reads {SPOOL_FORMAT}")
         lookups = pl.read_ndjson(io.BytesIO(data), schema=schema)
-        # Lookups of one plan differ only in the request columns they echo: one frame per set of them.
-        n_features = sum(len(features) for _, features, _ in desc["v"])
-        results = pl.col("r").struct.field("results")
-        names = pl.col("r").struct.field("metadata").struct.field("feature_names")
-        lookups = lookups.with_columns(keys=names.list.head(results.list.len() - n_features).list.join("\x1f"))
-        for g, ((keys,), group) in enumerate(sorted(lookups.partition_by("keys", as_dict=True).items())):
-            for (target, day), frame in _frames(desc, keys.split("\x1f") if keys else [], group):
-                _write(served_dir(offline_root, target) / f"date={day}", f"part-{stem}-{c}-{g}.parquet", frame)
-                written += frame.height
+        for (target, day), frame in _frames(desc, lookups):
+            _write(served_dir(offline_root, target) / f"date={day}", f"part-{stem}-{c}.parquet", frame)
+            written += frame.height
     return written
 
 
-def _frames(desc: dict[str, Any], keys: list[str], lookups: Any) -> Iterator[tuple[tuple[str, str], Any]]:
-    """The rows of lookups with the same columns, per target (the service, or each view) and request day."""
+def _frames(desc: dict[str, Any], lookups: Any) -> Iterator[tuple[tuple[str, str], Any]]:
+    """One entity row per line and entity, per target (the service, or each view) and request day.
+
+    A feature's status follows the lookup's rule (:func:`featurestore.serving.lookup.assemble`): no
+    row is NOT_FOUND, a row older than the view's ttl at the request time OUTSIDE_MAX_AGE, a feature
+    the row does not hold NOT_FOUND, a null value NULL_VALUE, else PRESENT; only PRESENT and
+    NULL_VALUE keep the value.
+    """
     import polars as pl
 
-    results = pl.col("r").struct.field("results")
-    columns = [pl.col("t").cast(pl.Datetime("us", "UTC")).alias("request_time")]
-    columns += [results.list.get(i).struct.field("values").alias(name) for i, name in enumerate(keys)]
+    keys: list[str] = desc["k"]
+    columns = [pl.col("t").alias("_t"), *(pl.col("k").list.get(i).alias(k) for i, k in enumerate(keys))]
+    columns += [pl.col("r").list.get(i).alias(f"_row{i}") for i in range(len(desc["v"]))]
+    rows = lookups.select(columns).explode([*keys, *(f"_row{i}" for i in range(len(desc["v"])))])
+    values: list[Any] = []
     per_view: list[tuple[str, list[str], list[str]]] = []
-    pos = len(keys)
-    for view, features, join_keys in desc["v"]:
+    for i, (view, features, join_keys, ttl_us, positions) in enumerate(desc["v"]):
+        row = pl.col(f"_row{i}")
+        gone = row.is_null()
+        if ttl_us is not None:
+            stamp = row.list.get(0, null_on_oob=True).cast(pl.Int64, strict=False)
+            gone_status = pl.when(gone).then(pl.lit(NOT_FOUND)).otherwise(pl.lit(OUTSIDE_MAX_AGE))
+            gone = gone | (stamp + ttl_us < pl.col("_t"))
+        else:
+            gone_status = pl.lit(NOT_FOUND)
         names = []
-        for feature in features:
+        for feature, pos in zip(features, positions, strict=True):
             value, status = value_column(view, feature), status_column(view, feature)
-            columns += [
-                results.list.get(pos).struct.field("values").alias(value),
-                results.list.get(pos).struct.field("statuses").alias(status),
-            ]
+            if pos is None:  # the version read does not hold the feature
+                values += [pl.lit(None, pl.String).alias(value), pl.lit(NOT_FOUND).alias(status)]
+            else:
+                raw = row.list.get(pos, null_on_oob=True)
+                held = row.list.len() > pos
+                values += [
+                    pl.when(~gone & held).then(raw).alias(value),
+                    pl.when(gone)
+                    .then(gone_status)
+                    .when(~held)
+                    .then(pl.lit(NOT_FOUND))
+                    .when(raw.is_null())
+                    .then(pl.lit(NULL_VALUE))
+                    .otherwise(pl.lit(PRESENT))
+                    .alias(status),
+                ]
             names += [value, status]
-            pos += 1
         per_view.append((view, [k for k in join_keys if k in keys], names))
-    lists = [*keys, *(n for _, _, names in per_view for n in names)]
-    rows = lookups.select(columns).explode(lists)
-    rows = rows.with_columns(_typed(rows[name]) for name in lists if not name.endswith("__status"))
+    rows = rows.select(
+        pl.col("_t").cast(pl.Datetime("us", "UTC")).alias("request_time"),
+        *keys,
+        *values,
+    )
+    typed = [*keys, *(n for _, _, names in per_view for n in names if not n.endswith("__status"))]
+    rows = rows.with_columns(_typed(rows[name]) for name in typed)
     rows = rows.with_columns(pl.col("request_time").dt.date().cast(pl.String).alias("_day"))
     if desc["s"] is not None:
         targets = [(desc["s"], keys, [n for _, _, names in per_view for n in names])]

@@ -42,6 +42,13 @@ def test_request_id_is_echoed_or_generated(served: tuple[TestClient, io.StringIO
     generated = client.get("/health").headers["x-request-id"]
     assert len(generated) == 16
     assert client.get("/health", headers={"X-Request-ID": "x" * 500}).headers["x-request-id"] != "x" * 500
+    # Lookups are answered by the front layer's hot routes: their answers and errors carry the id too.
+    body = {"features": ["stats:a"], "entities": {"driver_id": [1]}}
+    ok = client.post("/get-online-features", json=body, headers={"X-Request-ID": "hot-1"})
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "hot-1"
+    assert ok.headers["content-type"] == "application/json" and int(ok.headers["content-length"]) == len(ok.content)
+    bad = client.post("/rows", json={"view": 3, "entities": {"driver_id": [1]}}, headers={"X-Request-ID": "hot-2"})
+    assert bad.status_code == 422 and bad.headers["x-request-id"] == "hot-2"
 
 
 def test_metrics_count_requests_statuses_freshness_and_gates(served: tuple[TestClient, io.StringIO]) -> None:

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from featurestore import FeatureStore
 from featurestore.cli.main import app as cli
+from featurestore.online.codec import now_us
 from featurestore.server.served_log import ServedLog, served_dir, served_files, spool_dir, status_column, value_column
 from featurestore.server.served_spool import convert_spool
-from featurestore.serving.lookup import plan_lookup
+from featurestore.serving.lookup import assemble, plan_lookup
 from featurestore.skew import SkewError, compute_skew
 from featurestore.validation import list_reports
 from tests.server.conftest import ADMIN_KEY, start_server, stop_server
@@ -24,26 +25,25 @@ from tests.server.example_repo import SCOPED_SERVICE
 
 
 def _record(log: ServedLog, service: str | None, plan, n: int) -> None:  # type: ignore[no-untyped-def]
-    """What the route does: hand over the entity count and the response bytes it serialised."""
-    log.record(service, plan, n, orjson.dumps(_result(n)))
+    """What the route does: hand over the checked entities and the stored rows it read, with their layouts.
+
+    ``plan`` asks weather's temp and wind_speed; the rows hold temp only (wind_speed answers NOT_FOUND).
+    """
+    entities, rows = _lookup(n)
+    log.record(service, plan, entities, [rows], [{"temp": 1}])
 
 
-def _result(n: int) -> dict:
+def _lookup(n: int, stamp: int | None = None) -> tuple[dict, list]:
     origins = ["JFK", "LGA", "EWR"] * n
-    return {
-        "metadata": {"feature_names": ["origin", "temp", "wind_speed"]},
-        "results": [
-            {"values": origins[:n], "statuses": ["PRESENT"] * n, "event_timestamps": ["x"] * n},
-            {"values": [50.0 + i for i in range(n)], "statuses": ["PRESENT"] * n, "event_timestamps": ["x"] * n},
-            {"values": [None] * n, "statuses": ["NOT_FOUND"] * n, "event_timestamps": ["x"] * n},
-        ],
-    }
+    stamp = now_us() if stamp is None else stamp
+    return {"origin": origins[:n]}, [orjson.dumps([stamp, 50.0 + i, 0]) for i in range(n)]
 
 
 def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tmp_path: Path) -> None:
     state = FeatureStore(example_repo).state()
     plan = plan_lookup(state, ["weather:temp", "weather:wind_speed"])
-    log = ServedLog(tmp_path, 1.0, max_bytes=3 * len(orjson.dumps(_result(3))))
+    entities, rows = _lookup(3)
+    log = ServedLog(tmp_path, 1.0, max_bytes=3 * (len(orjson.dumps(list(entities.values()))) + len(b",".join(rows))))
     for _ in range(5):
         _record(log, None, plan, 3)  # 3 fit (9 rows), 2 are dropped: the request never waits
     assert log.dropped == 6
@@ -67,20 +67,64 @@ def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tm
     assert pl.read_parquet(served_files(tmp_path, "svc")).height == 2
 
 
-def test_large_responses_are_logged_without_their_event_times(example_repo: Path, tmp_path: Path) -> None:
+def test_large_lookups_are_spooled_as_the_stored_rows_they_read(example_repo: Path, tmp_path: Path) -> None:
     plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
     log = ServedLog(tmp_path, 1.0)
-    _record(log, None, plan, 2000)  # ~100 KB: the writer cuts the event-time lists out by byte search
+    entities, rows = _lookup(2000)
+    log.record(None, plan, entities, [rows], [{"temp": 1}])
     with log._io_lock:
         log._spool_queue()
     [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
-    text = spooled.read_bytes()
-    assert b"event_timestamps" not in text and text.count(b"\n") == 2  # the descriptor line, one lookup
+    desc, line = spooled.read_bytes().splitlines()
+    # The rows as Redis returned them, not the response (no statuses, no event times per feature).
+    assert b",".join(rows) in line and b"PRESENT" not in line and b"event_timestamps" not in line
+    assert len(line) < len(b",".join(rows)) + 10 * 2000
+    assert orjson.loads(desc)["v"] == [["weather", ["temp", "wind_speed"], ["origin"], plan.views[0].ttl_us, [1, None]]]
     assert log.flush() == 2000
     frame = pl.read_parquet(served_files(tmp_path, "weather"))
     assert frame["weather__temp"].to_list() == [50.0 + i for i in range(2000)]
     assert frame["origin"].to_list()[:4] == ["JFK", "LGA", "EWR", "JFK"]
     assert not list(spool_dir(tmp_path).glob("spool-*"))  # converted files are gone
+
+
+def test_statuses_are_recomputed_as_the_lookup_answered(example_repo: Path, tmp_path: Path) -> None:
+    """Missing rows, rows past the ttl, features a row does not hold and null values, as /get-online-features."""
+    store = FeatureStore(example_repo)
+    state = store.state()
+    plan = plan_lookup(state, ["weather:temp", "weather:wind_speed", "weather:precip"])
+    ttl = plan.views[0].ttl_us
+    assert ttl is not None
+    now = now_us()
+    rows = [
+        orjson.dumps([now, 51.5, None, 0]),  # present, a null value; precip's position is past the row
+        None,  # not found
+        orjson.dumps([now - ttl - 1_000_000, 52.0, 3.0, 0]),  # older than the ttl
+    ]
+    entities = {"origin": ["JFK", "XXX", "LGA"]}
+    log = ServedLog(tmp_path, 1.0)
+    log.record(None, plan, entities, [rows], [{"temp": 1, "wind_speed": 2, "precip": 4}])
+    log.record(None, plan, entities, [[None] * 3], [{}])  # a view never materialized: no version, no layout
+    assert log.flush() == 6
+    layout = {"temp": 1, "wind_speed": 2, "precip": 4}
+    first, second = (pl.read_parquet(f) for f in served_files(tmp_path, "weather"))  # two kinds of lookup
+    expected = lookup_response(plan, entities, rows, layout)
+    got = first if first["weather__temp"].dtype == pl.Float64 else second
+    never = second if got is first else first
+    for feature in ("temp", "wind_speed", "precip"):
+        assert got[f"weather__{feature}"].to_list() == expected[feature]["values"], feature
+        assert got[f"weather__{feature}__status"].to_list() == expected[feature]["statuses"], feature
+    assert got["weather__temp__status"].to_list() == ["PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"]
+    assert got["weather__wind_speed__status"].to_list() == ["NULL_VALUE", "NOT_FOUND", "OUTSIDE_MAX_AGE"]
+    assert got["weather__precip__status"].to_list() == ["NOT_FOUND", "NOT_FOUND", "OUTSIDE_MAX_AGE"]
+    assert never["weather__temp__status"].to_list() == ["NOT_FOUND"] * 3
+    assert got["origin"].to_list() == never["origin"].to_list() == ["JFK", "XXX", "LGA"]
+
+
+def lookup_response(plan, entities, rows, layout):  # type: ignore[no-untyped-def]
+    """The statuses and values the server's assembly answers for these rows (the rule the converter repeats)."""
+    response = assemble(plan, entities, len(rows), [rows], [layout])
+    names = response["metadata"]["feature_names"]
+    return dict(zip(names, response["results"], strict=True))
 
 
 def test_a_crashed_servers_spool_is_converted_once_without_its_torn_line(example_repo: Path, tmp_path: Path) -> None:
@@ -96,7 +140,7 @@ def test_a_crashed_servers_spool_is_converted_once_without_its_torn_line(example
     [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     crashed = spooled.with_name(f"spool-{dead.stdout.strip()}-1-1.open")  # a server that is gone
-    crashed.write_bytes(spooled.read_bytes() + b'{"t":17,"r":{"metad')  # killed mid-write
+    crashed.write_bytes(spooled.read_bytes() + b'{"t":17,"k":[["JF')  # killed mid-write
     spooled.unlink()
     log._open = {}
     copy = crashed.read_bytes()
@@ -226,3 +270,30 @@ def test_skew_command_and_metrics(example_repo: Path, example_server) -> None:  
         example_server.url + f"/ui/api/skew?target={SCOPED_SERVICE}", headers={"X-API-Key": ADMIN_KEY}
     ).json()
     assert ui and ui[0]["skew"]["features"]
+
+
+def test_recording_a_lookup_costs_the_same_python_calls_whatever_its_size(example_repo: Path, tmp_path: Path) -> None:
+    """The request path's share (``record``) and the writer's share (``_spool_queue``) make as many Python-level
+    calls for 1,000 entities as for one: the per-entity work is C code (a join, orjson, writev)."""
+    import cProfile
+    import pstats
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0)
+    layouts = [{"temp": 1}]  # the server's cached layout: one object per view version
+    calls = {}
+    for n in (1, 1000):
+        entities, rows = _lookup(n)
+        log.record(None, plan, entities, [rows], layouts)  # the descriptor is built once per kind of lookup
+        with log._io_lock:
+            log._spool_queue()
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(10):
+            log.record(None, plan, entities, [rows], layouts)
+        with log._io_lock:
+            log._spool_queue()
+        profile.disable()
+        calls[n] = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
+    assert calls[1] == calls[1000]
+    log.close()

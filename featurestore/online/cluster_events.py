@@ -106,34 +106,7 @@ def _read_appends(conn: Any, idx: list[int]) -> tuple[int, list[int], list[int]]
 
 def read_pipelined(cluster: ClusterNodes, prefix: str, keys: Sequence[str]) -> list[list[bytes]]:
     """``OnlineStore.read_events`` on a cluster: HVALS per entity, sent to every master before any reply is read."""
-    full = [prefix + k for k in keys]
-    cluster.refresh_if_due()
-    groups = list(cluster.group(prefix, keys).items())
-    pools = [cluster.node(addr).connection_pool for addr, _ in groups]
-    conns: list[Any] = []
-    replies: list[list[Any]] = []
-    try:
-        for pool, (_, idx) in zip(pools, groups, strict=True):
-            conns.append(pool.get_connection())
-            conns[-1].send_packed_command([b"".join([pack("HVALS", full[i]) for i in idx])])
-        for conn, (_, idx) in zip(conns, groups, strict=True):
-            replies.append([reply_or_error(conn) for _ in idx])
-    except BaseException:
-        for conn in conns:
-            conn.disconnect()
-        raise
-    finally:
-        for pool, conn in zip(pools, conns, strict=False):
-            pool.release(conn)
-    out: list[list[bytes]] = [[] for _ in full]
-    for (_, idx), values in zip(groups, replies, strict=True):
-        for i, value in zip(idx, values, strict=True):
-            if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                value = cluster.call(slot_of(full[i]), "HVALS", full[i])
-            elif isinstance(value, Exception):
-                raise refused(value)
-            out[i] = events_only(value)
-    return out
+    return [events_only(value) for value in cluster.read_each(prefix, keys, "HVALS")]
 
 
 def _event_chunks(idx: list[int], events: Sequence[Sequence[tuple[str, bytes]]]) -> list[list[int]]:

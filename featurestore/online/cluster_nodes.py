@@ -23,6 +23,8 @@ from featurestore.online.cluster_wire import (
     NodeLink,
     pack,
     parse_slots,
+    refused,
+    reply_or_error,
     slot_of,
     ssl_context,
     translate_cluster_error,
@@ -217,6 +219,40 @@ class ClusterNodes:
             else:
                 group.append(i)
         return groups
+
+    # -- one read command per key, pipelined to every master at once ---------
+    def read_each(self, prefix: str, keys: Sequence[str], command: str) -> list[Any]:
+        """``command <prefix+key>`` for every key, in key order: each master gets its keys' commands in
+        one write before any reply is read (the masters work at the same time); a key whose slot moved
+        (MOVED/ASK) is asked again of its new owner."""
+        full = [prefix + k for k in keys]
+        self.refresh_if_due()
+        groups = list(self.group(prefix, keys).items())
+        pools = [self.node(addr).connection_pool for addr, _ in groups]
+        conns: list[Any] = []
+        replies: list[list[Any]] = []
+        try:
+            for pool, (_, idx) in zip(pools, groups, strict=True):
+                conns.append(pool.get_connection())
+                conns[-1].send_packed_command([b"".join([pack(command, full[i]) for i in idx])])
+            for conn, (_, idx) in zip(conns, groups, strict=True):
+                replies.append([reply_or_error(conn) for _ in idx])
+        except BaseException:
+            for conn in conns:
+                conn.disconnect()
+            raise
+        finally:
+            for pool, conn in zip(pools, conns, strict=False):
+                pool.release(conn)
+        out: list[Any] = [None] * len(full)
+        for (_, idx), values in zip(groups, replies, strict=True):
+            for i, value in zip(idx, values, strict=True):
+                if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
+                    value = self.call(slot_of(full[i]), command, full[i])
+                elif isinstance(value, Exception):
+                    raise refused(value)
+                out[i] = value
+        return out
 
     # -- one command to the owner of a slot, following redirections --------
     def call(self, slot: int, *args: Any) -> Any:

@@ -27,7 +27,6 @@ from featurestore.online.cluster_wire import (
     parse_cluster_url,
     read_set_absent,
     refused,
-    reply_or_error,
     slot_of,
     translate_cluster_error,
 )
@@ -226,38 +225,8 @@ class RedisClusterOnlineStore(OnlineStore):
     def read_rows(self, view: str, version: str, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        prefix = self.prefix(view, version)
-        full = [prefix + k for k in keys]
         try:
-            self._cluster.refresh_if_due()
-            groups = list(self._cluster.group(prefix, keys).items())
-            # Pipelined GETs, sent to every node first, then read: the nodes work at the same time.
-            pools = [self._cluster.node(addr).connection_pool for addr, _ in groups]
-            conns: list[Any] = []
-            replies: list[list[Any]] = []
-            try:
-                for pool, (_, idx) in zip(pools, groups, strict=True):
-                    conns.append(pool.get_connection())
-                    conns[-1].send_packed_command([b"".join([pack("GET", full[i]) for i in idx])])
-                for conn, (_, idx) in zip(conns, groups, strict=True):
-                    replies.append([reply_or_error(conn) for _ in idx])
-            except BaseException:
-                for conn in conns:
-                    conn.disconnect()
-                raise
-            finally:
-                for pool, conn in zip(pools, conns, strict=False):
-                    pool.release(conn)
-            out: list[bytes | None] = [None] * len(full)
-            for (_, idx), values in zip(groups, replies, strict=True):
-                for i, value in zip(idx, values, strict=True):
-                    if isinstance(value, rex.AskError):  # the slot moved (MOVED) or is moving (ASK)
-                        out[i] = self._cluster.call(slot_of(full[i]), "GET", full[i])
-                    elif isinstance(value, Exception):
-                        raise refused(value)
-                    else:
-                        out[i] = value
-            return out
+            return self._cluster.read_each(self.prefix(view, version), keys, "GET")
         except Exception as exc:
             raise self._cluster.lost(exc) from exc
 

@@ -10,6 +10,7 @@ from typing import Any
 from featurestore.dsl.names import check_identifier
 from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
+from featurestore.online.redis_bulk import pack_put_newer, pack_set_absent, read_set_absent
 from featurestore.online.redis_reads import LookupLink
 from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
 from featurestore.online.scripts import (
@@ -17,7 +18,6 @@ from featurestore.online.scripts import (
     APPEND_EVENTS_META,
     APPEND_LIVE,
     PUT_NEWER,
-    PUT_NEWER_SHA,
     events_only,
 )
 from featurestore.times import utc_datetime
@@ -141,7 +141,7 @@ class RedisOnlineStore(OnlineStore):
                 pushed_set = self._pushed_key(view, version)
                 return self._run_scripts(
                     [
-                        _pack_put_newer(
+                        pack_put_newer(
                             prefix,
                             keys[lo : lo + _CHUNK],
                             rows[lo : lo + _CHUNK],
@@ -178,13 +178,13 @@ class RedisOnlineStore(OnlineStore):
                     existing.extend(range(lo, n))
                     break
                 hi = min(lo + _CHUNK, n)
-                conn.send_packed_command([_pack_set_absent(keys, rows, expire_at_ms, lo, hi)], check_health=False)
+                conn.send_packed_command([pack_set_absent(keys, rows, expire_at_ms, lo, hi)], check_health=False)
                 in_flight.append((lo, hi))
                 if len(in_flight) > 1:
-                    set_now, absent_first = _read_set_absent(conn, *in_flight.pop(0), existing)
+                    set_now, absent_first = read_set_absent(conn, *in_flight.pop(0), existing)
                     written += set_now
             for lo, hi in in_flight:
-                written += _read_set_absent(conn, lo, hi, existing)[0]
+                written += read_set_absent(conn, lo, hi, existing)[0]
         except BaseException:
             conn.disconnect()
             raise
@@ -192,7 +192,7 @@ class RedisOnlineStore(OnlineStore):
             pool.release(conn)
         if existing:
             payloads = [
-                _pack_put_newer(
+                pack_put_newer(
                     "",
                     [keys[i] for i in part],
                     [rows[i] for i in part],
@@ -550,57 +550,3 @@ class RedisOnlineStore(OnlineStore):
 
     def __repr__(self) -> str:
         return f"RedisOnlineStore(project={self.project!r})"
-
-
-def _pack_set_absent(
-    keys: Sequence[str], rows: Sequence[bytes], expire_at_ms: Sequence[int] | None, lo: int, hi: int
-) -> bytes:
-    """RESP for ``SET key row NX [PXAT t]`` over rows ``lo:hi``, one write (hiredis packs each command in C)."""
-    import hiredis
-
-    pack: Any = hiredis.pack_command  # its stub types the argument as a 1-tuple
-    if expire_at_ms is None:
-        return b"".join([pack(("SET", keys[i], rows[i], "NX")) for i in range(lo, hi)])
-    return b"".join([pack(("SET", keys[i], rows[i], "NX", "PXAT", expire_at_ms[i])) for i in range(lo, hi)])
-
-
-def _read_set_absent(conn: Any, lo: int, hi: int, existing: list[int]) -> tuple[int, bool]:
-    """Read the replies of one ``SET NX`` chunk: rows set, and whether most keys were absent.
-
-    The indices whose key already held a row go to ``existing`` (to be compared by the script).
-    """
-    import redis.exceptions as rex
-
-    before = len(existing)
-    read = conn.read_response
-    for i in range(lo, hi):
-        try:
-            reply = read()
-        except rex.ResponseError as exc:
-            raise OnlineStoreError(redact(f"Redis refused a write: {exc}")) from None
-        if reply is None:
-            existing.append(i)
-    found = len(existing) - before
-    return (hi - lo) - found, 2 * found <= hi - lo
-
-
-def _pack_put_newer(
-    prefix: str,
-    keys: Sequence[str],
-    rows: Sequence[bytes],
-    expire_at_ms: Sequence[int] | None,
-    pushed_set: str | None,
-) -> bytes:
-    """RESP for one ``EVALSHA`` of the newest-wins script over a batch, packed by hiredis (C)."""
-    import hiredis
-
-    n = len(keys)
-    args: list[Any] = ["EVALSHA", PUT_NEWER_SHA, n + (pushed_set is not None)]
-    args.extend([prefix + k for k in keys])
-    if pushed_set is not None:
-        args.append(pushed_set)
-    args.extend((n, 0 if expire_at_ms is None else 1, len(prefix) if pushed_set is not None else 0))
-    args.extend(rows)
-    if expire_at_ms is not None:
-        args.extend(expire_at_ms)
-    return bytes(hiredis.pack_command(tuple(args)))

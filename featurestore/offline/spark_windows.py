@@ -46,7 +46,8 @@ def window_frame(
     events = spec.events
     assert events is not None
     if not files:  # no events yet: every window is empty
-        return entity.select([pl.lit(_empty_value(a)).alias(a.name) for a in aggregations])
+        names = [a.name for a in aggregations]  # with_columns repeats a literal on every row (select would not)
+        return entity.with_columns([pl.lit(_empty_value(a)).alias(a.name) for a in aggregations]).select(names)
     fn = require("pyspark.sql.functions", extra="spark", purpose=_PURPOSE)
     values = [c for c in events.columns if c != events.event_id]
     raw = read_offline(spark, list(files), [*spec.join_keys, _EVENT_TS, CREATED, *values], seq=True)

@@ -347,6 +347,12 @@ def test_an_aggregation_view_without_events_gives_empty_windows(window_engine: O
     assert out.row(0)[2:] == (0, None)
 
 
+def test_empty_windows_are_given_for_every_entity_row(window_engine: OfflineEngine) -> None:
+    req = ViewRequest(aggregation_spec(), ("n_1h", "max_3h"), ())
+    out = join(window_engine, pl.DataFrame({"card": [1, 2, 1], "event_timestamp": [T0, T0, None]}), req)
+    assert out["n_1h"].to_list() == [0, 0, None] and out["max_3h"].to_list() == [None, None, None]
+
+
 def test_a_granularity_starts_windows_at_the_floor_of_the_entity_time(
     window_engine: OfflineEngine, offline_files: LocalFiles
 ) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "newer",
     "format_timestamp",
     "format_timestamps",
+    "timestamps_json",
     "now_us",
 ]
 
@@ -181,7 +182,7 @@ def format_timestamp(us: int) -> str:
     if date is None:
         if len(_days) > 100_000:
             _days.clear()
-        date = _days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        date = _days[day] = (_EPOCH + timedelta(days=day)).date().isoformat() + "T"  # years < 1000 padded
     secs, micros = divmod(rest, 1_000_000)
     hours, secs = divmod(secs, 3600)
     minutes, secs = divmod(secs, 60)
@@ -212,6 +213,23 @@ def format_timestamps(us: list[int]) -> list[str]:
     for t, s in zip(missing, _format_many(missing), strict=True):
         cache[t] = s
     return [cache[t] if s is None else s for t, s in zip(us, out, strict=True)]
+
+
+# numpy datetime64 values as RFC 3339 UTC strings, microseconds only when not zero: format_timestamp's text.
+_STAMPS_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
+def timestamps_json(us: Sequence[int]) -> bytes:
+    """``format_timestamps(us)`` as a JSON array (a lookup's hot path): written by orjson from a numpy
+    ``datetime64[us]`` array, in C, with no cache to miss (numpy is imported by the server at start-up)."""
+    if len(us) < 16:  # numpy's call overhead only pays off for larger batches
+        return orjson.dumps(format_timestamps(list(us)))
+    import numpy as np
+
+    try:
+        return orjson.dumps(np.array(us, dtype=np.int64).view("datetime64[us]"), option=_STAMPS_JSON)
+    except (orjson.JSONEncodeError, OverflowError):  # a year orjson does not write (past 9999): Python's text
+        return orjson.dumps(format_timestamps(list(us)))
 
 
 def _format_many(us: list[int]) -> list[str]:

@@ -399,7 +399,7 @@ class RedisOnlineStore(OnlineStore):
             prefix = self._prefixes[(view, version)] = self.prefix(view, version)
         try:
             if self._reads is not None:
-                return await self._reads.mget([prefix + k for k in keys])
+                return await self._reads.mget(list(map(prefix.__add__, keys)))
             return list(await self._async().mget([prefix + k for k in keys]))
         except Exception as exc:
             raise translate_error(exc) from exc

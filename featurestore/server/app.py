@@ -107,6 +107,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
             logger.warning("auth is on and no api_keys are configured: every lookup and push gets 401")
         elif not keys.enabled:
             logger.warning('auth is off (auth = "off"): anyone who reaches this server can read and push')
+        import numpy  # noqa: F401 - lookups write event times through it: imported here, not by the first lookup
+
         own = store is None
         online = store or online_store_from_settings(settings)
         app.state.store = online

@@ -70,5 +70,5 @@ def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes
                     raise _bad_type(name, dtype, v)
         columns.append(values)
     if len(columns) == 1:
-        return [str(v) for v in columns[0]]
+        return list(map(str, columns[0]))
     return [KEY_SEPARATOR.join(str(v) for v in vals) for vals in zip(*columns, strict=True)]

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from featurestore.errors import InvalidRequestError, NotFoundError, RegistryError
-from featurestore.online.codec import format_timestamps, now_us
+from featurestore.online.codec import format_timestamps, now_us, timestamps_json
 from featurestore.registry.refs import resolve_features
 from featurestore.registry.store import RegistryState
 from featurestore.serving.keys import check_key_dtypes, entity_keys
@@ -147,9 +147,9 @@ def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[
     return [entity_keys(entities, v.join_keys, v.key_dtypes, n) for v in plan.views]
 
 
-# One view's answer: the formatted event time of each entity's row, and per requested feature
-# its values and statuses. Status lists that are all PRESENT are one shared object per view.
-ViewColumns = tuple[list[str], list[tuple[Sequence[Any], list[str]]]]
+# One view's answer: the event time of each entity's row (microseconds; 0 for a missing row), and per
+# requested feature its values and statuses. Status lists that are all PRESENT are one shared object per view.
+ViewColumns = tuple[Sequence[int], list[tuple[Sequence[Any], list[str]]]]
 
 
 def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, int], now: int) -> ViewColumns:
@@ -161,7 +161,8 @@ def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, 
         body = present_rows[0] if len(rows) == 1 else b",".join(present_rows)
         columns = list(zip(*orjson.loads(b"[" + body + b"]"), strict=False))
         # No "null" in the text: no column holds a None (a string holding "null" only costs the check below).
-        maybe_null = b"null" in body
+        # JSON numbers and booleans hold no "n": one memchr clears the usual all-numeric rows.
+        maybe_null = b"n" in body and b"null" in body
         times = columns[0]
         if ttl is None or min(times) + ttl >= now:
             present = [PRESENT] * len(rows)
@@ -176,7 +177,7 @@ def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, 
                     out.append((col, [PRESENT if v is not None else NULL_VALUE for v in col]))
                 else:
                     out.append((col, present))
-            return format_timestamps(list(times)), out
+            return times, out
     # Some rows missing or expired: statuses per row first, then each feature column.
     loads = orjson.loads
     decoded: list[list[Any] | None] = []
@@ -211,7 +212,7 @@ def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, 
                 values.append(value)
                 statuses.append(PRESENT if value is not None else NULL_VALUE)
         out.append((values, statuses))
-    return format_timestamps(stamps_us), out
+    return stamps_us, out
 
 
 def assemble(
@@ -232,7 +233,8 @@ def assemble(
         {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in keys
     ]
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
-        stamps, columns = _view_columns(view, rows, layout, now)
+        stamps_us, columns = _view_columns(view, rows, layout, now)
+        stamps = format_timestamps(list(stamps_us))
         for values, statuses in columns:
             results.append({"values": list(values), "statuses": statuses, "event_timestamps": stamps})
     names = [*keys, *plan.feature_names[len(plan.entity_columns) :]]
@@ -271,23 +273,27 @@ def assemble_json(
     else:
         names = dumps([*keys, *plan.feature_names[len(plan.entity_columns) :]])
     tail = _entity_tail(n)
-    items = [b'{"values":' + dumps(entities[k]) + tail for k in keys]
+    # The response's pieces, joined once at the end (each value column is copied once, not three times).
+    parts = [b'{"metadata":{"feature_names":', names, b'},"results":[']
+    for k in keys:
+        parts += (b'{"values":', dumps(entities[k]), tail, b",")
     tally: dict[str, int] = {}
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
-        stamps, columns = _view_columns(view, rows, layout, now)
-        stamps_part = b',"event_timestamps":' + dumps(stamps) + b"}"
+        stamps_us, columns = _view_columns(view, rows, layout, now)
+        stamps_part = b',"event_timestamps":' + timestamps_json(stamps_us) + b"}"
         # By the identity of a status list: a view's all-PRESENT columns share one.
         tails: dict[int, tuple[bytes, list[str], list[int]]] = {}
         for values, statuses in columns:
             seen = tails.get(id(statuses))
             if seen is None:
                 seen = tails[id(statuses)] = (b',"statuses":' + dumps(statuses) + stamps_part, statuses, [0])
-            items.append(b'{"values":' + dumps(values) + seen[0])
+            parts += (b'{"values":', dumps(values), seen[0], b",")
             seen[2][0] += 1
         for _, statuses, (uses,) in tails.values():
             for status in set(statuses):
                 tally[status] = tally.get(status, 0) + uses * statuses.count(status)
-    return b'{"metadata":{"feature_names":' + names + b'},"results":[' + b",".join(items) + b"]}", tally
+    parts[-1] = b"]}"  # the last item's comma
+    return b"".join(parts), tally
 
 
 class OnlineFeatures:

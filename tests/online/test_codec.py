@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurestore.online.codec import KEY_SEPARATOR, encode_rows
 
@@ -57,6 +59,19 @@ def test_vectorised_timestamps_match_the_scalar_format() -> None:
         "2026-01-01T00:00:00Z",
         "2026-01-01T00:00:00.123456Z",
     ]
+
+
+# Microseconds from 0001-01-01 to 9999-12-31 (every year an RFC 3339 timestamp can hold).
+_US = st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_US, st.integers(0, 2_000_000_000).map(lambda s: s * 1_000_000)), max_size=40))
+def test_event_times_as_json_are_the_formatted_timestamps(stamps: list[int]) -> None:
+    """The server writes event times through numpy and orjson: the same text as format_timestamp, any year."""
+    from featurestore.online.codec import format_timestamp, timestamps_json
+
+    assert timestamps_json(stamps) == orjson.dumps([format_timestamp(t) for t in stamps])
 
 
 def test_timestamp_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,7 @@
-"""Start-up stays light: building the server app and running its start-up loads no dataframe or SQL engine."""
+"""Start-up stays light: building the server app and running its start-up loads no dataframe or SQL engine.
+
+numpy is the exception: lookups write event times through it, so the start-up imports it (~60 ms)
+rather than the first lookup of many entities."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("polars", "duckdb", "numpy", "pandera", "pyarrow")
+HEAVY = ("polars", "duckdb", "pandera", "pyarrow")
 
 CHILD = """
 import asyncio, sys

@@ -90,6 +90,7 @@ class FeatureServerApp(FastAPI):
 def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     """The online feature server of one repository (``store`` overrides ``settings.online_url``)."""
     from featurestore.online import online_store_from_settings
+    from featurestore.server.allocator import keep_freed_memory
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
     from featurestore.server.logs import AccessLog, configure_logging
@@ -108,6 +109,8 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         elif not keys.enabled:
             logger.warning('auth is off (auth = "off"): anyone who reaches this server can read and push')
         import numpy  # noqa: F401 - lookups write event times through it: imported here, not by the first lookup
+
+        keep_freed_memory()  # no page faults for each large response (glibc)
 
         own = store is None
         online = store or online_store_from_settings(settings)

@@ -132,7 +132,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 # Secrets never reach a message: every error, log line and printed URL goes through redact.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+# The look-behind starts a scheme only where a run of scheme characters starts: without it a long
+# run with no "://" (a 100 kB unknown name echoed in an error) is re-scanned from every position,
+# quadratic time, and one request held the server's event loop for a minute.
+_URL_PASSWORD = re.compile(
+    r"(?<![a-z0-9+.-])(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I
+)
 _SECRET_WORDS = re.compile(
     r"(?P<k>\b(?:password|passwd|api[_-]?key|token|secret)\b\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I
 )

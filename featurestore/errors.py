@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "redact",
+    "one_line",
     "FeatureStoreError",
     "ConfigError",
     "MissingExtraError",
@@ -114,6 +115,15 @@ class InvalidRequestError(RequestError):
 
 class NotReadyError(FeatureStoreError):
     """The server cannot answer yet (no good registry was ever loaded); a retry may succeed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line"`` of a library's exception, for a message that must stay one line.
+
+    polars appends the failing expression on further lines, which a user of the CLI cannot act on.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -138,6 +138,20 @@ def test_serve_refuses_an_impossible_port_or_worker_count_naming_the_flag(
     assert flag in result.output and "--host" not in result.output and "serving" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("key", "command", "where"),
+    [("registry", "apply", "featurestore.toml/registry.json"), ("offline_root", "ingest", "featurestore.toml")],
+)
+def test_a_store_path_that_cannot_be_written_is_one_line_naming_it(
+    repo: Path, key: str, command: str, where: str
+) -> None:
+    # A registry under a file, or an offline root that is a file, printed an OSError traceback.
+    applied(repo)
+    env = {f"FEATURESTORE_{key.upper()}": str(repo / where)}
+    result = CliRunner().invoke(app, [command], env=env)
+    assert_one_line_error(result, "featurestore.toml")
+
+
 def test_validate_does_not_point_at_output_it_did_not_write(repo: Path) -> None:
     applied(repo)
     pl.DataFrame(

@@ -212,12 +212,32 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
             p = Path(str(value)).expanduser()
             return p if p.is_absolute() else (repo / p)
         if kind == "int":
-            return int(value)
+            return _at_least(name, _whole(value), _INT_MINIMUM.get(name, 0))
         if kind == "float":
-            return float(value)
+            number = float(value)
+            if name == "online_timeout" and not number > 0:
+                raise ConfigError(f"config key 'online_timeout': a number of seconds above 0, not {value!r}")
+            return number
         return str(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key {name!r}: cannot use {value!r} ({exc})") from None
+
+
+# The smallest useful value of each integer limit: below it every request or check would be refused.
+_INT_MINIMUM = {"max_entities": 1, "max_features": 1, "max_body_bytes": 1, "plan_sample_rows": 0}
+
+
+def _whole(value: Any) -> int:
+    """An integer from TOML or the environment; ``true`` or ``2.5`` is refused, not read as 1 or 2."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _at_least(name: str, number: int, minimum: int) -> int:
+    if number < minimum:
+        raise ConfigError(f"config key {name!r}: at least {minimum}, not {number}")
+    return number
 
 
 def _check_uri(name: str, uri: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "redact",
+    "one_line",
     "FeatureStoreError",
     "ConfigError",
     "MissingExtraError",
@@ -116,6 +117,15 @@ class NotReadyError(FeatureStoreError):
     """The server cannot answer yet (no good registry was ever loaded); a retry may succeed."""
 
 
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: first line"`` of a library's exception, for a message that must stay one line.
+
+    polars appends the failing expression on further lines, which a user of the CLI cannot act on.
+    """
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0].strip()}" if lines else type(exc).__name__
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A hint for a mistyped ``name``: ``" (did you mean 'trips'?)"``, or ``""`` when nothing is close.
 
@@ -132,7 +142,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 # Secrets never reach a message: every error, log line and printed URL goes through redact.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I)
+# The look-behind starts a scheme only where a run of scheme characters starts: without it a long
+# run with no "://" (a 100 kB unknown name echoed in an error) is re-scanned from every position,
+# quadratic time, and one request held the server's event loop for a minute.
+_URL_PASSWORD = re.compile(
+    r"(?<![a-z0-9+.-])(?P<scheme>[a-z0-9+.-]+://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@", re.I
+)
 _SECRET_WORDS = re.compile(
     r"(?P<k>\b(?:password|passwd|api[_-]?key|token|secret)\b\s*[=:]\s*)(?P<v>[^\s,;&'\"]+)", re.I
 )

@@ -109,6 +109,36 @@ def test_bad_value_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
         load_settings(repo, env={"FEATURESTORE_MAX_ENTITIES": "many"})
 
 
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("max_entities = -5", "max_entities"),
+        ("max_features = 0", "max_features"),
+        ("max_body_bytes = 0", "max_body_bytes"),
+        ("plan_sample_rows = -1", "plan_sample_rows"),
+        ("online_timeout = 0", "online_timeout"),
+        ("online_timeout = -1.5", "online_timeout"),
+        ("max_entities = 2.5", "max_entities"),
+        ("max_entities = true", "max_entities"),
+    ],
+)
+def test_a_limit_that_refuses_everything_is_a_config_error_naming_the_key(tmp_path: Path, toml: str, key: str) -> None:
+    # max_entities = -5 was accepted and every lookup then answered 422; 2.5 was read as 2.
+    repo = write_config(tmp_path / "repo", f'project = "p"\n{toml}\n')
+    with pytest.raises(ConfigError, match=key):
+        load_settings(repo, env={})
+    env_value = toml.split(" = ")[1]
+    with pytest.raises(ConfigError, match=key):
+        load_settings(write_config(tmp_path / "env", 'project = "p"\n'), env={f"FEATURESTORE_{key.upper()}": env_value})
+
+
+def test_limits_at_their_smallest_are_accepted(tmp_path: Path) -> None:
+    text = "max_entities = 1\nmax_features = 1\nmax_body_bytes = 1\nplan_sample_rows = 0\nonline_timeout = 0.01\n"
+    settings = load_settings(write_config(tmp_path / "repo", text), env={"FEATURESTORE_MAX_ENTITIES": "3"})
+    assert (settings.max_entities, settings.max_features, settings.max_body_bytes) == (3, 1, 1)
+    assert (settings.plan_sample_rows, settings.online_timeout) == (0, 0.01)
+
+
 def test_missing_repository_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope", env={})

@@ -100,14 +100,23 @@ def format_duration(seconds: float | None) -> str:
 
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
-    """Print a FeatureStoreError as one clear line and exit 1, instead of a traceback."""
+    """Print a FeatureStoreError, or an OSError on a path, as one clear line and exit 1, instead of a traceback."""
     try:
         yield
     except FeatureStoreError as exc:
-        # The message is escaped (a path or name may hold "[...]") and not wrapped, so it stays one line.
-        text = f"[bold red]error:[/] {type(exc).__name__}: {escape(redact(cli_hints(str(exc))))}"
-        err_console.print(text, highlight=False, markup=True, soft_wrap=True)
+        _print_error(type(exc).__name__, cli_hints(str(exc)))
         raise typer.Exit(1) from None
+    except OSError as exc:
+        # A store path that is a file, unwritable or on a full disk: the OS message names the path.
+        where = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        _print_error(type(exc).__name__, where)
+        raise typer.Exit(1) from None
+
+
+def _print_error(kind: str, message: str) -> None:
+    # The message is escaped (a path or name may hold "[...]") and not wrapped, so it stays one line.
+    text = f"[bold red]error:[/] {kind}: {escape(redact(message))}"
+    err_console.print(text, highlight=False, markup=True, soft_wrap=True)
 
 
 def find_repo_root(repo: Path | None) -> Path:

@@ -88,8 +88,8 @@ def check_port_free(host: str, port: int) -> None:
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(6566, "--port", help="TCP port."),
-    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    port: int = typer.Option(6566, "--port", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes."),
     repo: Path | None = RepoOption,
 ) -> None:
     """Serve online features over HTTP (Feast-compatible /get-online-features, /rows, /push, /docs)."""

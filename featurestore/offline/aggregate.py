@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from featurestore.errors import TrainingSetError
+from featurestore.errors import TrainingSetError, one_line
 from featurestore.offline.frames import DTypeMismatchError, to_utc
 from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join
 
@@ -105,7 +105,7 @@ def window_features(
     try:
         ent = entity.select(prep).with_columns([(aligned - w).alias(f"__fs_s{w}") for w in starts])
     except pl.exceptions.PolarsError as exc:
-        raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
+        raise TrainingSetError(f"entity frame cannot be joined: {one_line(exc)}") from None
     out = engine.window_join(ent, req, wanted)
     features = spec.features
     # An entity row without a time has no window: its aggregates are null, as a plain view's features.

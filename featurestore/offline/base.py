@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, TrainingSetError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -203,6 +203,8 @@ class OfflineEngine(abc.ABC):
 
             engine.point_in_time_join_to(entity_df, requests, Path("train.parquet"))
         """
+        if out.is_dir():  # the rename at the end would fail after the whole join, leaving the .tmp file
+            raise TrainingSetError(f"training set output {out} is a folder; give a file path ({out / 'train.parquet'})")
         df = self.point_in_time_join(
             entity, requests, timestamp_column=timestamp_column, full_feature_names=full_feature_names
         )

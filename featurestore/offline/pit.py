@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from featurestore.errors import TrainingSetError
+from featurestore.errors import TrainingSetError, one_line
 from featurestore.offline.frames import DTypeMismatchError, entity_time_utc
 from featurestore.registry.spec import ViewSpec
 
@@ -90,7 +90,7 @@ def entity_rows(entity: pl.DataFrame, requests: list[ViewRequest], timestamp_col
     try:
         return EntityRows(entity.select(prep), key_alias)
     except pl.exceptions.PolarsError as exc:
-        raise TrainingSetError(f"entity frame cannot be joined: {type(exc).__name__}: {exc}") from None
+        raise TrainingSetError(f"entity frame cannot be joined: {one_line(exc)}") from None
 
 
 def point_in_time_join(

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.errors import TrainingSetError
+from featurestore.errors import TrainingSetError, one_line
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import DTypeMismatchError, check_timestamp_text
@@ -48,11 +48,13 @@ def _entity_frame(entity: Any) -> pl.DataFrame:
         path = Path(entity)
         if not path.is_file():
             raise TrainingSetError(f"entity file {path} does not exist")
-        if path.suffix.lower() == ".csv":
-            return pl.read_csv(path, try_parse_dates=True)
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pl.read_parquet(path)
-        raise TrainingSetError(f"entity file {path}: use a .parquet or .csv file")
+        suffix = path.suffix.lower()
+        if suffix not in (".csv", ".parquet", ".pq"):
+            raise TrainingSetError(f"entity file {path}: use a .parquet or .csv file")
+        try:
+            return pl.read_csv(path, try_parse_dates=True) if suffix == ".csv" else pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise TrainingSetError(f"entity file {path} cannot be read: {one_line(exc)}") from None
     mod = type(entity).__module__
     if mod.startswith("pandas"):
         return pl.from_pandas(entity)

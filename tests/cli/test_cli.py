@@ -176,6 +176,44 @@ def test_errors_print_one_clear_line_and_exit_1(repo: Path, args: list[str], wor
     assert_one_line_error(CliRunner().invoke(app, [*args, "-r", str(repo)]), *words)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("empty.csv", b"", ["empty.csv", "cannot be read"]),
+        ("torn.csv", b'driver_id,event_timestamp\n"1,2024-01-01\n', ["torn.csv", "cannot be read"]),
+        ("junk.parquet", b"not parquet", ["junk.parquet", "cannot be read"]),
+        ("letters.csv", b"driver_id,event_timestamp\n1,2024-01-02\nabc,2024-01-02\n", ["driver_id", "abc"]),
+    ],
+)
+def test_an_unreadable_entity_file_is_one_line_naming_it(
+    repo: Path, tmp_path: Path, name: str, content: bytes, words: list[str]
+) -> None:
+    run("apply", "-r", str(repo))
+    run("ingest", "-r", str(repo))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / name).write_bytes(content)
+    out = work / "train.parquet"
+    result = CliRunner().invoke(
+        app, ["training-set", "--entities", str(work / name), "-f", "model", "-o", str(out), "-r", str(repo)]
+    )
+    assert_one_line_error(result, "TrainingSetError", *words)
+    assert sorted(p.name for p in work.iterdir()) == [name]  # nothing written
+
+
+def test_training_set_out_on_a_folder_is_one_line_and_writes_nothing(repo: Path, tmp_path: Path) -> None:
+    run("apply", "-r", str(repo))
+    run("ingest", "-r", str(repo))
+    folder = tmp_path / "work" / "sets"
+    folder.mkdir(parents=True)
+    entities = str(repo / "entities.parquet")
+    result = CliRunner().invoke(
+        app, ["training-set", "--entities", entities, "-f", "model", "-o", str(folder), "-r", str(repo)]
+    )
+    assert_one_line_error(result, "TrainingSetError", str(folder), "folder")
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["sets"] and not any(folder.iterdir())
+
+
 def test_definition_error_is_one_line(repo: Path) -> None:
     (repo / "definitions" / "broken.py").write_text("import no_such_module_abc\n")
     result = CliRunner().invoke(app, ["plan", "-r", str(repo)])

@@ -113,6 +113,45 @@ def test_serve_on_a_busy_port_fails_in_one_line_before_serving(repo: Path) -> No
     assert "serving" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--port", "99999"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--port", "0"], "--port"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_serve_refuses_an_impossible_port_or_worker_count_naming_the_flag(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str
+) -> None:
+    # --port 99999 printed "serving" and hung; --port -1 blamed --host. The guard stops a server that starts.
+    import featurestore.server
+
+    def started(*_: object, **__: object) -> None:
+        raise AssertionError("the server started")
+
+    monkeypatch.setattr(featurestore.server, "serve", started)
+    applied(repo)
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code == 2, result.output
+    assert flag in result.output and "--host" not in result.output and "serving" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "command", "where"),
+    [("registry", "apply", "featurestore.toml/registry.json"), ("offline_root", "ingest", "featurestore.toml")],
+)
+def test_a_store_path_that_cannot_be_written_is_one_line_naming_it(
+    repo: Path, key: str, command: str, where: str
+) -> None:
+    # A registry under a file, or an offline root that is a file, printed an OSError traceback.
+    applied(repo)
+    env = {f"FEATURESTORE_{key.upper()}": str(repo / where)}
+    result = CliRunner().invoke(app, [command], env=env)
+    assert_one_line_error(result, "featurestore.toml")
+
+
 def test_validate_does_not_point_at_output_it_did_not_write(repo: Path) -> None:
     applied(repo)
     pl.DataFrame(

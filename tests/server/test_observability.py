@@ -99,6 +99,24 @@ def test_redact_masks_secrets() -> None:
     assert "tok" not in redact("Authorization: Bearer tok123")
     assert "hunter2" not in redact("password=hunter2 api_key: hunter2")
     assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact("1redis://:pw@h/0 xrediss://u:pw@h/1") == "1redis://:***@h/0 xrediss://u:***@h/1"
+
+
+def test_redact_is_linear_in_a_long_text_without_urls() -> None:
+    # Every error answer goes through redact; it was quadratic in a long run of name characters.
+    # In a subprocess, so the timeout (a hang guard; the fixed version takes milliseconds) can stop it.
+    import subprocess
+    import sys
+
+    code = (
+        "from featurestore.errors import redact\n"
+        "for unit in ('x', 'x1', 'a:'):\n"
+        "    text = unit * (400_000 // len(unit))\n"
+        "    assert redact(text) == text\n"
+        "print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_secrets_never_reach_logs_or_errors(tmp_path: Path) -> None:

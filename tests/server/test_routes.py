@@ -155,6 +155,23 @@ def test_rows_bad_input(served: tuple[str, Path], body: Any, status: int) -> Non
     assert post(url, "/rows", body).status_code == status
 
 
+def test_a_huge_unknown_name_gets_a_404_and_does_not_hold_the_server(served: tuple[str, Path]) -> None:
+    # A 900 kB name (under the default 1 MiB body limit) is echoed in the 404; the error's redaction
+    # was quadratic in it and held the server for many minutes. A real `featurestore serve` process,
+    # so the timeout (a hang guard, not a timing) can fire while the server is stuck.
+    from tests.server.conftest import start_server, stop_server
+
+    _, root = served
+    server = start_server(root, env={"FEATURESTORE_AUTH": "off"})
+    try:
+        body = orjson.dumps({"feature_service": "x" * 900_000, "entities": {"driver_id": [1]}})
+        resp = httpx.post(server.url + "/get-online-features", content=body, timeout=60)
+        assert resp.status_code == 404 and "unknown feature service" in resp.json()["detail"]
+        assert httpx.get(server.url + "/health", timeout=60).status_code == 200
+    finally:
+        stop_server(server)
+
+
 def test_health_ready_and_docs(served: tuple[str, Path]) -> None:
     url, _ = served
     assert httpx.get(url + "/health").json() == {"status": "ok", "version": __version__}

@@ -44,6 +44,8 @@ FLUSH_SECONDS = 0.05
 SEAL_SECONDS = 30.0
 QUIET_SECONDS = 10.0
 CONVERT_BYTES = 1024 * 1024 * 1024
+# The same trigger for a spool in memory (tmpfs): RAM, so converted sooner.
+CONVERT_MEMORY_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("featurestore.served_log")
 
@@ -112,6 +114,7 @@ class ServedLog:
         seal_seconds: float = SEAL_SECONDS,
         quiet_seconds: float = QUIET_SECONDS,
         convert_bytes: int = CONVERT_BYTES,
+        spool_place: Any = None,
     ) -> None:
         self.offline_root = Path(offline_root)
         self.root = served_dir(offline_root)
@@ -122,6 +125,7 @@ class ServedLog:
         self.seal_seconds = seal_seconds
         self.quiet_seconds = quiet_seconds
         self.convert_bytes = convert_bytes
+        self.spool_place = spool_place  # a SpoolPlace; None: on disk, not placed (tests, tools)
         self.dropped = 0  # entity rows not logged: the queue was full, or a spool write failed
         self.spooled = 0  # entity rows appended to the spool
         self.logged = 0  # entity rows converted to Parquet by this process (shutdown and explicit flushes)
@@ -195,8 +199,12 @@ class ServedLog:
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
-        from featurestore.server.served_spool import sealed_files
+        from featurestore.server.served_spool import SpoolPlace, place_spool, sealed_files
 
+        if self.spool_place is not None:
+            folder = place_spool(self.offline_root, self.spool_place)
+            if self.spool_place is SpoolPlace.MEMORY and folder != self.spool:
+                self.convert_bytes = min(self.convert_bytes, CONVERT_MEMORY_BYTES)
         self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
         if self._thread is None:
             self._stop.clear()
@@ -213,6 +221,10 @@ class ServedLog:
             self._converter.wait()
             self._converter = None
         self.flush()
+        if self.spool_place is not None:
+            from featurestore.server.served_spool import release_spool
+
+            release_spool(self.offline_root)
 
     def flush(self) -> int:
         """Spool the queue, seal the open files and convert every sealed file now; return the rows converted."""
@@ -296,10 +308,18 @@ class ServedLog:
         return len(items)
 
     def _open_spool(self, desc: bytes) -> tuple[Path, int]:
-        self.spool.mkdir(parents=True, exist_ok=True)
         self._seq += 1
         path = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        for attempt in (1, 2):
+            # resolve(): a memory spool's link may point to a folder gone with a reboot or another
+            # worker's clean shutdown (an empty folder is removed then): made again, once.
+            self.spool.resolve().mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         self._open[desc] = (path, fd)
         return path, fd
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
+import hashlib
 import io
 import logging
 import os
@@ -14,15 +16,85 @@ from typing import Any
 
 import orjson
 
-from featurestore.server.served_log import SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
+from featurestore.server.served_log import SPOOL_DIR, SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
 from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
-__all__ = ["convert_spool", "sealed_files", "process_alive", "main"]
+__all__ = ["SpoolPlace", "convert_spool", "place_spool", "sealed_files", "process_alive", "main"]
 
 # Raw bytes of spool lines parsed at once: bounds the converter's memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
-
 logger = logging.getLogger("featurestore.served_log")
+
+# Memory-backed storage for spools (tmpfs on Linux): a spool there costs no disk writeback.
+SHM = Path("/dev/shm")
+
+
+class SpoolPlace(enum.Enum):
+    """Where the spool files live (setting ``served_spool``)."""
+
+    MEMORY = "memory"  # /dev/shm when it exists: survives a process crash, not a machine reboot
+    DISK = "disk"  # under the offline root
+
+
+def _memory_folder(offline_root: Path) -> Path:
+    """``/dev/shm/featurestore-<uid>/<hash of the offline root>``: one folder per offline root and user."""
+    digest = hashlib.sha256(str(Path(offline_root).resolve()).encode()).hexdigest()[:16]
+    return SHM / f"featurestore-{os.getuid()}" / digest
+
+
+def place_spool(offline_root: Path, place: SpoolPlace) -> Path:
+    """Put ``_served/.spool`` where ``place`` says and return the folder the files go to.
+
+    In memory, ``.spool`` is a symbolic link to a folder under /dev/shm (kept by the kernel while the
+    machine runs, so a crashed server's spool is converted by the next one as on disk; a reboot loses
+    an unconverted memory spool). A spool that still holds files stays where it is until they are
+    converted, so switching the setting never strands any; without /dev/shm the spool stays on disk.
+    """
+    link = spool_dir(offline_root)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    want_memory = place is SpoolPlace.MEMORY and SHM.is_dir() and os.access(SHM, os.W_OK)
+    target = _memory_folder(offline_root) if want_memory else None
+    try:
+        if link.is_symlink():
+            current = Path(os.readlink(link))
+            if current == target or _holds_files(current):
+                current.mkdir(parents=True, exist_ok=True)  # gone after a reboot: made again
+                return current
+            link.unlink()
+        elif link.is_dir():
+            if target is None or _holds_files(link):
+                return link
+            (link / ".lock").unlink(missing_ok=True)  # an older version's converter lock
+            link.rmdir()
+        if target is None:
+            link.mkdir(exist_ok=True)
+            return link
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        target.mkdir(exist_ok=True)
+        tmp = link.with_name(f"{SPOOL_DIR}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)  # atomic: another worker placing it at the same time makes the same link
+    except OSError as exc:  # a race with another worker, or /dev/shm refused: whatever is there now is used
+        logger.info("served-feature log: spool placement: %s", exc)
+    return link.resolve() if link.is_symlink() else link
+
+
+def _holds_files(folder: Path) -> bool:
+    try:
+        return any(p.name.startswith("spool-") for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def release_spool(offline_root: Path) -> None:
+    """Remove an empty memory spool folder (a clean shutdown); the link stays, placed again at the next start.
+
+    ``rmdir`` fails on a folder another worker still writes to, so nothing is ever removed under it."""
+    link = spool_dir(offline_root)
+    if link.is_symlink():
+        with contextlib.suppress(OSError):
+            Path(os.readlink(link)).rmdir()
 
 
 def process_alive(pid: int) -> bool:
@@ -54,10 +126,11 @@ def sealed_files(offline_root: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _converter_lock(offline_root: Path, wait: bool) -> Iterator[bool]:
-    """One converter at a time per offline root (several workers and `featurestore skew` share it)."""
-    folder = spool_dir(offline_root)
+    """One converter at a time per offline root (several workers and `featurestore skew` share it); the
+    lock file sits beside the spool, on disk, so removing an empty memory spool never drops a lock."""
+    folder = served_dir(offline_root)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as fh:
+    with open(folder / ".spool.lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

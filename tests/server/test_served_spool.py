@@ -147,3 +147,73 @@ def test_text_and_list_values_take_the_json_path(tmp_path: Path) -> None:
     assert frame["v__b"].to_list() == ["[1,2.5]", None, "[]", "[3]"]
     assert frame["v__c"].to_list() == [1.0, None, 2.0, None]  # 1.0 stays a float
     assert frame["v__c__status"].to_list() == ["PRESENT", "NOT_FOUND", "PRESENT", "NOT_FOUND"]
+
+
+def _numeric_lookup(log: ServedLog, n: int = 3) -> None:
+    view = ViewLookup("v", ["id"], ["int64"], ["a"], ["a"], None)
+    rows: list[bytes | None] = [orjson.dumps([NOW, float(i), NOW]) for i in range(n)]
+    log.record(None, LookupPlan([view], ["id"], ["a"]), {"id": list(range(n))}, [rows], [{"a": 1}])
+
+
+def test_a_memory_spool_is_linked_converted_and_released(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setattr(served_spool, "SHM", shm)
+    root = tmp_path / "offline"
+    log = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.MEMORY)
+    log.start()
+    link = spool_dir(root)
+    [folder] = shm.glob("featurestore-*/*")
+    assert link.is_symlink() and link.resolve() == folder.resolve()
+    assert log.convert_bytes == 256 * 1024 * 1024  # RAM: converted sooner than a disk spool
+    _numeric_lookup(log)
+    with log._io_lock:
+        log._spool_queue()
+    assert [p.suffix for p in folder.iterdir()] == [".open"]  # the rows are in memory, not under the root
+    log.close()
+    assert pl.read_parquet(served_files(root, "v"))["v__a"].to_list() == [0.0, 1.0, 2.0]
+    assert not folder.exists() and link.is_symlink()  # empty: released; the link is placed again at the start
+
+    # After a reboot the folder is gone: the next server makes it again and logs as before.
+    log = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.MEMORY)
+    log.start()
+    assert folder.is_dir()
+    _numeric_lookup(log, 2)
+    log.close()
+    assert sum(pl.read_parquet(f).height for f in served_files(root, "v")) == 5
+
+
+def test_a_crashed_servers_memory_spool_is_converted_by_the_next(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(served_spool, "SHM", tmp_path)
+    root = tmp_path / "offline"
+    crashed = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.MEMORY)
+    crashed.start()
+    _numeric_lookup(crashed)
+    with crashed._io_lock:
+        crashed._spool_queue()
+    crashed._stop.set()  # killed: no close, the .open file stays in memory
+    [spooled] = list(spool_dir(root).glob("*.open"))
+    dead = spooled.with_name("spool-999999999-1-1.open")  # a pid that is gone
+    spooled.replace(dead)
+    crashed._open = {}
+    assert served_spool.convert_spool(root) == 3  # what the next server's converter does
+    assert pl.read_parquet(served_files(root, "v")).height == 3
+
+
+def test_a_spool_holding_files_stays_where_it_is_until_converted(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(served_spool, "SHM", tmp_path / "shm")
+    (tmp_path / "shm").mkdir()
+    root = tmp_path / "offline"
+    disk = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.DISK)
+    disk.start()
+    _numeric_lookup(disk)
+    with disk._io_lock:
+        disk._spool_queue()
+        disk._seal()
+    disk._stop.set()
+    place = served_spool.place_spool
+    assert place(root, served_spool.SpoolPlace.MEMORY) == spool_dir(root)  # sealed files wait on disk
+    assert not spool_dir(root).is_symlink()
+    assert served_spool.convert_spool(root) == 3
+    assert place(root, served_spool.SpoolPlace.MEMORY) != spool_dir(root) and spool_dir(root).is_symlink()
+    assert place(root, served_spool.SpoolPlace.DISK) == spool_dir(root) and not spool_dir(root).is_symlink()

@@ -254,34 +254,38 @@ def _view_rows(desc: dict[str, Any], lookups: Any, rows: list[bytes], csv: bool)
 
 
 def _csv_width(data: bytes, count: int) -> int | None:
-    """The number of values in the first row when every row is a flat array of numbers, booleans and
-    nulls (then the rows are CSV lines, brackets aside), else None. Byte scans in C, no parsing:
-    :func:`_csv_rows` checks each row's width as it parses."""
-    if not count or b'"' in data or b"{" in data:
+    """The number of values in the first row when the rows may be read as CSV lines (brackets aside),
+    else None: no backslash (a JSON escape, which CSV reads otherwise) and no string "null" (CSV reads
+    it as a null). :func:`_csv_rows` checks each row's width and for nested values as it parses."""
+    if not count or b"\\" in data or b'"null"' in data:
         return None
-    # A whole line "null" is a missing row (a stored row ends with "]"); any other "[" is a nested list.
-    missing = data.count(b"null\n") + data.endswith(b"null")
-    if data.count(b"[") + missing != count or (first := data.find(b"[")) < 0:
+    # Lines before the first "[" are missing rows ("null"): it opens the first stored row.
+    if (first := data.find(b"[")) < 0:
         return None
-    return data.count(b",", first, data.index(b"]", first)) + 1
+    end = data.find(b"\n", first)
+    try:
+        return len(orjson.loads(data[first : end if end >= 0 else len(data)]))
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _csv_rows(data: bytes, width: int, positions: list[int | None]) -> Any:
-    """Rows parsed by polars' multi-threaded CSV reader (values kept as text; the first and last hold a
-    bracket); None when a row is longer or shorter than the first (a short row ends in a null where
-    ``created`` belongs: a stored row always ends with its created time)."""
+    """Rows parsed by polars' multi-threaded CSV reader (values kept as text, JSON strings unquoted as
+    CSV strings; the first and last values hold a bracket); None when a row is longer or shorter than
+    the first (a short row ends in a null where ``created`` belongs: a stored row always ends with its
+    created time) or may hold a list or an object (a value starting with "[" or "{")."""
     import polars as pl
 
     names = [f"c{j}" for j in range(width)]
     # A header line names every column (the first row may be a missing one: "null", one field).
     text = ",".join(names).encode() + b"\n" + data
     try:
-        frame = pl.read_csv(
-            io.BytesIO(text), schema=dict.fromkeys(names, pl.String), null_values="null", quote_char=None
-        )
-    except pl.exceptions.ComputeError:  # more fields than the first row
+        frame = pl.read_csv(io.BytesIO(text), schema=dict.fromkeys(names, pl.String), null_values="null")
+    except pl.exceptions.ComputeError:  # more fields than the first row, or a quote inside a value
         return None
-    if (frame[names[0]].is_not_null() & frame[names[-1]].is_null()).any():
+    inner = [pl.col(n).str.starts_with("[") | pl.col(n).str.starts_with("{") for n in names[1:]]
+    odd = (pl.col(names[0]).is_not_null() & pl.col(names[-1]).is_null()) | pl.any_horizontal(*inner, False)
+    if frame.select(odd.any()).item():
         return None
 
     def column(j: int) -> Any:

@@ -1,4 +1,4 @@
-"""The spool converter: its CSV path for flat numeric rows writes the same Parquet as its JSON path."""
+"""The spool converter (its CSV path writes the same Parquet as its JSON path) and where the spool lives."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ TTL = 3_600_000_000
 
 # One type per feature, as a view's feature has one (nulls mix in); whole floats (1.0) are typed alike by both.
 KINDS = [
+    st.text(),
+    st.lists(st.integers(-5, 5), max_size=3),
     st.booleans(),
     st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -92,16 +94,18 @@ def test_csv_and_json_paths_write_the_same_parquet(case, service: bool) -> None:
         assert frame.height == sum(len(keys) for keys, _ in logged)
 
 
-def test_the_csv_path_takes_flat_rows_of_one_width_only() -> None:
-    width = served_spool._csv_width
-    assert width(b"[1,2.5,true,3]\nnull\n[4,null,false,5]", 3) == 4
+def test_the_csv_path_takes_rows_csv_reads_alike_only() -> None:
+    width, rows = served_spool._csv_width, served_spool._csv_rows
+    assert width(b'null\n[1,2.5,true,"a,b",3]\n[4,null,false,"",5]', 3) == 5
     assert width(b"null\nnull", 2) is None  # nothing to parse: the JSON path
-    assert served_spool._csv_rows(b"[1,2,3]\n[4,5]", 3, [1, 2]) is None  # short: its features are NOT_FOUND
-    assert served_spool._csv_rows(b"[1,2]\n[4,5,6]", 2, [1]) is None  # long
-    assert served_spool._csv_rows(b"null\n[4,5,6]", 3, [1]) is not None
-    assert width(b'[1,"a,b",3]\n[4,"c",5]', 2) is None  # text
-    assert width(b"[1,[2,3],4]\n[5,[6],7]", 2) is None  # lists
-    assert width(b"[1,{},4]", 1) is None
+    assert width(b'[1,"a\\"b",3]', 1) is None  # an escape
+    assert width(b'[1,"null",3]', 1) is None  # CSV would read a null
+    assert rows(b"[1,2,3]\n[4,5]", 3, [1, 2]) is None  # short: its features are NOT_FOUND, not null
+    assert rows(b"[1,2]\n[4,5,6]", 2, [1]) is None  # long
+    assert rows(b"[1,[2,3],4]\n[5,[6,7],8]", 4, [1]) is None  # lists
+    assert rows(b'[1,{"a":2},4]', 3, [1]) is None  # objects
+    assert rows(b'[1,"[x",4]', 3, [1]) is None  # a text that looks like a list: the JSON path, to be sure
+    assert rows(b"null\n[4,5,6]", 3, [1]) is not None
 
 
 def _spooled(tmp: Path, rows: list[bytes | None], features: list[str]) -> ServedLog:
@@ -117,9 +121,9 @@ def _spooled(tmp: Path, rows: list[bytes | None], features: list[str]) -> Served
     return log
 
 
-def test_numeric_rows_take_the_csv_path(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    rows: list[bytes | None] = [orjson.dumps([NOW, i * 0.5, i, i % 2 == 0, None, NOW]) for i in range(1000)]
-    log = _spooled(tmp_path, [*rows, None], ["a", "b", "c", "d"])
+def test_numbers_and_plain_text_take_the_csv_path(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    rows: list[bytes | None] = [orjson.dumps([NOW, i * 0.5, i, i % 2 == 0, None, f"é, {i}", NOW]) for i in range(1000)]
+    log = _spooled(tmp_path, [*rows, None], ["a", "b", "c", "d", "e"])
 
     def no_json(*args: object) -> None:
         raise AssertionError("the JSON path parsed numeric rows")
@@ -130,20 +134,21 @@ def test_numeric_rows_take_the_csv_path(tmp_path: Path, monkeypatch) -> None:  #
     assert frame["v__a"].dtype == pl.Float64 and frame["v__b"].dtype == pl.Int64 and frame["v__c"].dtype == pl.Boolean
     assert frame["v__a"].to_list()[:3] == [0.0, 0.5, 1.0] and frame["v__c"].to_list()[:2] == [True, False]
     assert frame["v__d__status"].to_list()[:2] == ["NULL_VALUE", "NULL_VALUE"]
+    assert frame["v__e"].to_list()[:2] == ["é, 0", "é, 1"]
     assert frame["v__a__status"].to_list()[-1] == "NOT_FOUND"  # the missing row
 
 
-def test_text_and_list_values_take_the_json_path(tmp_path: Path) -> None:
+def test_escaped_text_and_list_values_take_the_json_path(tmp_path: Path) -> None:
     rows: list[bytes | None] = [
         orjson.dumps([NOW, 'a,b"]\n[c', [1, 2.5], 1.0, NOW]),
         None,
-        orjson.dumps([NOW, "plain", [], 2.0, NOW]),
+        orjson.dumps([NOW, "pl\\ain", [], 2.0, NOW]),
         orjson.dumps([NOW, "short", [3]]),  # a row shorter than the layout: c and d are not held
     ]
     log = _spooled(tmp_path, rows, ["a", "b", "c", "d"])
     assert log.flush() == 4
     frame = pl.read_parquet(served_files(tmp_path, "v"))
-    assert frame["v__a"].to_list() == ['a,b"]\n[c', None, "plain", "short"]
+    assert frame["v__a"].to_list() == ['a,b"]\n[c', None, "pl\\ain", "short"]
     assert frame["v__b"].to_list() == ["[1,2.5]", None, "[]", "[3]"]
     assert frame["v__c"].to_list() == [1.0, None, 2.0, None]  # 1.0 stays a float
     assert frame["v__c__status"].to_list() == ["PRESENT", "NOT_FOUND", "PRESENT", "NOT_FOUND"]

@@ -375,7 +375,10 @@ def _frames(desc: dict[str, Any], lookups: Any, views: list[Any]) -> Iterator[tu
         targets = [(desc["s"], keys, [n for _, _, names in per_view for n in names])]
     else:
         targets = per_view
-    for (day,), part in sorted(rows.partition_by("_day", as_dict=True).items()):
+    days = rows.get_column("_day")
+    # Most chunks hold one day: no copy into partitions then.
+    parts = {(days[0],): rows} if days.n_unique() == 1 else rows.partition_by("_day", as_dict=True)
+    for (day,), part in sorted(parts.items()):
         for target, target_keys, names in targets:
             yield (target, day), part.select("request_time", *target_keys, *names)
 

@@ -302,19 +302,40 @@ def _csv_rows(data: bytes, width: int, positions: list[int | None]) -> Any:
 
 def _json_rows(lines: list[bytes], positions: list[int | None]) -> Any:
     """Rows parsed as JSON arrays by polars, each value taken as the text it was written as (1.0 stays
-    "1.0", as in the CSV path: a decoder's re-formatting would type it as an integer)."""
+    "1.0", as in the CSV path).
+
+    One decode of each row gives every value as text, but a decoder writes the float 1.0 as "1": a
+    column whose decoded texts all read as integers is taken again from the rows' own text
+    (``json_path_match``, a parse per column). Rows holding lists or objects, which that decode
+    refuses, are read a column at a time the same way."""
     import polars as pl
 
     text = pl.Series("r", lines, dtype=pl.Binary).cast(pl.String)
-    # Whether a row holds position p: with every null made 0, its p-th value is found (text stays valid JSON).
-    filled = text.str.replace_all("null", "0", literal=True)
-    columns = [(text != "null").alias("_row"), text.str.json_path_match("$[0]").alias("_ts")]
+    try:
+        decoded: Any = text.str.json_decode(pl.List(pl.String))
+    except pl.exceptions.ComputeError:  # a list or an object in some row
+        decoded = None
+    if decoded is None:
+        # Whether a row holds position p: with every null made 0, its p-th value is found.
+        filled = text.str.replace_all("null", "0", literal=True)
+        columns = [(text != "null").alias("_row"), text.str.json_path_match("$[0]").alias("_ts")]
+        for j, pos in enumerate(positions):
+            if pos is not None:
+                columns += [
+                    text.str.json_path_match(f"$[{pos}]").alias(f"_f{j}"),
+                    filled.str.json_path_match(f"$[{pos}]").is_not_null().alias(f"_h{j}"),
+                ]
+        return pl.select(columns)
+    width = decoded.list.len()
+    columns = [decoded.is_not_null().alias("_row"), decoded.list.get(0, null_on_oob=True).alias("_ts")]
     for j, pos in enumerate(positions):
-        if pos is not None:
-            columns += [
-                text.str.json_path_match(f"$[{pos}]").alias(f"_f{j}"),
-                filled.str.json_path_match(f"$[{pos}]").is_not_null().alias(f"_h{j}"),
-            ]
+        if pos is None:
+            continue
+        value = decoded.list.get(pos, null_on_oob=True)
+        present = value.drop_nulls()
+        if present.len() and present.cast(pl.Int64, strict=False).null_count() == 0:
+            value = text.str.json_path_match(f"$[{pos}]")  # integers, or whole floats re-formatted
+        columns += [value.alias(f"_f{j}"), (width > pos).alias(f"_h{j}")]
     return pl.select(columns)
 
 

@@ -44,8 +44,6 @@ FLUSH_SECONDS = 0.05
 SEAL_SECONDS = 30.0
 QUIET_SECONDS = 10.0
 CONVERT_BYTES = 1024 * 1024 * 1024
-# The same trigger for a spool in memory (tmpfs): RAM, so converted sooner.
-CONVERT_MEMORY_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("featurestore.served_log")
 
@@ -199,12 +197,10 @@ class ServedLog:
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
-        from featurestore.server.served_spool import SpoolPlace, place_spool, sealed_files
+        from featurestore.server.served_spool import place_spool, sealed_files
 
         if self.spool_place is not None:
-            folder = place_spool(self.offline_root, self.spool_place)
-            if self.spool_place is SpoolPlace.MEMORY and folder != self.spool:
-                self.convert_bytes = min(self.convert_bytes, CONVERT_MEMORY_BYTES)
+            place_spool(self.offline_root, self.spool_place)
         self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
         if self._thread is None:
             self._stop.clear()

@@ -1,7 +1,8 @@
 """Benchmark: lookup throughput with served-feature logging at 1.0 against logging off (W1 in Redis, wrk).
 
-Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N]
-Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0; wrk drives
+Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N] [--spool memory|disk]
+Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool where
+``--spool`` says, default the server's default, memory); wrk drives
 /get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
 between the servers (each first every other round); medians of the repeats. Prints the throughput
 drop, the CPU time each server (with its converter processes) spent per lookup, which a loaded
@@ -9,7 +10,8 @@ machine disturbs less than throughput, and what the log wrote (after a clean shu
 converts the rest of the spool).
 Then, in this process, the logging's own cost per lookup, which the machine's load hardly moves: the
 CPU of ``record`` plus the writer's spooling (in passes of 30 lookups, as the writer's 0.05 s pass
-sees at ~600 req/s), the bytes spooled, and the converter's CPU per lookup.
+sees at ~600 req/s) with the spool on disk and in memory, the bytes spooled, and the converter's CPU
+per lookup (its CSV path, which W1's numeric rows take, and its JSON path, for text and list values).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
+def measure(scale: float, seconds: float, repeat: int, spool: str = "memory") -> dict[str, Any]:
     """Alternating wrk runs against the two servers; req/s and CPU microseconds per lookup, medians."""
     ids = int(100_000 * scale)
     with redis_server() as url:
@@ -61,12 +63,14 @@ def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
         shutil.rmtree(served, ignore_errors=True)
         ports = {"off": _free_port(), "1.0": _free_port()}
         servers = {}
+        os.environ["FEATURESTORE_SERVED_SPOOL"] = spool
         for rate, port in ports.items():
             os.environ["FEATURESTORE_LOG_SAMPLE_RATE"] = "0" if rate == "off" else rate
             servers[rate] = _start(
                 ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)], port
             )
         os.environ.pop("FEATURESTORE_LOG_SAMPLE_RATE", None)
+        os.environ.pop("FEATURESTORE_SERVED_SPOOL", None)
         rps: dict[tuple[int, str], list[float]] = {}
         cpu: dict[tuple[int, str], list[float]] = {}
         try:
@@ -102,6 +106,7 @@ def measure(scale: float, seconds: float, repeat: int) -> dict[str, Any]:
     return {
         "shapes": shapes,
         "seconds_per_run": seconds,
+        "spool": spool,
         "logged_rows": rows,
         "parquet_files": len(files),
         "spool_files_left": len(list((served / ".spool").glob("spool-*"))),
@@ -119,16 +124,17 @@ def _cpu_now() -> float:
 
 
 def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, float]]:
-    """CPU microseconds per logged lookup of ``record`` + spooling and of the conversion, and KB spooled,
-    for 1 and 100 entities x 20 features (W1's row shape), measured in this process."""
+    """CPU microseconds per logged lookup of ``record`` + spooling (spool on disk and in memory) and of the
+    conversion (CSV and JSON paths), and KB spooled, for 1 and 100 entities x 20 features (W1's row shape),
+    measured in this process."""
     import random
     import tempfile
     import time
 
     import orjson
 
+    from featurestore.server import served_spool
     from featurestore.server.served_log import ServedLog
-    from featurestore.server.served_spool import convert_spool
     from featurestore.serving.lookup import LookupPlan, ViewLookup
 
     features = [f"f{i:02d}" for i in range(20)]
@@ -141,34 +147,41 @@ def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, f
         orjson.dumps([now - 1000, *(rng.random() * 100 if i % 2 == 0 else rng.randrange(10**6) for i in range(20)), 0])
         for _ in range(5000)
     ]
-    out = {}
+    out: dict[int, dict[str, float]] = {}
     for entities in (1, 100):
         shapes = [
             ({"driver_id": [rng.randrange(100_000) for _ in range(entities)]}, rng.sample(stored, entities))
             for _ in range(200)
         ]
-        with tempfile.TemporaryDirectory() as tmp:
-            log = ServedLog(Path(tmp), 1.0)
-            start = _cpu_now()
-            for i in range(lookups):
-                keys, rows = shapes[i % len(shapes)]
-                log.record(None, plan, keys, [rows], layouts)
-                if (i + 1) % per_pass == 0:
-                    with log._io_lock:
-                        log._spool_queue()
-            with log._io_lock:
-                log._spool_queue()
-                spooled = sum(p.stat().st_size for p in log.spool.glob("spool-*"))
-                log._seal()
-            spool_cpu = _cpu_now() - start
-            start = _cpu_now()
-            convert_spool(Path(tmp), wait=True)
-            convert_cpu = _cpu_now() - start
-        out[entities] = {
-            "spool_cpu_us": 1e6 * spool_cpu / lookups,
-            "convert_cpu_us": 1e6 * convert_cpu / lookups,
-            "spooled_kb": spooled / lookups / 1024,
-        }
+        m = out[entities] = {}
+        for place in (served_spool.SpoolPlace.DISK, served_spool.SpoolPlace.MEMORY):
+            with tempfile.TemporaryDirectory() as tmp:
+                log = ServedLog(Path(tmp), 1.0, spool_place=place)
+                log.start()
+                log._stop.set()  # the writer thread stops: this loop spools instead
+                start = _cpu_now()
+                for i in range(lookups):
+                    keys, rows = shapes[i % len(shapes)]
+                    log.record(None, plan, keys, [rows], layouts)
+                    if (i + 1) % per_pass == 0:
+                        with log._io_lock:
+                            log._spool_queue()
+                with log._io_lock:
+                    log._spool_queue()
+                    spooled = sum(p.stat().st_size for p in log.spool.glob("spool-*"))
+                    log._seal()
+                m[f"spool_cpu_us_{place.value}"] = 1e6 * (_cpu_now() - start) / lookups
+                m["spooled_kb"] = spooled / lookups / 1024
+                if place is served_spool.SpoolPlace.MEMORY:
+                    for path in served_spool.sealed_files(Path(tmp)):  # a copy for the JSON path
+                        shutil.copy(path, path.with_name("json-" + path.name))
+                    for path in served_spool.sealed_files(Path(tmp)):
+                        csv = not path.name.startswith("json-")
+                        start = _cpu_now()
+                        served_spool._convert_file(Path(tmp), path, csv=csv)
+                        m["convert_cpu_us" if csv else "convert_json_cpu_us"] = 1e6 * (_cpu_now() - start) / lookups
+                        path.unlink()
+                log.close()
     return out
 
 
@@ -190,12 +203,15 @@ def table(result: dict[str, Any]) -> list[str]:
     if result.get("spool_cost"):
         lines += [
             "",
-            "| entities | record + spool CPU/lookup | spooled/lookup | conversion CPU/lookup (deferred) |",
+            "| entities | record + spool CPU/lookup, disk / memory | spooled/lookup "
+            "| conversion CPU/lookup, CSV path / JSON path (deferred) |",
             "|---|---|---|---|",
         ]
         for entities, m in result["spool_cost"].items():
-            cpu, kb, convert = m["spool_cpu_us"], m["spooled_kb"], m["convert_cpu_us"]
-            lines.append(f"| {entities} | {cpu:,.1f} us | {kb:,.1f} KB | {convert:,.0f} us |")
+            lines.append(
+                f"| {entities} | {m['spool_cpu_us_disk']:,.1f} / {m['spool_cpu_us_memory']:,.1f} us "
+                f"| {m['spooled_kb']:,.1f} KB | {m['convert_cpu_us']:,.0f} / {m['convert_json_cpu_us']:,.0f} us |"
+            )
     return lines
 
 
@@ -204,11 +220,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/10 of W1 and 2 s per measurement")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per server and shape")
+    parser.add_argument("--spool", choices=["memory", "disk"], default="memory", help="the logging server's spool")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")
     seconds = args.duration or (2.0 if args.quick else 5.0)
-    print("\n".join(table(measure(0.1 if args.quick else 1.0, seconds, args.repeat))))
+    print("\n".join(table(measure(0.1 if args.quick else 1.0, seconds, args.repeat, args.spool))))
 
 
 if __name__ == "__main__":

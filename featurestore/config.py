@@ -108,6 +108,7 @@ class Settings:
     online_timeout: float = 0.5
     log_level: str = "info"
     log_sample_rate: float = 0.0
+    served_spool: str = "memory"
     plan_sample_rows: int = 10_000
     extra: dict[str, Any] = field(default_factory=dict)
     # Set when offline_root / registry name object storage (s3://bucket/prefix); offline_root then stays
@@ -197,6 +198,11 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
             if level not in ("debug", "info", "warning", "error"):
                 raise ConfigError(f"config key 'log_level': use debug, info, warning or error, not {value!r}")
             return level
+        if name == "served_spool":
+            place = str(value).lower()
+            if place not in ("memory", "disk"):
+                raise ConfigError(f'config key \'served_spool\': use "memory" or "disk", not {value!r}')
+            return place
         if name == "log_sample_rate":
             rate = float(value)
             if not 0.0 <= rate <= 1.0:

@@ -105,6 +105,9 @@ def test_served_log_spool_cost_measures_both_shapes_and_converts_everything() ->
 
     cost = spool_cost(lookups=300)
     assert set(cost) == {1, 100}
-    assert all(m["spool_cpu_us"] > 0 and m["convert_cpu_us"] > 0 for m in cost.values())
+    assert all(
+        m["spool_cpu_us_disk"] > 0 and m["spool_cpu_us_memory"] > 0 and m["convert_cpu_us"] > 0 for m in cost.values()
+    )
+    assert all(m["convert_json_cpu_us"] > 0 for m in cost.values())
     # the stored rows, not the response: about 270 bytes per entity row of 20 features
     assert 100 * 0.2 < cost[100]["spooled_kb"] < 100 * 0.4

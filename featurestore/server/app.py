@@ -184,8 +184,9 @@ def _served_log(settings: Settings) -> Any:
     if settings.log_sample_rate <= 0:
         return None
     from featurestore.server.served_log import ServedLog
+    from featurestore.server.served_spool import SpoolPlace
 
-    return ServedLog(settings.offline_root, settings.log_sample_rate)
+    return ServedLog(settings.offline_root, settings.log_sample_rate, spool_place=SpoolPlace(settings.served_spool))
 
 
 def _hot_routes(app: FastAPI, settings: Settings) -> Any:

@@ -33,7 +33,7 @@ SERVED_DIR = "_served"
 # JSON-lines files waiting to become Parquet; a dot name so it is never taken for a service or view.
 SPOOL_DIR = ".spool"
 # Spool format written by this version (the descriptor line's "format"); the converter refuses others.
-SPOOL_FORMAT = 2
+SPOOL_FORMAT = 3
 # Row bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # The writer appends the queue to the spool this often (one writev call, which releases the GIL).
@@ -48,7 +48,7 @@ CONVERT_BYTES = 1024 * 1024 * 1024
 logger = logging.getLogger("featurestore.served_log")
 
 # One queued lookup: request time (us), service, plan, entity key names, layouts, entity values as JSON,
-# each view's stored rows joined by commas, entity rows.
+# each view's stored rows one per line, entity rows.
 _Item = tuple[int, str | None, LookupPlan, tuple[str, ...], Sequence[dict[str, int]], bytes, list[bytes], int]
 
 
@@ -84,17 +84,17 @@ def status_column(view: str, feature: str) -> str:
 class ServedLog:
     """Log sampled lookups under ``<offline_root>/_served/<target>/date=.../`` without slowing them down.
 
-    ``record`` is the only call on the request path: a sampling draw, the entity values as JSON,
-    one ``bytes.join`` per view of the stored rows the lookup read (C code, no decoding) and an
-    append under an uncontended lock: the same Python calls whatever the number of entities. The
-    response is not logged: it repeats each view's event times and statuses per feature (~108 KB
-    for 100 entities x 20 features against ~27 KB of stored rows); the converter
-    recomputes the statuses from the rows, the request time and the view's ttl, as the lookup
-    did. A writer thread appends the queue every ``flush_seconds`` to spool files under
-    ``_served/.spool`` as JSON lines with one ``writev`` per file (which releases the GIL): one file
-    per kind of lookup, whose first line describes it (views, features and their positions in the
-    stored rows, ttls, entity key names). Files are sealed every ``seal_seconds``; a converter
-    process at idle priority (:mod:`featurestore.server.served_spool`) turns sealed files into
+    ``record`` is the only call on the request path: a sampling draw, the entity values as JSON, one
+    ``bytes.join`` per view of the stored rows the lookup read (C code, no decoding) and an append under
+    an uncontended lock: the same Python calls whatever the number of entities. The response is not
+    logged: it repeats each view's event times and statuses per feature (~108 KB for 100 entities x 20
+    features against ~27 KB of stored rows); the converter recomputes the statuses from the rows, the
+    request time and the view's ttl, as the lookup did. A writer thread appends the queue every
+    ``flush_seconds`` to spool files under ``_served/.spool`` (a header line per lookup, then its stored
+    rows one per line) with one ``writev`` per file (which releases the GIL): one file per kind of
+    lookup, whose first line describes it (views, features and their positions in the stored rows, ttls,
+    entity key names). Files are sealed every ``seal_seconds``; a converter process at idle priority
+    (:mod:`featurestore.server.served_spool`) turns sealed files into
     Parquet with polars once no lookup was logged for ``quiet_seconds``, or when the sealed spool
     passes ``convert_bytes``. ``close`` (the app's shutdown) spools and converts everything left: a
     clean shutdown loses nothing. Past ``max_bytes`` of queued rows further lookups are dropped
@@ -112,6 +112,7 @@ class ServedLog:
         seal_seconds: float = SEAL_SECONDS,
         quiet_seconds: float = QUIET_SECONDS,
         convert_bytes: int = CONVERT_BYTES,
+        spool_place: Any = None,
     ) -> None:
         self.offline_root = Path(offline_root)
         self.root = served_dir(offline_root)
@@ -122,6 +123,7 @@ class ServedLog:
         self.seal_seconds = seal_seconds
         self.quiet_seconds = quiet_seconds
         self.convert_bytes = convert_bytes
+        self.spool_place = spool_place  # a SpoolPlace; None: on disk, not placed (tests, tools)
         self.dropped = 0  # entity rows not logged: the queue was full, or a spool write failed
         self.spooled = 0  # entity rows appended to the spool
         self.logged = 0  # entity rows converted to Parquet by this process (shutdown and explicit flushes)
@@ -157,10 +159,13 @@ class ServedLog:
         """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
+        n = len(rows[0]) if rows else 0
+        if not n:
+            return
         stamp = time.time_ns() // 1000
         keys = orjson.dumps(list(entities.values()))
         joined = [_joined(r) for r in rows]
-        size, n = len(keys) + sum(map(len, joined)), len(rows[0])
+        size = len(keys) + sum(map(len, joined))
         with self._lock:
             if self._bytes + size > self.max_bytes:
                 self.dropped += n
@@ -192,8 +197,10 @@ class ServedLog:
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
-        from featurestore.server.served_spool import sealed_files
+        from featurestore.server.served_spool import place_spool, sealed_files
 
+        if self.spool_place is not None:
+            place_spool(self.offline_root, self.spool_place)
         self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
         if self._thread is None:
             self._stop.clear()
@@ -210,6 +217,10 @@ class ServedLog:
             self._converter.wait()
             self._converter = None
         self.flush()
+        if self.spool_place is not None:
+            from featurestore.server.served_spool import release_spool
+
+            release_spool(self.offline_root)
 
     def flush(self) -> int:
         """Spool the queue, seal the open files and convert every sealed file now; return the rows converted."""
@@ -242,10 +253,11 @@ class ServedLog:
                 logger.exception("served-feature log: writing the spool failed")
 
     def _spool_queue(self) -> int:
-        """Append the queued lookups to the open spool files as JSON lines; return how many were written.
+        """Append the queued lookups to the open spool files; return how many were written.
 
-        A line is ``{"t":<request time, us>,"k":[<values of each entity key>],"r":[<rows of each view>]}``,
-        its parts handed to ``writev`` as they are (the joined rows are not copied again).
+        A lookup is a header line ``{"n":<entities>,"t":<request time, us>,"k":[<values of each entity
+        key>]}`` then each view's stored rows, one per line (``null``: not found), handed to ``writev`` as
+        they are (the joined rows are not copied again).
         """
         with self._lock:
             items, self._items, taken, self._bytes = self._items, [], self._bytes, 0
@@ -259,42 +271,68 @@ class ServedLog:
         if not items:
             return 0
         batches: dict[bytes, list[Any]] = {}
-        rows = 0
+        counts: dict[bytes, int] = {}
+        last: tuple[Any, ...] = ()
+        desc = b""
         for stamp, service, plan, names, layouts, keys, joined, n in items:
-            parts = batches.get(desc := self._descriptor(service, plan, names, layouts))
-            if parts is None:
-                parts = batches[desc] = []
-            parts.append(b'{"t":%d,"k":%b,"r":[[' % (stamp, keys))
-            for i, view in enumerate(joined):
-                parts += (b"],[", view) if i else (view,)
-            parts.append(b"]]}\n")
-            rows += n
-        try:
-            for desc, parts in batches.items():
+            if (plan, service, names, layouts) != last:  # most passes hold one kind of lookup
+                last = (plan, service, names, layouts)
+                desc = self._descriptor(service, plan, names, layouts)
+                if desc not in batches:
+                    batches[desc], counts[desc] = [], 0
+            parts = batches[desc]
+            parts.append(b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, keys))
+            parts += joined
+            counts[desc] += n
+        failed: OSError | None = None
+        for desc, parts in batches.items():
+            try:
                 opened = self._open.get(desc)
                 if opened is None:
-                    self.spool.mkdir(parents=True, exist_ok=True)
-                    self._seq += 1
-                    path = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
-                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                    opened = self._open[desc] = (path, fd)
+                    opened = self._open_spool(desc)
                     parts.insert(0, desc + b"\n")
                 _append(opened[1], parts)
-        except OSError:
-            with self._lock:
-                self.dropped += rows
-            raise
-        self.spooled += rows
+            except OSError as exc:  # a full disk: this file may end in a torn lookup, so it is sealed as it is
+                failed = exc
+                with self._lock:
+                    self.dropped += counts[desc]
+                self._seal_one(desc)
+                continue
+            self.spooled += counts[desc]
+        if failed is not None:
+            raise failed
         return len(items)
+
+    def _open_spool(self, desc: bytes) -> tuple[Path, int]:
+        self._seq += 1
+        path = self.spool / f"spool-{os.getpid()}-{time.time_ns()}-{self._seq}.open"
+        for attempt in (1, 2):
+            # resolve(): a memory spool's link may point to a folder gone with a reboot or another
+            # worker's clean shutdown (an empty folder is removed then): made again, once.
+            self.spool.resolve().mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        self._open[desc] = (path, fd)
+        return path, fd
 
     def _seal(self) -> None:
         """Hand the open spool files to the converter (``.open`` -> ``.jsonl``)."""
-        for path, fd in self._open.values():
-            os.close(fd)
-            if path.exists():
-                self._sealed_bytes += path.stat().st_size
-                path.replace(path.with_suffix(".jsonl"))
-        self._open = {}
+        for desc in list(self._open):
+            self._seal_one(desc)
+
+    def _seal_one(self, desc: bytes) -> None:
+        opened = self._open.pop(desc, None)
+        if opened is None:
+            return
+        path, fd = opened
+        os.close(fd)
+        if path.exists():
+            self._sealed_bytes += path.stat().st_size
+            path.replace(path.with_suffix(".jsonl"))
 
     def _start_converter(self) -> None:
         """Convert sealed spool files in a child process at idle priority (off this process's GIL and cores)."""
@@ -329,11 +367,11 @@ class ServedLog:
 
 
 def _joined(rows: Sequence[bytes | None]) -> bytes:
-    """A view's stored rows joined by commas (C code), a missing row written as null."""
+    """A view's stored rows one per line (C code), a missing row written as null."""
     try:
-        return b",".join(rows)  # type: ignore[arg-type]
+        return b"\n".join([*rows, b""])  # type: ignore[list-item]
     except TypeError:  # some rows are missing: the slower path
-        return b",".join([row if row is not None else b"null" for row in rows])
+        return b"\n".join([*(row if row is not None else b"null" for row in rows), b""])
 
 
 def _append(fd: int, parts: list[Any]) -> None:

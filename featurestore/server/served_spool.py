@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import fcntl
+import hashlib
 import io
 import logging
 import os
@@ -12,15 +14,87 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from featurestore.server.served_log import SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
+import orjson
+
+from featurestore.server.served_log import SPOOL_DIR, SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
 from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
 
-__all__ = ["convert_spool", "sealed_files", "process_alive", "main"]
+__all__ = ["SpoolPlace", "convert_spool", "place_spool", "sealed_files", "process_alive", "main"]
 
 # Raw bytes of spool lines parsed at once: bounds the converter's memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
-
 logger = logging.getLogger("featurestore.served_log")
+
+# Memory-backed storage for spools (tmpfs on Linux): a spool there costs no disk writeback.
+SHM = Path("/dev/shm")
+
+
+class SpoolPlace(enum.Enum):
+    """Where the spool files live (setting ``served_spool``)."""
+
+    MEMORY = "memory"  # /dev/shm when it exists: survives a process crash, not a machine reboot
+    DISK = "disk"  # under the offline root
+
+
+def _memory_folder(offline_root: Path) -> Path:
+    """``/dev/shm/featurestore-<uid>/<hash of the offline root>``: one folder per offline root and user."""
+    digest = hashlib.sha256(str(Path(offline_root).resolve()).encode()).hexdigest()[:16]
+    return SHM / f"featurestore-{os.getuid()}" / digest
+
+
+def place_spool(offline_root: Path, place: SpoolPlace) -> Path:
+    """Put ``_served/.spool`` where ``place`` says and return the folder the files go to.
+
+    In memory, ``.spool`` is a symbolic link to a folder under /dev/shm (kept by the kernel while the
+    machine runs, so a crashed server's spool is converted by the next one as on disk; a reboot loses
+    an unconverted memory spool). A spool that still holds files stays where it is until they are
+    converted, so switching the setting never strands any; without /dev/shm the spool stays on disk.
+    """
+    link = spool_dir(offline_root)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    want_memory = place is SpoolPlace.MEMORY and SHM.is_dir() and os.access(SHM, os.W_OK)
+    target = _memory_folder(offline_root) if want_memory else None
+    try:
+        if link.is_symlink():
+            current = Path(os.readlink(link))
+            if current == target or _holds_files(current):
+                current.mkdir(parents=True, exist_ok=True)  # gone after a reboot: made again
+                return current
+            link.unlink()
+        elif link.is_dir():
+            if target is None or _holds_files(link):
+                return link
+            (link / ".lock").unlink(missing_ok=True)  # an older version's converter lock
+            link.rmdir()
+        if target is None:
+            link.mkdir(exist_ok=True)
+            return link
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        target.mkdir(exist_ok=True)
+        tmp = link.with_name(f"{SPOOL_DIR}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)  # atomic: another worker placing it at the same time makes the same link
+    except OSError as exc:  # a race with another worker, or /dev/shm refused: whatever is there now is used
+        logger.info("served-feature log: spool placement: %s", exc)
+    return link.resolve() if link.is_symlink() else link
+
+
+def _holds_files(folder: Path) -> bool:
+    try:
+        return any(p.name.startswith("spool-") for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def release_spool(offline_root: Path) -> None:
+    """Remove an empty memory spool folder (a clean shutdown); the link stays, placed again at the next start.
+
+    ``rmdir`` fails on a folder another worker still writes to, so nothing is ever removed under it."""
+    link = spool_dir(offline_root)
+    if link.is_symlink():
+        with contextlib.suppress(OSError):
+            Path(os.readlink(link)).rmdir()
 
 
 def process_alive(pid: int) -> bool:
@@ -52,10 +126,11 @@ def sealed_files(offline_root: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _converter_lock(offline_root: Path, wait: bool) -> Iterator[bool]:
-    """One converter at a time per offline root (several workers and `featurestore skew` share it)."""
-    folder = spool_dir(offline_root)
+    """One converter at a time per offline root (several workers and `featurestore skew` share it); the
+    lock file sits beside the spool, on disk, so removing an empty memory spool never drops a lock."""
+    folder = served_dir(offline_root)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as fh:
+    with open(folder / ".spool.lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -92,44 +167,180 @@ def convert_spool(offline_root: Path, *, wait: bool = False) -> int:
         return written
 
 
-def _chunks(path: Path) -> Iterator[tuple[bytes, bytes]]:
-    """The file's descriptor line, and its lookup lines in chunks of whole lines (a torn last line is left out)."""
+def _chunks(path: Path) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
+    """The file's descriptor line, then its lookups in chunks of whole lookups: their header lines and the
+    rest of their lines (each view's rows, one per line) in file order. A torn tail (a crash) is left out."""
     with open(path, "rb") as fh:
         desc = fh.readline()
-        while lines := fh.readlines(CHUNK_BYTES):
-            if not lines[-1].endswith(b"\n"):  # the torn last line of a crashed server: nothing to keep
-                logger.warning("served-feature log: skipped a torn line in %s", path.name)
-                lines.pop()
-            if lines:
-                yield desc, b"".join(lines)
+        views = len(orjson.loads(desc).get("v", ())) if desc.endswith(b"\n") else 0
+        carry: list[bytes] = []
+        while block := fh.read(CHUNK_BYTES):
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:
+                carry.append(block)  # a line longer than a block: joined on the next one
+                continue
+            lines = (b"".join([*carry, block[:cut]]) if carry else block[:cut]).split(b"\n")
+            lines.pop()  # after the last newline
+            carry = [block[cut:]] if cut < len(block) else []
+            heads, rows, used = _split_lookups(lines, views)
+            if used < len(lines):  # a lookup continued in the next block
+                carry = [b"\n".join(lines[used:]) + b"\n", *carry]
+            if heads:
+                yield desc, heads, rows
+        if carry:
+            logger.warning("served-feature log: skipped a torn lookup at the end of %s", path.name)
 
 
-def _convert_file(offline_root: Path, path: Path) -> int:
-    """Parse one spool file with polars (in Rust) and write its rows per target and day."""
-    import orjson
+def _split_lookups(lines: list[bytes], views: int) -> tuple[list[bytes], list[bytes], int]:
+    """Header lines and row lines of the whole lookups in ``lines``, and how many lines they take.
+
+    A lookup is its header ``{"n":<entities>,...}`` then ``n`` stored rows per view (C slices: the loop
+    runs once per lookup, not per row).
+    """
+    heads: list[bytes] = []
+    rows: list[bytes] = []
+    i, end = 0, len(lines)
+    while i < end:
+        head = lines[i]
+        if not head.startswith(b'{"n":'):
+            raise ValueError(f"line {i + 1} of a chunk is not a lookup header: {head[:40]!r}")
+        n = int(head[5 : head.index(b",", 5)])
+        if i + 1 + n * views > end:
+            break
+        heads.append(head)
+        rows += lines[i + 1 : i + 1 + n * views]
+        i += 1 + n * views
+    return heads, rows, i
+
+
+def _convert_file(offline_root: Path, path: Path, *, csv: bool = True) -> int:
+    """Parse one spool file with polars (in Rust) and write its rows per target and day.
+
+    ``csv=False`` parses every view's rows as JSON (the path for text and list values), for tests."""
     import polars as pl
 
     written = 0
     stem = path.name.rsplit(".", 1)[0]
-    # Every value is read as text, whatever its JSON type: one schema for every column; typed below.
-    schema: dict[str, Any] = {
-        "t": pl.Int64,
-        "k": pl.List(pl.List(pl.String)),
-        "r": pl.List(pl.List(pl.List(pl.String))),
-    }
-    for c, (head, data) in enumerate(_chunks(path)):
+    # Entity key values are read as text, whatever their JSON type: one schema; typed below.
+    schema: dict[str, Any] = {"n": pl.Int64, "t": pl.Int64, "k": pl.List(pl.List(pl.String))}
+    for c, (head, heads, rows) in enumerate(_chunks(path)):
         desc = orjson.loads(head)
         if desc.get("format") != SPOOL_FORMAT:
             raise ValueError(f"spool format {desc.get('format')!r}, this version reads {SPOOL_FORMAT}")
-        lookups = pl.read_ndjson(io.BytesIO(data), schema=schema)
-        for (target, day), frame in _frames(desc, lookups):
+        lookups = pl.read_ndjson(io.BytesIO(b"\n".join(heads)), schema=schema)
+        for (target, day), frame in _frames(desc, lookups, _view_rows(desc, lookups, rows, csv)):
             _write(served_dir(offline_root, target) / f"date={day}", f"part-{stem}-{c}.parquet", frame)
             written += frame.height
     return written
 
 
-def _frames(desc: dict[str, Any], lookups: Any) -> Iterator[tuple[tuple[str, str], Any]]:
-    """One entity row per line and entity, per target (the service, or each view) and request day.
+def _view_rows(desc: dict[str, Any], lookups: Any, rows: list[bytes], csv: bool) -> list[Any]:
+    """Per view, a frame of its stored rows in entity-row order: ``_row`` (a row was found), ``_ts`` (its
+    event time) and, per feature asked, ``_f<j>`` (the value's JSON text) and ``_h<j>`` (the row holds it)."""
+    # The lines of view v for lookup i follow its header: regroup them per view, lookup by lookup.
+    per_view: list[list[bytes]] = [rows] if len(desc["v"]) == 1 else [[] for _ in desc["v"]]
+    i = 0
+    for n in lookups["n"].to_list() if len(per_view) > 1 else ():
+        for lines in per_view:
+            lines += rows[i : i + n]
+            i += n
+    frames = []
+    for lines, (_, _, _, _, positions) in zip(per_view, desc["v"], strict=True):
+        data = b"\n".join(lines)
+        width = _csv_width(data, len(lines)) if csv else None
+        frame = _csv_rows(data, width, positions) if width else None
+        frames.append(frame if frame is not None else _json_rows(lines, positions))
+    return frames
+
+
+def _csv_width(data: bytes, count: int) -> int | None:
+    """The number of values in the first row when the rows may be read as CSV lines (brackets aside),
+    else None: no backslash (a JSON escape, which CSV reads otherwise) and no string "null" (CSV reads
+    it as a null). :func:`_csv_rows` checks each row's width and for nested values as it parses."""
+    if not count or b"\\" in data or b'"null"' in data:
+        return None
+    # Lines before the first "[" are missing rows ("null"): it opens the first stored row.
+    if (first := data.find(b"[")) < 0:
+        return None
+    end = data.find(b"\n", first)
+    try:
+        return len(orjson.loads(data[first : end if end >= 0 else len(data)]))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _csv_rows(data: bytes, width: int, positions: list[int | None]) -> Any:
+    """Rows parsed by polars' multi-threaded CSV reader (values kept as text, JSON strings unquoted as
+    CSV strings; the first and last values hold a bracket); None when a row is longer or shorter than
+    the first (a short row ends in a null where ``created`` belongs: a stored row always ends with its
+    created time) or may hold a list or an object (a value starting with "[" or "{")."""
+    import polars as pl
+
+    names = [f"c{j}" for j in range(width)]
+    # A header line names every column (the first row may be a missing one: "null", one field).
+    text = ",".join(names).encode() + b"\n" + data
+    try:
+        frame = pl.read_csv(io.BytesIO(text), schema=dict.fromkeys(names, pl.String), null_values="null")
+    except pl.exceptions.ComputeError:  # more fields than the first row, or a quote inside a value
+        return None
+    inner = [pl.col(n).str.starts_with("[") | pl.col(n).str.starts_with("{") for n in names[1:]]
+    odd = (pl.col(names[0]).is_not_null() & pl.col(names[-1]).is_null()) | pl.any_horizontal(*inner, False)
+    if frame.select(odd.any()).item():
+        return None
+
+    def column(j: int) -> Any:
+        return pl.col(names[j]).str.strip_chars("[]") if j in (0, width - 1) else pl.col(names[j])
+
+    columns = [pl.col(names[0]).is_not_null().alias("_row"), column(0).alias("_ts")]
+    for j, pos in enumerate(positions):
+        if pos is not None:
+            held = pos < width
+            value = column(pos) if held else pl.lit(None, pl.String)
+            columns += [value.alias(f"_f{j}"), pl.lit(held).alias(f"_h{j}")]
+    return frame.select(columns)
+
+
+def _json_rows(lines: list[bytes], positions: list[int | None]) -> Any:
+    """Rows parsed as JSON arrays by polars, each value taken as the text it was written as (1.0 stays
+    "1.0", as in the CSV path).
+
+    One decode of each row gives every value as text, but a decoder writes the float 1.0 as "1": a
+    column whose decoded texts all read as integers is taken again from the rows' own text
+    (``json_path_match``, a parse per column). Rows holding lists or objects, which that decode
+    refuses, are read a column at a time the same way."""
+    import polars as pl
+
+    text = pl.Series("r", lines, dtype=pl.Binary).cast(pl.String)
+    try:
+        decoded: Any = text.str.json_decode(pl.List(pl.String))
+    except pl.exceptions.ComputeError:  # a list or an object in some row
+        decoded = None
+    if decoded is None:
+        # Whether a row holds position p: with every null made 0, its p-th value is found.
+        filled = text.str.replace_all("null", "0", literal=True)
+        columns = [(text != "null").alias("_row"), text.str.json_path_match("$[0]").alias("_ts")]
+        for j, pos in enumerate(positions):
+            if pos is not None:
+                columns += [
+                    text.str.json_path_match(f"$[{pos}]").alias(f"_f{j}"),
+                    filled.str.json_path_match(f"$[{pos}]").is_not_null().alias(f"_h{j}"),
+                ]
+        return pl.select(columns)
+    width = decoded.list.len()
+    columns = [decoded.is_not_null().alias("_row"), decoded.list.get(0, null_on_oob=True).alias("_ts")]
+    for j, pos in enumerate(positions):
+        if pos is None:
+            continue
+        value = decoded.list.get(pos, null_on_oob=True)
+        present = value.drop_nulls()
+        if present.len() and present.cast(pl.Int64, strict=False).null_count() == 0:
+            value = text.str.json_path_match(f"$[{pos}]")  # integers, or whole floats re-formatted
+        columns += [value.alias(f"_f{j}"), (width > pos).alias(f"_h{j}")]
+    return pl.select(columns)
+
+
+def _frames(desc: dict[str, Any], lookups: Any, views: list[Any]) -> Iterator[tuple[tuple[str, str], Any]]:
+    """One entity row per lookup and entity, per target (the service, or each view) and request day.
 
     A feature's status follows the lookup's rule (:func:`featurestore.serving.lookup.assemble`): no
     row is NOT_FOUND, a row older than the view's ttl at the request time OUTSIDE_MAX_AGE, a feature
@@ -140,27 +351,26 @@ def _frames(desc: dict[str, Any], lookups: Any) -> Iterator[tuple[tuple[str, str
 
     keys: list[str] = desc["k"]
     columns = [pl.col("t").alias("_t"), *(pl.col("k").list.get(i).alias(k) for i, k in enumerate(keys))]
-    columns += [pl.col("r").list.get(i).alias(f"_row{i}") for i in range(len(desc["v"]))]
-    rows = lookups.select(columns).explode([*keys, *(f"_row{i}" for i in range(len(desc["v"])))])
+    rows = lookups.select(columns).explode(keys)
     values: list[Any] = []
     per_view: list[tuple[str, list[str], list[str]]] = []
     for i, (view, features, join_keys, ttl_us, positions) in enumerate(desc["v"]):
-        row = pl.col(f"_row{i}")
-        gone = row.is_null()
+        stored = views[i].rename(lambda c, i=i: f"{c}_{i}")
+        rows = rows.hstack(stored.get_columns())
+        gone = ~pl.col(f"_row_{i}")
         if ttl_us is not None:
-            stamp = row.list.get(0, null_on_oob=True).cast(pl.Int64, strict=False)
+            stamp = pl.col(f"_ts_{i}").cast(pl.Int64, strict=False)
             gone_status = pl.when(gone).then(pl.lit(NOT_FOUND)).otherwise(pl.lit(OUTSIDE_MAX_AGE))
             gone = gone | (stamp + ttl_us < pl.col("_t"))
         else:
             gone_status = pl.lit(NOT_FOUND)
         names = []
-        for feature, pos in zip(features, positions, strict=True):
+        for j, (feature, pos) in enumerate(zip(features, positions, strict=True)):
             value, status = value_column(view, feature), status_column(view, feature)
             if pos is None:  # the version read does not hold the feature
                 values += [pl.lit(None, pl.String).alias(value), pl.lit(NOT_FOUND).alias(status)]
             else:
-                raw = row.list.get(pos, null_on_oob=True)
-                held = row.list.len() > pos
+                raw, held = pl.col(f"_f{j}_{i}"), pl.col(f"_h{j}_{i}")
                 values += [
                     pl.when(~gone & held).then(raw).alias(value),
                     pl.when(gone)
@@ -186,7 +396,10 @@ def _frames(desc: dict[str, Any], lookups: Any) -> Iterator[tuple[tuple[str, str
         targets = [(desc["s"], keys, [n for _, _, names in per_view for n in names])]
     else:
         targets = per_view
-    for (day,), part in sorted(rows.partition_by("_day", as_dict=True).items()):
+    days = rows.get_column("_day")
+    # Most chunks hold one day: no copy into partitions then.
+    parts = {(days[0],): rows} if days.n_unique() == 1 else rows.partition_by("_day", as_dict=True)
+    for (day,), part in sorted(parts.items()):
         for target, target_keys, names in targets:
             yield (target, day), part.select("request_time", *target_keys, *names)
 
@@ -198,7 +411,9 @@ def _typed(text: Any) -> Any:
     present = text.drop_nulls()
     if present.len() == 0:
         return text  # all null: text, so every file of a target reads together
-    for dtype in (pl.Int64, pl.Float64):
+    # A decimal point or exponent in the first value: not integers (saves a failed cast of the column).
+    dtypes = (pl.Float64,) if any(c in present[0] for c in ".eE") else (pl.Int64, pl.Float64)
+    for dtype in dtypes:
         try:
             return text.cast(dtype, strict=True)
         except pl.exceptions.InvalidOperationError:

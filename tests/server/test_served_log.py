@@ -43,7 +43,9 @@ def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tm
     state = FeatureStore(example_repo).state()
     plan = plan_lookup(state, ["weather:temp", "weather:wind_speed"])
     entities, rows = _lookup(3)
-    log = ServedLog(tmp_path, 1.0, max_bytes=3 * (len(orjson.dumps(list(entities.values()))) + len(b",".join(rows))))
+    log = ServedLog(
+        tmp_path, 1.0, max_bytes=3 * (len(orjson.dumps(list(entities.values()))) + len(b"\n".join(rows)) + 1)
+    )
     for _ in range(5):
         _record(log, None, plan, 3)  # 3 fit (9 rows), 2 are dropped: the request never waits
     assert log.dropped == 6
@@ -75,10 +77,10 @@ def test_large_lookups_are_spooled_as_the_stored_rows_they_read(example_repo: Pa
     with log._io_lock:
         log._spool_queue()
     [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
-    desc, line = spooled.read_bytes().splitlines()
-    # The rows as Redis returned them, not the response (no statuses, no event times per feature).
-    assert b",".join(rows) in line and b"PRESENT" not in line and b"event_timestamps" not in line
-    assert len(line) < len(b",".join(rows)) + 10 * 2000
+    desc, head, *lines = spooled.read_bytes().splitlines()
+    # The rows as Redis returned them, one per line, not the response (no statuses, no event times per feature).
+    assert lines == rows and orjson.loads(head)["n"] == 2000
+    assert b"PRESENT" not in spooled.read_bytes() and b"event_timestamps" not in spooled.read_bytes()
     assert orjson.loads(desc)["v"] == [["weather", ["temp", "wind_speed"], ["origin"], plan.views[0].ttl_us, [1, None]]]
     assert log.flush() == 2000
     frame = pl.read_parquet(served_files(tmp_path, "weather"))
@@ -140,7 +142,7 @@ def test_a_crashed_servers_spool_is_converted_once_without_its_torn_line(example
     [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     crashed = spooled.with_name(f"spool-{dead.stdout.strip()}-1-1.open")  # a server that is gone
-    crashed.write_bytes(spooled.read_bytes() + b'{"t":17,"k":[["JF')  # killed mid-write
+    crashed.write_bytes(spooled.read_bytes() + b'{"n":2,"t":17,"k":[["JFK","LGA"]]}\n[1,2')  # killed mid-write
     spooled.unlink()
     log._open = {}
     copy = crashed.read_bytes()

@@ -2,7 +2,7 @@
 
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N] [--spool memory|disk]
 Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool where
-``--spool`` says, default the server's default, memory); wrk drives
+``--spool`` says, default the server's default, disk); wrk drives
 /get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
 between the servers (each first every other round); medians of the repeats. Prints the throughput
 drop, the CPU time each server (with its converter processes) spent per lookup, which a loaded

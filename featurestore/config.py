@@ -108,7 +108,7 @@ class Settings:
     online_timeout: float = 0.5
     log_level: str = "info"
     log_sample_rate: float = 0.0
-    served_spool: str = "memory"
+    served_spool: str = "disk"
     plan_sample_rows: int = 10_000
     extra: dict[str, Any] = field(default_factory=dict)
     # Set when offline_root / registry name object storage (s3://bucket/prefix); offline_root then stays

@@ -14,14 +14,16 @@ __all__ = ["register"]
 
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(6566, "--port", help="TCP port."),
+    port: int = typer.Option(6566, "--port", min=1, max=65535, help="TCP port."),
     repo: Path = RepoOption,
 ) -> None:
     """Run the read-only web UI (and the lookup API it uses) against a repository: open http://HOST:PORT/ui."""
     with errors_to_exit():
+        from featurestore.cli.online import check_port_free
         from featurestore.server import serve as run
 
         store = open_store(repo)
+        check_port_free(host, port)
         console.print(f"featurestore UI of {store.settings.project!r} on http://{host}:{port}/ui")
         run(store.settings, host=host, port=port, workers=1)
 

@@ -126,6 +126,8 @@ def get(
                     parsed.append(v)
             entities[key] = parsed
         names = split_names(features)
+        if not names:
+            raise typer.BadParameter("--features: give view:feature references or a service name")
         refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
         result = open_store(repo).get_online_features(refs, entities)
         table = Table()

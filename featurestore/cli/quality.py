@@ -65,7 +65,7 @@ def validate(
 
 def reports(
     view: str = typer.Argument(None, help="Only this view's reports."),
-    limit: int = typer.Option(20, "--limit", "-n", help="How many reports (newest first)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many reports (newest first)."),
     repo: Path | None = RepoOption,
 ) -> None:
     """List the gate report history (every ingest, materialize and push)."""

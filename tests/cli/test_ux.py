@@ -174,6 +174,14 @@ def test_get_with_no_feature_names_is_a_usage_error(repo: Path, value: str) -> N
     assert "--features" in result.output
 
 
+def test_reports_of_an_unknown_view_name_it_with_a_did_you_mean(repo: Path) -> None:
+    # `reports stast` printed "no gate reports yet" and exited 0.
+    applied(repo)
+    cli("ingest")
+    assert_one_line_error(CliRunner().invoke(app, ["reports", "stast"]), "'stast'", "did you mean 'stats'?")
+    assert "stats" in cli("reports", "stats").output
+
+
 def test_validate_does_not_point_at_output_it_did_not_write(repo: Path) -> None:
     applied(repo)
     pl.DataFrame(

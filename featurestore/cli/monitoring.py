@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.errors import RegistryError, did_you_mean
 
 __all__ = ["register"]
 
@@ -47,7 +48,14 @@ def skew(
 
     with errors_to_exit():
         store = open_store(repo)
-        reports = compute_skew(store.settings, store.state(), target, since=since, threshold=threshold)
+        state = store.state()
+        if target is not None and target not in state.services and target not in state.views:
+            hint = did_you_mean(target, [*state.services, *state.views])
+            raise RegistryError(
+                f"no served-feature log for {target!r}: no feature service or view has that name{hint}; "
+                "see `featurestore list`"
+            )
+        reports = compute_skew(store.settings, state, target, since=since, threshold=threshold)
         if not reports:
             console.print("no served-feature log yet: set log_sample_rate > 0 on the server")
             return

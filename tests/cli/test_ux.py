@@ -182,6 +182,12 @@ def test_reports_of_an_unknown_view_name_it_with_a_did_you_mean(repo: Path) -> N
     assert "stats" in cli("reports", "stats").output
 
 
+def test_skew_of_an_unknown_target_names_it_with_a_did_you_mean(repo: Path) -> None:
+    # `skew modle` blamed a missing served-feature log instead of the name.
+    applied(repo)
+    assert_one_line_error(CliRunner().invoke(app, ["skew", "modle"]), "'modle'", "did you mean 'model'?")
+
+
 def test_validate_does_not_point_at_output_it_did_not_write(repo: Path) -> None:
     applied(repo)
     pl.DataFrame(

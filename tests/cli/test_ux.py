@@ -239,6 +239,15 @@ def test_get_splits_features_on_commas(repo: Path) -> None:
     assert "rate" in out and "trips" in out and "0.3" in out and "0.2" in out
 
 
+def test_get_with_a_key_repeated_looks_up_every_value(repo: Path) -> None:
+    # -e driver_id=1 -e driver_id=2 looked up only 2.
+    applied(repo)
+    cli("ingest")
+    cli("materialize")
+    out = cli("get", "-f", "stats:rate", "-e", "driver_id=1", "-e", "driver_id=2", env={"COLUMNS": "200"}).output
+    assert "0.3" in out and "0.2" in out
+
+
 # -- describe, list, push --------------------------------------------------------
 
 

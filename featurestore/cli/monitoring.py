@@ -8,20 +8,23 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.common import RepoOption, console, errors_to_exit, open_store
+from featurestore.errors import RegistryError, did_you_mean
 
 __all__ = ["register"]
 
 
 def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(6566, "--port", help="TCP port."),
+    port: int = typer.Option(6566, "--port", min=1, max=65535, help="TCP port."),
     repo: Path = RepoOption,
 ) -> None:
     """Run the read-only web UI (and the lookup API it uses) against a repository: open http://HOST:PORT/ui."""
     with errors_to_exit():
+        from featurestore.cli.online import check_port_free
         from featurestore.server import serve as run
 
         store = open_store(repo)
+        check_port_free(host, port)
         console.print(f"featurestore UI of {store.settings.project!r} on http://{host}:{port}/ui")
         run(store.settings, host=host, port=port, workers=1)
 
@@ -45,7 +48,14 @@ def skew(
 
     with errors_to_exit():
         store = open_store(repo)
-        reports = compute_skew(store.settings, store.state(), target, since=since, threshold=threshold)
+        state = store.state()
+        if target is not None and target not in state.services and target not in state.views:
+            hint = did_you_mean(target, [*state.services, *state.views])
+            raise RegistryError(
+                f"no served-feature log for {target!r}: no feature service or view has that name{hint}; "
+                "see `featurestore list`"
+            )
+        reports = compute_skew(store.settings, state, target, since=since, threshold=threshold)
         if not reports:
             console.print("no served-feature log yet: set log_sample_rate > 0 on the server")
             return

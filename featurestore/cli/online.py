@@ -108,7 +108,9 @@ def get(
     features: list[str] = typer.Option(
         ..., "--features", "-f", help="view:feature references (repeat -f or separate with commas) or a service name."
     ),
-    entity: list[str] = typer.Option(..., "--entity", "-e", help='key=value[,value...] (JSON values: 1, "a").'),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", help='key=value[,value...] (JSON values: 1, "a"); a repeated key adds values.'
+    ),
     repo: Path | None = RepoOption,
 ) -> None:
     """Look features up in the online store (no server needed)."""
@@ -124,8 +126,10 @@ def get(
                     parsed.append(orjson.loads(v))
                 except orjson.JSONDecodeError:
                     parsed.append(v)
-            entities[key] = parsed
+            entities.setdefault(key, []).extend(parsed)  # -e k=1 -e k=2 is k=1,2
         names = split_names(features)
+        if not names:
+            raise typer.BadParameter("--features: give view:feature references or a service name")
         refs: list[str] | str = names if len(names) > 1 or ":" in names[0] else names[0]
         result = open_store(repo).get_online_features(refs, entities)
         table = Table()

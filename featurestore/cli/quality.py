@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from featurestore.cli.common import RepoOption, console, err_console, errors_to_exit, open_store, parse_time
+from featurestore.errors import RegistryError, did_you_mean
 
 __all__ = ["register", "print_result"]
 
@@ -65,13 +66,19 @@ def validate(
 
 def reports(
     view: str = typer.Argument(None, help="Only this view's reports."),
-    limit: int = typer.Option(20, "--limit", "-n", help="How many reports (newest first)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many reports (newest first)."),
     repo: Path | None = RepoOption,
 ) -> None:
     """List the gate report history (every ingest, materialize and push)."""
     with errors_to_exit():
-        rows = open_store(repo).reports(view, limit)
+        store = open_store(repo)
+        rows = store.reports(view, limit)
         if not rows:
+            views = store.state().views if view is not None else {}
+            if view is not None and view not in views:
+                # Reports outlive a removed view, so only a name with none is refused.
+                hint = did_you_mean(view, views)
+                raise RegistryError(f"no gate reports of {view!r}, which is not an applied feature view{hint}")
             console.print("no gate reports yet")
             return
         table = Table(title="Gate reports")

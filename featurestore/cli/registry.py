@@ -30,7 +30,10 @@ NoDataCheckOption = typer.Option(
     False, "--no-data-check", help="Skip running changed views on a sample (for sources not reachable from here)."
 )
 SampleRowsOption = typer.Option(
-    None, "--sample-rows", help="Source rows each changed view is checked on (default: setting plan_sample_rows)."
+    None,
+    "--sample-rows",
+    min=0,
+    help="Source rows each changed view is checked on (default: setting plan_sample_rows).",
 )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from featurestore._version import __version__
@@ -61,6 +62,16 @@ def http_status(exc: RequestError) -> int:
         if status is not None:
             return status
     return 400
+
+
+def _validation_message(errors: Any) -> str:
+    """FastAPI's validation errors as one line: ``query parameter 'limit': Input should be ...; ...``."""
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
 
 
 def _error(status: int, detail: str) -> Response:
@@ -145,6 +156,11 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> Response:
         return _error(http_status(exc), redact(str(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer is a list of objects; every error here is one "detail" string.
+        return _error(422, redact(_validation_message(exc.errors())))
 
     @app.exception_handler(NotReadyError)
     async def not_ready(request: Request, exc: NotReadyError) -> Response:

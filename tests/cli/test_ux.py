@@ -116,16 +116,18 @@ def test_serve_on_a_busy_port_fails_in_one_line_before_serving(repo: Path) -> No
 @pytest.mark.parametrize(
     ("args", "flag"),
     [
-        (["--port", "99999"], "--port"),
-        (["--port", "-1"], "--port"),
-        (["--port", "0"], "--port"),
-        (["--workers", "0"], "--workers"),
+        (["serve", "--port", "99999"], "--port"),
+        (["serve", "--port", "-1"], "--port"),
+        (["serve", "--port", "0"], "--port"),
+        (["serve", "--workers", "0"], "--workers"),
+        (["ui", "--port", "99999"], "--port"),
     ],
 )
 def test_serve_refuses_an_impossible_port_or_worker_count_naming_the_flag(
     repo: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], flag: str
 ) -> None:
-    # --port 99999 printed "serving" and hung; --port -1 blamed --host. The guard stops a server that starts.
+    # --port 99999 printed "serving" (or the UI's address) and hung; --port -1 blamed --host.
+    # The guard stops a server that starts.
     import featurestore.server
 
     def started(*_: object, **__: object) -> None:
@@ -133,7 +135,7 @@ def test_serve_refuses_an_impossible_port_or_worker_count_naming_the_flag(
 
     monkeypatch.setattr(featurestore.server, "serve", started)
     applied(repo)
-    result = CliRunner().invoke(app, ["serve", *args])
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert flag in result.output and "--host" not in result.output and "serving" not in result.output
 
@@ -150,6 +152,40 @@ def test_a_store_path_that_cannot_be_written_is_one_line_naming_it(
     env = {f"FEATURESTORE_{key.upper()}": str(repo / where)}
     result = CliRunner().invoke(app, [command], env=env)
     assert_one_line_error(result, "featurestore.toml")
+
+
+def test_ui_on_a_busy_port_fails_in_one_line_before_serving(repo: Path) -> None:
+    applied(repo)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["ui", "--port", str(port)])
+    assert_one_line_error(result, f"--port {port}", f"127.0.0.1:{port}")
+    assert "/ui" not in result.output
+
+
+@pytest.mark.parametrize("value", [",", " , ", ""])
+def test_get_with_no_feature_names_is_a_usage_error(repo: Path, value: str) -> None:
+    # -f , printed an IndexError traceback.
+    applied(repo)
+    result = CliRunner().invoke(app, ["get", "-f", value, "-e", "driver_id=1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "--features" in result.output
+
+
+def test_reports_of_an_unknown_view_name_it_with_a_did_you_mean(repo: Path) -> None:
+    # `reports stast` printed "no gate reports yet" and exited 0.
+    applied(repo)
+    cli("ingest")
+    assert_one_line_error(CliRunner().invoke(app, ["reports", "stast"]), "'stast'", "did you mean 'stats'?")
+    assert "stats" in cli("reports", "stats").output
+
+
+def test_skew_of_an_unknown_target_names_it_with_a_did_you_mean(repo: Path) -> None:
+    # `skew modle` blamed a missing served-feature log instead of the name.
+    applied(repo)
+    assert_one_line_error(CliRunner().invoke(app, ["skew", "modle"]), "'modle'", "did you mean 'model'?")
 
 
 def test_validate_does_not_point_at_output_it_did_not_write(repo: Path) -> None:
@@ -201,6 +237,15 @@ def test_get_splits_features_on_commas(repo: Path) -> None:
     cli("materialize")
     out = cli("get", "-f", "stats:rate,stats:trips", "-e", "driver_id=1,2").output
     assert "rate" in out and "trips" in out and "0.3" in out and "0.2" in out
+
+
+def test_get_with_a_key_repeated_looks_up_every_value(repo: Path) -> None:
+    # -e driver_id=1 -e driver_id=2 looked up only 2.
+    applied(repo)
+    cli("ingest")
+    cli("materialize")
+    out = cli("get", "-f", "stats:rate", "-e", "driver_id=1", "-e", "driver_id=2", env={"COLUMNS": "200"}).output
+    assert "0.3" in out and "0.2" in out
 
 
 # -- describe, list, push --------------------------------------------------------

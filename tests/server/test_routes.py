@@ -172,6 +172,20 @@ def test_a_huge_unknown_name_gets_a_404_and_does_not_hold_the_server(served: tup
         stop_server(server)
 
 
+@pytest.mark.parametrize(
+    ("query", "name"), [("limit=many", "limit"), ("limit=0", "limit"), ("limit=99999999999999999999", "limit")]
+)
+def test_a_refused_query_parameter_gets_one_detail_string_naming_it(
+    served: tuple[str, Path], query: str, name: str
+) -> None:
+    # FastAPI answered a list of objects as "detail"; every error is {"detail": "..."} (the UI shows it).
+    url, _ = served
+    resp = httpx.get(f"{url}/reports?{query}", timeout=5)
+    assert resp.status_code == 422
+    detail = resp.json()["detail"]
+    assert isinstance(detail, str) and f"query parameter {name!r}" in detail, detail
+
+
 def test_health_ready_and_docs(served: tuple[str, Path]) -> None:
     url, _ = served
     assert httpx.get(url + "/health").json() == {"status": "ok", "version": __version__}

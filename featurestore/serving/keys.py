@@ -27,6 +27,15 @@ def check_key_dtypes(view: str, join_keys: dict[str, DType]) -> None:
 
 
 def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
+    if type(value) is str and KEY_SEPARATOR in value:
+        return InvalidRequestError(
+            f"entity key {name!r}: value {value!r} holds the character U+001F, which no key may contain"
+        )
+    if dtype in _INT_NAMES and type(value) is float and value.is_integer():
+        # JSON integers past 64 bits reach us as floats: say so rather than blame the type.
+        return InvalidRequestError(
+            f"entity key {name!r} is {dtype}; value {value:.0f} is outside the 64-bit integer range"
+        )
     hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
     return InvalidRequestError(
         f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}"

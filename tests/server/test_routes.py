@@ -119,6 +119,12 @@ BAD: list[tuple[str, Any, int, str]] = [
     ("wrong key name", {"features": ["stats:b"], "entities": {"rider_id": [1]}}, 422, "rider_id"),
     ("wrong key type", {"features": ["stats:b"], "entities": {"driver_id": ["1.5"]}}, 422, "wrong type"),
     ("bool is not int", {"features": ["stats:b"], "entities": {"driver_id": [True]}}, 422, "wrong type"),
+    (
+        "integer past 64 bits",
+        b'{"features": ["stats:b"], "entities": {"driver_id": [99999999999999999999999999]}}',
+        422,
+        "64-bit integer range",
+    ),
     ("mismatched lengths", {"features": ["stats:b"], "entities": {"driver_id": [1, 2], "x": [1]}}, 422, "length"),
     ("empty entities", {"features": ["stats:b"], "entities": {"driver_id": []}}, 422, "no entities"),
     ("too many entities", {"features": ["stats:b"], "entities": {"driver_id": list(range(51))}}, 422, "too many"),

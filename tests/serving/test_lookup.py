@@ -122,3 +122,14 @@ def test_rows_written_by_the_encoder_are_served_as_their_values() -> None:
         [1, 2, None],
     ]
     assert tally == {"PRESENT": 6, "NULL_VALUE": 3}
+
+
+def test_a_string_key_holding_the_separator_is_refused_naming_it() -> None:
+    import pytest
+
+    from featurestore.errors import InvalidRequestError
+    from featurestore.serving.keys import entity_keys
+
+    with pytest.raises(InvalidRequestError, match="U\\+001F"):
+        entity_keys({"user": ["a\x1fb"]}, ["user"], ["String"], 1)
+    assert entity_keys({"user": ["ab"]}, ["user"], ["String"], 1) == ["ab"]

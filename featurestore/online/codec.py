@@ -221,7 +221,7 @@ _STAMPS_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UT
 
 def timestamps_json(us: Sequence[int]) -> bytes:
     """``format_timestamps(us)`` as a JSON array (a lookup's hot path): written by orjson from a numpy
-    ``datetime64[us]`` array, in C, with no cache to miss (numpy is imported by the server at start-up)."""
+    ``datetime64[us]`` array, in C, with no cache to miss (numpy is imported by the first large lookup)."""
     if len(us) < 16:  # numpy's call overhead only pays off for larger batches
         return orjson.dumps(format_timestamps(list(us)))
     import numpy as np

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 __all__ = ["keep_freed_memory", "TRIM_THRESHOLD", "MMAP_THRESHOLD"]
@@ -28,10 +27,8 @@ def keep_freed_memory() -> bool:
     these thresholds the process keeps up to 64 MB of freed heap for reuse. Other C libraries
     (musl, macOS) are left as they are.
     """
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: its C library's, without a lookup
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -119,7 +119,6 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
             logger.warning("auth is on and no api_keys are configured: every lookup and push gets 401")
         elif not keys.enabled:
             logger.warning('auth is off (auth = "off"): anyone who reaches this server can read and push')
-        import numpy  # noqa: F401 - lookups write event times through it: imported here, not by the first lookup
 
         keep_freed_memory()  # no page faults for each large response (glibc)
 

@@ -1,7 +1,4 @@
-"""Start-up stays light: building the server app and running its start-up loads no dataframe or SQL engine.
-
-numpy is the exception: lookups write event times through it, so the start-up imports it (~60 ms)
-rather than the first lookup of many entities."""
+"""Start-up stays light: building the server app and running its start-up loads no dataframe or SQL engine."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("polars", "duckdb", "pandera", "pyarrow")
+HEAVY = ("polars", "duckdb", "numpy", "pandera", "pyarrow")
 
 CHILD = """
 import asyncio, sys

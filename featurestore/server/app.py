@@ -178,6 +178,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
 
     app.include_router(router)
     mount_ui(app)
+    _document_parameter_errors(app)
     # Known paths label the metrics. FastAPI keeps included routers behind one lazy route, so the
     # API router's own routes are read too (not app.openapi(): its schema is built on first use).
     paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
@@ -192,6 +193,32 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         hot=_hot_routes(app, settings),
     )
     return app
+
+
+def _document_parameter_errors(app: FastAPI) -> None:
+    """Describe each operation's 422 as it is answered (``{"detail": "<one message>"}``), not as
+    FastAPI's default list of validation objects, so clients and schema checkers read the truth."""
+    from featurestore.server.models import ErrorResponse
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ErrorResponse", ErrorResponse.model_json_schema())
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is not None and "HTTPValidationError" in orjson.dumps(answer).decode():
+                    answer.update(description="Invalid parameter: one message naming it", content=error)
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _served_log(settings: Settings) -> Any:

@@ -73,3 +73,21 @@ def test_no_operation_answers_5xx_or_hangs(base_url: str) -> None:
         fuzz_operation(op)
     assert not failures, failures[:10]
     assert len(seen) >= 10 * len(ops) and {200, 401, 422} <= set(seen), sorted(set(seen))
+
+
+def test_parameter_errors_are_documented_as_answered(base_url: str) -> None:
+    """A 422 for a bad query parameter is one "detail" string, and the schema says so for every operation."""
+    import httpx
+
+    schema = httpx.get(base_url + "/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    documented = [
+        op["responses"]["422"]["content"]["application/json"]["schema"]
+        for ops in schema["paths"].values()
+        for op in ops.values()
+        if "422" in op.get("responses", {}) and "content" in op["responses"]["422"]
+    ]
+    assert documented and all(s == {"$ref": "#/components/schemas/ErrorResponse"} for s in documented)
+    answer = httpx.get(base_url + "/reports", params={"limit": "many"}, headers={"X-API-Key": KEY})
+    assert answer.status_code == 422
+    assert isinstance(answer.json()["detail"], str) and "limit" in answer.json()["detail"]

@@ -9,6 +9,7 @@ import redis.exceptions as rex
 
 from featurestore.online.cluster_nodes import ClusterNodes
 from featurestore.online.cluster_wire import Addr, pack, refused, reply_or_error, slot_of
+from featurestore.online.redis_wire import checked_out
 from featurestore.online.scripts import APPEND_EVENTS, APPEND_EVENTS_SHA, events_only
 
 __all__ = ["append_pipelined", "read_pipelined"]
@@ -62,13 +63,10 @@ def _append_round(
 ) -> list[tuple[int, list[int]]]:
     """Send each node its entities' script calls, then read them: (events added, entities redirected) per node."""
     clients = [cluster.bulk_node(a) if bulk else cluster.node(a) for a, _ in rounds]
-    pools = [c.connection_pool for c in clients]
-    conns: list[Any] = []
     out: list[tuple[int, list[int]]] = []
-    try:
-        for pool, (_, idx) in zip(pools, rounds, strict=True):
-            conns.append(pool.get_connection())
-            conns[-1].send_packed_command([b"".join([command(i) for i in idx])])
+    with checked_out(*clients) as conns:
+        for conn, (_, idx) in zip(conns, rounds, strict=True):
+            conn.send_packed_command([b"".join([command(i) for i in idx])])
         for conn, (_, idx) in zip(conns, rounds, strict=True):
             count, moved, missing = _read_appends(conn, idx)
             if missing:  # first use on this node (or after a restart or failover): load, send again
@@ -78,13 +76,6 @@ def _append_round(
                 again, moved_again, _ = _read_appends(conn, missing)
                 count, moved = count + again, moved + moved_again
             out.append((count, moved))
-    except BaseException:
-        for conn in conns:
-            conn.disconnect()
-        raise
-    finally:
-        for pool, conn in zip(pools, conns, strict=False):
-            pool.release(conn)
     return out
 
 

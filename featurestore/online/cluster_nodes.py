@@ -29,7 +29,7 @@ from featurestore.online.cluster_wire import (
     ssl_context,
     translate_cluster_error,
 )
-from featurestore.online.redis_wire import hiredis_connection_class
+from featurestore.online.redis_wire import checked_out, hiredis_connection_class
 
 __all__ = ["ClusterNodes"]
 
@@ -228,22 +228,12 @@ class ClusterNodes:
         full = [prefix + k for k in keys]
         self.refresh_if_due()
         groups = list(self.group(prefix, keys).items())
-        pools = [self.node(addr).connection_pool for addr, _ in groups]
-        conns: list[Any] = []
         replies: list[list[Any]] = []
-        try:
-            for pool, (_, idx) in zip(pools, groups, strict=True):
-                conns.append(pool.get_connection())
-                conns[-1].send_packed_command([b"".join([pack(command, full[i]) for i in idx])])
+        with checked_out(*(self.node(addr) for addr, _ in groups)) as conns:
+            for conn, (_, idx) in zip(conns, groups, strict=True):
+                conn.send_packed_command([b"".join([pack(command, full[i]) for i in idx])])
             for conn, (_, idx) in zip(conns, groups, strict=True):
                 replies.append([reply_or_error(conn) for _ in idx])
-        except BaseException:
-            for conn in conns:
-                conn.disconnect()
-            raise
-        finally:
-            for pool, conn in zip(pools, conns, strict=False):
-                pool.release(conn)
         out: list[Any] = [None] * len(full)
         for (_, idx), values in zip(groups, replies, strict=True):
             for i, value in zip(idx, values, strict=True):

@@ -12,7 +12,7 @@ from featurestore.errors import OnlineStoreError, redact
 from featurestore.online.base import OnlineStore, StoreSettings, check_batch
 from featurestore.online.redis_bulk import pack_put_newer, pack_set_absent, read_set_absent
 from featurestore.online.redis_reads import LookupLink
-from featurestore.online.redis_wire import hiredis_connection_class, parse_newest, translate_error
+from featurestore.online.redis_wire import checked_out, hiredis_connection_class, parse_newest, translate_error
 from featurestore.online.scripts import (
     APPEND_EVENTS,
     APPEND_EVENTS_META,
@@ -166,9 +166,7 @@ class RedisOnlineStore(OnlineStore):
         Python packs the next chunk while Redis executes this one; once most keys of a chunk
         exist (an incremental run, a rerun), the rest of the batch goes to the script directly.
         """
-        pool = self._bulk.connection_pool
-        conn = pool.get_connection()
-        try:
+        with checked_out(self._bulk) as (conn,):
             n = len(keys)
             written, absent_first = 0, True
             existing: list[int] = []  # indices whose key held a row: compared by the script
@@ -185,11 +183,6 @@ class RedisOnlineStore(OnlineStore):
                     written += set_now
             for lo, hi in in_flight:
                 written += read_set_absent(conn, lo, hi, existing)[0]
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            pool.release(conn)
         if existing:
             payloads = [
                 pack_put_newer(
@@ -208,9 +201,7 @@ class RedisOnlineStore(OnlineStore):
         """Send packed EVALSHA calls in one write, read their replies; load the script once if Redis lost it."""
         import redis.exceptions as rex
 
-        pool = (client or self._client).connection_pool
-        conn = pool.get_connection()
-        try:
+        with checked_out(client or self._client) as (conn,):
             written, missing = 0, []
             conn.send_packed_command(payloads)
             for i in range(len(payloads)):
@@ -229,11 +220,6 @@ class RedisOnlineStore(OnlineStore):
                 for _ in missing:
                     written += int(conn.read_response())
             return written
-        except BaseException:
-            conn.disconnect()
-            raise
-        finally:
-            pool.release(conn)
 
     def append_events(
         self,

@@ -30,7 +30,7 @@ from featurestore.online.cluster_wire import (
     slot_of,
     translate_cluster_error,
 )
-from featurestore.online.redis_wire import parse_newest
+from featurestore.online.redis_wire import checked_out, parse_newest
 from featurestore.online.scripts import APPEND_EVENTS_META, PUT_NEWER_SHA, events_only
 from featurestore.times import utc_datetime
 
@@ -154,9 +154,7 @@ class RedisClusterOnlineStore(OnlineStore):
         # bulk writes wait longer on a busy node than a push (an HTTP request) may
         client = self._cluster.bulk_node(addr) if absent_first else self._cluster.node(addr)
         if absent_first:
-            pool = client.connection_pool
-            conn = pool.get_connection()
-            try:
+            with checked_out(client) as (conn,):
                 in_flight: list[list[int]] = []  # chunks sent, replies not read yet
                 for lo in range(0, len(idx), CHUNK):
                     if not absent_first:
@@ -170,11 +168,6 @@ class RedisClusterOnlineStore(OnlineStore):
                         written += set_now
                 for chunk in in_flight:
                     written += read_set_absent(conn, chunk, existing, moved)[0]
-            except BaseException:
-                conn.disconnect()
-                raise
-            finally:
-                pool.release(conn)
         else:
             existing = idx
         if existing:

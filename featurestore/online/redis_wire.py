@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from featurestore.errors import OnlineStoreError, StoreUnavailableError, redact
 from featurestore.times import utc_datetime
 
-__all__ = ["translate_error", "hiredis_connection_class", "parse_newest"]
+__all__ = ["translate_error", "hiredis_connection_class", "parse_newest", "checked_out"]
+
+
+@contextlib.contextmanager
+def checked_out(*clients: Any) -> Iterator[list[Any]]:
+    """One connection from each redis-py client's pool, to write to all before reading any reply.
+
+    On any error every connection is disconnected (replies still unread would answer the next
+    command); all are released at the end.
+    """
+    pools = [c.connection_pool for c in clients]
+    conns: list[Any] = []
+    try:
+        for pool in pools:
+            conns.append(pool.get_connection())
+        yield conns
+    except BaseException:
+        for conn in conns:
+            conn.disconnect()
+        raise
+    finally:
+        for pool, conn in zip(pools, conns, strict=False):
+            pool.release(conn)
 
 
 def _unavailable(exc: Exception) -> StoreUnavailableError:

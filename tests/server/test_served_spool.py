@@ -160,6 +160,18 @@ def _numeric_lookup(log: ServedLog, n: int = 3) -> None:
     log.record(None, LookupPlan([view], ["id"], ["a"]), {"id": list(range(n))}, [rows], [{"a": 1}])
 
 
+def _killed_after_spooling(log: ServedLog, *, seal: bool = False) -> None:
+    """Start ``log``, log a 3-entity lookup, spool it (and seal its file), then stop the writer as a kill
+    would: no close, so nothing is converted."""
+    log.start()
+    _numeric_lookup(log)
+    with log._io_lock:
+        log._spool_queue()
+        if seal:
+            log._seal()
+    log._stop.set()
+
+
 def test_a_memory_spool_is_linked_converted_and_released(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     shm = tmp_path / "shm"
     shm.mkdir()
@@ -191,11 +203,7 @@ def test_a_crashed_servers_memory_spool_is_converted_by_the_next(tmp_path: Path,
     monkeypatch.setattr(served_spool, "SHM", tmp_path)
     root = tmp_path / "offline"
     crashed = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.MEMORY)
-    crashed.start()
-    _numeric_lookup(crashed)
-    with crashed._io_lock:
-        crashed._spool_queue()
-    crashed._stop.set()  # killed: no close, the .open file stays in memory
+    _killed_after_spooling(crashed)  # the .open file stays in memory
     [spooled] = list(spool_dir(root).glob("*.open"))
     dead = spooled.with_name("spool-999999999-1-1.open")  # a pid that is gone
     spooled.replace(dead)
@@ -208,13 +216,7 @@ def test_a_spool_holding_files_stays_where_it_is_until_converted(tmp_path: Path,
     monkeypatch.setattr(served_spool, "SHM", tmp_path / "shm")
     (tmp_path / "shm").mkdir()
     root = tmp_path / "offline"
-    disk = ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.DISK)
-    disk.start()
-    _numeric_lookup(disk)
-    with disk._io_lock:
-        disk._spool_queue()
-        disk._seal()
-    disk._stop.set()
+    _killed_after_spooling(ServedLog(root, 1.0, spool_place=served_spool.SpoolPlace.DISK), seal=True)
     place = served_spool.place_spool
     assert place(root, served_spool.SpoolPlace.MEMORY) == spool_dir(root)  # sealed files wait on disk
     assert not spool_dir(root).is_symlink()

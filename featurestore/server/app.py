@@ -211,8 +211,9 @@ def _document_parameter_errors(app: FastAPI) -> None:
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
-                answer = operation.get("responses", {}).get("422")
-                if answer is not None and "HTTPValidationError" in orjson.dumps(answer).decode():
+                answer = operation.get("responses", {}).get("422", {})
+                schema_ref = answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+                if schema_ref.endswith("/HTTPValidationError"):  # FastAPI's default, not a route's own 422
                     answer.update(description="Invalid parameter: one message naming it", content=error)
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)

@@ -215,6 +215,8 @@ def format_timestamps(us: list[int]) -> list[str]:
     return [cache[t] if s is None else s for t, s in zip(us, out, strict=True)]
 
 
+# Batches of event times from this size are formatted by numpy: its call overhead only pays off for larger ones.
+_NUMPY_FROM = 16
 # numpy datetime64 values as RFC 3339 UTC strings, microseconds only when not zero: format_timestamp's text.
 _STAMPS_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
@@ -222,7 +224,7 @@ _STAMPS_JSON = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NAIVE_UTC | orjson.OPT_UT
 def timestamps_json(us: Sequence[int]) -> bytes:
     """``format_timestamps(us)`` as a JSON array (a lookup's hot path): written by orjson from a numpy
     ``datetime64[us]`` array, in C, with no cache to miss (numpy is imported by the first large lookup)."""
-    if len(us) < 16:  # numpy's call overhead only pays off for larger batches
+    if len(us) < _NUMPY_FROM:
         return orjson.dumps(format_timestamps(list(us)))
     import numpy as np
 
@@ -233,7 +235,7 @@ def timestamps_json(us: Sequence[int]) -> bytes:
 
 
 def _format_many(us: list[int]) -> list[str]:
-    if len(us) < 16:  # numpy's call overhead only pays off for larger batches
+    if len(us) < _NUMPY_FROM:
         return [format_timestamp(t) for t in us]
     import numpy as np
 

@@ -2,16 +2,16 @@
 
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N] [--spool memory|disk]
 Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool where
-``--spool`` says, default the server's default, disk); wrk drives
-/get-online-features with 1 and 100 random entities x 20 features at concurrency 16, alternating
-between the servers (each first every other round); medians of the repeats. Prints the throughput
-drop, the CPU time each server (with its converter processes) spent per lookup, which a loaded
-machine disturbs less than throughput, and what the log wrote (after a clean shutdown, which
-converts the rest of the spool).
-Then, in this process, the logging's own cost per lookup, which the machine's load hardly moves: the
-CPU of ``record`` plus the writer's spooling (in passes of 30 lookups, as the writer's 0.05 s pass
-sees at ~600 req/s) with the spool on disk and in memory, the bytes spooled, and the converter's CPU
-per lookup (its CSV path, which W1's numeric rows take, and its JSON path, for text and list values).
+``--spool`` says, default the server's default, disk); wrk drives /get-online-features with 1 and 100
+random entities x 20 features at concurrency 16. Each round measures both servers back to back (each
+first every other round); the drop is the median of the rounds' own drops, with their quartiles (on a
+shared machine req/s move by 10-30 % between runs: a round's ratio cancels the slow part of that).
+Also the CPU time each server (with its converter processes) spent per lookup, the same way, and
+what the log wrote (after a clean shutdown, which converts the rest of the spool).
+Then, in this process, the logging's own cost per lookup: the CPU of ``record`` plus the spooling
+(in passes of as many lookups as the server's loop flushes at once, every 2 ms: 16 of 1 entity, 4 of
+100) with the spool on disk and in memory, the bytes spooled, and the converter's CPU per lookup (its
+CSV path, which W1's numeric rows take, and its JSON path, for text and list values).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(scale: float, seconds: float, repeat: int, spool: str = "memory") -> dict[str, Any]:
+def measure(scale: float, seconds: float, repeat: int, spool: str | None = None) -> dict[str, Any]:
     """Alternating wrk runs against the two servers; req/s and CPU microseconds per lookup, medians."""
     ids = int(100_000 * scale)
     with redis_server() as url:
@@ -63,7 +63,8 @@ def measure(scale: float, seconds: float, repeat: int, spool: str = "memory") ->
         shutil.rmtree(served, ignore_errors=True)
         ports = {"off": _free_port(), "1.0": _free_port()}
         servers = {}
-        os.environ["FEATURESTORE_SERVED_SPOOL"] = spool
+        if spool is not None:
+            os.environ["FEATURESTORE_SERVED_SPOOL"] = spool
         for rate, port in ports.items():
             os.environ["FEATURESTORE_LOG_SAMPLE_RATE"] = "0" if rate == "off" else rate
             servers[rate] = _start(
@@ -92,27 +93,39 @@ def measure(scale: float, seconds: float, repeat: int, spool: str = "memory") ->
     rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
     shapes = {}
     for entities in (1, 100):
-        off, on = statistics.median(rps[(entities, "off")]), statistics.median(rps[(entities, "1.0")])
-        cpu_off, cpu_on = statistics.median(cpu[(entities, "off")]), statistics.median(cpu[(entities, "1.0")])
+        # Each round measures both servers back to back: its ratio cancels the machine's slow drifts,
+        # and the median of the rounds' ratios is the figure (the quartiles show the spread).
+        drops = [1 - on / off for off, on in zip(rps[(entities, "off")], rps[(entities, "1.0")], strict=True)]
+        extras = [on / off - 1 for off, on in zip(cpu[(entities, "off")], cpu[(entities, "1.0")], strict=True)]
         shapes[entities] = {
-            "rps_off": off,
-            "rps_logged": on,
-            "drop": (off - on) / off,
-            "cpu_us_off": cpu_off,
-            "cpu_us_logged": cpu_on,
-            "cpu_extra": (cpu_on - cpu_off) / cpu_off,
+            "rps_off": statistics.median(rps[(entities, "off")]),
+            "rps_logged": statistics.median(rps[(entities, "1.0")]),
+            "drop": statistics.median(drops),
+            "drop_quartiles": _quartiles(drops),
+            "cpu_us_off": statistics.median(cpu[(entities, "off")]),
+            "cpu_us_logged": statistics.median(cpu[(entities, "1.0")]),
+            "cpu_extra": statistics.median(extras),
+            "cpu_extra_quartiles": _quartiles(extras),
             "rounds": repeat,
         }
     return {
         "shapes": shapes,
         "seconds_per_run": seconds,
-        "spool": spool,
+        "spool": spool or "disk (the default)",
         "logged_rows": rows,
         "parquet_files": len(files),
         "spool_files_left": len(list((served / ".spool").glob("spool-*"))),
         "served_dir": str(served),
         "spool_cost": spool_cost(),
     }
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles (the values themselves when there are fewer than 4)."""
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 
 def _cpu_now() -> float:
@@ -123,7 +136,7 @@ def _cpu_now() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, float]]:
+def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> dict[int, dict[str, float]]:
     """CPU microseconds per logged lookup of ``record`` + spooling (spool on disk and in memory) and of the
     conversion (CSV and JSON paths), and KB spooled, for 1 and 100 entities x 20 features (W1's row shape),
     measured in this process."""
@@ -147,6 +160,7 @@ def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, f
         orjson.dumps([now - 1000, *(rng.random() * 100 if i % 2 == 0 else rng.randrange(10**6) for i in range(20)), 0])
         for _ in range(5000)
     ]
+    per_pass = per_pass or {1: 16, 100: 4}  # what the loop's 2 ms flush holds at ~8,000 and ~2,000 req/s
     out: dict[int, dict[str, float]] = {}
     for entities in (1, 100):
         shapes = [
@@ -163,7 +177,7 @@ def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, f
                 for i in range(lookups):
                     keys, rows = shapes[i % len(shapes)]
                     log.record(None, plan, keys, [rows], layouts)
-                    if (i + 1) % per_pass == 0:
+                    if (i + 1) % per_pass[entities] == 0:
                         with log._io_lock:
                             log._spool_queue()
                 with log._io_lock:
@@ -188,13 +202,18 @@ def spool_cost(lookups: int = 6000, per_pass: int = 30) -> dict[int, dict[str, f
 def table(result: dict[str, Any]) -> list[str]:
     """The Markdown table of :func:`measure`'s result."""
     lines = [
-        "| entities | concurrency | logging off req/s | logging 1.0 req/s | drop | CPU/lookup off | CPU/lookup 1.0 |",
-        "|---|---|---|---|---|---|---|",
+        "| entities | concurrency | rounds | logging off req/s | logging 1.0 req/s "
+        "| drop, median of rounds (quartiles) | CPU/lookup off | CPU/lookup 1.0 "
+        "| extra CPU, median of rounds (quartiles) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entities, m in result["shapes"].items():
+        dq, cq = m.get("drop_quartiles", (m["drop"],) * 2), m.get("cpu_extra_quartiles", (m["cpu_extra"],) * 2)
         lines.append(
-            f"| {entities} | 16 | {m['rps_off']:,.0f} | {m['rps_logged']:,.0f} | {100 * m['drop']:.1f} % "
-            f"| {m['cpu_us_off']:,.0f} us | {m['cpu_us_logged']:,.0f} us ({100 * m['cpu_extra']:+.1f} %) |"
+            f"| {entities} | 16 | {m['rounds']} | {m['rps_off']:,.0f} | {m['rps_logged']:,.0f} "
+            f"| {100 * m['drop']:.1f} % ({100 * dq[0]:.1f} .. {100 * dq[1]:.1f} %) "
+            f"| {m['cpu_us_off']:,.0f} us | {m['cpu_us_logged']:,.0f} us "
+            f"| {100 * m['cpu_extra']:+.1f} % ({100 * cq[0]:+.1f} .. {100 * cq[1]:+.1f} %) |"
         )
     lines.append(
         f"\nlogged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "
@@ -220,7 +239,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/10 of W1 and 2 s per measurement")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measurement (default 5)")
     parser.add_argument("--repeat", type=int, default=3, help="measurements per server and shape")
-    parser.add_argument("--spool", choices=["memory", "disk"], default="memory", help="the logging server's spool")
+    parser.add_argument("--spool", choices=["memory", "disk"], default=None, help="the logging server's spool")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed")

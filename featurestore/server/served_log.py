@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import operator
 import os
@@ -36,7 +38,22 @@ SPOOL_DIR = ".spool"
 SPOOL_FORMAT = 3
 # Row bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
-# The writer appends the queue to the spool this often (one writev call, which releases the GIL).
+# On a server, the event loop appends the queue to the spool this long after the first lookup queued
+# (the responses have gone out by then), with one writev per spool file. From the writer thread the
+# same spooling cost 30-50 us per 100-entity lookup of that thread's CPU, and as much again in the
+# loop's thread (taking the GIL back, cache misses); on the loop it costs 18-30 us in all. A file
+# append has a fixed cost (~30 us on ext4, its journal): 10 ms of lookups share one.
+LOOP_FLUSH_SECONDS = 0.01
+# A disk throttling its writers moves the spooling from the loop to the writer thread for
+# THREAD_SECONDS: one spool write on the loop past STALL_SECONDS, or SLOW_WRITES of them past
+# SLOW_WRITE_SECONDS within SLOW_WINDOW_SECONDS (a single one is most often the loop's thread being
+# preempted on a busy machine: 0.1 % of writes took 6-8 ms on 2 loaded cores, the median 0.13 ms).
+STALL_SECONDS = 0.05
+SLOW_WRITE_SECONDS = 0.005
+SLOW_WRITES = 3
+SLOW_WINDOW_SECONDS = 10.0
+THREAD_SECONDS = 60.0
+# The writer thread spools what the loop left (and everything when no loop runs the log) this often.
 FLUSH_SECONDS = 0.05
 # Spool files are sealed this often; the converter starts once no lookup was logged for QUIET_SECONDS
 # (parsing costs more CPU than the lookups did: it waits for a lull), or when the sealed spool
@@ -89,17 +106,20 @@ class ServedLog:
     an uncontended lock: the same Python calls whatever the number of entities. The response is not
     logged: it repeats each view's event times and statuses per feature (~108 KB for 100 entities x 20
     features against ~27 KB of stored rows); the converter recomputes the statuses from the rows, the
-    request time and the view's ttl, as the lookup did. A writer thread appends the queue every
-    ``flush_seconds`` to spool files under ``_served/.spool`` (a header line per lookup, then its stored
-    rows one per line) with one ``writev`` per file (which releases the GIL): one file per kind of
-    lookup, whose first line describes it (views, features and their positions in the stored rows, ttls,
-    entity key names). Files are sealed every ``seal_seconds``; a converter process at idle priority
-    (:mod:`featurestore.server.served_spool`) turns sealed files into
-    Parquet with polars once no lookup was logged for ``quiet_seconds``, or when the sealed spool
-    passes ``convert_bytes``. ``close`` (the app's shutdown) spools and converts everything left: a
-    clean shutdown loses nothing. Past ``max_bytes`` of queued rows further lookups are dropped
-    and counted (``dropped``, on /metrics), never delayed. The target is the feature service, or
-    each view of a plain feature list.
+    request time and the view's ttl, as the lookup did. The queue is appended to spool files under
+    ``_served/.spool`` (a header line per lookup, then its stored rows one per line) with one ``writev``
+    per file: one file per kind of lookup, whose first line describes it (views, features and their
+    positions in the stored rows, ttls, entity key names). On a server (``start`` called on an event
+    loop) the loop does it ``loop_flush_seconds`` after the first lookup queued, once the responses
+    have gone out; slow writes (a throttling disk, see ``STALL_SECONDS``) or a failing one hand the
+    spooling to a writer thread for ``THREAD_SECONDS``. The writer thread also spools, every
+    ``flush_seconds``, whatever the loop has not (all of it without a loop). Files are sealed every
+    ``seal_seconds``; a converter process at idle priority (:mod:`featurestore.server.served_spool`)
+    turns sealed files into Parquet with polars once no lookup was logged for ``quiet_seconds``, or
+    when the sealed spool passes ``convert_bytes``. ``close`` (the app's shutdown) spools and converts
+    everything left: a clean shutdown loses nothing. Past ``max_bytes`` of queued rows further lookups
+    are dropped and counted (``dropped``, on /metrics), never delayed. The target is the feature
+    service, or each view of a plain feature list.
     """
 
     def __init__(
@@ -109,6 +129,7 @@ class ServedLog:
         *,
         max_bytes: int = MAX_QUEUED_BYTES,
         flush_seconds: float = FLUSH_SECONDS,
+        loop_flush_seconds: float = LOOP_FLUSH_SECONDS,
         seal_seconds: float = SEAL_SECONDS,
         quiet_seconds: float = QUIET_SECONDS,
         convert_bytes: int = CONVERT_BYTES,
@@ -120,6 +141,7 @@ class ServedLog:
         self.sample_rate = sample_rate
         self.max_bytes = max_bytes
         self.flush_seconds = flush_seconds
+        self.loop_flush_seconds = loop_flush_seconds
         self.seal_seconds = seal_seconds
         self.quiet_seconds = quiet_seconds
         self.convert_bytes = convert_bytes
@@ -140,6 +162,12 @@ class ServedLog:
         self._converter: subprocess.Popen[bytes] | None = None
         self._exported: tuple[Any, Any, Any] | None = None
         self._reported = [0, 0]  # dropped and spooled rows already added to the exported counters
+        self._peak_bytes = 0  # the most bytes a spooling found queued since the last report
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop that spools (start on a loop)
+        self._flush_due = False  # a loop flush is scheduled (touched on the loop's thread only)
+        self._thread_until = 0.0  # monotonic time until which the writer thread spools instead of the loop
+        self._last_spooled = 0.0  # monotonic time of the last lookup spooled, by the loop or the thread
+        self._slow_writes: collections.deque[float] = collections.deque(maxlen=SLOW_WRITES)
 
     def record(
         self,
@@ -172,6 +200,39 @@ class ServedLog:
                 return
             self._items.append((stamp, service, plan, tuple(entities), layouts, keys, joined, n))
             self._bytes += size
+        if self._loop is not None and not self._flush_due:
+            self._flush_due = True
+            self._loop.call_later(self.loop_flush_seconds, self._flush_on_loop)
+
+    def _flush_on_loop(self) -> None:
+        """Spool the queue from the event loop, unless the writer thread has it (busy, or a slow disk)."""
+        self._flush_due = False
+        if time.monotonic() < self._thread_until or not self._io_lock.acquire(blocking=False):
+            return  # the writer thread takes the queue on its next pass
+        start = time.perf_counter()
+        try:
+            self._spool_queue()
+        except Exception:  # a full disk: counted as dropped (in _spool); the thread takes over
+            logger.exception("served-feature log: writing the spool failed")
+            took = float("inf")
+        else:
+            took = time.perf_counter() - start
+        finally:
+            self._io_lock.release()
+        if took <= SLOW_WRITE_SECONDS:
+            return
+        now = time.monotonic()
+        self._slow_writes.append(now)
+        slow = self._slow_writes
+        if took > STALL_SECONDS or (len(slow) == SLOW_WRITES and now - slow[0] <= SLOW_WINDOW_SECONDS):
+            self._thread_until = now + THREAD_SECONDS
+            slow.clear()
+            logger.warning(
+                "served-feature log: spool writes are slow (the last took %.0f ms); "
+                "the writer thread spools for the next %.0f s",
+                1000 * took,
+                THREAD_SECONDS,
+            )
 
     @property
     def queued_bytes(self) -> int:
@@ -183,8 +244,10 @@ class ServedLog:
         several workers, prometheus-client's multiprocess mode sums them over the workers."""
         self._exported = (dropped, spooled, queued)
 
-    def _report(self, queued_bytes: int) -> None:
-        """Add the rows dropped and spooled since the last pass to the exported counters."""
+    def _report(self) -> None:
+        """Add the rows dropped and spooled since the last pass to the exported counters, and set the
+        gauge to the most bytes a spooling found queued since (the writer thread, each pass)."""
+        peak, self._peak_bytes = self._peak_bytes, 0
         if self._exported is None:
             return
         dropped, spooled, queued = self._exported
@@ -193,7 +256,7 @@ class ServedLog:
             if total > seen:
                 counter.inc(total - seen)
         self._reported = list(now)
-        queued.set(queued_bytes)
+        queued.set(peak)
 
     def start(self) -> None:
         """Start the background writer (it converts a spool left by a crashed or killed server at the first lull)."""
@@ -202,6 +265,10 @@ class ServedLog:
         if self.spool_place is not None:
             place_spool(self.offline_root, self.spool_place)
         self._sealed_bytes = sum(p.stat().st_size for p in sealed_files(self.offline_root))
+        try:
+            self._loop = asyncio.get_running_loop()  # a server: its loop spools
+        except RuntimeError:
+            self._loop = None  # no loop (a tool, a test): the writer thread spools
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="featurestore-served-log", daemon=True)
@@ -209,6 +276,7 @@ class ServedLog:
 
     def close(self) -> None:
         """Stop the writer, then spool and convert everything still held (a clean shutdown loses nothing)."""
+        self._loop = None
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -227,7 +295,10 @@ class ServedLog:
         from featurestore.server.served_spool import convert_spool
 
         with self._io_lock:
-            self._spool_queue()
+            try:
+                self._spool_queue()
+            finally:
+                self._report()
             self._seal()
         written = convert_spool(self.offline_root, wait=True)
         self._sealed_bytes = 0
@@ -235,13 +306,16 @@ class ServedLog:
         return written
 
     def _run(self) -> None:
-        last_seal = last_item = time.monotonic()
-        while not self._stop.wait(self.flush_seconds):
+        last_seal = self._last_spooled = time.monotonic()
+        while not self._stop.wait(self._pass_seconds()):
             now = time.monotonic()
             try:
                 with self._io_lock:
-                    if self._spool_queue():
-                        last_item = now
+                    try:
+                        self._spool_queue()
+                    finally:
+                        self._report()
+                    last_item = self._last_spooled  # by this thread or the loop
                     if now - last_seal >= self.seal_seconds or (self._open and now - last_item >= self.quiet_seconds):
                         self._seal()
                         last_seal = now
@@ -252,6 +326,13 @@ class ServedLog:
             except Exception:  # a full disk must not kill the writer: count (in _spool_queue), log, go on
                 logger.exception("served-feature log: writing the spool failed")
 
+    def _pass_seconds(self) -> float:
+        """How long the writer thread sleeps between passes: ``flush_seconds`` when it spools, 10x that
+        when the loop does (the thread then seals files, starts the converter and reports counters)."""
+        if self._loop is None or time.monotonic() < self._thread_until:
+            return self.flush_seconds
+        return 10 * self.flush_seconds
+
     def _spool_queue(self) -> int:
         """Append the queued lookups to the open spool files; return how many were written.
 
@@ -261,15 +342,15 @@ class ServedLog:
         """
         with self._lock:
             items, self._items, taken, self._bytes = self._items, [], self._bytes, 0
-        try:
-            return self._spool(items)
-        finally:
-            self._report(taken)
+        if taken > self._peak_bytes:
+            self._peak_bytes = taken
+        return self._spool(items)
 
     def _spool(self, items: list[_Item]) -> int:
         """Write ``items`` with one ``writev`` per spool file; count their rows spooled, or dropped on an error."""
         if not items:
             return 0
+        self._last_spooled = time.monotonic()
         batches: dict[bytes, list[Any]] = {}
         counts: dict[bytes, int] = {}
         last: tuple[Any, ...] = ()

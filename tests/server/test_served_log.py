@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import threading
 import time
 from pathlib import Path
 
@@ -299,3 +301,71 @@ def test_recording_a_lookup_costs_the_same_python_calls_whatever_its_size(exampl
         calls[n] = pstats.Stats(profile).total_calls  # type: ignore[attr-defined]
     assert calls[1] == calls[1000]
     log.close()
+
+
+def _spooled_lookups(root: Path) -> int:
+    """Lookups in the spool files (their header lines), sealed or open."""
+    return sum(
+        sum(1 for line in path.read_bytes().splitlines() if line.startswith(b'{"n":'))
+        for path in spool_dir(root).glob("spool-*")
+    )
+
+
+def test_on_a_server_the_event_loop_spools_once_the_responses_are_out(example_repo: Path, tmp_path: Path) -> None:
+    """Started on an event loop, the log spools from the loop a few milliseconds after a lookup: the writer
+    thread (here asleep for minutes) is not needed, and what is spooled converts as before."""
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0, flush_seconds=60.0, loop_flush_seconds=0.001)
+
+    async def serve() -> tuple[int, int]:
+        log.start()
+        for _ in range(5):
+            _record(log, None, plan, 3)
+        before = _spooled_lookups(tmp_path)  # nothing yet: the request path only queues
+        await asyncio.sleep(0.05)
+        return before, _spooled_lookups(tmp_path)
+
+    before, after = asyncio.run(serve())
+    assert (before, after) == (0, 5)
+    assert log.spooled == 15 and log.queued_bytes == 0
+    log.close()
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 15
+
+
+def test_a_slow_spool_moves_the_spooling_off_the_loop_and_loses_nothing(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that stalls a write (a fault, made by slowing the append) hands the spooling to the writer
+    thread: the loop stops writing, the thread spools the next lookups, and every lookup is converted."""
+    from featurestore.server import served_log
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    append = served_log._append
+    loop_writes: list[float] = []
+
+    def stalled(fd: int, parts: list) -> None:  # type: ignore[type-arg]
+        on_loop = threading.current_thread() is threading.main_thread()
+        if on_loop:
+            loop_writes.append(time.monotonic())
+            time.sleep(served_log.STALL_SECONDS + 0.01)
+        append(fd, parts)
+
+    monkeypatch.setattr(served_log, "_append", stalled)
+    log = ServedLog(tmp_path, 1.0, flush_seconds=0.01, loop_flush_seconds=0.001)
+
+    async def serve() -> None:
+        log.start()
+        _record(log, None, plan, 2)
+        await asyncio.sleep(0.1)  # the loop writes once, slowly: the thread takes over
+        for _ in range(10):
+            _record(log, None, plan, 2)
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+
+    with caplog.at_level("WARNING", logger="featurestore.served_log"):
+        asyncio.run(serve())
+    assert len(loop_writes) == 1  # one stalled write on the loop, none after
+    assert "the writer thread spools for the next" in caplog.text
+    assert _spooled_lookups(tmp_path) == 11  # the thread spooled the rest while the loop went on
+    log.close()
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 22

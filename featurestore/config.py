@@ -109,6 +109,7 @@ class Settings:
     log_level: str = "info"
     log_sample_rate: float = 0.0
     served_spool: str = "disk"
+    served_spool_max_bytes: int = 4 * 1024**3
     plan_sample_rows: int = 10_000
     extra: dict[str, Any] = field(default_factory=dict)
     # Set when offline_root / registry name object storage (s3://bucket/prefix); offline_root then stays
@@ -230,7 +231,13 @@ def _coerce(name: str, value: Any, repo: Path) -> Any:
 
 
 # The smallest useful value of each integer limit: below it every request or check would be refused.
-_INT_MINIMUM = {"max_entities": 1, "max_features": 1, "max_body_bytes": 1, "plan_sample_rows": 0}
+_INT_MINIMUM = {
+    "max_entities": 1,
+    "max_features": 1,
+    "max_body_bytes": 1,
+    "plan_sample_rows": 0,
+    "served_spool_max_bytes": 1,
+}
 
 
 def _whole(value: Any) -> int:

@@ -229,7 +229,12 @@ def _served_log(settings: Settings) -> Any:
     from featurestore.server.served_log import ServedLog
     from featurestore.server.served_spool import SpoolPlace
 
-    return ServedLog(settings.offline_root, settings.log_sample_rate, spool_place=SpoolPlace(settings.served_spool))
+    return ServedLog(
+        settings.offline_root,
+        settings.log_sample_rate,
+        spool_place=SpoolPlace(settings.served_spool),
+        max_spool_bytes=settings.served_spool_max_bytes,
+    )
 
 
 def _hot_routes(app: FastAPI, settings: Settings) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import operator
 import os
@@ -38,6 +39,10 @@ SPOOL_DIR = ".spool"
 SPOOL_FORMAT = 3
 # Row bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# Spool bytes (sealed and open files of every worker) at most, the setting served_spool_max_bytes:
+# while the spool holds more (lookups logged faster than the converter turns them into Parquet, as
+# on a server saturated for long) lookups are dropped and counted, never delayed.
+MAX_SPOOL_BYTES = 4 * 1024**3
 # On a server, the event loop appends the queue to the spool this long after the first lookup queued
 # (the responses have gone out by then), with one writev per spool file. From the writer thread the
 # same spooling cost 30-50 us per 100-entity lookup of that thread's CPU, and as much again in the
@@ -128,6 +133,7 @@ class ServedLog:
         sample_rate: float,
         *,
         max_bytes: int = MAX_QUEUED_BYTES,
+        max_spool_bytes: int = MAX_SPOOL_BYTES,
         flush_seconds: float = FLUSH_SECONDS,
         loop_flush_seconds: float = LOOP_FLUSH_SECONDS,
         seal_seconds: float = SEAL_SECONDS,
@@ -140,6 +146,7 @@ class ServedLog:
         self.spool = spool_dir(offline_root)
         self.sample_rate = sample_rate
         self.max_bytes = max_bytes
+        self.max_spool_bytes = max_spool_bytes
         self.flush_seconds = flush_seconds
         self.loop_flush_seconds = loop_flush_seconds
         self.seal_seconds = seal_seconds
@@ -168,6 +175,7 @@ class ServedLog:
         self._thread_until = 0.0  # monotonic time until which the writer thread spools instead of the loop
         self._last_spooled = 0.0  # monotonic time of the last lookup spooled, by the loop or the thread
         self._slow_writes: collections.deque[float] = collections.deque(maxlen=SLOW_WRITES)
+        self._spool_full = False  # the spool holds max_spool_bytes: lookups are dropped (checked each pass)
 
     def record(
         self,
@@ -189,6 +197,10 @@ class ServedLog:
             return
         n = len(rows[0]) if rows else 0
         if not n:
+            return
+        if self._spool_full:
+            with self._lock:
+                self.dropped += n
             return
         stamp = time.time_ns() // 1000
         keys = orjson.dumps(list(entities.values()))
@@ -316,6 +328,7 @@ class ServedLog:
                     finally:
                         self._report()
                     last_item = self._last_spooled  # by this thread or the loop
+                    self._check_spool_size()
                     if now - last_seal >= self.seal_seconds or (self._open and now - last_item >= self.quiet_seconds):
                         self._seal()
                         last_seal = now
@@ -325,6 +338,26 @@ class ServedLog:
                     self._start_converter()
             except Exception:  # a full disk must not kill the writer: count (in _spool_queue), log, go on
                 logger.exception("served-feature log: writing the spool failed")
+
+    def _check_spool_size(self) -> None:
+        """Drop lookups while the spool folder holds ``max_spool_bytes`` or more (every worker's files)."""
+        size = 0
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.spool):
+                if entry.name.startswith("spool-"):
+                    with contextlib.suppress(OSError):
+                        size += entry.stat().st_size
+        full = size >= self.max_spool_bytes
+        if full != self._spool_full:
+            self._spool_full = full
+            if full:
+                logger.warning(
+                    "served-feature log: the spool holds %d MB (served_spool_max_bytes): lookups are not "
+                    "logged (counted as dropped) until the converter catches up",
+                    size // 2**20,
+                )
+            else:
+                logger.info("served-feature log: the spool is below served_spool_max_bytes again: logging resumes")
 
     def _pass_seconds(self) -> float:
         """How long the writer thread sleeps between passes: ``flush_seconds`` when it spools, 10x that

@@ -433,9 +433,20 @@ def _write(folder: Path, name: str, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     """``python -m featurestore.server.served_spool OFFLINE_ROOT``: the server's idle-priority converter."""
     args = sys.argv[1:] if argv is None else argv
-    with contextlib.suppress(OSError):
-        os.nice(19)  # leave the cores to the server: the spool waits on disk, not in memory
+    idle_priority()
     convert_spool(Path(args[0]), wait=False)
+
+
+def idle_priority() -> str:
+    """Run this process (and the threads it starts after, polars' among them) only on CPU nobody else
+    wants: Linux's SCHED_IDLE, else ``nice 19``. Returns which one took."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined]
+        return "SCHED_IDLE"
+    except (AttributeError, OSError):  # not Linux, or refused
+        with contextlib.suppress(OSError):
+            os.nice(19)
+        return "nice 19"
 
 
 if __name__ == "__main__":

@@ -369,3 +369,46 @@ def test_a_slow_spool_moves_the_spooling_off_the_loop_and_loses_nothing(
     assert _spooled_lookups(tmp_path) == 11  # the thread spooled the rest while the loop went on
     log.close()
     assert pl.read_parquet(served_files(tmp_path, "weather")).height == 22
+
+
+def test_a_spool_past_its_bound_drops_lookups_until_converted(example_repo: Path, tmp_path: Path) -> None:
+    """``served_spool_max_bytes`` bounds the spool on disk: past it lookups are counted as dropped (the
+    request never waits), and once the converter has emptied the spool they are logged again."""
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0, max_spool_bytes=2048, flush_seconds=0.01, seal_seconds=3600, quiet_seconds=3600)
+    log.start()
+    _record(log, None, plan, 40)  # ~1.5 KB of rows with the header lines: under the bound
+    _record(log, None, plan, 40)  # past it once spooled
+    deadline = time.monotonic() + 5
+    while not log._spool_full and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log._spool_full
+    for _ in range(3):
+        _record(log, None, plan, 10)
+    assert log.dropped == 30 and log.spooled == 80
+    assert _spooled_lookups(tmp_path) == 2  # nothing more was written
+    assert log.flush() == 80  # the converter empties the spool ...
+    deadline = time.monotonic() + 5
+    while log._spool_full and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _record(log, None, plan, 5)  # ... and lookups are logged again
+    log.close()
+    assert log.dropped == 30
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 85
+
+
+def test_the_converter_runs_at_idle_priority() -> None:
+    """The converter process asks for Linux's SCHED_IDLE (only CPU nobody else wants), polars' threads too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, threading\n"
+        "from featurestore.server.served_spool import idle_priority\n"
+        "print(idle_priority())\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0) == os.SCHED_IDLE))\n"
+        "t.start(); t.join(); print(seen[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["SCHED_IDLE", "True"]

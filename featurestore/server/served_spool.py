@@ -23,6 +23,9 @@ __all__ = ["SpoolPlace", "convert_spool", "place_spool", "sealed_files", "proces
 
 # Raw bytes of spool lines parsed at once: bounds the converter's memory whatever the file size.
 CHUNK_BYTES = 32 * 1024 * 1024
+# Rows the CSV reader looks at to type each column (a later value that does not fit: all read as text).
+# polars infers at ~5 us per row of 22 values: 1,000 rows cost ~5 ms per chunk, 10,000 rows 50 ms.
+INFER_ROWS = 1_000
 logger = logging.getLogger("featurestore.served_log")
 
 # Memory-backed storage for spools (tmpfs on Linux): a spool there costs no disk writeback.
@@ -168,49 +171,63 @@ def convert_spool(offline_root: Path, *, wait: bool = False) -> int:
 
 
 def _chunks(path: Path) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
-    """The file's descriptor line, then its lookups in chunks of whole lookups: their header lines and the
-    rest of their lines (each view's rows, one per line) in file order. A torn tail (a crash) is left out."""
+    """The file's descriptor line, then its lookups in chunks of whole lookups: their header lines and,
+    per view, its rows of those lookups as one text, a row per line. A torn tail (a crash) is left out."""
     with open(path, "rb") as fh:
         desc = fh.readline()
         views = len(orjson.loads(desc).get("v", ())) if desc.endswith(b"\n") else 0
-        carry: list[bytes] = []
+        carry = b""
         while block := fh.read(CHUNK_BYTES):
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                carry.append(block)  # a line longer than a block: joined on the next one
-                continue
-            lines = (b"".join([*carry, block[:cut]]) if carry else block[:cut]).split(b"\n")
-            lines.pop()  # after the last newline
-            carry = [block[cut:]] if cut < len(block) else []
-            heads, rows, used = _split_lookups(lines, views)
-            if used < len(lines):  # a lookup continued in the next block
-                carry = [b"\n".join(lines[used:]) + b"\n", *carry]
+            if carry:
+                block, carry = carry + block, b""
+            heads, per_view, used = _split_lookups(block, views)
+            carry = block[used:]  # a lookup continued in the next block
             if heads:
-                yield desc, heads, rows
+                yield desc, heads, per_view
         if carry:
             logger.warning("served-feature log: skipped a torn lookup at the end of %s", path.name)
 
 
-def _split_lookups(lines: list[bytes], views: int) -> tuple[list[bytes], list[bytes], int]:
-    """Header lines and row lines of the whole lookups in ``lines``, and how many lines they take.
+def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], int]:
+    """The header lines of the whole lookups in ``block``, each view's rows of them, and the bytes they take.
 
-    A lookup is its header ``{"n":<entities>,...}`` then ``n`` stored rows per view (C slices: the loop
-    runs once per lookup, not per row).
+    A lookup is its header ``{"n":<entities>,...}`` then ``n`` stored rows (``[...]`` or ``null``) per view.
+    The lines are found by numpy (one pass over the bytes); the loop runs once per lookup, and each
+    view's rows of a lookup are one slice of the block, never split into rows in Python.
     """
+    import numpy as np
+
+    data = np.frombuffer(block, dtype=np.uint8)
+    ends = np.flatnonzero(data == 10)  # each complete line's newline
+    if not len(ends):
+        return [], [b""] * views, 0
+    starts = np.empty_like(ends)
+    starts[0], starts[1:] = 0, ends[:-1] + 1
+    heads_at = np.flatnonzero(data[starts] == ord("{")).tolist()  # rows start with "[" or "null"
+    if not heads_at or heads_at[0] != 0:
+        raise ValueError(f"a chunk does not start with a lookup header: {block[:40]!r}")
+    lines = len(ends)
+    starts_list, ends_list = starts.tolist(), ends.tolist()
     heads: list[bytes] = []
-    rows: list[bytes] = []
-    i, end = 0, len(lines)
-    while i < end:
-        head = lines[i]
+    parts: list[list[bytes]] = [[] for _ in range(views)]
+    used = 0
+    for k, at in enumerate(heads_at):
+        head = block[starts_list[at] : ends_list[at]]
         if not head.startswith(b'{"n":'):
-            raise ValueError(f"line {i + 1} of a chunk is not a lookup header: {head[:40]!r}")
+            raise ValueError(f"line {at + 1} of a chunk is not a lookup header: {head[:40]!r}")
         n = int(head[5 : head.index(b",", 5)])
-        if i + 1 + n * views > end:
-            break
+        last = at + n * views  # the lookup's last line
+        following = heads_at[k + 1] if k + 1 < len(heads_at) else lines
+        if last >= lines:
+            break  # continued in the next block
+        if last + 1 != following:
+            raise ValueError(f"the lookup at line {at + 1} of a chunk does not hold {n} rows per view")
+        for v in range(views):
+            first = at + 1 + v * n
+            parts[v].append(block[starts_list[first] : ends_list[first + n - 1] + 1])
         heads.append(head)
-        rows += lines[i + 1 : i + 1 + n * views]
-        i += 1 + n * views
-    return heads, rows, i
+        used = ends_list[last] + 1
+    return heads, [b"".join(p) for p in parts], used
 
 
 def _convert_file(offline_root: Path, path: Path, *, csv: bool = True) -> int:
@@ -223,33 +240,28 @@ def _convert_file(offline_root: Path, path: Path, *, csv: bool = True) -> int:
     stem = path.name.rsplit(".", 1)[0]
     # Entity key values are read as text, whatever their JSON type: one schema; typed below.
     schema: dict[str, Any] = {"n": pl.Int64, "t": pl.Int64, "k": pl.List(pl.List(pl.String))}
-    for c, (head, heads, rows) in enumerate(_chunks(path)):
+    for c, (head, heads, per_view) in enumerate(_chunks(path)):
         desc = orjson.loads(head)
         if desc.get("format") != SPOOL_FORMAT:
             raise ValueError(f"spool format {desc.get('format')!r}, this version reads {SPOOL_FORMAT}")
         lookups = pl.read_ndjson(io.BytesIO(b"\n".join(heads)), schema=schema)
-        for (target, day), frame in _frames(desc, lookups, _view_rows(desc, lookups, rows, csv)):
+        count = int(lookups.get_column("n").sum())
+        for (target, day), frame in _frames(desc, lookups, _view_rows(desc, per_view, count, csv)):
             _write(served_dir(offline_root, target) / f"date={day}", f"part-{stem}-{c}.parquet", frame)
             written += frame.height
     return written
 
 
-def _view_rows(desc: dict[str, Any], lookups: Any, rows: list[bytes], csv: bool) -> list[Any]:
-    """Per view, a frame of its stored rows in entity-row order: ``_row`` (a row was found), ``_ts`` (its
-    event time) and, per feature asked, ``_f<j>`` (the value's JSON text) and ``_h<j>`` (the row holds it)."""
-    # The lines of view v for lookup i follow its header: regroup them per view, lookup by lookup.
-    per_view: list[list[bytes]] = [rows] if len(desc["v"]) == 1 else [[] for _ in desc["v"]]
-    i = 0
-    for n in lookups["n"].to_list() if len(per_view) > 1 else ():
-        for lines in per_view:
-            lines += rows[i : i + n]
-            i += n
+def _view_rows(desc: dict[str, Any], per_view: list[bytes], count: int, csv: bool) -> list[Any]:
+    """Per view, a frame of its ``count`` stored rows (``per_view``: its rows, one per line) in entity-row
+    order: ``_row`` (a row was found), ``_ts`` (its event time) and, per feature asked, ``_f<j>`` (the
+    value, typed by the CSV reader or as JSON text) and ``_h<j>`` (the row holds it)."""
     frames = []
-    for lines, (_, _, _, _, positions) in zip(per_view, desc["v"], strict=True):
-        data = b"\n".join(lines)
-        width = _csv_width(data, len(lines)) if csv else None
+    for data, (_, _, _, _, positions) in zip(per_view, desc["v"], strict=True):
+        data = data[:-1] if data.endswith(b"\n") else data
+        width = _csv_width(data, count) if csv else None
         frame = _csv_rows(data, width, positions) if width else None
-        frames.append(frame if frame is not None else _json_rows(lines, positions))
+        frames.append(frame if frame is not None else _json_rows(data.split(b"\n"), positions))
     return frames
 
 
@@ -276,14 +288,38 @@ def _csv_rows(data: bytes, width: int, positions: list[int | None]) -> Any:
     created time) or may hold a list or an object (a value starting with "[" or "{")."""
     import polars as pl
 
+    unreadable = (pl.exceptions.ComputeError, pl.exceptions.SchemaError)
     names = [f"c{j}" for j in range(width)]
-    # A header line names every column (the first row may be a missing one: "null", one field).
-    text = ",".join(names).encode() + b"\n" + data
+    # Each column's type (integers, floats, booleans, else text) is inferred from the first rows, with a
+    # header line naming every column (the first row may be a missing one: "null", one field); the
+    # first and last hold a bracket: text. Then all rows are read with those types (no copy of them
+    # behind a header); a later value its column's type does not fit fails that read: all as text.
+    # Missing rows ("null") before the first stored one are added back as null rows: without a header
+    # line the reader takes the number of columns from the first line.
+    lead = 0
+    while data.startswith(b"null\n", lead):
+        lead += 5
+    rows = data[lead:] if lead else data
+    sample = rows[: _line_end(rows, INFER_ROWS)]
+    bracketed = dict.fromkeys({names[0], names[-1]}, pl.String)
     try:
-        frame = pl.read_csv(io.BytesIO(text), schema=dict.fromkeys(names, pl.String), null_values="null")
-    except pl.exceptions.ComputeError:  # more fields than the first row, or a quote inside a value
-        return None
-    inner = [pl.col(n).str.starts_with("[") | pl.col(n).str.starts_with("{") for n in names[1:]]
+        schema = pl.read_csv(
+            io.BytesIO(",".join(names).encode() + b"\n" + sample),
+            schema_overrides=bracketed,
+            infer_schema_length=None,
+            null_values="null",
+        ).schema
+        frame = pl.read_csv(io.BytesIO(rows), has_header=False, schema=schema, null_values="null")
+    except unreadable:
+        try:
+            text_schema = dict.fromkeys(names, pl.String)
+            frame = pl.read_csv(io.BytesIO(rows), has_header=False, schema=text_schema, null_values="null")
+        except unreadable:  # more fields than the first row, or a quote inside a value
+            return None
+    if lead:
+        frame = pl.concat([frame.clear(lead // 5), frame])
+    texts = [n for n in names[1:] if frame.schema[n] == pl.String]  # typed columns hold no "[" or "{"
+    inner = [pl.col(n).str.starts_with("[") | pl.col(n).str.starts_with("{") for n in texts]
     odd = (pl.col(names[0]).is_not_null() & pl.col(names[-1]).is_null()) | pl.any_horizontal(*inner, False)
     if frame.select(odd.any()).item():
         return None
@@ -298,6 +334,16 @@ def _csv_rows(data: bytes, width: int, positions: list[int | None]) -> Any:
             value = column(pos) if held else pl.lit(None, pl.String)
             columns += [value.alias(f"_f{j}"), pl.lit(held).alias(f"_h{j}")]
     return frame.select(columns)
+
+
+def _line_end(data: bytes, lines: int) -> int:
+    """The offset just past the first ``lines`` lines of ``data`` (its length when it holds fewer)."""
+    end = 0
+    for _ in range(lines):
+        end = data.find(b"\n", end) + 1
+        if end == 0:
+            return len(data)
+    return end
 
 
 def _json_rows(lines: list[bytes], positions: list[int | None]) -> Any:
@@ -410,7 +456,12 @@ def _typed(text: Any) -> Any:
 
     present = text.drop_nulls()
     if present.len() == 0:
-        return text  # all null: text, so every file of a target reads together
+        # All null (a stale or missing feature for a whole chunk): Parquet's null type, which takes the
+        # other files' type when a target's files are read together (polars' relaxed concat, DuckDB's
+        # union_by_name); typed as text it turned the whole column into text there.
+        return text.cast(pl.Null)
+    if text.dtype != pl.String:
+        return text  # typed by the CSV reader
     # A decimal point or exponent in the first value: not integers (saves a failed cast of the column).
     dtypes = (pl.Float64,) if any(c in present[0] for c in ".eE") else (pl.Int64, pl.Float64)
     for dtype in dtypes:
@@ -434,7 +485,16 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m featurestore.server.served_spool OFFLINE_ROOT``: the server's idle-priority converter."""
     args = sys.argv[1:] if argv is None else argv
     idle_priority()
+    reuse_blocks()
     convert_spool(Path(args[0]), wait=False)
+
+
+def reuse_blocks() -> bool:
+    """Let this process reuse freed blocks of CHUNK_BYTES (a file read, a chunk's rows joined) from the
+    heap instead of mapping each afresh: a fresh 32 MB mapping costs ~8,000 page faults (glibc)."""
+    from featurestore.server.allocator import keep_freed_memory
+
+    return keep_freed_memory(trim=8 * CHUNK_BYTES, mmap=4 * CHUNK_BYTES)
 
 
 def idle_priority() -> str:

@@ -223,3 +223,46 @@ def test_a_spool_holding_files_stays_where_it_is_until_converted(tmp_path: Path,
     assert served_spool.convert_spool(root) == 3
     assert place(root, served_spool.SpoolPlace.MEMORY) != spool_dir(root) and spool_dir(root).is_symlink()
     assert place(root, served_spool.SpoolPlace.DISK) == spool_dir(root) and not spool_dir(root).is_symlink()
+
+
+def test_lookups_across_chunk_boundaries_convert_once(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A spool file read in blocks smaller than a lookup (and than a row) converts every row once, in order."""
+    features = ["a", "b"]
+    views = [ViewLookup(name, ["id"], ["int64"], features, features, None) for name in ("v", "w")]
+    plan = LookupPlan(views, ["id"], [f"{v.name}__{f}" for v in views for f in features])
+    layouts = [{"a": 1, "b": 2}, {"a": 1, "b": 2}]
+    log = ServedLog(tmp_path, 1.0)
+    ids = 0
+    for n in (1, 7, 3, 12, 1):
+        keys = list(range(ids, ids + n))
+        rows = [[orjson.dumps([NOW, k * 0.5 + v, f"t{k}", NOW]) if k % 5 else None for k in keys] for v in (0, 1)]
+        log.record(None, plan, {"id": keys}, rows, layouts)
+        ids += n
+    with log._io_lock:
+        log._spool_queue()
+        log._seal()
+    monkeypatch.setattr(served_spool, "CHUNK_BYTES", 37)  # shorter than most rows
+    assert served_spool.convert_spool(tmp_path) == 2 * ids  # each view is a target: an entity row for each
+    for v, name in enumerate(("v", "w")):
+        files = served_files(tmp_path, name)
+        assert len(files) >= 5  # a chunk per lookup, the first of them all null in a column
+        # Read as skew reads them: a column all null in a file takes the other files' type.
+        frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed").sort("id")
+        assert frame.schema[f"{name}__a"] == pl.Float64
+        assert frame["id"].to_list() == list(range(ids))
+        assert frame[f"{name}__a"].to_list() == [k * 0.5 + v if k % 5 else None for k in range(ids)]
+        assert frame[f"{name}__b"].to_list() == [f"t{k}" if k % 5 else None for k in range(ids)]
+
+
+def test_a_value_the_first_rows_type_does_not_fit_is_read_as_text_then_typed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The CSV reader types a column from its first rows; integers followed by a float fail that read, and
+    the column is then read as text and typed as a whole (floats), as the JSON path does."""
+    monkeypatch.setattr(served_spool, "INFER_ROWS", 2)
+    rows: list[bytes | None] = [orjson.dumps([NOW, v, NOW]) for v in (1, 2, 3, 4.5)]
+    log = _spooled(tmp_path, rows, ["a"])
+    with log._io_lock:
+        log._spool_queue()
+        log._seal()
+    by_csv, by_json = _converted(spool_dir(tmp_path), True), _converted(spool_dir(tmp_path), False)
+    assert by_csv["v"]["v__a"].to_list() == [1.0, 2.0, 3.0, 4.5] and by_csv["v"]["v__a"].dtype == pl.Float64
+    assert_frame_equal(by_csv["v"], by_json["v"])

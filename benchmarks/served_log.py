@@ -1,16 +1,18 @@
 """Benchmark: lookup throughput with served-feature logging at 1.0 against logging off (W1 in Redis, wrk).
 
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N] [--spool memory|disk]
-Two one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool where
-``--spool`` says, default the server's default, disk); wrk drives /get-online-features with 1 and 100
-random entities x 20 features at concurrency 16. Each round measures both servers back to back (each
-first every other round); the drop is the median of the rounds' own drops, with their quartiles (on a
-shared machine req/s move by 10-30 % between runs: a round's ratio cancels the slow part of that).
+Three one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool
+where ``--spool`` says, default the server's default, disk), two without; wrk drives
+/get-online-features with 1 and 100 random entities x 20 features at concurrency 16. Each round runs
+the logging server between the two others (which swap places every other round); the drop is the
+median of the rounds' drops against the mean of the two others, with their quartiles, and the A/A
+figure (the two unlogged servers against each other) shows what noise alone gives (on a shared
+machine req/s move by 10-30 % between runs: a round's ratio cancels the slow part of that).
 Also the CPU time each server (with its converter processes) spent per lookup, the same way, and
 what the log wrote (after a clean shutdown, which converts the rest of the spool).
 Then, in this process, the logging's own cost per lookup: the CPU of ``record`` plus the spooling
-(in passes of as many lookups as the server's loop flushes at once, every 2 ms: 16 of 1 entity, 4 of
-100) with the spool on disk and in memory, the bytes spooled, and the converter's CPU per lookup (its
+(in passes of as many lookups as the server's loop flushes at once, every 10 ms: 80 of 1 entity, 20
+of 100) with the spool on disk and in memory, the bytes spooled, and the converter's CPU per lookup (its
 CSV path, which W1's numeric rows take, and its JSON path, for text and list values).
 """
 
@@ -61,12 +63,15 @@ def measure(scale: float, seconds: float, repeat: int, spool: str | None = None)
         store.materialize(["driver_stats"])
         served = store.settings.offline_root / "_served"
         shutil.rmtree(served, ignore_errors=True)
-        ports = {"off": _free_port(), "1.0": _free_port()}
+        # Two servers that do not log and one that logs everything: each round runs the logging one
+        # between the other two, so a drift during the round cancels out, and the two unlogged ones
+        # against each other give the figure a round's noise alone makes (A/A).
+        ports = {"off": _free_port(), "1.0": _free_port(), "off2": _free_port()}
         servers = {}
         if spool is not None:
             os.environ["FEATURESTORE_SERVED_SPOOL"] = spool
         for rate, port in ports.items():
-            os.environ["FEATURESTORE_LOG_SAMPLE_RATE"] = "0" if rate == "off" else rate
+            os.environ["FEATURESTORE_LOG_SAMPLE_RATE"] = "1.0" if rate == "1.0" else "0"
             servers[rate] = _start(
                 ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)], port
             )
@@ -77,15 +82,16 @@ def measure(scale: float, seconds: float, repeat: int, spool: str | None = None)
         try:
             for entities in (1, 100):
                 for round_ in range(repeat):
-                    # Each server goes first every other round: a load that drifts favours neither.
-                    for rate, port in list(ports.items())[:: 1 if round_ % 2 == 0 else -1]:
+                    # The unlogged servers swap places every other round: neither is favoured.
+                    for rate in ("off", "1.0", "off2") if round_ % 2 == 0 else ("off2", "1.0", "off"):
                         before = _cpu_seconds(servers[rate].pid)
-                        r = _wrk(port, "/get-online-features", "feast", entities, ids, 16, seconds)
+                        r = _wrk(ports[rate], "/get-online-features", "feast", entities, ids, 16, seconds)
                         used = _cpu_seconds(servers[rate].pid) - before
                         rps.setdefault((entities, rate), []).append(r["rps"])
-                        cpu.setdefault((entities, rate), []).append(1e6 * used / (r["rps"] * int(seconds)))
+                        cpu.setdefault((entities, rate), []).append(1e6 * used / (r["rps"] * seconds))
         finally:
             _stop(servers["off"])
+            _stop(servers["off2"])
             # A clean shutdown: the logging server converts what its spool still holds (given time to).
             servers["1.0"].terminate()
             servers["1.0"].wait(300)
@@ -93,17 +99,23 @@ def measure(scale: float, seconds: float, repeat: int, spool: str | None = None)
     rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
     shapes = {}
     for entities in (1, 100):
-        # Each round measures both servers back to back: its ratio cancels the machine's slow drifts,
-        # and the median of the rounds' ratios is the figure (the quartiles show the spread).
-        drops = [1 - on / off for off, on in zip(rps[(entities, "off")], rps[(entities, "1.0")], strict=True)]
-        extras = [on / off - 1 for off, on in zip(cpu[(entities, "off")], cpu[(entities, "1.0")], strict=True)]
+        # Per round: the logging server against the mean of the two others (which bracket it in time),
+        # and the two others against each other; the medians of the rounds' ratios are the figures
+        # (the quartiles show the spread).
+        off, on, off2 = (rps[(entities, k)] for k in ("off", "1.0", "off2"))
+        c_off, c_on, c_off2 = (cpu[(entities, k)] for k in ("off", "1.0", "off2"))
+        drops = [1 - b / ((a + c) / 2) for a, b, c in zip(off, on, off2, strict=True)]
+        extras = [b / ((a + c) / 2) - 1 for a, b, c in zip(c_off, c_on, c_off2, strict=True)]
+        noise = [1 - c / a for a, c in zip(off, off2, strict=True)]
         shapes[entities] = {
-            "rps_off": statistics.median(rps[(entities, "off")]),
-            "rps_logged": statistics.median(rps[(entities, "1.0")]),
+            "rps_off": statistics.median(off + off2),
+            "rps_logged": statistics.median(on),
             "drop": statistics.median(drops),
             "drop_quartiles": _quartiles(drops),
-            "cpu_us_off": statistics.median(cpu[(entities, "off")]),
-            "cpu_us_logged": statistics.median(cpu[(entities, "1.0")]),
+            "aa_drop": statistics.median(noise),
+            "aa_drop_quartiles": _quartiles(noise),
+            "cpu_us_off": statistics.median(c_off + c_off2),
+            "cpu_us_logged": statistics.median(c_on),
             "cpu_extra": statistics.median(extras),
             "cpu_extra_quartiles": _quartiles(extras),
             "rounds": repeat,
@@ -160,7 +172,7 @@ def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> d
         orjson.dumps([now - 1000, *(rng.random() * 100 if i % 2 == 0 else rng.randrange(10**6) for i in range(20)), 0])
         for _ in range(5000)
     ]
-    per_pass = per_pass or {1: 16, 100: 4}  # what the loop's 2 ms flush holds at ~8,000 and ~2,000 req/s
+    per_pass = per_pass or {1: 80, 100: 20}  # what the loop's 10 ms flush holds at ~8,000 and ~2,000 req/s
     out: dict[int, dict[str, float]] = {}
     for entities in (1, 100):
         shapes = [
@@ -204,17 +216,21 @@ def table(result: dict[str, Any]) -> list[str]:
     """The Markdown table of :func:`measure`'s result."""
     lines = [
         "| entities | concurrency | rounds | logging off req/s | logging 1.0 req/s "
-        "| drop, median of rounds (quartiles) | CPU/lookup off | CPU/lookup 1.0 "
+        "| drop, median of rounds (quartiles) | A/A: off vs off (quartiles) | CPU/lookup off | CPU/lookup 1.0 "
         "| extra CPU, median of rounds (quartiles) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def pct(value: float, quartiles: tuple[float, float], sign: str = "") -> str:
+        return f"{100 * value:{sign}.1f} % ({100 * quartiles[0]:{sign}.1f} .. {100 * quartiles[1]:{sign}.1f} %)"
+
     for entities, m in result["shapes"].items():
-        dq, cq = m.get("drop_quartiles", (m["drop"],) * 2), m.get("cpu_extra_quartiles", (m["cpu_extra"],) * 2)
+        aa = pct(m["aa_drop"], m["aa_drop_quartiles"]) if "aa_drop" in m else "-"
         lines.append(
             f"| {entities} | 16 | {m['rounds']} | {m['rps_off']:,.0f} | {m['rps_logged']:,.0f} "
-            f"| {100 * m['drop']:.1f} % ({100 * dq[0]:.1f} .. {100 * dq[1]:.1f} %) "
+            f"| {pct(m['drop'], m['drop_quartiles'])} | {aa} "
             f"| {m['cpu_us_off']:,.0f} us | {m['cpu_us_logged']:,.0f} us "
-            f"| {100 * m['cpu_extra']:+.1f} % ({100 * cq[0]:+.1f} .. {100 * cq[1]:+.1f} %) |"
+            f"| {pct(m['cpu_extra'], m['cpu_extra_quartiles'], '+')} |"
         )
     lines.append(
         f"\nlogged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "

@@ -61,11 +61,12 @@ THREAD_SECONDS = 60.0
 # The writer thread spools what the loop left (and everything when no loop runs the log) this often.
 FLUSH_SECONDS = 0.05
 # Spool files are sealed this often; the converter starts once no lookup was logged for QUIET_SECONDS
-# (parsing costs more CPU than the lookups did: it waits for a lull), or when the sealed spool
-# passes CONVERT_BYTES whatever the load.
+# (parsing costs nearly as much CPU as the lookups did, and even at idle priority it competes with
+# them for caches and memory: it waits for a lull), or when the sealed spool passes convert_bytes
+# whatever the load: by default half of max_spool_bytes, which leaves the other half for the lookups
+# logged while it converts.
 SEAL_SECONDS = 30.0
 QUIET_SECONDS = 10.0
-CONVERT_BYTES = 1024 * 1024 * 1024
 
 logger = logging.getLogger("featurestore.served_log")
 
@@ -138,7 +139,7 @@ class ServedLog:
         loop_flush_seconds: float = LOOP_FLUSH_SECONDS,
         seal_seconds: float = SEAL_SECONDS,
         quiet_seconds: float = QUIET_SECONDS,
-        convert_bytes: int = CONVERT_BYTES,
+        convert_bytes: int | None = None,
         spool_place: Any = None,
     ) -> None:
         self.offline_root = Path(offline_root)
@@ -151,7 +152,7 @@ class ServedLog:
         self.loop_flush_seconds = loop_flush_seconds
         self.seal_seconds = seal_seconds
         self.quiet_seconds = quiet_seconds
-        self.convert_bytes = convert_bytes
+        self.convert_bytes = max_spool_bytes // 2 if convert_bytes is None else convert_bytes
         self.spool_place = spool_place  # a SpoolPlace; None: on disk, not placed (tests, tools)
         self.dropped = 0  # entity rows not logged: the queue was full, or a spool write failed
         self.spooled = 0  # entity rows appended to the spool

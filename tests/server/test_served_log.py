@@ -412,3 +412,20 @@ def test_the_converter_runs_at_idle_priority() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["SCHED_IDLE", "True"]
+
+
+def test_without_a_lull_the_converter_starts_at_half_the_spool_bound(example_repo: Path, tmp_path: Path) -> None:
+    """Lookups logged without pause (no lull) are converted once the sealed spool passes half of
+    ``max_spool_bytes``, by the idle-priority converter process, while logging goes on."""
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    log = ServedLog(tmp_path, 1.0, max_spool_bytes=8192, flush_seconds=0.01, seal_seconds=0.05, quiet_seconds=3600)
+    assert log.convert_bytes == 4096
+    log.start()
+    deadline = time.monotonic() + 60
+    while not served_files(tmp_path, "weather") and time.monotonic() < deadline:
+        _record(log, None, plan, 5)  # ~200 bytes spooled each
+        time.sleep(0.01)
+    assert served_files(tmp_path, "weather"), "the converter did not start without a lull"
+    log.close()
+    frame = pl.concat([pl.read_parquet(f) for f in served_files(tmp_path, "weather")], how="diagonal_relaxed")
+    assert frame.height == log.spooled  # every spooled row converted (a bound this small also drops some)

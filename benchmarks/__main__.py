@@ -489,7 +489,7 @@ def render(r: dict[str, Any]) -> str:
     if "served_log" in r:
         from benchmarks.served_log import table
 
-        out += ["### Served-feature logging at 1.0 (one worker, wrk at concurrency 16, alternating)", ""]
+        out += ["### Served-feature logging at 1.0 (the logging server run between two that do not)", ""]
         out += [*table(r["served_log"]), ""]
     if "ui" in r:
         from benchmarks.ui import table as ui_table

@@ -172,20 +172,26 @@ def convert_spool(offline_root: Path, *, wait: bool = False) -> int:
 
 def _chunks(path: Path) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
     """The file's descriptor line, then its lookups in chunks of whole lookups: their header lines and,
-    per view, its rows of those lookups as one text, a row per line. A torn tail (a crash) is left out."""
+    per view, its rows of those lookups as one text, a row per line (no newline after the last). A torn
+    tail (a crash) is left out."""
     with open(path, "rb") as fh:
         desc = fh.readline()
         views = len(orjson.loads(desc).get("v", ())) if desc.endswith(b"\n") else 0
-        carry = b""
-        while block := fh.read(CHUNK_BYTES):
-            if carry:
-                block, carry = carry + block, b""
+        size = CHUNK_BYTES
+        while True:
+            start = fh.tell()
+            block = fh.read(size)
             heads, per_view, used = _split_lookups(block, views)
-            carry = block[used:]  # a lookup continued in the next block
             if heads:
                 yield desc, heads, per_view
-        if carry:
-            logger.warning("served-feature log: skipped a torn lookup at the end of %s", path.name)
+            if len(block) < size:  # the end of the file
+                if used < len(block):
+                    logger.warning("served-feature log: skipped a torn lookup at the end of %s", path.name)
+                return
+            # The next block starts with the lookup this one cut (read again, not copied onto it); a
+            # lookup longer than a block is read again with one more block's worth.
+            size = CHUNK_BYTES if used else size + CHUNK_BYTES
+            fh.seek(start + used)
 
 
 def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], int]:
@@ -227,6 +233,9 @@ def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], 
             parts[v].append(block[starts_list[first] : ends_list[first + n - 1] + 1])
         heads.append(head)
         used = ends_list[last] + 1
+    for p in parts:  # a view's rows end without a newline
+        if p:
+            p[-1] = p[-1][:-1]
     return heads, [b"".join(p) for p in parts], used
 
 
@@ -258,7 +267,6 @@ def _view_rows(desc: dict[str, Any], per_view: list[bytes], count: int, csv: boo
     value, typed by the CSV reader or as JSON text) and ``_h<j>`` (the row holds it)."""
     frames = []
     for data, (_, _, _, _, positions) in zip(per_view, desc["v"], strict=True):
-        data = data[:-1] if data.endswith(b"\n") else data
         width = _csv_width(data, count) if csv else None
         frame = _csv_rows(data, width, positions) if width else None
         frames.append(frame if frame is not None else _json_rows(data.split(b"\n"), positions))

@@ -102,15 +102,16 @@ def test_unknown_config_key_and_variable_name_the_nearest(repo: Path) -> None:
     assert_one_line_error(result, "FEATURESTORE_MAX_ENTITY", "did you mean 'FEATURESTORE_MAX_ENTITIES'?")
 
 
-def test_serve_on_a_busy_port_fails_in_one_line_before_serving(repo: Path) -> None:
+@pytest.mark.parametrize(("command", "served"), [("serve", "serving"), ("ui", "/ui")])
+def test_a_server_on_a_busy_port_fails_in_one_line_before_serving(repo: Path, command: str, served: str) -> None:
     applied(repo)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = CliRunner().invoke(app, ["serve", "--port", str(port)])
+        result = CliRunner().invoke(app, [command, "--port", str(port)])
     assert_one_line_error(result, f"--port {port}", f"127.0.0.1:{port}")
-    assert "serving" not in result.output
+    assert served not in result.output
 
 
 @pytest.mark.parametrize(
@@ -152,17 +153,6 @@ def test_a_store_path_that_cannot_be_written_is_one_line_naming_it(
     env = {f"FEATURESTORE_{key.upper()}": str(repo / where)}
     result = CliRunner().invoke(app, [command], env=env)
     assert_one_line_error(result, "featurestore.toml")
-
-
-def test_ui_on_a_busy_port_fails_in_one_line_before_serving(repo: Path) -> None:
-    applied(repo)
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = CliRunner().invoke(app, ["ui", "--port", str(port)])
-    assert_one_line_error(result, f"--port {port}", f"127.0.0.1:{port}")
-    assert "/ui" not in result.output
 
 
 @pytest.mark.parametrize("value", [",", " , ", ""])

@@ -2,12 +2,14 @@
 
 Run: python -m benchmarks.served_log [--quick] [--duration SECONDS] [--repeat N] [--spool memory|disk]
 Three one-worker servers over the same Redis, one with FEATURESTORE_LOG_SAMPLE_RATE=1.0 (its spool
-where ``--spool`` says, default the server's default, disk), two without; wrk drives
-/get-online-features with 1 and 100 random entities x 20 features at concurrency 16. Each round runs
-the logging server between the two others (which swap places every other round); the drop is the
-median of the rounds' drops against the mean of the two others, with their quartiles, and the A/A
-figure (the two unlogged servers against each other) shows what noise alone gives (on a shared
-machine req/s move by 10-30 % between runs: a round's ratio cancels the slow part of that).
+where ``--spool`` says, default the server's default, disk), two without, all pinned to one core
+(wrk and Redis to the others) and loaded at the same time: wrk drives /get-online-features on each
+with 1 and 100 random entities x 20 features at concurrency 16. Sharing the core fairly, the servers'
+req/s differ only by the CPU each spends per lookup, and the machine's swings (10-30 % from one
+second to the next on a shared host) move all three alike. Each run starts three new servers with
+one hash seed, a different one per run (a process's own luck moved its req/s by up to 14 %). The
+drop is the median of the runs' drops against the mean of the two others, with their quartiles,
+and the A/A figure (the two unlogged servers against each other) shows the noise left.
 Also the CPU time each server (with its converter processes) spent per lookup, the same way, and
 what the log wrote (after a clean shutdown, which converts the rest of the spool).
 Then, in this process, the logging's own cost per lookup: the CPU of ``record`` plus the spooling
@@ -22,13 +24,16 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from benchmarks.materialize import prepare, redis_server
-from benchmarks.online_http import _free_port, _start, _stop, _wrk
+from benchmarks.online_http import _free_port, _stop, _wait, _wrk
 
 __all__ = ["main", "measure"]
 
@@ -52,43 +57,78 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(scale: float, seconds: float, repeat: int, spool: str | None = None) -> dict[str, Any]:
-    """Alternating wrk runs against the two servers; req/s and CPU microseconds per lookup, medians."""
-    ids = int(100_000 * scale)
-    with redis_server() as url:
-        from featurestore import FeatureStore
+def _cores() -> tuple[set[int] | None, set[int] | None]:
+    """The core the servers share and the cores left to wrk and Redis (None, None on one core)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2:
+        return None, None
+    return {cores[-1]}, set(cores[:-1])
 
-        root = prepare(scale, url)
-        store = FeatureStore(root)
-        store.materialize(["driver_stats"])
-        served = store.settings.offline_root / "_served"
-        shutil.rmtree(served, ignore_errors=True)
-        # Two servers that do not log and one that logs everything: each round runs the logging one
-        # between the other two, so a drift during the round cancels out, and the two unlogged ones
-        # against each other give the figure a round's noise alone makes (A/A).
-        ports = {"off": _free_port(), "1.0": _free_port(), "off2": _free_port()}
-        servers = {}
-        if spool is not None:
-            os.environ["FEATURESTORE_SERVED_SPOOL"] = spool
-        for rate, port in ports.items():
-            os.environ["FEATURESTORE_LOG_SAMPLE_RATE"] = "1.0" if rate == "1.0" else "0"
-            servers[rate] = _start(
-                ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)], port
-            )
-        os.environ.pop("FEATURESTORE_LOG_SAMPLE_RATE", None)
-        os.environ.pop("FEATURESTORE_SERVED_SPOOL", None)
-        rps: dict[tuple[int, str], list[float]] = {}
-        cpu: dict[tuple[int, str], list[float]] = {}
+
+def _core_busy() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) clock ticks so far, from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(f) for f in fields]
+            out[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))
+    return out
+
+
+def measure(scale: float, seconds: float, repeat: int, spool: str | None = None) -> dict[str, Any]:
+    """Three servers sharing one core, loaded at once: req/s and CPU microseconds per lookup, medians."""
+    ids = int(100_000 * scale)
+    server_core, load_cores = _cores()
+    own = os.sched_getaffinity(0) if server_core else None
+    if load_cores:
+        os.sched_setaffinity(0, load_cores)  # Redis, and later wrk, run on the other cores
+    try:
+        with redis_server() as url:
+            return _measure(url, scale, ids, seconds, repeat, spool, server_core)
+    finally:
+        if own:
+            os.sched_setaffinity(0, own)
+
+
+def _measure(
+    url: str, scale: float, ids: int, seconds: float, repeat: int, spool: str | None, server_core: set[int] | None
+) -> dict[str, Any]:
+    from featurestore import FeatureStore
+
+    root = prepare(scale, url)
+    store = FeatureStore(root)
+    store.materialize(["driver_stats"])
+    served = store.settings.offline_root / "_served"
+    shutil.rmtree(served, ignore_errors=True)
+    # Two servers that do not log and one that logs everything, all on the same core and loaded at
+    # the same time: each gets a fair share of that core, so their req/s differ only by the CPU each
+    # spends per lookup, and the machine's own swings (10-30 % from one second to the next on a
+    # shared host, more than the logging costs) move all three alike. A process has its own luck
+    # too: two identical servers started with different hash seeds differed by up to 14 % (dict
+    # layouts, the interpreter's hot paths), and by 8 % at 1 entity in a whole run when kept for all
+    # of it. So each run starts three new servers sharing one seed, a different one per run. The two
+    # that do not log, against each other, give the noise left (A/A).
+    names = ("off", "1.0", "off2")
+    rps: dict[tuple[int, str], list[float]] = {}
+    cpu: dict[tuple[int, str], list[float]] = {}
+    busy: list[float] = []
+    for run in range(repeat):
+        servers, ports = _start_servers(root, names, spool, server_core, seed=run + 1)
         try:
             for entities in (1, 100):
-                for round_ in range(repeat):
-                    # The unlogged servers swap places every other round: neither is favoured.
-                    for rate in ("off", "1.0", "off2") if round_ % 2 == 0 else ("off2", "1.0", "off"):
-                        before = _cpu_seconds(servers[rate].pid)
-                        r = _wrk(ports[rate], "/get-online-features", "feast", entities, ids, 16, seconds)
-                        used = _cpu_seconds(servers[rate].pid) - before
-                        rps.setdefault((entities, rate), []).append(r["rps"])
-                        cpu.setdefault((entities, rate), []).append(1e6 * used / (r["rps"] * seconds))
+                _load(ports, entities, ids, 1.0)  # warm-up
+                before = {name: _cpu_seconds(servers[name].pid) for name in names}
+                ticks = _core_busy()
+                got = _load(ports, entities, ids, seconds)
+                if server_core:
+                    (core,) = server_core
+                    (b0, t0), (b1, t1) = ticks[core], _core_busy()[core]
+                    busy.append((b1 - b0) / max(t1 - t0, 1))
+                for name in names:
+                    used = _cpu_seconds(servers[name].pid) - before[name]
+                    rps.setdefault((entities, name), []).append(got[name]["rps"])
+                    cpu.setdefault((entities, name), []).append(1e6 * used / (got[name]["rps"] * seconds))
         finally:
             _stop(servers["off"])
             _stop(servers["off2"])
@@ -99,11 +139,10 @@ def measure(scale: float, seconds: float, repeat: int, spool: str | None = None)
     rows = sum(pl.scan_parquet(f).select(pl.len()).collect().item() for f in files)
     shapes = {}
     for entities in (1, 100):
-        # Per round: the logging server against the mean of the two others (which bracket it in time),
-        # and the two others against each other; the medians of the rounds' ratios are the figures
-        # (the quartiles show the spread).
-        off, on, off2 = (rps[(entities, k)] for k in ("off", "1.0", "off2"))
-        c_off, c_on, c_off2 = (cpu[(entities, k)] for k in ("off", "1.0", "off2"))
+        # Per run: the logging server against the mean of the two others, and the two others against
+        # each other; the medians of the runs' ratios are the figures (the quartiles show the spread).
+        off, on, off2 = (rps[(entities, k)] for k in names)
+        c_off, c_on, c_off2 = (cpu[(entities, k)] for k in names)
         drops = [1 - b / ((a + c) / 2) for a, b, c in zip(off, on, off2, strict=True)]
         extras = [b / ((a + c) / 2) - 1 for a, b, c in zip(c_off, c_on, c_off2, strict=True)]
         noise = [1 - c / a for a, c in zip(off, off2, strict=True)]
@@ -124,12 +163,52 @@ def measure(scale: float, seconds: float, repeat: int, spool: str | None = None)
         "shapes": shapes,
         "seconds_per_run": seconds,
         "spool": spool or "disk (the default)",
+        "server_core": sorted(server_core) if server_core else None,
+        "server_core_busy": statistics.median(busy) if busy else None,
         "logged_rows": rows,
         "parquet_files": len(files),
         "spool_files_left": len(list((served / ".spool").glob("spool-*"))),
         "served_dir": str(served),
         "spool_cost": spool_cost(),
     }
+
+
+def _start_servers(
+    root: Path, names: tuple[str, ...], spool: str | None, core: set[int] | None, seed: int
+) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, int]]:
+    """One-worker servers on ``core``, ``"1.0"`` logging every lookup, all with the hash seed ``seed``."""
+    ports = {name: _free_port() for name in names}
+    servers = {}
+    for name, port in ports.items():
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONHASHSEED": str(seed)}
+        env["FEATURESTORE_LOG_SAMPLE_RATE"] = "1.0" if name == "1.0" else "0"
+        if spool is not None:
+            env["FEATURESTORE_SERVED_SPOOL"] = spool
+        servers[name] = subprocess.Popen(
+            [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,  # not a pipe: nobody reads it, and the access log would stall the server
+            stderr=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, core)) if core else None,
+        )
+    try:
+        for name in names:
+            _wait(ports[name], servers[name])
+    except BaseException:
+        for server in servers.values():
+            _stop(server)
+        raise
+    return servers, ports
+
+
+def _load(ports: dict[str, int], entities: int, ids: int, seconds: float) -> dict[str, dict[str, float]]:
+    """One wrk run per server, all at once (concurrency 16 each)."""
+    with ThreadPoolExecutor(len(ports)) as pool:
+        runs = {
+            name: pool.submit(_wrk, port, "/get-online-features", "feast", entities, ids, 16, seconds)
+            for name, port in ports.items()
+        }
+        return {name: run.result() for name, run in runs.items()}
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -215,9 +294,9 @@ def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> d
 def table(result: dict[str, Any]) -> list[str]:
     """The Markdown table of :func:`measure`'s result."""
     lines = [
-        "| entities | concurrency | rounds | logging off req/s | logging 1.0 req/s "
-        "| drop, median of rounds (quartiles) | A/A: off vs off (quartiles) | CPU/lookup off | CPU/lookup 1.0 "
-        "| extra CPU, median of rounds (quartiles) |",
+        "| entities | concurrency | runs | logging off req/s | logging 1.0 req/s "
+        "| drop, median of runs (quartiles) | A/A: off vs off (quartiles) | CPU/lookup off | CPU/lookup 1.0 "
+        "| extra CPU, median of runs (quartiles) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -232,8 +311,15 @@ def table(result: dict[str, Any]) -> list[str]:
             f"| {m['cpu_us_off']:,.0f} us | {m['cpu_us_logged']:,.0f} us "
             f"| {pct(m['cpu_extra'], m['cpu_extra_quartiles'], '+')} |"
         )
+    if result.get("server_core") is not None:
+        lines.append(
+            f"\nthe three servers shared core {result['server_core'][0]}, busy "
+            f"{100 * result['server_core_busy']:.0f} % of the time (wrk and Redis on the other cores)"
+        )
+    else:
+        lines.append("\none core: the servers, wrk and Redis shared it")
     lines.append(
-        f"\nlogged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "
+        f"logged: {result['logged_rows']:,} entity rows in {result['parquet_files']} Parquet files; "
         f"spool files left after the clean shutdown: {result['spool_files_left']}"
     )
     if result.get("spool_cost"):

@@ -111,3 +111,16 @@ def test_served_log_spool_cost_measures_both_shapes_and_converts_everything() ->
     assert all(m["convert_json_cpu_us"] > 0 for m in cost.values())
     # the stored rows, not the response: about 270 bytes per entity row of 20 features
     assert 100 * 0.2 < cost[100]["spooled_kb"] < 100 * 0.4
+
+
+@pytest.mark.skipif(not HAS_ONLINE_TOOLS, reason="needs redis-server and wrk")
+def test_served_log_benchmark_loads_three_servers_at_once_and_converts_what_the_logging_one_spooled() -> None:
+    from benchmarks.served_log import measure, table
+
+    result = measure(0.01, 1.0, 1)
+    for shape in result["shapes"].values():
+        assert shape["rounds"] == 1 and shape["rps_off"] > 0 and shape["rps_logged"] > 0
+    assert result["logged_rows"] > 0 and result["spool_files_left"] == 0  # the clean shutdown converted it all
+    if result["server_core"] is not None:  # two cores or more: the servers had one to themselves
+        assert 0 < result["server_core_busy"] <= 1
+    assert any("shared core" in line or "one core" in line for line in table(result))

@@ -309,7 +309,7 @@ def run_served_log(scale: float, reps: int, seconds: float) -> dict[str, Any]:
     """Lookup throughput and CPU with served-feature logging at 1.0 against off (benchmarks.served_log)."""
     from benchmarks import served_log
 
-    # Short rounds, many of them: the drop is the median of the rounds' own ratios (see the module).
+    # Short runs, many of them, each with new servers: the drop is the median of the runs' own ratios.
     return served_log.measure(scale, min(seconds, 2.0), max(8, 4 * reps))
 
 
@@ -489,7 +489,7 @@ def render(r: dict[str, Any]) -> str:
     if "served_log" in r:
         from benchmarks.served_log import table
 
-        out += ["### Served-feature logging at 1.0 (the logging server run between two that do not)", ""]
+        out += ["### Served-feature logging at 1.0 (three servers loaded at once on one core, one logging)", ""]
         out += [*table(r["served_log"]), ""]
     if "ui" in r:
         from benchmarks.ui import table as ui_table

@@ -371,6 +371,44 @@ def test_a_slow_spool_moves_the_spooling_off_the_loop_and_loses_nothing(
     assert pl.read_parquet(served_files(tmp_path, "weather")).height == 22
 
 
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="needs Linux's schedstat")
+def test_a_spool_write_slow_on_the_cpu_is_not_taken_for_a_slow_disk(
+    example_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the time a write is blocked counts as a slow disk: a write that takes long because its thread
+    runs (here it spins; on a busy machine it is preempted and waits for a core) keeps the spooling on
+    the loop, where it costs least."""
+    from featurestore.server import served_log
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
+    append = served_log._append
+    loop_writes: list[float] = []
+
+    def busy(fd: int, parts: list) -> None:  # type: ignore[type-arg]
+        if threading.current_thread() is threading.main_thread():
+            loop_writes.append(time.monotonic())
+            deadline = time.perf_counter() + served_log.STALL_SECONDS + 0.01
+            while time.perf_counter() < deadline:  # on the CPU, not blocked
+                pass
+        append(fd, parts)
+
+    monkeypatch.setattr(served_log, "_append", busy)
+    log = ServedLog(tmp_path, 1.0, flush_seconds=0.01, loop_flush_seconds=0.001)
+
+    async def serve() -> None:
+        log.start()
+        for _ in range(4):
+            _record(log, None, plan, 2)
+            await asyncio.sleep(0.1)
+
+    with caplog.at_level("WARNING", logger="featurestore.served_log"):
+        asyncio.run(serve())
+    assert len(loop_writes) == 4  # every write stayed on the loop
+    assert "the writer thread spools" not in caplog.text
+    log.close()
+    assert pl.read_parquet(served_files(tmp_path, "weather")).height == 8
+
+
 def test_a_spool_past_its_bound_drops_lookups_until_converted(example_repo: Path, tmp_path: Path) -> None:
     """``served_spool_max_bytes`` bounds the spool on disk: past it lookups are counted as dropped (the
     request never waits), and once the converter has emptied the spool they are logged again."""

@@ -63,6 +63,8 @@ SLOW_WINDOW_SECONDS = 10.0
 THREAD_SECONDS = 60.0
 # The writer thread spools what the loop left (and everything when no loop runs the log) this often.
 FLUSH_SECONDS = 0.05
+# The writer thread lists the spool folder against max_spool_bytes at most this often.
+SIZE_CHECK_SECONDS = 0.5
 # Spool files are sealed this often; the converter starts once no lookup was logged for QUIET_SECONDS
 # (parsing costs nearly as much CPU as the lookups did, and even at idle priority it competes with
 # them for caches and memory: it waits for a lull), or when the sealed spool passes convert_bytes
@@ -233,17 +235,15 @@ class ServedLog:
             self._spool_queue()
         except Exception:  # a full disk: counted as dropped (in _spool); the thread takes over
             logger.exception("served-feature log: writing the spool failed")
-            took = float("inf")
+            took, sched = float("inf"), None
         else:
             took = time.perf_counter() - start
         finally:
             self._io_lock.release()
+        if took > SLOW_WRITE_SECONDS and sched is not None:
+            took -= (self._sched_clock() or sched) - sched  # blocked: not running, nor waiting for a core
         if took <= SLOW_WRITE_SECONDS:
             return
-        if sched is not None and took != float("inf"):
-            took -= (self._sched_clock() or sched) - sched  # blocked: not running, nor waiting for a core
-            if took <= SLOW_WRITE_SECONDS:
-                return
         now = time.monotonic()
         self._slow_writes.append(now)
         slow = self._slow_writes
@@ -350,17 +350,19 @@ class ServedLog:
         return written
 
     def _run(self) -> None:
-        last_seal = self._last_spooled = time.monotonic()
+        last_seal = last_size_check = self._last_spooled = time.monotonic()
         while not self._stop.wait(self._pass_seconds()):
             now = time.monotonic()
             try:
+                if now - last_size_check >= SIZE_CHECK_SECONDS:  # a listing: not under the loop's I/O lock
+                    self._check_spool_size()
+                    last_size_check = now
                 with self._io_lock:
                     try:
                         self._spool_queue()
                     finally:
                         self._report()
                     last_item = self._last_spooled  # by this thread or the loop
-                    self._check_spool_size()
                     if now - last_seal >= self.seal_seconds or (self._open and now - last_item >= self.quiet_seconds):
                         self._seal()
                         last_seal = now

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.materialize import prepare, redis_server
 from benchmarks.w1 import FEATURES
@@ -101,10 +102,14 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def _start(args: list[str], port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+def _start(args: list[str], port: int, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """``python <args>`` with this checkout importable (and ``env`` added), once it listens on ``port``;
+    ``popen``: more of Popen's arguments."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
     # Not a pipe: nobody reads it, and the access log would fill it and stall the server.
-    proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen
+    )
     _wait(port, proc)
     return proc
 

@@ -34,7 +34,7 @@ import orjson
 import polars as pl
 
 from benchmarks.materialize import prepare, redis_server
-from benchmarks.online_http import _free_port, _stop, _wait, _wrk
+from benchmarks.online_http import _free_port, _start, _stop, _wrk
 from benchmarks.w1 import FEATURES
 
 __all__ = ["main", "measure"]
@@ -180,26 +180,22 @@ def _start_servers(
 ) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, int]]:
     """One-worker servers on ``core``, ``"1.0"`` logging every lookup, all with the hash seed ``seed``."""
     ports = {name: _free_port() for name in names}
-    servers = {}
-    for name, port in ports.items():
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONHASHSEED": str(seed)}
-        env["FEATURESTORE_LOG_SAMPLE_RATE"] = "1.0" if name == "1.0" else "0"
-        if spool is not None:
-            env["FEATURESTORE_SERVED_SPOOL"] = spool
-        servers[name] = subprocess.Popen(
-            [sys.executable, "-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,  # not a pipe: nobody reads it, and the access log would stall the server
-            stderr=subprocess.DEVNULL,
-            preexec_fn=(lambda: os.sched_setaffinity(0, core)) if core else None,
-            # A session each: with Linux's autogroups the core is shared fairly between the servers,
-            # not between their threads (the logging one has a writer thread besides its loop).
-            start_new_session=True,
-        )
+    servers: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name in names:
-            _wait(ports[name], servers[name])
-            _first_lookup(ports[name])
+        for name, port in ports.items():
+            env = {"PYTHONHASHSEED": str(seed), "FEATURESTORE_LOG_SAMPLE_RATE": "1.0" if name == "1.0" else "0"}
+            if spool is not None:
+                env["FEATURESTORE_SERVED_SPOOL"] = spool
+            servers[name] = _start(
+                ["-m", "featurestore.cli.main", "serve", "--repo", str(root), "--port", str(port)],
+                port,
+                env,
+                preexec_fn=(lambda: os.sched_setaffinity(0, core)) if core else None,
+                # A session each: with Linux's autogroups the core is shared fairly between the servers,
+                # not between their threads (the logging one has a writer thread besides its loop).
+                start_new_session=True,
+            )
+            _first_lookup(port)
     except BaseException:
         for server in servers.values():
             _stop(server)

@@ -110,10 +110,11 @@ async def feast_lookup(app: Any, scope: MutableMapping[str, Any], body: bytes) -
     entities: Any = data.get("entities")
     n = check_entities(entities, app.settings.max_entities)
     store, versions = app.store, catalog.versions()
-    rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, now_us())
-    out, tally = assemble_json(plan, entities, n, rows, layouts)
-    if app.served_log is not None:
-        app.served_log.record(service, plan, entities, rows, layouts)  # the stored rows read: no decoding
+    t_us = now_us()
+    rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, t_us)
+    out, tally = assemble_json(plan, entities, n, rows, layouts, t_us)
+    if app.served_log is not None:  # the stored rows read, held as they are; statuses judged at t_us
+        app.served_log.record(service, plan, entities, rows, layouts, t_us)
     app.metrics.add_statuses(tally)
     return out
 

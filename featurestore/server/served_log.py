@@ -75,9 +75,11 @@ QUIET_SECONDS = 10.0
 
 logger = logging.getLogger("featurestore.served_log")
 
-# One queued lookup: request time (us), service, plan, entity key names, layouts, entity values as JSON,
-# each view's stored rows one per line, entity rows.
-_Item = tuple[int, str | None, LookupPlan, tuple[str, ...], Sequence[dict[str, int]], bytes, list[bytes], int]
+# One queued lookup as the request left it: request time (us), service, plan, entities, each view's
+# stored rows (None: not found) and layout, entity rows. Held by reference: serialized in the flush.
+_Item = tuple[
+    int, str | None, LookupPlan, dict[str, list[Any]], Sequence[Sequence[bytes | None]], Sequence[dict[str, int]], int
+]
 
 
 def served_dir(offline_root: Path, target: str | None = None) -> Path:
@@ -112,12 +114,14 @@ def status_column(view: str, feature: str) -> str:
 class ServedLog:
     """Log sampled lookups under ``<offline_root>/_served/<target>/date=.../`` without slowing them down.
 
-    ``record`` is the only call on the request path: a sampling draw, the entity values as JSON, one
-    ``bytes.join`` per view of the stored rows the lookup read (C code, no decoding) and an append under
-    an uncontended lock: the same Python calls whatever the number of entities. The response is not
-    logged: it repeats each view's event times and statuses per feature (~108 KB for 100 entities x 20
-    features against ~27 KB of stored rows); the converter recomputes the statuses from the rows, the
-    request time and the view's ttl, as the lookup did. The queue is appended to spool files under
+    ``record`` is the only call on the request path: a sampling draw and an append of references (the
+    request's entities, the stored rows the lookup read) under an uncontended lock, the same few Python
+    steps whatever the number of entities. The flush serializes them, lookup after lookup while its
+    code and data are in the caches: the entity values as JSON and one ``bytes.join`` per view of the
+    stored rows (C code, no decoding). The response is not logged: it repeats each view's event times
+    and statuses per feature (~108 KB for 100 entities x 20 features against ~27 KB of stored rows);
+    the converter recomputes the statuses from the rows, the lookup's request time and the view's ttl,
+    as the lookup did. The queue is appended to spool files under
     ``_served/.spool`` (a header line per lookup, then its stored rows one per line) with one ``writev``
     per file: one file per kind of lookup, whose first line describes it (views, features and their
     positions in the stored rows, ttls, entity key names). On a server (``start`` called on an event
@@ -128,8 +132,9 @@ class ServedLog:
     ``seal_seconds``; a converter process at idle priority (:mod:`featurestore.server.served_spool`)
     turns sealed files into Parquet with polars once no lookup was logged for ``quiet_seconds``, or
     when the sealed spool passes ``convert_bytes``. ``close`` (the app's shutdown) spools and converts
-    everything left: a clean shutdown loses nothing. Past ``max_bytes`` of queued rows further lookups
-    are dropped and counted (``dropped``, on /metrics), never delayed. The target is the feature
+    everything left: a clean shutdown loses nothing. Past ``max_bytes`` of queued rows (estimated from
+    the bytes per entity row the last spooling wrote) further lookups are dropped and counted
+    (``dropped``, on /metrics), never delayed. The target is the feature
     service, or each view of a plain feature list.
     """
 
@@ -163,7 +168,8 @@ class ServedLog:
         self.spooled = 0  # entity rows appended to the spool
         self.logged = 0  # entity rows converted to Parquet by this process (shutdown and explicit flushes)
         self._items: list[_Item] = []
-        self._bytes = 0
+        self._held = 0  # entity rows queued
+        self._row_bytes = 0  # spool bytes per entity row, as the last spooling found (0: none yet)
         self._lock = threading.Lock()
         self._io_lock = threading.Lock()
         self._stop = threading.Event()
@@ -192,34 +198,33 @@ class ServedLog:
         entities: dict[str, list[Any]],
         rows: Sequence[Sequence[bytes | None]],
         layouts: Sequence[dict[str, int]],
+        t_us: int | None = None,
     ) -> None:
-        """Queue one answered lookup (if sampled): its checked ``entities``, and per view of ``plan`` the
-        stored rows it read (None: not found) and the layout they were read with (feature -> position).
+        """Queue one answered lookup (if sampled): its checked ``entities``, per view of ``plan`` the stored
+        rows it read (None: not found) and the layout they were read with (feature -> position), and the
+        request time the lookup judged the rows' age by (``t_us``, microseconds; default now). They are
+        held by reference until the flush: neither may change after the call.
 
         Example (what ``/get-online-features`` does after answering)::
 
             rows, layouts = await aread_views(store, state, plan, entities, n, versions, layout, t_us)
-            log.record(service, plan, entities, rows, layouts)
+            log.record(service, plan, entities, rows, layouts, t_us)
         """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
         n = len(rows[0]) if rows else 0
         if not n:
             return
-        if self._spool_full:
-            with self._lock:
-                self.dropped += n
-            return
-        stamp = time.time_ns() // 1000
-        keys = orjson.dumps(list(entities.values()))
-        joined = [_joined(r) for r in rows]
-        size = len(keys) + sum(map(len, joined))
+        if t_us is None:
+            t_us = time.time_ns() // 1000
         with self._lock:
-            if self._bytes + size > self.max_bytes:
+            if not self._row_bytes:  # nothing spooled yet: this lookup's own size
+                self._row_bytes = _row_bytes(entities, rows, n)
+            if self._spool_full or (self._held + n) * self._row_bytes > self.max_bytes:
                 self.dropped += n
                 return
-            self._items.append((stamp, service, plan, tuple(entities), layouts, keys, joined, n))
-            self._bytes += size
+            self._items.append((t_us, service, plan, entities, rows, layouts, n))
+            self._held += n
         if self._loop is not None and not self._flush_due:
             self._flush_due = True
             self._loop.call_later(self.loop_flush_seconds, self._flush_on_loop)
@@ -277,7 +282,8 @@ class ServedLog:
 
     @property
     def queued_bytes(self) -> int:
-        return self._bytes
+        """The queued lookups' spool bytes, estimated (entity rows x bytes per row)."""
+        return self._held * self._row_bytes
 
     def export(self, dropped: Any, spooled: Any, queued: Any) -> None:
         """Report ``dropped`` and ``spooled`` rows and the queued bytes through these prometheus metrics
@@ -408,9 +414,7 @@ class ServedLog:
         they are (the joined rows are not copied again).
         """
         with self._lock:
-            items, self._items, taken, self._bytes = self._items, [], self._bytes, 0
-        if taken > self._peak_bytes:
-            self._peak_bytes = taken
+            items, self._items, self._held = self._items, [], 0
         return self._spool(items)
 
     def _spool(self, items: list[_Item]) -> int:
@@ -422,16 +426,25 @@ class ServedLog:
         counts: dict[bytes, int] = {}
         last: tuple[Any, ...] = ()
         desc = b""
-        for stamp, service, plan, names, layouts, keys, joined, n in items:
+        dumps, size, rows_in = orjson.dumps, 0, 0
+        for stamp, service, plan, entities, rows, layouts, n in items:
+            names = tuple(entities)
             if (plan, service, names, layouts) != last:  # most passes hold one kind of lookup
                 last = (plan, service, names, layouts)
                 desc = self._descriptor(service, plan, names, layouts)
                 if desc not in batches:
                     batches[desc], counts[desc] = [], 0
             parts = batches[desc]
-            parts.append(b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, keys))
+            head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, dumps(list(entities.values())))
+            joined = [_joined(r) for r in rows]
+            parts.append(head)
             parts += joined
+            size += len(head) + sum(map(len, joined))
+            rows_in += n
             counts[desc] += n
+        self._row_bytes = -(-size // rows_in)
+        if size > self._peak_bytes:
+            self._peak_bytes = size
         failed: OSError | None = None
         for desc, parts in batches.items():
             try:
@@ -512,6 +525,11 @@ class ServedLog:
         # The plan and layouts are kept alive with their ids, so an id is never reused while cached.
         self._descriptors[cache_key] = (plan, tuple(layouts), desc)
         return desc
+
+
+def _row_bytes(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]], n: int) -> int:
+    """Spool bytes per entity row of one lookup (the queue's bound before any spooling measured it)."""
+    return -(-(len(orjson.dumps(list(entities.values()))) + sum(len(_joined(r)) for r in rows)) // n)
 
 
 def _joined(rows: Sequence[bytes | None]) -> bytes:

@@ -221,12 +221,14 @@ def assemble(
     n: int,
     rows_per_view: list[list[bytes | None]],
     layouts: list[dict[str, int]],
+    t_us: int | None = None,
 ) -> dict[str, Any]:
     """The Feast feature-server response: entity columns first, then each feature's values and statuses.
 
-    ``entities`` must have passed :func:`view_keys`: every column it holds is echoed.
+    ``entities`` must have passed :func:`view_keys`: every column it holds is echoed. A row older than
+    its view's ttl at ``t_us`` (the request time, microseconds; default now) is OUTSIDE_MAX_AGE.
     """
-    now = now_us()
+    now = now_us() if t_us is None else t_us
     # The request's entity columns come first, in its order (as Feast answers), used by the views or not.
     keys = list(entities)
     results: list[dict[str, Any]] = [
@@ -259,13 +261,14 @@ def assemble_json(
     n: int,
     rows_per_view: list[list[bytes | None]],
     layouts: list[dict[str, int]],
+    t_us: int | None = None,
 ) -> tuple[bytes, dict[str, int]]:
     """:func:`assemble`'s response serialised (the server's path), and how many values had each status.
 
     The same JSON as ``orjson.dumps(assemble(...))``, built from parts: each view's event times
     and each distinct status list are serialised once and repeated as bytes, not once per feature.
     """
-    now = now_us()
+    now = now_us() if t_us is None else t_us
     dumps = orjson.dumps
     keys = list(entities)
     if keys == plan.entity_columns:
@@ -366,7 +369,7 @@ def lookup(
             found, lay = store.read_rows(view.name, version, keys), layout(view.name, version)
         rows.append(found)
         layouts.append(lay)
-    return assemble(plan, entities, n, rows, layouts)
+    return assemble(plan, entities, n, rows, layouts)  # ttl judged now, whatever as_of the windows took
 
 
 async def aread_views(
@@ -406,7 +409,7 @@ async def alookup(
 ) -> dict[str, Any]:
     """``lookup`` for the event loop: :func:`aread_views` through the store's async client, assembled."""
     rows, layouts = await aread_views(store, state, plan, entities, n, versions, layout, t_us)
-    return assemble(plan, entities, n, rows, layouts)
+    return assemble(plan, entities, n, rows, layouts, t_us)
 
 
 def read_online(

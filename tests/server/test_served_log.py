@@ -45,11 +45,11 @@ def test_log_is_bounded_and_written_as_parquet_per_target(example_repo: Path, tm
     state = FeatureStore(example_repo).state()
     plan = plan_lookup(state, ["weather:temp", "weather:wind_speed"])
     entities, rows = _lookup(3)
-    log = ServedLog(
-        tmp_path, 1.0, max_bytes=3 * (len(orjson.dumps(list(entities.values()))) + len(b"\n".join(rows)) + 1)
-    )
+    size = len(orjson.dumps(list(entities.values()))) + len(b"\n".join(rows)) + 1  # one lookup's rows and keys
+    log = ServedLog(tmp_path, 1.0, max_bytes=int(3.5 * size))
     for _ in range(5):
         _record(log, None, plan, 3)  # 3 fit (9 rows), 2 are dropped: the request never waits
+    assert log.queued_bytes >= 3 * size
     assert log.dropped == 6
     assert log.flush() == 9
     files = served_files(tmp_path, "weather")
@@ -124,9 +124,29 @@ def test_statuses_are_recomputed_as_the_lookup_answered(example_repo: Path, tmp_
     assert got["origin"].to_list() == never["origin"].to_list() == ["JFK", "XXX", "LGA"]
 
 
-def lookup_response(plan, entities, rows, layout):  # type: ignore[no-untyped-def]
+def test_statuses_are_judged_at_the_time_the_lookup_judged_them(example_repo: Path, tmp_path: Path) -> None:
+    """The log keeps the lookup's own request time (``t_us``), not the time it was recorded or spooled: a row
+    inside the ttl when it was served is logged PRESENT even if it has aged past the ttl since."""
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp"])
+    ttl = plan.views[0].ttl_us
+    assert ttl is not None
+    served_at = now_us() - 60_000_000  # the lookup ran a minute ago
+    rows = [orjson.dumps([served_at - ttl + 1_000_000, 50.0, 0]), orjson.dumps([served_at - ttl - 1, 51.0, 0])]
+    log = ServedLog(tmp_path, 1.0)
+    log.record(None, plan, {"origin": ["JFK", "LGA"]}, [rows], [{"temp": 1}], served_at)
+    assert log.flush() == 2
+    [file] = served_files(tmp_path, "weather")
+    got = pl.read_parquet(file)
+    assert got["weather__temp__status"].to_list() == ["PRESENT", "OUTSIDE_MAX_AGE"]
+    assert got["weather__temp"].to_list() == [50.0, None]
+    assert got["request_time"].dt.epoch("us").to_list() == [served_at] * 2
+    expected = lookup_response(plan, {"origin": ["JFK", "LGA"]}, rows, {"temp": 1}, served_at)
+    assert got["weather__temp__status"].to_list() == expected["temp"]["statuses"]
+
+
+def lookup_response(plan, entities, rows, layout, t_us=None):  # type: ignore[no-untyped-def]
     """The statuses and values the server's assembly answers for these rows (the rule the converter repeats)."""
-    response = assemble(plan, entities, len(rows), [rows], [layout])
+    response = assemble(plan, entities, len(rows), [rows], [layout], t_us)
     names = response["metadata"]["feature_names"]
     return dict(zip(names, response["results"], strict=True))
 

@@ -434,15 +434,22 @@ class ServedLog:
                 desc = self._descriptor(service, plan, names, layouts)
                 if desc not in batches:
                     batches[desc], counts[desc] = [], 0
+            try:
+                head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, dumps(list(entities.values())))
+                joined = [_joined(r) for r in rows]
+            except TypeError:  # a key orjson cannot write or a row not bytes (a caller's bug): this lookup only
+                logger.exception("served-feature log: a lookup could not be serialized; it is not logged")
+                with self._lock:
+                    self.dropped += n
+                continue
             parts = batches[desc]
-            head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, dumps(list(entities.values())))
-            joined = [_joined(r) for r in rows]
             parts.append(head)
             parts += joined
             size += len(head) + sum(map(len, joined))
             rows_in += n
             counts[desc] += n
-        self._row_bytes = -(-size // rows_in)
+        if rows_in:
+            self._row_bytes = -(-size // rows_in)
         if size > self._peak_bytes:
             self._peak_bytes = size
         failed: OSError | None = None
@@ -529,7 +536,10 @@ class ServedLog:
 
 def _row_bytes(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]], n: int) -> int:
     """Spool bytes per entity row of one lookup (the queue's bound before any spooling measured it)."""
-    return -(-(len(orjson.dumps(list(entities.values()))) + sum(len(_joined(r)) for r in rows)) // n)
+    try:
+        return -(-(len(orjson.dumps(list(entities.values()))) + sum(len(_joined(r)) for r in rows)) // n)
+    except TypeError:  # not serializable: the flush drops it; a guess until a spooling measures
+        return 256
 
 
 def _joined(rows: Sequence[bytes | None]) -> bytes:

@@ -144,6 +144,22 @@ def test_statuses_are_judged_at_the_time_the_lookup_judged_them(example_repo: Pa
     assert got["weather__temp__status"].to_list() == expected["temp"]["statuses"]
 
 
+def test_a_lookup_that_cannot_be_serialized_is_counted_and_the_others_are_logged(
+    example_repo: Path, tmp_path: Path
+) -> None:
+    """Serializing happens in the flush: a bad lookup there (a caller's bug) costs only its own rows."""
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp"])
+    log = ServedLog(tmp_path, 1.0)
+    good, rows = _lookup(2)
+    log.record(None, plan, {"origin": [object(), "LGA"]}, [rows], [{"temp": 1}])  # orjson cannot write it
+    log.record(None, plan, good, [rows], [{"temp": 1}])
+    log.record(None, plan, good, [["not bytes", None]], [{"temp": 1}])  # rows not bytes
+    assert log.flush() == 2
+    assert log.dropped == 4 and log.spooled == 2
+    [file] = served_files(tmp_path, "weather")
+    assert pl.read_parquet(file)["origin"].to_list() == ["JFK", "LGA"]
+
+
 def lookup_response(plan, entities, rows, layout, t_us=None):  # type: ignore[no-untyped-def]
     """The statuses and values the server's assembly answers for these rows (the rule the converter repeats)."""
     response = assemble(plan, entities, len(rows), [rows], [layout], t_us)

@@ -219,7 +219,7 @@ class ServedLog:
             t_us = time.time_ns() // 1000
         with self._lock:
             if not self._row_bytes:  # nothing spooled yet: this lookup's own size
-                self._row_bytes = _row_bytes(entities, rows, n)
+                self._row_bytes = _first_row_bytes(entities, rows, n)
             if self._spool_full or (self._held + n) * self._row_bytes > self.max_bytes:
                 self.dropped += n
                 return
@@ -426,22 +426,22 @@ class ServedLog:
         counts: dict[bytes, int] = {}
         last: tuple[Any, ...] = ()
         desc = b""
-        dumps, size, rows_in = orjson.dumps, 0, 0
+        size = rows_in = 0
         for stamp, service, plan, entities, rows, layouts, n in items:
+            try:
+                keys, joined = _serialized(entities, rows)
+            except TypeError:  # a key orjson cannot write or a row not bytes (a caller's bug): this lookup only
+                logger.exception("served-feature log: a lookup could not be serialized; it is not logged")
+                with self._lock:
+                    self.dropped += n
+                continue
             names = tuple(entities)
             if (plan, service, names, layouts) != last:  # most passes hold one kind of lookup
                 last = (plan, service, names, layouts)
                 desc = self._descriptor(service, plan, names, layouts)
                 if desc not in batches:
                     batches[desc], counts[desc] = [], 0
-            try:
-                head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, dumps(list(entities.values())))
-                joined = [_joined(r) for r in rows]
-            except TypeError:  # a key orjson cannot write or a row not bytes (a caller's bug): this lookup only
-                logger.exception("served-feature log: a lookup could not be serialized; it is not logged")
-                with self._lock:
-                    self.dropped += n
-                continue
+            head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, keys)
             parts = batches[desc]
             parts.append(head)
             parts += joined
@@ -534,12 +534,19 @@ class ServedLog:
         return desc
 
 
-def _row_bytes(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]], n: int) -> int:
-    """Spool bytes per entity row of one lookup (the queue's bound before any spooling measured it)."""
+def _serialized(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]]) -> tuple[bytes, list[bytes]]:
+    """One lookup's key values as JSON and each view's stored rows one per line (TypeError: a key orjson
+    cannot write or a row not bytes)."""
+    return orjson.dumps(list(entities.values())), [_joined(r) for r in rows]
+
+
+def _first_row_bytes(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]], n: int) -> int:
+    """Spool bytes per entity row of one lookup: the queue's bound before any spooling measured it."""
     try:
-        return -(-(len(orjson.dumps(list(entities.values()))) + sum(len(_joined(r)) for r in rows)) // n)
-    except TypeError:  # not serializable: the flush drops it; a guess until a spooling measures
+        keys, joined = _serialized(entities, rows)
+    except TypeError:  # the flush drops it; a guess until a spooling measures
         return 256
+    return -(-(len(keys) + sum(map(len, joined))) // n)
 
 
 def _joined(rows: Sequence[bytes | None]) -> bytes:

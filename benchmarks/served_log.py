@@ -262,7 +262,7 @@ def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> d
 
     from featurestore.server import served_spool
     from featurestore.server.served_log import ServedLog
-    from featurestore.serving.lookup import LookupPlan, ViewLookup
+    from featurestore.serving.lookup import LookupPlan, ViewLookup, rows_text
 
     features = [f"f{i:02d}" for i in range(20)]
     view = ViewLookup("driver_stats", ["driver_id"], ["int64"], features, features, 7 * 86_400_000_000)
@@ -281,6 +281,8 @@ def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> d
             ({"driver_id": [rng.randrange(100_000) for _ in range(entities)]}, rng.sample(stored, entities))
             for _ in range(200)
         ]
+        # The texts the server's assembly makes (and would make unlogged): the log keeps them.
+        texts = [[rows_text(rows)] for _, rows in shapes]
         m = out[entities] = {}
         for place in (served_spool.SpoolPlace.DISK, served_spool.SpoolPlace.MEMORY):
             with tempfile.TemporaryDirectory() as tmp:
@@ -290,7 +292,7 @@ def spool_cost(lookups: int = 6000, per_pass: dict[int, int] | None = None) -> d
                 start = _cpu_now()
                 for i in range(lookups):
                     keys, rows = shapes[i % len(shapes)]
-                    log.record(None, plan, keys, [rows], layouts)
+                    log.record(None, plan, keys, [rows], layouts, None, texts[i % len(shapes)])
                     if (i + 1) % per_pass[entities] == 0:
                         with log._io_lock:
                             log._spool_queue()

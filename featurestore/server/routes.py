@@ -42,6 +42,7 @@ from featurestore.serving.lookup import (
     aread_views,
     assemble_json,
     check_entities,
+    rows_text,
 )
 
 __all__ = ["router", "feast_lookup", "rows_lookup", "parse_json"]
@@ -112,9 +113,13 @@ async def feast_lookup(app: Any, scope: MutableMapping[str, Any], body: bytes) -
     store, versions = app.store, catalog.versions()
     t_us = now_us()
     rows, layouts = await aread_views(store, catalog.state, plan, entities, n, versions, catalog.layout, t_us)
-    out, tally = assemble_json(plan, entities, n, rows, layouts, t_us)
-    if app.served_log is not None:  # the stored rows read, held as they are; statuses judged at t_us
-        app.served_log.record(service, plan, entities, rows, layouts, t_us)
+    log = app.served_log
+    if log is None:
+        out, tally = assemble_json(plan, entities, n, rows, layouts, t_us)
+    else:  # the texts the assembly decodes are the log's: kept (not the rows), statuses judged at t_us
+        texts = [rows_text(r) for r in rows]
+        out, tally = assemble_json(plan, entities, n, rows, layouts, t_us, texts)
+        log.record(service, plan, entities, rows, layouts, t_us, texts)
     app.metrics.add_statuses(tally)
     return out
 

@@ -36,7 +36,7 @@ SERVED_DIR = "_served"
 # JSON-lines files waiting to become Parquet; a dot name so it is never taken for a service or view.
 SPOOL_DIR = ".spool"
 # Spool format written by this version (the descriptor line's "format"); the converter refuses others.
-SPOOL_FORMAT = 3
+SPOOL_FORMAT = 4
 # Row bytes held in memory at most; past it lookups are dropped and counted, never delayed.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # Spool bytes (sealed and open files of every worker) at most, the setting served_spool_max_bytes:
@@ -76,9 +76,17 @@ QUIET_SECONDS = 10.0
 logger = logging.getLogger("featurestore.served_log")
 
 # One queued lookup as the request left it: request time (us), service, plan, entities, each view's
-# stored rows (None: not found) and layout, entity rows. Held by reference: serialized in the flush.
+# rows as one text (rows_text; None: not made), the stored rows (None: every text made, the rows not
+# kept), each view's layout, entity rows. Held by reference: serialized in the flush.
 _Item = tuple[
-    int, str | None, LookupPlan, dict[str, list[Any]], Sequence[Sequence[bytes | None]], Sequence[dict[str, int]], int
+    int,
+    str | None,
+    LookupPlan,
+    dict[str, list[Any]],
+    Sequence[bytes | None],
+    Sequence[Sequence[bytes | None]] | None,
+    Sequence[dict[str, int]],
+    int,
 ]
 
 
@@ -199,16 +207,21 @@ class ServedLog:
         rows: Sequence[Sequence[bytes | None]],
         layouts: Sequence[dict[str, int]],
         t_us: int | None = None,
+        texts: Sequence[bytes | None] | None = None,
     ) -> None:
         """Queue one answered lookup (if sampled): its checked ``entities``, per view of ``plan`` the stored
         rows it read (None: not found) and the layout they were read with (feature -> position), and the
-        request time the lookup judged the rows' age by (``t_us``, microseconds; default now). They are
-        held by reference until the flush: neither may change after the call.
+        request time the lookup judged the rows' age by (``t_us``, microseconds; default now). ``texts``:
+        each view's rows as the assembly joined them (:func:`~featurestore.serving.lookup.rows_text`);
+        where every view has one, only they are kept and the rows are freed with the request. What is
+        kept is held by reference until the flush: it may not change after the call.
 
         Example (what ``/get-online-features`` does after answering)::
 
             rows, layouts = await aread_views(store, state, plan, entities, n, versions, layout, t_us)
-            log.record(service, plan, entities, rows, layouts, t_us)
+            texts = [rows_text(r) for r in rows]
+            body, tally = assemble_json(plan, entities, n, rows, layouts, t_us, texts)
+            log.record(service, plan, entities, rows, layouts, t_us, texts)
         """
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return
@@ -217,13 +230,18 @@ class ServedLog:
             return
         if t_us is None:
             t_us = time.time_ns() // 1000
+        kept: Sequence[Sequence[bytes | None]] | None = rows  # the rows, for the views without a text
+        if texts is None:
+            texts = [None] * len(rows)
+        elif None not in texts:
+            kept = None
         with self._lock:
             if not self._row_bytes:  # nothing spooled yet: this lookup's own size
-                self._row_bytes = _first_row_bytes(entities, rows, n)
+                self._row_bytes = _first_row_bytes(entities, texts, rows, n)
             if self._spool_full or (self._held + n) * self._row_bytes > self.max_bytes:
                 self.dropped += n
                 return
-            self._items.append((t_us, service, plan, entities, rows, layouts, n))
+            self._items.append((t_us, service, plan, entities, texts, kept, layouts, n))
             self._held += n
         if self._loop is not None and not self._flush_due:
             self._flush_due = True
@@ -410,8 +428,8 @@ class ServedLog:
         """Append the queued lookups to the open spool files; return how many were written.
 
         A lookup is a header line ``{"n":<entities>,"t":<request time, us>,"k":[<values of each entity
-        key>]}`` then each view's stored rows, one per line (``null``: not found), handed to ``writev`` as
-        they are (the joined rows are not copied again).
+        key>]}`` then each view's stored rows, one per line (``null``: not found), each but the last
+        ending with a comma: the text the assembly decoded, handed to ``writev`` as it is (not copied again).
         """
         with self._lock:
             items, self._items, self._held = self._items, [], 0
@@ -427,9 +445,9 @@ class ServedLog:
         last: tuple[Any, ...] = ()
         desc = b""
         size = rows_in = 0
-        for stamp, service, plan, entities, rows, layouts, n in items:
+        for stamp, service, plan, entities, texts, rows, layouts, n in items:
             try:
-                keys, joined = _serialized(entities, rows)
+                keys, joined = _serialized(entities, texts, rows)
             except TypeError:  # a key orjson cannot write or a row not bytes (a caller's bug): this lookup only
                 logger.exception("served-feature log: a lookup could not be serialized; it is not logged")
                 with self._lock:
@@ -444,8 +462,9 @@ class ServedLog:
             head = b'{"n":%d,"t":%d,"k":%b}\n' % (n, stamp, keys)
             parts = batches[desc]
             parts.append(head)
-            parts += joined
-            size += len(head) + sum(map(len, joined))
+            for line in joined:
+                parts += (line, b"\n")
+            size += len(head) + len(joined) + sum(map(len, joined))
             rows_in += n
             counts[desc] += n
         if rows_in:
@@ -534,27 +553,41 @@ class ServedLog:
         return desc
 
 
-def _serialized(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]]) -> tuple[bytes, list[bytes]]:
-    """One lookup's key values as JSON and each view's stored rows one per line (TypeError: a key orjson
-    cannot write or a row not bytes)."""
-    return orjson.dumps(list(entities.values())), [_joined(r) for r in rows]
+def _serialized(
+    entities: dict[str, list[Any]],
+    texts: Sequence[bytes | None],
+    rows: Sequence[Sequence[bytes | None]] | None,
+) -> tuple[bytes, list[bytes]]:
+    """One lookup's key values as JSON and each view's stored rows as the assembly joined them
+    (TypeError: a key orjson cannot write or a row not bytes)."""
+    lines = [text if text is not None else _comma_joined(rows[v]) for v, text in enumerate(texts)]  # type: ignore[index]
+    for line in lines:
+        if type(line) is not bytes:
+            raise TypeError(f"a stored row is {type(line).__name__}, not bytes")
+    return orjson.dumps(list(entities.values())), lines
 
 
-def _first_row_bytes(entities: dict[str, list[Any]], rows: Sequence[Sequence[bytes | None]], n: int) -> int:
+def _first_row_bytes(
+    entities: dict[str, list[Any]],
+    texts: Sequence[bytes | None],
+    rows: Sequence[Sequence[bytes | None]] | None,
+    n: int,
+) -> int:
     """Spool bytes per entity row of one lookup: the queue's bound before any spooling measured it."""
     try:
-        keys, joined = _serialized(entities, rows)
+        keys, lines = _serialized(entities, texts, rows)
     except TypeError:  # the flush drops it; a guess until a spooling measures
         return 256
-    return -(-(len(keys) + sum(map(len, joined))) // n)
+    return -(-(len(keys) + len(lines) + sum(map(len, lines))) // n)
 
 
-def _joined(rows: Sequence[bytes | None]) -> bytes:
-    """A view's stored rows one per line (C code), a missing row written as null."""
+def _comma_joined(rows: Sequence[bytes | None]) -> bytes:
+    """A view's stored rows as :func:`~featurestore.serving.lookup.rows_text` joins them (C code), a
+    missing row written as null."""
     try:
-        return b"\n".join([*rows, b""])  # type: ignore[list-item]
+        return b",\n".join(rows)  # type: ignore[arg-type]
     except TypeError:  # some rows are missing: the slower path
-        return b"\n".join([*(row if row is not None else b"null" for row in rows), b""])
+        return b",\n".join([row if row is not None else b"null" for row in rows])
 
 
 def _append(fd: int, parts: list[Any]) -> None:

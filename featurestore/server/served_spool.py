@@ -197,9 +197,11 @@ def _chunks(path: Path) -> Iterator[tuple[bytes, list[bytes], list[bytes]]]:
 def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], int]:
     """The header lines of the whole lookups in ``block``, each view's rows of them, and the bytes they take.
 
-    A lookup is its header ``{"n":<entities>,...}`` then ``n`` stored rows (``[...]`` or ``null``) per view.
-    The lines are found by numpy (one pass over the bytes); the loop runs once per lookup, and each
-    view's rows of a lookup are one slice of the block, never split into rows in Python.
+    A lookup is its header ``{"n":<entities>,...}`` then ``n`` stored rows (``[...]`` or ``null``) per view,
+    one per line, each but a view's last ending with a comma (the text the lookup's assembly decoded).
+    The lines are found by numpy (one pass over the bytes); the loop runs once per lookup, each view's
+    rows of a lookup are one slice of the block, never split into rows in Python, and the commas are
+    dropped with one ``replace`` per view (a stored row holds no newline: JSON escapes it in a string).
     """
     import numpy as np
 
@@ -236,7 +238,7 @@ def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], 
     for p in parts:  # a view's rows end without a newline
         if p:
             p[-1] = p[-1][:-1]
-    return heads, [b"".join(p) for p in parts], used
+    return heads, [b"".join(p).replace(b",\n", b"\n") for p in parts], used
 
 
 def _convert_file(offline_root: Path, path: Path, *, csv: bool = True) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "layout_of",
     "assemble",
     "assemble_json",
+    "rows_text",
     "OnlineFeatures",
     "read_online",
     "lookup",
@@ -152,13 +153,26 @@ def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[
 ViewColumns = tuple[Sequence[int], list[tuple[Sequence[Any], list[str]]]]
 
 
-def _view_columns(view: ViewLookup, rows: list[bytes | None], layout: dict[str, int], now: int) -> ViewColumns:
-    """Decode one view's rows and transpose them into per-feature columns, statuses computed once per row."""
+def rows_text(rows: Sequence[bytes | None]) -> bytes | None:
+    """A view's stored rows as one text, a row per line, each but the last ending with a comma (a JSON
+    array without its brackets), or None when a row is missing: what the assembly decodes at once, and
+    what the served-feature log keeps (its converter drops the commas)."""
+    if len(rows) <= 1:
+        return rows[0] if rows else None
+    try:
+        return b",\n".join(rows)  # type: ignore[arg-type]
+    except TypeError:  # a None: some entity has no row
+        return None
+
+
+def _view_columns(
+    view: ViewLookup, rows: list[bytes | None], layout: dict[str, int], now: int, body: bytes | None
+) -> ViewColumns:
+    """Decode one view's rows and transpose them into per-feature columns, statuses computed once per row
+    (``body``: the rows' :func:`rows_text`)."""
     ttl = view.ttl_us
-    if rows and None not in rows:
+    if body is not None:
         # Usual case: every entity has a row. One decode for all of them, one C-level transpose.
-        present_rows: list[bytes] = rows  # type: ignore[assignment]
-        body = present_rows[0] if len(rows) == 1 else b",".join(present_rows)
         columns = list(zip(*orjson.loads(b"[" + body + b"]"), strict=False))
         # No "null" in the text: no column holds a None (a string holding "null" only costs the check below).
         # JSON numbers and booleans hold no "n": one memchr clears the usual all-numeric rows.
@@ -235,7 +249,7 @@ def assemble(
         {"values": entities[k], "statuses": [PRESENT] * n, "event_timestamps": [EPOCH] * n} for k in keys
     ]
     for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
-        stamps_us, columns = _view_columns(view, rows, layout, now)
+        stamps_us, columns = _view_columns(view, rows, layout, now, rows_text(rows))
         stamps = format_timestamps(list(stamps_us))
         for values, statuses in columns:
             results.append({"values": list(values), "statuses": statuses, "event_timestamps": stamps})
@@ -262,11 +276,13 @@ def assemble_json(
     rows_per_view: list[list[bytes | None]],
     layouts: list[dict[str, int]],
     t_us: int | None = None,
+    texts: Sequence[bytes | None] | None = None,
 ) -> tuple[bytes, dict[str, int]]:
     """:func:`assemble`'s response serialised (the server's path), and how many values had each status.
 
     The same JSON as ``orjson.dumps(assemble(...))``, built from parts: each view's event times
     and each distinct status list are serialised once and repeated as bytes, not once per feature.
+    ``texts``: each view's :func:`rows_text`, when the caller made them (to keep them); else made here.
     """
     now = now_us() if t_us is None else t_us
     dumps = orjson.dumps
@@ -281,8 +297,10 @@ def assemble_json(
     for k in keys:
         parts += (b'{"values":', dumps(entities[k]), tail, b",")
     tally: dict[str, int] = {}
-    for view, rows, layout in zip(plan.views, rows_per_view, layouts, strict=True):
-        stamps_us, columns = _view_columns(view, rows, layout, now)
+    if texts is None:
+        texts = [rows_text(rows) for rows in rows_per_view]
+    for view, rows, layout, body in zip(plan.views, rows_per_view, layouts, texts, strict=True):
+        stamps_us, columns = _view_columns(view, rows, layout, now, body)
         stamps_part = b',"event_timestamps":' + timestamps_json(stamps_us) + b"}"
         # By the identity of a status list: a view's all-PRESENT columns share one.
         tails: dict[int, tuple[bytes, list[str], list[int]]] = {}

@@ -19,7 +19,7 @@ from featurestore.cli.main import app as cli
 from featurestore.online.codec import now_us
 from featurestore.server.served_log import ServedLog, served_dir, served_files, spool_dir, status_column, value_column
 from featurestore.server.served_spool import convert_spool
-from featurestore.serving.lookup import assemble, plan_lookup
+from featurestore.serving.lookup import assemble, plan_lookup, rows_text
 from featurestore.skew import SkewError, compute_skew
 from featurestore.validation import list_reports
 from tests.server.conftest import ADMIN_KEY, start_server, stop_server
@@ -32,7 +32,7 @@ def _record(log: ServedLog, service: str | None, plan, n: int) -> None:  # type:
     ``plan`` asks weather's temp and wind_speed; the rows hold temp only (wind_speed answers NOT_FOUND).
     """
     entities, rows = _lookup(n)
-    log.record(service, plan, entities, [rows], [{"temp": 1}])
+    log.record(service, plan, entities, [rows], [{"temp": 1}], None, [rows_text(rows)])
 
 
 def _lookup(n: int, stamp: int | None = None) -> tuple[dict, list]:
@@ -80,8 +80,9 @@ def test_large_lookups_are_spooled_as_the_stored_rows_they_read(example_repo: Pa
         log._spool_queue()
     [spooled] = list(spool_dir(tmp_path).glob("spool-*.open"))
     desc, head, *lines = spooled.read_bytes().splitlines()
-    # The rows as Redis returned them, one per line, not the response (no statuses, no event times per feature).
-    assert lines == rows and orjson.loads(head)["n"] == 2000
+    # The rows as Redis returned them, one per line (with the commas the assembly joined them with), not
+    # the response (no statuses, no event times per feature).
+    assert lines == [row + b"," for row in rows[:-1]] + rows[-1:] and orjson.loads(head)["n"] == 2000
     assert b"PRESENT" not in spooled.read_bytes() and b"event_timestamps" not in spooled.read_bytes()
     assert orjson.loads(desc)["v"] == [["weather", ["temp", "wind_speed"], ["origin"], plan.views[0].ttl_us, [1, None]]]
     assert log.flush() == 2000
@@ -158,6 +159,29 @@ def test_a_lookup_that_cannot_be_serialized_is_counted_and_the_others_are_logged
     assert log.dropped == 4 and log.spooled == 2
     [file] = served_files(tmp_path, "weather")
     assert pl.read_parquet(file)["origin"].to_list() == ["JFK", "LGA"]
+
+
+def test_the_rows_are_not_kept_when_the_assembly_joined_them(example_repo: Path, tmp_path: Path) -> None:
+    """The route hands over the text the assembly decoded: the log keeps it, the rows go with the request."""
+    import weakref
+
+    class Rows(list):  # type: ignore[type-arg]
+        pass
+
+    plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp"])
+    log = ServedLog(tmp_path, 1.0)
+    entities, stored = _lookup(3)
+    rows, missing = Rows(stored), Rows([stored[0], None])
+    gone, kept = weakref.ref(rows), weakref.ref(missing)
+    log.record(None, plan, entities, [rows], [{"temp": 1}], None, [rows_text(rows)])
+    log.record(None, plan, {"origin": ["JFK", "EWR"]}, [missing], [{"temp": 1}], None, [rows_text(missing)])
+    del rows, missing
+    assert gone() is None  # joined by the assembly: not kept
+    assert kept() is not None  # a row missing: no text, the rows are kept and joined by the flush
+    assert log.flush() == 5
+    frame = pl.read_parquet(served_files(tmp_path, "weather"))
+    assert frame["weather__temp"].to_list() == [50.0, 51.0, 52.0, 50.0, None]
+    assert frame["weather__temp__status"].to_list()[-2:] == ["PRESENT", "NOT_FOUND"]
 
 
 def lookup_response(plan, entities, rows, layout, t_us=None):  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 
 from featurestore.server import served_spool
 from featurestore.server.served_log import ServedLog, served_files, spool_dir
-from featurestore.serving.lookup import LookupPlan, ViewLookup
+from featurestore.serving.lookup import LookupPlan, ViewLookup, rows_text
 
 NOW = 1_790_000_000_000_000
 TTL = 3_600_000_000
@@ -75,15 +75,17 @@ def _converted(spool: Path, csv: bool) -> dict[str, pl.DataFrame]:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lookups(), st.booleans())
-def test_csv_and_json_paths_write_the_same_parquet(case, service: bool) -> None:  # type: ignore[no-untyped-def]
+@given(lookups(), st.booleans(), st.booleans())
+def test_csv_and_json_paths_write_the_same_parquet(case, service: bool, texts: bool) -> None:  # type: ignore[no-untyped-def]
     views, logged = case
     plan = LookupPlan(views, ["id"], [f"{v.name}__{f}" for v in views for f in v.features])
     layouts = [{f: j + 1 for j, f in enumerate(v.features)} for v in views]
     with tempfile.TemporaryDirectory() as tmp:
         log = ServedLog(Path(tmp), 1.0)
         for keys, rows in logged:
-            log.record("svc" if service else None, plan, {"id": keys}, rows, layouts)
+            # As the server (the assembly's texts) or as a caller without them (joined in the flush).
+            made = [rows_text(r) for r in rows] if texts else None
+            log.record("svc" if service else None, plan, {"id": keys}, rows, layouts, None, made)
         with log._io_lock:
             log._spool_queue()
             log._seal()
@@ -92,6 +94,48 @@ def test_csv_and_json_paths_write_the_same_parquet(case, service: bool) -> None:
     for target, frame in by_csv.items():
         assert_frame_equal(frame, by_json[target])
         assert frame.height == sum(len(keys) for keys, _ in logged)
+
+
+# JSON values as stored rows may hold them: text full of the separators' bytes, nested lists, objects.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.sampled_from('],[{}"\\\nnul a'), max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.none() | st.lists(JSON_VALUES, min_size=1, max_size=4), min_size=1, max_size=5),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_each_view_gets_back_exactly_its_stored_rows(lookups, texts: bool) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a row holds (text full of commas, brackets and escapes, lists, objects), the spool
+    gives each view back the rows it read, one per line, as the stored text."""
+    view = ViewLookup("v", ["id"], ["int64"], ["a"], ["a"], None)
+    stored = [[None if row is None else orjson.dumps(row) for row in rows] for rows in lookups]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = ServedLog(Path(tmp), 1.0)
+        for rows in stored:
+            made = [rows_text(rows)] if texts else None
+            log.record(
+                None, LookupPlan([view], ["id"], ["a"]), {"id": list(range(len(rows)))}, [rows], [{"a": 1}], 0, made
+            )
+        with log._io_lock:
+            log._spool_queue()
+            log._seal()
+        [path] = served_spool.sealed_files(Path(tmp))
+        [(_, heads, [data])] = list(served_spool._chunks(path))
+    assert len(heads) == len(lookups)
+    assert data.split(b"\n") == [row or b"null" for rows in stored for row in rows]
 
 
 def test_the_csv_path_takes_rows_csv_reads_alike_only() -> None:

@@ -79,6 +79,17 @@ def test_service_scope(client: TestClient) -> None:
     assert rows.status_code == 403
 
 
+def test_a_service_key_sees_its_views_in_the_ui_but_not_their_rows(client: TestClient) -> None:
+    """The API lets a service key read its views through the service only: the UI shows the views'
+    definitions and reports, but not their quarantined rows, which hold every column of the view."""
+    assert client.get("/ui/api/views/stats", headers=bearer(SVC_ONLY)).status_code == 200
+    assert client.get("/ui/api/quality/stats", headers=bearer(SVC_ONLY)).status_code == 200
+    rows = client.get("/ui/api/quarantine/stats", headers=bearer(SVC_ONLY))
+    assert rows.status_code == 403 and "through its feature services only" in rows.json()["detail"]
+    assert client.get("/ui/api/quarantine/stats", headers=bearer(PUSHER)).status_code == 200  # lists the view
+    assert client.get("/ui/api/quarantine/stats", headers=bearer(READER)).status_code == 200  # no limit
+
+
 def test_view_scope_allows_features_of_that_view(client: TestClient) -> None:
     assert client.post("/get-online-features", json=LOOKUP, headers=bearer(PUSHER)).status_code == 200
 

@@ -149,6 +149,8 @@ def test_a_key_scoped_to_one_service_sees_only_its_view(browser: Any, example_se
         tab.shot("overview-scoped")
         denied = tab.open("#/view/planes")
         assert "403" in denied and "may not read" in denied
+        quality = tab.open("#/quality/weather")  # its reports, not its rows: the service reads a few columns
+        assert "Gate report history" in quality and "through its feature services only" in quality
         playground = tab.open("#/playground")
         assert "planes" not in playground
     finally:

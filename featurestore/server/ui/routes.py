@@ -139,6 +139,7 @@ async def get_quarantine(
 ) -> Response:
     app, state, scope, ui = _context(request)
     _readable_view(state, scope, name)
+    scope.require_rows(name)
     page = await run_in_threadpool(
         quarantine_page,
         app.settings.offline_root,

@@ -26,18 +26,22 @@ def service_views(state: RegistryState, service: str) -> list[str]:
 class Scope:
     """Readable views and services; ``None`` means every one (auth off, or a key without limits).
 
-    The same rule as the API's ``check_read``: a key reads the views it lists and the views of the
-    services it lists, and the services it lists (or whose every view it may read).
+    A key sees the views it lists and the views of the services it lists (their definitions, checks,
+    reports and drift), and the services it lists (or whose every view it may read). Rows of a view
+    (the quarantine browser) only where the key lists the view: the API's ``check_read`` lets a key
+    scoped to a service read its views through that service only, and a quarantined row holds
+    every column of its view, not only the service's features.
     """
 
     views: frozenset[str] | None
     services: frozenset[str] | None
     key_name: str | None = None
+    row_views: frozenset[str] | None = None  # views whose rows the key reads (None: every one)
 
     @classmethod
     def of(cls, key: ApiKey | None, state: RegistryState) -> Scope:
         if key is None or (key.services is None and key.views is None):
-            return cls(None, None, None if key is None else key.name)
+            return cls(None, None, None if key is None else key.name, None)
         views = set(key.views or ())
         services = set(key.services or ())
         for service in key.services or ():
@@ -45,7 +49,7 @@ class Scope:
         for service in state.services:
             if key.views is not None and all(v in key.views for v in service_views(state, service)):
                 services.add(service)
-        return cls(frozenset(views), frozenset(services), key.name)
+        return cls(frozenset(views), frozenset(services), key.name, frozenset(key.views or ()))
 
     def can_view(self, name: str) -> bool:
         return self.views is None or name in self.views
@@ -57,6 +61,15 @@ class Scope:
         """Raise 403 unless the key may read ``name``."""
         if not self.can_view(name):
             raise ForbiddenError(f"API key {self.key_name!r} may not read view {name!r}")
+
+    def require_rows(self, name: str) -> None:
+        """Raise 403 unless the key may read the rows of view ``name`` (it lists the view, or has no limit)."""
+        self.require_view(name)
+        if self.row_views is not None and name not in self.row_views:
+            raise ForbiddenError(
+                f"API key {self.key_name!r} reads view {name!r} through its feature services only; its "
+                "quarantined rows hold every column of the view: list the view in the key's views to browse them"
+            )
 
     def require_service(self, name: str) -> None:
         if not self.can_service(name):

@@ -328,7 +328,15 @@ async function qualityPage(name) {
     const params = new URLSearchParams({ offset, limit });
     if (checkSel.value) params.set("check", checkSel.value);
     if (runSel.value) params.set("run", runSel.value);
-    const page = await api("/ui/api/quarantine/" + name + "?" + params);
+    let page;
+    try {
+      page = await api("/ui/api/quarantine/" + name + "?" + params);
+    } catch (err) {
+      if (!(err instanceof HttpError) || err.status !== 403) throw err;
+      qbox.replaceChildren(h("p", { class: "muted" }, err.message));
+      qbox.dataset.denied = "1";
+      return;
+    }
     const prev = h("button", { class: "plain", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - limit); loadPage(); } }, "← previous");
     const next = h("button", { class: "plain", disabled: offset + limit >= page.total, onclick: () => { offset += limit; loadPage(); } }, "next →");
     qbox.replaceChildren(

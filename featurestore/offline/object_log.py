@@ -171,7 +171,8 @@ class ObjectTransaction:
     Partitions are staged in a local temporary folder; ``commit`` uploads each to a new
     object, then creates record N+1 (N the record the write was based on). A crash before
     the record leaves unreferenced objects that a later writer deletes; losing the race
-    for N+1 deletes the uploads and raises IngestError: nothing of the write is visible.
+    for N+1 deletes the uploads and raises IngestError: nothing of the write is visible. A
+    create whose answer was lost is read back: the record this write made is a commit.
     """
 
     def __init__(self, layout: ObjectLayout, view: str, version: str) -> None:
@@ -204,18 +205,40 @@ class ObjectTransaction:
         if not days:
             files.pop(self.version)
         record = LogRecord(self.view, self.base.seq + 1, files)
+        key, body = record_key(self.view, record.seq), record.to_bytes(self.txn)
         try:
-            storage.create(record_key(self.view, record.seq), record.to_bytes(self.txn))
+            storage.create(key, body)
         except WriteConflictError:
-            self.abort()
-            raise CommitConflictError(
-                f"offline view {self.view!r} was written by another process during this write "
-                f"(commit {record.seq} of {self.layout.uri}/{LOG_DIR}/{self.view}/ exists); "
-                "nothing of this write was stored: run it again"
-            ) from None
+            # Another writer's record, or this one's: the create landed, its answer was lost and the
+            # client's retry found the record there. Only a record read back as another is a conflict.
+            if self._landed(key, body) is not True:
+                self.abort()
+                raise CommitConflictError(
+                    f"offline view {self.view!r} was written by another process during this write "
+                    f"(commit {record.seq} of {self.layout.uri}/{LOG_DIR}/{self.view}/ exists); "
+                    "nothing of this write was stored: run it again"
+                ) from None
+        except BaseException:
+            # No answer (the network, an interrupt): the record may exist and name the uploads. Unless
+            # it is read back, they are never deleted here (a later writer's collection removes them
+            # once no record names them), and the error goes on.
+            if self._landed(key, body) is not True:
+                self.uploaded.clear()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
         self.uploaded.clear()  # referenced now: abort must not delete them
         self.layout.repin(record)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _landed(self, key: str, body: bytes) -> bool | None:
+        """Whether record ``key`` is this write's (its bytes, which name this transaction), None when
+        it cannot be read (then nobody can tell)."""
+        try:
+            return self.layout.storage.read(key)[0] == body
+        except FileNotFoundError:
+            return False
+        except Exception:
+            return None
 
     def abort(self) -> None:
         for key in self.uploaded:

@@ -420,3 +420,52 @@ def test_settings_accept_object_storage_locations(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown key 'offline_uri'"):
         (tmp_path / "featurestore.toml").write_text('offline_uri = "s3://b/x"\n')
         load_settings(tmp_path, env={})
+
+
+@pytest.mark.parametrize("lost", ["retried", "unanswered"])
+def test_a_commit_whose_answer_was_lost_is_a_commit(make_repo, s3_root: str, monkeypatch, lost: str) -> None:
+    """The record PUT lands but its answer is lost: the client's retry finds the record (412), or the
+    client gives up. The record read back is this write's: committed, nothing of it deleted."""
+    from featurestore.storage import WriteConflictError
+
+    _, store = new_repo(make_repo, s3_root)
+    store.ingest()
+    storage = store.layout.storage  # type: ignore[attr-defined]
+    real = type(storage).create
+
+    def create(self, key: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        real(self, key, data)
+        if lost == "retried":
+            raise WriteConflictError(f"{key} was written by someone else")
+        raise ConnectionError("the answer was lost")
+
+    monkeypatch.setattr(type(storage), "create", create)
+    store.push("stats", [{"driver_id": 8, "event_timestamp": t(3, 2), "rate": 8.0, "trips": 8}], to_offline=True)
+    monkeypatch.undo()
+    record = store.layout.newest("stats")  # type: ignore[attr-defined]
+    named = sorted(k for days in record.files.values() for k in days.values())
+    assert record.seq == 2 and set(named) <= set(data_keys(store.layout))  # type: ignore[arg-type]
+    seen = read_store(FeatureStore(store.repo))
+    assert seen.height == 6 and seen.filter(pl.col("driver_id") == 8)["rate"].to_list() == [8.0]
+
+
+def test_a_commit_that_may_have_failed_deletes_nothing(make_repo, s3_root: str, monkeypatch) -> None:
+    """No answer and the record cannot be read back: the error goes on, the uploads stay (collected
+    later once no record names them), the store is as it was."""
+    from featurestore.offline.object_log import ObjectTransaction
+
+    _, store = new_repo(make_repo, s3_root)
+    store.ingest()
+    before, objects = read_store(store), data_keys(store.layout)  # type: ignore[arg-type]
+    storage = store.layout.storage  # type: ignore[attr-defined]
+
+    def create(self, key: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        raise ConnectionError("no answer")
+
+    monkeypatch.setattr(type(storage), "create", create)
+    monkeypatch.setattr(ObjectTransaction, "_landed", lambda self, key, body: None)
+    with pytest.raises(ConnectionError):
+        store.push("stats", [{"driver_id": 8, "event_timestamp": t(3, 2), "rate": 8.0, "trips": 8}], to_offline=True)
+    monkeypatch.undo()
+    assert_frame_equal(read_store(FeatureStore(store.repo)), before)
+    assert set(objects) < set(data_keys(store.layout))  # type: ignore[arg-type]  # the upload is left

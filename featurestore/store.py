@@ -16,7 +16,14 @@ from featurestore.errors import DefinitionError, IngestError, RegistryError, Tra
 from featurestore.offline.base import OfflineEngine, engine_from_settings
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import utc_datetime
-from featurestore.offline.ingest import IngestResult, check_ingest_inputs, read_key_dtypes, read_view, write_view
+from featurestore.offline.ingest import (
+    IngestResult,
+    check_ingest_inputs,
+    read_key_dtypes,
+    read_view,
+    storable,
+    write_view,
+)
 from featurestore.offline.layout import open_layout
 from featurestore.offline.training import (
     build_training_set,
@@ -203,8 +210,8 @@ class FeatureStore:
             typed = spec.event_view() if events else spec
             batch = read_view(view, typed, self.engine, start_dt, end_dt, events=events)
             df, gate_result = gate_for(self.settings, typed, "ingest")(batch.rows, **batch.gate_inputs())
-            if df.get_column("event_timestamp").null_count():  # warn passes rows it cannot store
-                df = df.filter(pl.col("event_timestamp").is_not_null())
+            if gate_result.status == "warned":  # warn passes rows no store can hold (null keys or times)
+                df = storable(df, typed)
             parts = write_view(self.layout, spec, df, start_dt, end_dt)
             dropped = batch.duplicates_dropped
             results.append(IngestResult(name, spec.version, batch.rows_read, df.height, parts, gate_result, dropped))

@@ -17,6 +17,7 @@ __all__ = [
     "event_time_utc",
     "entity_time_utc",
     "nan_as_null",
+    "finite_or_null",
     "utc_datetime",
     "check_timestamp_text",
     "parse_canonical_timestamps",
@@ -140,12 +141,19 @@ def _parse_iso_utc(expr: pl.Expr, rounding: Rounding, strict: bool) -> pl.Expr:
     return out
 
 
+def finite_or_null(expr: pl.Expr) -> pl.Expr:
+    """A float expression with NaN and infinities made null (null stays null)."""
+    return pl.when(expr.is_finite()).then(expr)
+
+
 def nan_as_null(frame: Frame, dtypes: Mapping[str, DType], keep_nan: Collection[str] = ()) -> Frame:
-    """NaN is null: float NaN (also inside lists) in ``dtypes``' columns becomes null.
+    """NaN is null: float NaN and infinities (also inside lists) in ``dtypes``' columns become null.
 
     The one rule for every write (ingest and push), so the offline store, training sets
-    and the online store hold the same null. Features declared ``allow_nan=True`` (named
-    in ``keep_nan``) keep NaN as a value.
+    and the online store hold the same null: online rows are JSON, which has neither NaN nor
+    infinity (a float column of the offline store holding inf while the online store answered
+    null made training and serving disagree, in window aggregations too). Features declared
+    ``allow_nan=True`` (named in ``keep_nan``, offline only) keep them as values.
     """
     exprs = []
     for name, dtype in dtypes.items():
@@ -156,7 +164,7 @@ def nan_as_null(frame: Frame, dtypes: Mapping[str, DType], keep_nan: Collection[
             continue
         col = pl.col(name)
         # list.agg runs the element-wise expression inside each list (as list.eval does).
-        exprs.append(col.list.agg(pl.element().fill_nan(None)) if dtype.is_list else col.fill_nan(None))
+        exprs.append(col.list.agg(finite_or_null(pl.element())) if dtype.is_list else finite_or_null(col))
     return frame.with_columns(exprs) if exprs else frame
 
 

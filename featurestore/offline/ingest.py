@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from featurestore.dsl.names import KEY_SEPARATOR
 from featurestore.dsl.types import DType, Int64, String, Timestamp
 from featurestore.dsl.view import FeatureView
 from featurestore.errors import DefinitionError, IngestError
@@ -27,6 +28,7 @@ __all__ = [
     "write_view",
     "check_ingest_inputs",
     "read_key_dtypes",
+    "storable",
     "TS",
 ]
 
@@ -36,6 +38,9 @@ _POS = "__fs_pos"  # a typed row's position in the frame read from the source
 _TS = "__fs_ts"
 _BAD = "__fs_bad"
 _FAILURE_SCHEMA = {"row": pl.Int64, "check": pl.String, "column": pl.String, "value": pl.String}
+# Rows no entity can be found by: a null join key, a text key holding the key separator.
+NULL_KEY_CHECK = "not_null"
+KEY_SEPARATOR_CHECK = "key_separator"
 
 
 @dataclass
@@ -190,6 +195,7 @@ def read_view(
         unkeyed = [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)]
         rows, dropped = _deduplicate(typed, [*keys, TS], unkeyed)
     failures = _cast_failures(rows, raw, masks, _sources(spec, src))
+    failures = _key_failures(rows, spec, {k: f"{_BAD}{i}" for i, k in enumerate(masks) if k in keys}, failures)
     source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
     return IngestBatch(rows.select(stored), raw.height, dropped, failures, source)
 
@@ -247,6 +253,40 @@ def _cast_failures(
             )
         )
     return pl.concat(parts)
+
+
+def storable(rows: pl.DataFrame, spec: ViewSpec) -> pl.DataFrame:
+    """``rows`` without those no store can hold, which a gate of policy ``warn`` passes on: a null
+    event time or join key, a text key holding the key separator (the gate counted them)."""
+    keep = [pl.col(TS).is_not_null(), *(pl.col(k).is_not_null() for k in spec.join_keys)]
+    text_keys = [k for k, t in spec.join_keys.items() if t.polars == pl.String]
+    keep += [~pl.col(k).str.contains(KEY_SEPARATOR, literal=True) for k in text_keys]
+    return rows.filter(pl.all_horizontal(keep))
+
+
+def _key_failures(rows: pl.DataFrame, spec: ViewSpec, unread: dict[str, str], failures: pl.DataFrame) -> pl.DataFrame:
+    """``failures`` and the rows no entity can be found by: a null join key (check ``not_null``; a key
+    that could not be typed is already a ``dtype`` failure, its mask in ``unread``) or a text key
+    holding the key separator (check ``key_separator``). A push refuses both; no store can hold them."""
+    parts = [failures]
+    for key, dtype in spec.join_keys.items():
+        col = pl.col(key)
+        null = col.is_null() & ~pl.col(unread[key]) if key in unread else col.is_null()
+        found = [(NULL_KEY_CHECK, null, pl.lit("null"))]
+        if dtype.polars == pl.String:
+            found.append((KEY_SEPARATOR_CHECK, col.str.contains(KEY_SEPARATOR, literal=True), col))
+        for check, mask, value in found:
+            bad = rows.with_row_index("row").filter(mask)
+            if bad.height:
+                parts.append(
+                    bad.select(
+                        pl.col("row").cast(pl.Int64),
+                        pl.lit(check).alias("check"),
+                        pl.lit(key).alias("column"),
+                        value.cast(pl.String).alias("value"),
+                    )
+                )
+    return pl.concat(parts) if len(parts) > 1 else failures
 
 
 def _as_text(values: pl.Series, dtype: DType) -> list[str]:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from featurestore.dsl.names import KEY_SEPARATOR
+
 if TYPE_CHECKING:  # polars is imported where rows are encoded: a server that only reads never loads it
     import polars as pl
 
@@ -26,8 +28,6 @@ __all__ = [
     "now_us",
 ]
 
-# Composite keys are joined with the ASCII unit separator, which no key value may contain.
-KEY_SEPARATOR = "\x1f"
 # Stored rows expire after this many ttls past their event time (the last one answers OUTSIDE_MAX_AGE).
 EXPIRY_TTLS = 2
 TS = "event_timestamp"

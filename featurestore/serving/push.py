@@ -16,6 +16,7 @@ from featurestore.offline.frames import (
     check_timestamp_text,
     coerce_column,
     event_time_utc,
+    finite_or_null,
     nan_as_null,
     parse_canonical_timestamps,
     to_utc,
@@ -163,7 +164,7 @@ def _typed_in_one_pass(spec: ViewSpec, df: pl.DataFrame, times: list[str], creat
             return pl.col(name)
         expr = coerce_column(name, df.schema[name], dtype)
         if name in spec.features and name not in spec.allow_nan and dtype.polars in (pl.Float64, pl.Float32):
-            expr = expr.fill_nan(None)  # NaN is null, as at ingest (nan_as_null)
+            expr = finite_or_null(expr)  # NaN and infinities are null, as at ingest (nan_as_null)
         return expr
 
     keys = list(spec.join_keys)
@@ -186,6 +187,7 @@ def _typed_in_one_pass(spec: ViewSpec, df: pl.DataFrame, times: list[str], creat
 
 
 _INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_INF = float("inf")
 
 
 def _typed_natively(spec: ViewSpec, df: pl.DataFrame, created: list[str]) -> pl.DataFrame | None:
@@ -209,7 +211,8 @@ def _typed_natively(spec: ViewSpec, df: pl.DataFrame, created: list[str]) -> pl.
             if want == pl.String and any(KEY_SEPARATOR in v for v in series.to_list()):
                 return None
         elif want in (pl.Float64, pl.Float32) and name not in allow_nan:
-            if any(v != v for v in series.to_list()):  # NaN (null is None, equal to itself)
+            values = series.to_list()  # NaN (null is None, equal to itself) or an infinity: the slow path
+            if any(v != v for v in values) or _INF in values or -_INF in values:
                 return None
         out.append(series.alias(CREATED) if name in created else series)
     return pl.DataFrame(out)

@@ -146,7 +146,61 @@ def test_an_unreadable_event_time_is_a_failing_row_not_a_lost_one(make_repo: Any
     assert q.select("row_id", "event_timestamp").rows() == [("r2", "yesterday")]
 
 
+def test_a_null_key_fails_its_row_and_is_never_stored(make_repo: Any) -> None:
+    """No entity can be found by a null key: push refuses it, ingest quarantines the row (materialize
+    used to drop it uncounted, after the offline store had kept it)."""
+    keys: list[Any] = list(range(20))
+    keys[3] = None
+    store = new_store(make_repo, source(20, k=keys), gate="max_bad_fraction=0.1")
+    [result] = store.ingest()
+    assert result.gate.failures["k: not_null"]["count"] == 1 and result.rows_written == 19
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "_check", "_column").rows() == [("r3", "not_null", "k")]
+    assert stored(store)["k"].null_count() == 0 and stored(store).height == 19
+    [done] = store.materialize()
+    assert done.rows_read == done.rows_written == 19
+
+
+def test_warn_never_writes_a_row_without_a_key(make_repo: Any) -> None:
+    store = new_store(make_repo, source(3, k=[1, None, 3]), gate='"warn"')
+    [result] = store.ingest()
+    assert result.gate.status == "warned" and result.gate.failures["k: not_null"]["count"] == 1
+    assert stored(store)["k"].to_list() == [1, 3] and result.rows_written == 2
+
+
+def test_a_text_key_holding_the_key_separator_fails_its_row(make_repo: Any) -> None:
+    views = VIEWS.replace('join_keys={{"k": Int32}}', 'join_keys={{"k": String}}').replace(
+        "Int32, ParquetSource", "Int32, ParquetSource, String"
+    )
+    root = make_repo({"views.py": views.format(gate='"warn"', extra="", online=True)})
+    (root / "data").mkdir(exist_ok=True)
+    source(3, k=["a", "b\x1fc", "d"]).write_parquet(root / "data" / "src.parquet")
+    store = FeatureStore(root)
+    store.apply(data_check=False)
+    [result] = store.ingest()
+    assert result.gate.failures["k: key_separator"]["count"] == 1
+    assert stored(store)["k"].to_list() == ["a", "d"]
+
+
 # -- 7: NaN is null ----------------------------------------------------------------------------------------------
+
+
+def test_infinities_are_null_offline_as_online(make_repo: Any) -> None:
+    """Online rows are JSON, which has no infinity: the offline store holds null too, so a training set
+    and a lookup answer the same."""
+    inf = float("inf")
+    store = new_store(make_repo, source(3, x=[inf, 2.0, -inf]))
+    store.ingest()
+    assert stored(store)["x"].to_list() == [None, 2.0, None]
+    store.materialize()
+    online = store.get_online_features(["v:x"], {"k": [0, 1, 2]}).to_dict()
+    entity = pl.DataFrame({"k": [0, 1, 2], "event_timestamp": [T0 + timedelta(hours=5)] * 3})
+    assert store.get_training_set(entity, ["v:x"])["x"].to_list() == online["x"] == [None, 2.0, None]
+    # A push too, on its fast path (every value already a float) and written offline.
+    now = datetime.now(UTC)
+    store.push("v", {"k": [7, 8], "event_timestamp": [now, now], "x": [inf, 1.0]}, to_offline=True)
+    assert store.get_online_features(["v:x"], {"k": [7, 8]}).to_dict()["x"] == [None, 1.0]
+    assert stored(store).filter(pl.col("k") >= 7)["x"].to_list() == [None, 1.0]
 
 
 def test_nan_is_stored_as_null_unless_the_feature_allows_nan(make_repo: Any) -> None:

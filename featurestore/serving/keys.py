@@ -31,33 +31,45 @@ def _bad_type(name: str, dtype: str, value: Any) -> RequestError:
         return InvalidRequestError(
             f"entity key {name!r}: value {value!r} holds the character U+001F, which no key may contain"
         )
-    if dtype in _INT_NAMES and type(value) is float and value.is_integer():
+    if dtype in _INT_NAMES and type(value) is float and value.is_integer() and abs(value) >= 2**63:
         # JSON integers past 64 bits reach us as floats: say so rather than blame the type.
         return InvalidRequestError(
-            f"entity key {name!r} is {dtype}; value {value:.0f} is outside the 64-bit integer range"
+            f"entity key {name!r} is {dtype}; value {value!r} is a number outside the 64-bit integer range"
         )
-    hint = " (integers may be sent as numbers or as strings of digits)" if dtype in _INT_NAMES else ""
+    hint = " (integers are sent as JSON integers or as strings of digits)" if dtype in _INT_NAMES else ""
     return InvalidRequestError(
         f"entity key {name!r} is {dtype}; value {value!r} ({type(value).__name__}) has the wrong type{hint}"
     )
 
 
 _INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+# The values a key of each integer dtype can hold: no stored entity has a key outside them.
+_INT_RANGE = {"Int64": (-(2**63), 2**63 - 1), "Int32": (-(2**31), 2**31 - 1)}
 
 
 def _int_keys(name: str, dtype: str, values: list[Any]) -> None:
-    """Check an integer key column, converting exact-integer strings (``"1001"``) in place, as Feast does."""
+    """Check an integer key column, converting exact-integer strings (``"1001"``) in place, as Feast
+    does; a value outside the dtype's range is refused (as a push refuses it)."""
     for v in values:
         if type(v) is not int:
             break
     else:
-        return  # the usual case: every value already an int
+        _in_range(name, dtype, values)  # the usual case: every value already an int
+        return
     for i, v in enumerate(values):
         if type(v) is not int:
             if type(v) is str and _INT_TEXT.fullmatch(v):
                 values[i] = int(v)
             else:
                 raise _bad_type(name, dtype, v)
+    _in_range(name, dtype, values)
+
+
+def _in_range(name: str, dtype: str, values: list[int]) -> None:
+    lo, hi = _INT_RANGE[dtype]
+    if values and (min(values) < lo or max(values) > hi):
+        bad = next(v for v in values if not lo <= v <= hi)
+        raise InvalidRequestError(f"entity key {name!r} is {dtype}; value {bad} is outside its range [{lo}, {hi}]")
 
 
 def entity_keys(entities: dict[str, list[Any]], join_keys: Sequence[str], dtypes: Sequence[str], n: int) -> list[str]:

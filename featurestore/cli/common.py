@@ -100,7 +100,8 @@ def format_duration(seconds: float | None) -> str:
 
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
-    """Print a FeatureStoreError, or an OSError on a path, as one clear line and exit 1, instead of a traceback."""
+    """Print a FeatureStoreError, an OSError on a path or an object storage error as one clear line and
+    exit 1, instead of a traceback."""
     try:
         yield
     except FeatureStoreError as exc:
@@ -110,6 +111,12 @@ def errors_to_exit() -> Iterator[None]:
         # A store path that is a file, unwritable or on a full disk: the OS message names the path.
         where = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         _print_error(type(exc).__name__, where)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        # Object storage unreachable or refusing (boto3's errors name the endpoint, bucket and key).
+        if not type(exc).__module__.startswith(("botocore", "boto3", "s3transfer")):
+            raise
+        _print_error(type(exc).__name__, f"object storage: {exc}")
         raise typer.Exit(1) from None
 
 

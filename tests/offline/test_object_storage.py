@@ -469,3 +469,18 @@ def test_a_commit_that_may_have_failed_deletes_nothing(make_repo, s3_root: str, 
     monkeypatch.undo()
     assert_frame_equal(read_store(FeatureStore(store.repo)), before)
     assert set(objects) < set(data_keys(store.layout))  # type: ignore[arg-type]  # the upload is left
+
+
+def test_the_cli_names_unreachable_object_storage_in_one_line(make_repo, s3_root: str, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from featurestore.cli.main import app
+    from tests.conftest import free_port
+
+    repo, _ = new_repo(make_repo, s3_root)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    out = CliRunner().invoke(app, ["ingest", "--repo", str(repo)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1
+    text = out.output + (out.stderr if out.stderr_bytes is not None else "")
+    assert "object storage:" in text and "Traceback" not in text

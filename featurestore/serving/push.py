@@ -272,19 +272,17 @@ def push_rows(
     df, gate_result = gate_for(settings, spec, "push")(df)
     received_at = now_us()
     created = pl.col(CREATED).dt.epoch("us").fill_null(received_at) if CREATED in df.columns else pl.lit(received_at)
+    df = df.with_columns(created.cast(pl.Int64).alias(CREATED_US))
     keys = list(spec.join_keys)
-    latest = (
-        df.with_columns(created.cast(pl.Int64).alias(CREATED_US))
-        .sort([TS, CREATED_US])
-        .unique(subset=keys, keep="last", maintain_order=True)
-    )
+    # The newest row per entity: greatest (event time, created), a full tie to the later row.
+    latest = df.sort([TS, CREATED_US], maintain_order=True).unique(subset=keys, keep="last", maintain_order=True)
     resolver = resolve or _no_other_version(spec)
     live, written, expired = write_to_live_versions(store, spec, latest, resolver)
     partitions: list[str] = []
     if to_offline:
         if layout is None:
             raise ValueError("push_rows(to_offline=True) needs the offline layout")
-        partitions = merge_offline(layout, spec, df.drop(CREATED, strict=False))
+        partitions = merge_offline(layout, spec, df)
     served = written.get(live, 0)
     return PushResult(
         view=spec.name,
@@ -310,7 +308,10 @@ def _no_other_version(spec: ViewSpec) -> SpecResolver:
 
 
 def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
-    """Upsert rows into the offline store: the days they touch are rewritten with them merged in."""
-    from featurestore.offline.ingest import write_view
+    """Upsert typed rows (with ``CREATED_US``) into the offline store: the days they touch are rewritten
+    with them merged in, by the online store's rule (greatest event time and created, ``newest_per_key``)."""
+    from featurestore.offline.ingest import PUSHED_CREATED, write_view
 
-    return write_view(layout, spec, df.sort(TS), upsert=True)
+    created = pl.from_epoch(CREATED_US, time_unit="us").dt.replace_time_zone("UTC").alias(PUSHED_CREATED)
+    rows = df.select(*spec.join_keys, TS, *spec.features, created)
+    return write_view(layout, spec, rows.sort(TS), upsert=True)

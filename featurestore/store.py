@@ -386,11 +386,12 @@ class FeatureStore:
             as_of=utc_datetime(as_of),
         )
 
-    def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:
+    def push(self, view: str, rows: Any, *, to_offline: bool = False, to_online: bool = True) -> Any:
         """Write rows (join keys, event_timestamp, every feature) online through the push gate.
 
         ``rows`` is a polars frame, ``{column: [values]}``, ``[{column: value}, ...]`` or the
-        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file. ``to_offline=True`` also merges them
+        into the offline store; with ``to_online=False`` too, only there (Feast's ``PushMode.OFFLINE``).
         """
         from featurestore.serving.push import push_rows
 
@@ -404,6 +405,7 @@ class FeatureStore:
             spec,
             rows,
             to_offline=to_offline,
+            to_online=to_online,
             layout=self.layout,
             resolve=_resolver(state, view, self.registry),
         )

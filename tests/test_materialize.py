@@ -338,6 +338,18 @@ def test_a_push_to_offline_replaces_the_ingested_row_of_its_time(make_repo: Any)
     assert offline_rows(store, 3).height == 5
 
 
+def test_a_push_to_offline_only_goes_through_the_gate_and_leaves_online_alone(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    store.materialize()
+    reports = len(store.reports("stats"))
+    result = store.push("stats", [push_row(88, NOW, 8)], to_offline=True, to_online=False)
+    assert (result.rows_written, result.versions, result.gate.status) == (0, {}, "passed")
+    assert result.offline_partitions and len(store.reports("stats")) == reports + 1
+    assert offline_rows(store, 88).get_column("b").to_list() == [8] and served_b(store, 88) == [None]
+    with pytest.raises(RequestError, match="'stats'.*both false"):
+        store.push("stats", [push_row(89, NOW, 9)], to_online=False)
+
+
 def test_push_rejects_bad_rows(make_repo: Any) -> None:
     store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
     with pytest.raises(RequestError, match="missing"):

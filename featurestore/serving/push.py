@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import polars as pl
@@ -29,9 +30,44 @@ from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_liv
 from featurestore.serving.windows import to_us
 from featurestore.validation import gate_for
 
-__all__ = ["PushResult", "push_rows", "push_frame"]
+__all__ = ["PushMode", "PushResult", "push_rows", "push_frame"]
 
 TS = "event_timestamp"
+
+
+class PushMode(Enum):
+    """Where a push writes, as Feast's ``PushMode``: the online store (the default), the offline store, or both."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ONLINE_AND_OFFLINE = "online_and_offline"
+
+    @classmethod
+    def parse(cls, value: Any) -> PushMode:
+        """The mode named ``value`` (any case, as Feast's server reads it); InvalidRequestError naming it else."""
+        if isinstance(value, str):
+            for mode in cls:
+                if mode.value == value.lower():
+                    return mode
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise InvalidRequestError(f"'to' must be one of {allowed}, not {value!r}")
+
+    @classmethod
+    def of(cls, view: str, *, to_online: bool, to_offline: bool) -> PushMode:
+        """The mode of the SDK's flags; a push to neither store is refused, naming the view."""
+        if not (to_online or to_offline):
+            raise InvalidRequestError(f"push to {view!r}: to_online and to_offline are both false: nothing to write")
+        if not to_offline:
+            return cls.ONLINE
+        return cls.ONLINE_AND_OFFLINE if to_online else cls.OFFLINE
+
+    @property
+    def online(self) -> bool:
+        return self is not PushMode.OFFLINE
+
+    @property
+    def offline(self) -> bool:
+        return self is not PushMode.ONLINE
 
 
 @dataclass(frozen=True)
@@ -39,7 +75,8 @@ class PushResult:
     """What a push did: rows received, written online, skipped as not newer than the stored row.
 
     ``version`` is the version readers follow; ``versions`` the rows written to each version
-    the push reached (during a materialization of a new version, both).
+    the push reached (during a materialization of a new version, both). A push to the offline
+    store only writes nothing online (``rows_written`` 0) and names the partitions it rewrote.
     """
 
     view: str
@@ -251,6 +288,7 @@ def push_rows(
     rows: Any,
     *,
     to_offline: bool = False,
+    to_online: bool = True,
     layout: OfflineLayout | None = None,
     resolve: SpecResolver | None = None,
 ) -> PushResult:
@@ -261,12 +299,16 @@ def push_rows(
     and one being materialized), so a version switch never loses them; ``resolve`` gives
     the spec of another applied version. A row's ``created`` column (else the time it was
     received) breaks ties with a stored row of the same event time. With ``to_offline`` the
-    rows are also merged into the offline store.
+    rows are also merged into the offline store; with ``to_online=False`` only there (Feast's
+    ``PushMode.OFFLINE``), through the same gate.
     """
+    mode = PushMode.of(spec.name, to_online=to_online, to_offline=to_offline)
     if spec.events is not None:  # an aggregation view: rows are events, appended to its state
         from featurestore.serving.aggregate import push_events
 
-        return push_events(settings, store, spec, rows, to_offline=to_offline, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
+        return push_events(settings, store, spec, rows, mode=mode, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
+    if mode.offline and layout is None:
+        raise ValueError(f"push_rows({mode}) needs the offline layout")
     df = push_frame(spec, rows)
     received = df.height
     df, gate_result = gate_for(settings, spec, "push")(df)
@@ -276,12 +318,13 @@ def push_rows(
     keys = list(spec.join_keys)
     # The newest row per entity: greatest (event time, created), a full tie to the later row.
     latest = df.sort([TS, CREATED_US], maintain_order=True).unique(subset=keys, keep="last", maintain_order=True)
-    resolver = resolve or _no_other_version(spec)
-    live, written, expired = write_to_live_versions(store, spec, latest, resolver)
+    written: dict[str, int] = {}
+    live, expired = spec.version, 0
+    if mode.online:
+        live, written, expired = write_to_live_versions(store, spec, latest, resolve or _no_other_version(spec))
     partitions: list[str] = []
-    if to_offline:
-        if layout is None:
-            raise ValueError("push_rows(to_offline=True) needs the offline layout")
+    if mode.offline:
+        assert layout is not None
         partitions = merge_offline(layout, spec, df)
     served = written.get(live, 0)
     return PushResult(
@@ -289,7 +332,7 @@ def push_rows(
         version=live,
         rows_received=received,
         rows_written=served,
-        rows_stale=latest.height - expired - served,
+        rows_stale=latest.height - expired - served if mode.online else 0,
         rows_expired=expired,
         offline_partitions=partitions,
         gate=gate_result,

@@ -13,6 +13,7 @@ import polars as pl
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import InvalidRequestError, RegistryError
 from featurestore.offline.frames import (
+    TIMESTAMP_FORMATS,
     DTypeMismatchError,
     check_timestamp_text,
     coerce_column,
@@ -110,6 +111,8 @@ CREATED = "created"
 
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares."""
+    if isinstance(rows, list):
+        _check_objects(spec, rows)
     try:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -138,6 +141,8 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         return coerce_column(name, actual, dtype)
 
     times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
+    for name in [TS, *created]:  # the times that place a row; a Timestamp feature is a value like any other
+        _check_time_column(spec, name, df.schema[name])
     typed = _typed_in_one_pass(spec, df, times, created)
     if typed is not None:
         return typed
@@ -268,6 +273,24 @@ def _parse_isoformat(name: str, values: list[Any]) -> pl.Series | None:
     except ValueError:  # a month 13, a 25th hour: the general parser names it
         return None
     return pl.Series(name, out, dtype=pl.Int64).cast(_UTC_US)
+
+
+def _check_objects(spec: ViewSpec, rows: list[Any]) -> None:
+    """A list of rows holds JSON objects (``{column: value}``); InvalidRequestError naming the first that is not."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidRequestError(
+                f"push to {spec.name!r}: rows must be objects ({{column: value}}); row {i} is {row!r}"
+            )
+
+
+def _check_time_column(spec: ViewSpec, name: str, dtype: pl.DataType) -> None:
+    """A time column holds datetimes, dates or text; a number (an epoch?) is refused, naming the column."""
+    if isinstance(dtype, pl.Datetime) or dtype in (pl.Date, pl.String, pl.Null):
+        return
+    raise InvalidRequestError(
+        f"push to {spec.name!r}: column {name!r} holds {dtype}, which is not a timestamp; use {TIMESTAMP_FORMATS}"
+    )
 
 
 def _refuse_null_keys(spec: ViewSpec) -> None:

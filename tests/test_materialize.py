@@ -354,7 +354,7 @@ def test_push_rejects_bad_rows(make_repo: Any) -> None:
     store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
     with pytest.raises(RequestError, match="missing"):
         store.push("stats", [{"driver_id": 1, "event_timestamp": NOW.isoformat()}])
-    with pytest.raises(RequestError):
+    with pytest.raises(GateRejectedError, match="1 of 1 rows"):  # a value of the wrong type fails its row
         store.push("stats", [{**push_row(1, NOW, 1), "b": "not a number"}])
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "read_key_dtypes",
     "TS",
     "PUSHED_CREATED",
+    "failed_values_text",
 ]
 
 TS = "event_timestamp"
@@ -245,7 +246,7 @@ def _cast_failures(
                     "row": bad.get_column("row").cast(pl.Int64),
                     "check": DTYPE_CHECK,
                     "column": column,
-                    "value": _as_text(values, dtype),
+                    "value": failed_values_text(values, dtype),
                 },
                 schema=_FAILURE_SCHEMA,
             )
@@ -253,7 +254,7 @@ def _cast_failures(
     return pl.concat(parts)
 
 
-def _as_text(values: pl.Series, dtype: DType) -> list[str]:
+def failed_values_text(values: pl.Series, dtype: DType) -> list[str]:
     """Offending values as text for the report: ``'abc' (String) is not Float64``."""
     try:
         text = values.cast(pl.String).to_list()

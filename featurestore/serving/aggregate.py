@@ -44,7 +44,7 @@ def push_events(
     to the entity's newest event) is not kept, and a repeated event id counts once. ``mode``
     (a ``PushMode``, online by default) says whether they go online, to the offline store, or both.
     """
-    from featurestore.serving.push import PushMode, PushResult, push_frame
+    from featurestore.serving.push import PushMode, PushResult, push_batch
 
     mode = mode or PushMode.ONLINE
     if mode.offline and layout is None:
@@ -52,9 +52,9 @@ def push_events(
     events = spec.events
     assert events is not None
     typed_spec = spec.event_view()
-    df = push_frame(typed_spec, rows)
-    received = df.height
-    df, gate_result = gate_for(settings, typed_spec, "push")(df)
+    batch = push_batch(typed_spec, rows)
+    received = batch.rows.height
+    df, gate_result = gate_for(settings, typed_spec, "push")(batch.rows, **batch.gate_inputs())
     if "created" in df.columns:
         df = df.rename({"created": CREATED})
     encoded = encode_events(events, list(spec.join_keys), df)

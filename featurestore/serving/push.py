@@ -12,6 +12,7 @@ import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import InvalidRequestError, RegistryError
+from featurestore.offline.cast import DTYPE_CHECK, cast_column
 from featurestore.offline.frames import (
     TIMESTAMP_FORMATS,
     DTypeMismatchError,
@@ -20,8 +21,8 @@ from featurestore.offline.frames import (
     event_time_utc,
     nan_as_null,
     parse_canonical_timestamps,
-    to_utc,
 )
+from featurestore.offline.ingest import failed_values_text
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import KEY_SEPARATOR, now_us
@@ -30,8 +31,9 @@ from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_live_versions
 from featurestore.serving.windows import to_us
 from featurestore.validation import gate_for
+from featurestore.validation.quarantine import SourceRows
 
-__all__ = ["PushMode", "PushResult", "push_rows", "push_frame"]
+__all__ = ["PushMode", "PushResult", "PushBatch", "push_rows", "push_frame", "push_batch"]
 
 TS = "event_timestamp"
 
@@ -109,8 +111,37 @@ CREATED_COLUMNS = ("created", "created_timestamp")
 CREATED = "created"
 
 
+@dataclass(frozen=True)
+class PushBatch:
+    """Pushed rows typed as declared, and the values that could not be (their typed value is null).
+
+    ``failures`` (row, check, column, value) go to the gate under the check ``dtype``; ``source``
+    holds the rows as pushed, which the quarantine keeps (``'abc'``, not the null it was typed to).
+    """
+
+    rows: pl.DataFrame
+    failures: pl.DataFrame | None = None
+    source: SourceRows | None = None
+
+    def gate_inputs(self) -> dict[str, Any]:
+        """The keyword arguments of the push gate (``run_gate``) for this batch."""
+        return {} if self.failures is None else {"known": self.failures, "source": self.source}
+
+
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
-    """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares."""
+    """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares;
+    a feature value that cannot be typed is null (``push_batch`` says which)."""
+    return push_batch(spec, rows).rows
+
+
+def push_batch(spec: ViewSpec, rows: Any) -> PushBatch:
+    """Rows typed as ``spec`` declares, feature values row by row as at ingest (``cast_column``).
+
+    A feature value that cannot be read as its dtype fails its row (``PushBatch.failures``),
+    so the gate's policy decides. What no row can be written without is a request error
+    (InvalidRequestError, a 422): rows that are not a table of objects, a column missing or
+    unknown, a join key or time that cannot be read or is null.
+    """
     if isinstance(rows, list):
         _check_objects(spec, rows)
     try:
@@ -133,29 +164,32 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         )
     if df.height == 0:
         raise InvalidRequestError(f"push to {spec.name!r}: no rows")
-
-    def typed_column(name: str, dtype: DType) -> pl.Expr:
-        actual = df.schema[name]
-        if dtype == Timestamp and actual == pl.String:  # JSON carries times as ISO strings
-            return to_utc(pl.col(name), actual).alias(name)
-        return coerce_column(name, actual, dtype)
-
-    times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
     for name in [TS, *created]:  # the times that place a row; a Timestamp feature is a value like any other
         _check_time_column(spec, name, df.schema[name])
+    times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
     typed = _typed_in_one_pass(spec, df, times, created)
     if typed is not None:
-        return typed
+        return PushBatch(typed)
+    return _typed_row_by_row(spec, df, times, created)
+
+
+def _typed_row_by_row(spec: ViewSpec, pushed: pl.DataFrame, times: list[str], created: list[str]) -> PushBatch:
+    """``push_batch``'s step-by-step path: keys and times strictly (their faults named), features by ``cast_column``."""
+    df = pushed
     for name in times:
         df = parse_canonical_timestamps(df, name)
+    casts = {f: cast_column(f, df.schema[f], t) for f, t in spec.features.items()}
+    masks = {f: c.failed for f, c in casts.items() if c.failed is not None}
     try:
-        for name in times:
+        for name in [TS, *created]:
             check_timestamp_text(df, name)  # names the first bad value, not a polars expression
         # Event and created times are rounded up to the microsecond, as at ingest (event_time_utc).
         typed = df.select(
             event_time_utc(pl.col(TS), df.schema[TS]).alias(TS),
-            *[typed_column(c, t) for c, t in declared.items()],
+            *[coerce_column(k, df.schema[k], t) for k, t in spec.join_keys.items()],
+            *[c.value for c in casts.values()],
             *[event_time_utc(pl.col(c), df.schema[c]).alias(CREATED) for c in created],
+            *[m.alias(f"{_BAD}{f}") for f, m in masks.items()],
         )
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
         raise InvalidRequestError(f"push to {spec.name!r}: {exc}") from None
@@ -165,7 +199,25 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     for key, dtype in spec.join_keys.items():
         if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
             _refuse_separator(spec, key)
-    return typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
+    failures = _cast_failures(spec, pushed, typed, list(masks))
+    rows = typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
+    if failures is None:
+        return PushBatch(rows)
+    return PushBatch(rows, failures, SourceRows(pushed, pl.Series(range(pushed.height), dtype=pl.Int64)))
+
+
+def _cast_failures(spec: ViewSpec, pushed: pl.DataFrame, typed: pl.DataFrame, names: list[str]) -> pl.DataFrame | None:
+    """(row, check, column, value) of every feature value that could not be typed; None when there is none."""
+    parts = []
+    for name in names:
+        rows = typed.select(pl.arg_where(pl.col(f"{_BAD}{name}"))).to_series().cast(pl.Int64)
+        if rows.len():
+            values = failed_values_text(pushed.get_column(name).gather(rows), spec.features[name])
+            parts.append(pl.DataFrame({"row": rows, "check": DTYPE_CHECK, "column": name, "value": values}))
+    return pl.concat(parts) if parts else None
+
+
+_BAD = "__fs_bad_"
 
 
 _CANONICAL = "%Y-%m-%dT%H:%M:%S%.f%z"  # datetime.isoformat()'s form (parse_canonical_timestamps)
@@ -332,9 +384,9 @@ def push_rows(
         return push_events(settings, store, spec, rows, mode=mode, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
     if mode.offline and layout is None:
         raise ValueError(f"push_rows({mode}) needs the offline layout")
-    df = push_frame(spec, rows)
-    received = df.height
-    df, gate_result = gate_for(settings, spec, "push")(df)
+    batch = push_batch(spec, rows)
+    received = batch.rows.height
+    df, gate_result = gate_for(settings, spec, "push")(batch.rows, **batch.gate_inputs())
     received_at = now_us()
     created = pl.col(CREATED).dt.epoch("us").fill_null(received_at) if CREATED in df.columns else pl.lit(received_at)
     df = df.with_columns(created.cast(pl.Int64).alias(CREATED_US))

@@ -358,6 +358,18 @@ def test_push_rejects_bad_rows(make_repo: Any) -> None:
         store.push("stats", [{**push_row(1, NOW, 1), "b": "not a number"}])
 
 
+def test_push_from_a_csv_file_types_columns_as_declared(make_repo: Any, tmp_path: Path) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"s,driver_id,event_timestamp,a,b\n007,90,{NOW.isoformat()},1,12\n2.50,91,{NOW.isoformat()},,3\n")
+    result = store.push("stats", rows, to_offline=True)
+    assert (result.rows_written, result.gate.status) == (2, "passed")
+    got = store.get_online_features(["stats:s", "stats:a", "stats:b"], {"driver_id": [90, 91]}).to_dict()
+    assert got == {"driver_id": [90, 91], "s": ["007", "2.50"], "a": [1.0, None], "b": [12, 3]}  # text stays text
+    stored = offline_rows(store, 90)
+    assert stored.select("s", "a", "b").rows() == [("007", 1.0, 12)] and stored.schema["s"] == pl.String
+
+
 def test_encode_rows_layout() -> None:
     df = pl.DataFrame(
         {"k": [1, 2], "event_timestamp": [NOW, NOW - timedelta(days=2)], "x": [1.5, None]},

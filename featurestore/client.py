@@ -79,9 +79,10 @@ class FeatureClient:
         """Every feature of one view per entity: ``{"columns": [...], "statuses": [...], "rows": [...]}``."""
         return dict(self._post("/rows", {"view": view, "entities": {k: list(v) for k, v in entities.items()}}))
 
-    def push(self, view: str, rows: Any, *, to_offline: bool = False) -> dict[str, Any]:
-        """Write rows online through the view's push gate; returns the push result."""
-        return dict(self._post("/push", {"view": view, "rows": rows, "to_offline": to_offline}))
+    def push(self, view: str, rows: Any, *, to_offline: bool = False, to_online: bool = True) -> dict[str, Any]:
+        """Write rows through the view's push gate, online and/or (``to_offline``) offline; returns the push result."""
+        body = {"view": view, "rows": rows, "to_offline": to_offline, "to_online": to_online}
+        return dict(self._post("/push", body))
 
     def ready(self) -> bool:
         try:

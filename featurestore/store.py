@@ -393,24 +393,26 @@ class FeatureStore:
             as_of=utc_datetime(as_of),
         )
 
-    def push(self, view: str, rows: Any, *, to_offline: bool = False) -> Any:
+    def push(self, view: str, rows: Any, *, to_offline: bool = False, to_online: bool = True) -> Any:
         """Write rows (join keys, event_timestamp, every feature) online through the push gate.
 
         ``rows`` is a polars frame, ``{column: [values]}``, ``[{column: value}, ...]`` or the
-        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file.
+        path of a ``.parquet``, ``.csv`` or ``.jsonl`` file. ``to_offline=True`` also merges them
+        into the offline store; with ``to_online=False`` too, only there (Feast's ``PushMode.OFFLINE``).
         """
         from featurestore.serving.push import push_rows
 
         state = self.state()
         spec = state.view(view)
         if isinstance(rows, str | os.PathLike):
-            rows = read_rows_file(Path(rows))
+            rows = read_rows_file(Path(rows), csv_dtypes(spec))
         return push_rows(
             self.settings,
             self.online_store(),
             spec,
             rows,
             to_offline=to_offline,
+            to_online=to_online,
             layout=self.layout,
             resolve=_resolver(state, view, self.registry),
         )
@@ -430,8 +432,25 @@ def _resolver(state: RegistryState, view: str, registry: Registry | None = None)
     return resolve
 
 
-def read_rows_file(path: Path) -> pl.DataFrame:
-    """Rows to push from a Parquet, CSV or JSON-lines file (times as ISO text are parsed by the push)."""
+def csv_dtypes(spec: Any) -> dict[str, pl.DataType]:
+    """How a CSV file of rows to push is read: join keys as declared (``02134`` stays a String key),
+    times and features as text, which the push types as declared, row by row (``abc`` for a number
+    fails its row, as at ingest); Bool features as Boolean."""
+    from featurestore.dsl.types import Bool
+
+    out: dict[str, pl.DataType] = {name: pl.String() for name in ("event_timestamp", "created", "created_timestamp")}
+    out.update({name: dtype.polars for name, dtype in spec.join_keys.items()})
+    for name, dtype in spec.features.items():
+        if not dtype.is_list:  # a list has no CSV form: left to the reader
+            out[name] = pl.Boolean() if dtype == Bool else pl.String()
+    return out
+
+
+def read_rows_file(path: Path, csv_dtypes: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    """Rows to push from a Parquet, CSV or JSON-lines file (times as ISO text are parsed by the push).
+
+    ``csv_dtypes`` types a CSV file's columns (those it has); others are inferred.
+    """
     from featurestore.errors import InvalidRequestError
 
     if not path.is_file():
@@ -441,9 +460,15 @@ def read_rows_file(path: Path) -> pl.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pl.read_parquet(path)
         if suffix == ".csv":
-            return pl.read_csv(path)
+            return pl.read_csv(path, schema_overrides=_present(path, csv_dtypes or {}))
         if suffix in (".jsonl", ".ndjson"):
             return pl.read_ndjson(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InvalidRequestError(f"rows file {path} cannot be read: {type(exc).__name__}: {exc}") from None
     raise InvalidRequestError(f"rows file {path}: use a .parquet, .csv or .jsonl file")
+
+
+def _present(path: Path, dtypes: dict[str, pl.DataType]) -> dict[str, pl.DataType]:
+    """The entries of ``dtypes`` naming a column of CSV file ``path`` (its header)."""
+    header = pl.read_csv(path, n_rows=0).columns
+    return {name: dtype for name, dtype in dtypes.items() if name in header}

@@ -285,16 +285,89 @@ def test_push_to_offline_merges_into_the_offline_store(make_repo: Any) -> None:
     store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
     store.push("stats", [push_row(77, NOW, 7)], to_offline=True)
     spec = store.state().view("stats")
-    offline = pl.read_parquet(store.layout.files("stats", spec.version))
+    files = store.layout.files("stats", spec.version)
+    offline = pl.concat([pl.read_parquet(f) for f in files], how="diagonal")
     assert offline.height == 201 and offline.filter(pl.col("driver_id") == 77).get_column("b").to_list() == [7]
+
+
+def served_b(store: FeatureStore, driver: int) -> list[Any]:
+    return list(store.get_online_features(["stats:b"], {"driver_id": [driver]}).to_dict()["b"])
+
+
+def offline_rows(store: FeatureStore, driver: int) -> pl.DataFrame:
+    """Driver ``driver``'s rows in the offline store (files a push rewrote also hold their created time)."""
+    files = store.layout.files("stats", store.state().view("stats").version)
+    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal").filter(pl.col("driver_id") == driver)
+
+
+def test_pushes_to_offline_keep_the_greatest_created_as_online(make_repo: Any, online_url: str) -> None:
+    store = FeatureStore(build(make_repo, online_url))
+    store.materialize()
+    t = NOW - timedelta(hours=1)
+
+    def pushed(b: int, created: datetime | None = None) -> dict[str, Any]:
+        return {**push_row(77, t, b), **({"created": created.isoformat()} if created else {})}
+
+    store.push("stats", [pushed(1, NOW - timedelta(minutes=1))], to_offline=True)
+    store.push("stats", [pushed(2, NOW - timedelta(minutes=30))], to_offline=True)  # older: loses, online too
+    entity = pl.DataFrame({"driver_id": [77], "event_timestamp": [NOW]})
+    training = store.get_training_set(entity, ["stats:b"])
+    online = store.get_online_features(["stats:b"], {"driver_id": [77]}).to_dict()["b"]
+    assert training["b"].to_list() == online == [1]
+    stored = offline_rows(store, 77)
+    assert stored.select("b", "created_timestamp").rows() == [(1, NOW - timedelta(minutes=1))]
+    # A full tie keeps the stored row (online: only a greater created replaces); no created: received now.
+    same = NOW - timedelta(seconds=10)
+    for b in (3, 4):
+        store.push("stats", [pushed(b, same)], to_offline=True)
+    assert offline_rows(store, 77).get_column("b").to_list() == [3] and served_b(store, 77) == [3]
+    store.push("stats", [pushed(6)], to_offline=True)
+    store.materialize()
+    assert offline_rows(store, 77).get_column("b").to_list() == [6]
+    assert store.get_training_set(entity, ["stats:b"])["b"].to_list() == [6]
+    assert served_b(store, 77) == [6]
+
+
+def test_a_push_to_offline_replaces_the_ingested_row_of_its_time(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    ingested = offline_rows(store, 3).row(0, named=True)
+    store.push("stats", [push_row(3, ingested["event_timestamp"], -1)], to_offline=True)
+    rows = offline_rows(store, 3).filter(pl.col("event_timestamp") == ingested["event_timestamp"])
+    assert rows.get_column("b").to_list() == [-1]  # an ingested row counts as created before any push
+    store.ingest()  # re-ingesting replaces the range (pushed rows included) and keeps one row per time
+    assert offline_rows(store, 3).height == 5
+
+
+def test_a_push_to_offline_only_goes_through_the_gate_and_leaves_online_alone(make_repo: Any) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    store.materialize()
+    reports = len(store.reports("stats"))
+    result = store.push("stats", [push_row(88, NOW, 8)], to_offline=True, to_online=False)
+    assert (result.rows_written, result.versions, result.gate.status) == (0, {}, "passed")
+    assert result.offline_partitions and len(store.reports("stats")) == reports + 1
+    assert offline_rows(store, 88).get_column("b").to_list() == [8] and served_b(store, 88) == [None]
+    with pytest.raises(RequestError, match="'stats'.*both false"):
+        store.push("stats", [push_row(89, NOW, 9)], to_online=False)
 
 
 def test_push_rejects_bad_rows(make_repo: Any) -> None:
     store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
     with pytest.raises(RequestError, match="missing"):
         store.push("stats", [{"driver_id": 1, "event_timestamp": NOW.isoformat()}])
-    with pytest.raises(RequestError):
+    with pytest.raises(GateRejectedError, match="1 of 1 rows"):  # a value of the wrong type fails its row
         store.push("stats", [{**push_row(1, NOW, 1), "b": "not a number"}])
+
+
+def test_push_from_a_csv_file_types_columns_as_declared(make_repo: Any, tmp_path: Path) -> None:
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    rows = tmp_path / "rows.csv"
+    rows.write_text(f"s,driver_id,event_timestamp,a,b\n007,90,{NOW.isoformat()},1,12\n2.50,91,{NOW.isoformat()},,3\n")
+    result = store.push("stats", rows, to_offline=True)
+    assert (result.rows_written, result.gate.status) == (2, "passed")
+    got = store.get_online_features(["stats:s", "stats:a", "stats:b"], {"driver_id": [90, 91]}).to_dict()
+    assert got == {"driver_id": [90, 91], "s": ["007", "2.50"], "a": [1.0, None], "b": [12, 3]}  # text stays text
+    stored = offline_rows(store, 90)
+    assert stored.select("s", "a", "b").rows() == [("007", 1.0, 12)] and stored.schema["s"] == pl.String
 
 
 def test_encode_rows_layout() -> None:

@@ -16,11 +16,14 @@ def push(
     view: str = typer.Argument(..., help="The feature view to push to."),
     file: Path = typer.Option(..., "--file", help="Rows: .parquet, .csv or .jsonl (keys, event_timestamp, features)."),
     to_offline: bool = typer.Option(False, "--to-offline", help="Also merge the rows into the offline store."),
+    to_online: bool = typer.Option(
+        True, "--online/--no-online", help="--no-online with --to-offline: write the offline store only."
+    ),
     repo: Path | None = RepoOption,
 ) -> None:
     """Push rows from a file through the view's push gate (as POST /push does); exit 1 if the gate rejects them."""
     with errors_to_exit():
-        result = open_store(repo).push(view, file, to_offline=to_offline)
+        result = open_store(repo).push(view, file, to_offline=to_offline, to_online=to_online)
         table = Table(title=f"Push to {result.view} v={result.version}")
         for col in ("received", "written", "older than stored", "expired (ttl)", "gate", "quarantined"):
             table.add_column(col)

@@ -218,7 +218,8 @@ class DuckDBEngine(OfflineEngine):
                 )
                 for i, t in enumerate(tables)
             ]
-            source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "none")
+            # "default" fills a column some files lack (a pushed row's created time) with nulls.
+            source = pa.concat_tables(tables, promote_options="permissive" if union_by_name else "default")
         else:  # streamed: DuckDB pushes projections and filters into the scan
             source = ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
         name = f"__fs_offline_{id(source)}"

@@ -30,9 +30,14 @@ __all__ = [
     "read_key_dtypes",
     "storable",
     "TS",
+    "PUSHED_CREATED",
+    "failed_values_text",
 ]
 
 TS = "event_timestamp"
+# The created time of rows pushed to the offline store (``upsert``): it orders a later push of the
+# same (keys, event time) as the online store orders it. Ingested rows have none (null: oldest).
+PUSHED_CREATED = "created_timestamp"
 _CREATED = "__fs_created"
 _POS = "__fs_pos"  # a typed row's position in the frame read from the source
 _TS = "__fs_ts"
@@ -247,7 +252,7 @@ def _cast_failures(
                     "row": bad.get_column("row").cast(pl.Int64),
                     "check": DTYPE_CHECK,
                     "column": column,
-                    "value": _as_text(values, dtype),
+                    "value": failed_values_text(values, dtype),
                 },
                 schema=_FAILURE_SCHEMA,
             )
@@ -289,7 +294,7 @@ def _key_failures(rows: pl.DataFrame, spec: ViewSpec, unread: dict[str, str], fa
     return pl.concat(parts) if len(parts) > 1 else failures
 
 
-def _as_text(values: pl.Series, dtype: DType) -> list[str]:
+def failed_values_text(values: pl.Series, dtype: DType) -> list[str]:
     """Offending values as text for the report: ``'abc' (String) is not Float64``."""
     try:
         text = values.cast(pl.String).to_list()
@@ -311,9 +316,10 @@ def write_view(
 
     Without a range the whole version is replaced. Rows already stored outside the
     range but in a partially covered day are kept. With ``upsert`` nothing is removed:
-    ``df``'s rows are merged into the days they fall on, replacing stored rows with the
-    same keys and event time (read and written under the view's lock). Returns the
-    partitions written. On object storage a write that another one overtook starts again.
+    ``df``'s rows (which carry ``PUSHED_CREATED``) are merged into the days they fall on, one
+    row per keys and event time as ``newest_per_key`` decides (read and written under the
+    view's lock). Returns the partitions written. On object storage a write that another
+    one overtook starts again.
     """
     return retry_conflicts(lambda: _write_view_once(layout, spec, df, start, end, upsert))
 
@@ -343,13 +349,9 @@ def _write_view_once(
         try:
             for day in sorted(touched | new.keys()):
                 frame = new.get(day)
-                if upsert and frame is not None and day in touched:
-                    old = layout.read_partition(view, version, day).select(df.columns)
-                    frame = (
-                        pl.concat([old, frame], how="vertical_relaxed")
-                        .unique(subset=[*spec.join_keys, TS], keep="last", maintain_order=True)
-                        .sort([*spec.join_keys, TS])
-                    )
+                if upsert and frame is not None:
+                    stored = layout.read_partition(view, version, day) if day in touched else None
+                    frame = newest_per_key(stored, frame, [*spec.join_keys, TS])
                 elif day in existing and (start is not None or end is not None):
                     old = layout.read_partition(view, version, day)
                     outside = pl.lit(False)
@@ -358,8 +360,9 @@ def _write_view_once(
                     if end is not None:
                         outside = outside | (pl.col(TS) >= end)
                     kept = old.filter(outside)
-                    if kept.height:
-                        frame = kept if frame is None else pl.concat([kept, frame]).sort([*spec.join_keys, TS])
+                    if kept.height:  # diagonal: kept rows may carry a pushed row's created time
+                        frame = kept if frame is None else pl.concat([kept, frame], how="diagonal")
+                        frame = frame.sort([*spec.join_keys, TS])
                 if frame is None or frame.height == 0:
                     continue
                 frame.write_parquet(txn.stage_path(day), compression="zstd", statistics=True)
@@ -368,6 +371,25 @@ def _write_view_once(
             txn.abort()
             raise
         return sorted(txn.written)
+
+
+def newest_per_key(stored: pl.DataFrame | None, pushed: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
+    """One row per ``subset`` (keys, event time) from a day's ``stored`` rows and ``pushed`` rows, sorted.
+
+    The rule of the online store: the greatest ``PUSHED_CREATED`` wins; within the push a
+    full tie goes to the later row, and a pushed row replaces a stored one only with a greater
+    created time (an ingested row has none: null, older than any push).
+    """
+    created = pl.col(PUSHED_CREATED)
+    rows = pushed.sort(created, maintain_order=True, nulls_last=False).unique(subset, keep="last", maintain_order=True)
+    if stored is not None:
+        if PUSHED_CREATED not in stored.columns:
+            stored = stored.with_columns(pl.lit(None, dtype=pushed.schema[PUSHED_CREATED]).alias(PUSHED_CREATED))
+        both = pl.concat([stored.select(rows.columns), rows], how="vertical_relaxed")
+        rows = both.sort(created, descending=True, nulls_last=True, maintain_order=True).unique(
+            subset, keep="first", maintain_order=True
+        )
+    return rows.sort(subset)
 
 
 def _day_overlaps(day: str, start: datetime | None, end: datetime | None) -> bool:

@@ -67,6 +67,12 @@ class PushRequest(BaseModel):
     rows: list[dict[str, Any]] | dict[str, list[Any]] | None = None
     df: dict[str, list[Any]] | None = Field(None, description="Feast spelling of 'rows' (columns)")
     to_offline: bool = False
+    to_online: bool = True
+    to: str | None = Field(
+        None,
+        description="Feast's PushMode, instead of to_online/to_offline: 'online' (default), 'offline' or "
+        "'online_and_offline'",
+    )
 
 
 class ErrorResponse(BaseModel):

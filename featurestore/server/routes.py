@@ -208,13 +208,11 @@ async def push(request: Request) -> Response:
     app = request.app.state
     name = data.get("view", data.get("push_source_name"))
     rows = data.get("rows", data.get("df"))
-    to_offline = data.get("to_offline", data.get("to") in ("offline", "online_and_offline"))
     if not isinstance(name, str):
         raise InvalidRequestError("'view' must be a feature view name")
     if not isinstance(rows, list | dict) or not rows:
         raise InvalidRequestError("'rows' must be a non-empty list of objects or an object of columns")
-    if not isinstance(to_offline, bool):
-        raise InvalidRequestError("'to_offline' must be true or false")
+    mode = _push_mode(data, name)
     catalog = app.catalog
     check_push(request.scope.get(SCOPE_KEY), name, catalog.service_views)
     try:
@@ -228,7 +226,8 @@ async def push(request: Request) -> Response:
             app.store,
             spec,
             rows,
-            to_offline=to_offline,
+            to_offline=mode.offline,
+            to_online=mode.online,
             layout=app.layout,
             resolve=catalog.spec_resolver(name),
         )
@@ -239,6 +238,22 @@ async def push(request: Request) -> Response:
         return Response(orjson.dumps({"detail": str(exc), "gate": gate}), status_code=422, media_type=JSON)
     app.catalog.invalidate()
     return Response(orjson.dumps(result.to_dict()), media_type=JSON)
+
+
+def _push_mode(data: dict[str, Any], view: str) -> Any:
+    """Where a ``/push`` writes: Feast's ``to`` (a PushMode name), else ``to_online`` / ``to_offline``."""
+    from featurestore.serving.push import PushMode
+
+    flags = [k for k in ("to_online", "to_offline") if k in data]
+    if "to" in data:
+        if flags:
+            raise InvalidRequestError(f"give 'to' or {flags}, not both")
+        return PushMode.parse(data["to"])
+    to_online, to_offline = data.get("to_online", True), data.get("to_offline", False)
+    for key, value in (("to_online", to_online), ("to_offline", to_offline)):
+        if not isinstance(value, bool):
+            raise InvalidRequestError(f"{key!r} must be true or false")
+    return PushMode.of(view, to_online=to_online, to_offline=to_offline)
 
 
 # Built once: liveness probes call this often.

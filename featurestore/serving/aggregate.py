@@ -33,7 +33,7 @@ def push_events(
     spec: ViewSpec,
     rows: Any,
     *,
-    to_offline: bool = False,
+    mode: Any = None,
     layout: OfflineLayout | None = None,
     resolve: SpecResolver | None = None,
 ) -> Any:
@@ -41,26 +41,31 @@ def push_events(
 
     Events go to every live version whose event columns are the same (the one readers follow
     and one being materialized); an event older than its entity's longest window (relative
-    to the entity's newest event) is not kept, and a repeated event id counts once. With
-    ``to_offline`` the events are also appended to the offline store.
+    to the entity's newest event) is not kept, and a repeated event id counts once. ``mode``
+    (a ``PushMode``, online by default) says whether they go online, to the offline store, or both.
     """
-    from featurestore.serving.push import PushResult, push_frame
+    from featurestore.serving.push import PushMode, PushResult, push_batch
 
+    mode = mode or PushMode.ONLINE
+    if mode.offline and layout is None:
+        raise ValueError(f"push_events({mode}) needs the offline layout")
     events = spec.events
     assert events is not None
     typed_spec = spec.event_view()
-    df = push_frame(typed_spec, rows)
-    received = df.height
-    df, gate_result = gate_for(settings, typed_spec, "push")(df)
+    batch = push_batch(typed_spec, rows)
+    received = batch.rows.height
+    df, gate_result = gate_for(settings, typed_spec, "push")(batch.rows, **batch.gate_inputs())
     if "created" in df.columns:
         df = df.rename({"created": CREATED})
     encoded = encode_events(events, list(spec.join_keys), df)
     newest = df.get_column(TS).max() if df.height else None
-    live, written = _append_to_live_versions(store, spec, events, encoded, newest, resolve)  # type: ignore[arg-type]
+    written: dict[str, int] = {}
+    live = spec.version  # offline only: no version reached online
+    if mode.online:
+        live, written = _append_to_live_versions(store, spec, events, encoded, newest, resolve)  # type: ignore[arg-type]
     partitions: list[str] = []
-    if to_offline:
-        if layout is None:
-            raise ValueError("push_events(to_offline=True) needs the offline layout")
+    if mode.offline:
+        assert layout is not None
         if CREATED not in df.columns:
             df = df.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
         partitions = append_offline_events(layout, spec, df)
@@ -70,7 +75,7 @@ def push_events(
         version=live,
         rows_received=received,
         rows_written=served,
-        rows_stale=encoded.count - served,
+        rows_stale=encoded.count - served if mode.online else 0,
         rows_expired=0,
         offline_partitions=partitions,
         gate=gate_result,

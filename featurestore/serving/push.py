@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
 from featurestore.errors import InvalidRequestError, RegistryError
+from featurestore.offline.cast import DTYPE_CHECK, cast_column
 from featurestore.offline.frames import (
+    TIMESTAMP_FORMATS,
     DTypeMismatchError,
     check_timestamp_text,
     coerce_column,
@@ -19,8 +22,8 @@ from featurestore.offline.frames import (
     finite_or_null,
     nan_as_null,
     parse_canonical_timestamps,
-    to_utc,
 )
+from featurestore.offline.ingest import failed_values_text
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.codec import KEY_SEPARATOR, now_us
@@ -29,10 +32,46 @@ from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import CREATED_US, SpecResolver, write_to_live_versions
 from featurestore.serving.windows import to_us
 from featurestore.validation import gate_for
+from featurestore.validation.quarantine import SourceRows
 
-__all__ = ["PushResult", "push_rows", "push_frame"]
+__all__ = ["PushMode", "PushResult", "PushBatch", "push_rows", "push_frame", "push_batch"]
 
 TS = "event_timestamp"
+
+
+class PushMode(Enum):
+    """Where a push writes, as Feast's ``PushMode``: the online store (the default), the offline store, or both."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ONLINE_AND_OFFLINE = "online_and_offline"
+
+    @classmethod
+    def parse(cls, value: Any) -> PushMode:
+        """The mode named ``value`` (any case, as Feast's server reads it); InvalidRequestError naming it else."""
+        if isinstance(value, str):
+            for mode in cls:
+                if mode.value == value.lower():
+                    return mode
+        allowed = ", ".join(repr(m.value) for m in cls)
+        raise InvalidRequestError(f"'to' must be one of {allowed}, not {value!r}")
+
+    @classmethod
+    def of(cls, view: str, *, to_online: bool, to_offline: bool) -> PushMode:
+        """The mode of the SDK's flags; a push to neither store is refused, naming the view."""
+        if not (to_online or to_offline):
+            raise InvalidRequestError(f"push to {view!r}: to_online and to_offline are both false: nothing to write")
+        if not to_offline:
+            return cls.ONLINE
+        return cls.ONLINE_AND_OFFLINE if to_online else cls.OFFLINE
+
+    @property
+    def online(self) -> bool:
+        return self is not PushMode.OFFLINE
+
+    @property
+    def offline(self) -> bool:
+        return self is not PushMode.ONLINE
 
 
 @dataclass(frozen=True)
@@ -40,7 +79,8 @@ class PushResult:
     """What a push did: rows received, written online, skipped as not newer than the stored row.
 
     ``version`` is the version readers follow; ``versions`` the rows written to each version
-    the push reached (during a materialization of a new version, both).
+    the push reached (during a materialization of a new version, both). A push to the offline
+    store only writes nothing online (``rows_written`` 0) and names the partitions it rewrote.
     """
 
     view: str
@@ -72,8 +112,39 @@ CREATED_COLUMNS = ("created", "created_timestamp")
 CREATED = "created"
 
 
+@dataclass(frozen=True)
+class PushBatch:
+    """Pushed rows typed as declared, and the values that could not be (their typed value is null).
+
+    ``failures`` (row, check, column, value) go to the gate under the check ``dtype``; ``source``
+    holds the rows as pushed, which the quarantine keeps (``'abc'``, not the null it was typed to).
+    """
+
+    rows: pl.DataFrame
+    failures: pl.DataFrame | None = None
+    source: SourceRows | None = None
+
+    def gate_inputs(self) -> dict[str, Any]:
+        """The keyword arguments of the push gate (``run_gate``) for this batch."""
+        return {} if self.failures is None else {"known": self.failures, "source": self.source}
+
+
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
-    """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares."""
+    """Rows (a polars frame, ``{column: [values]}`` or ``[{column: value}, ...]``) typed as ``spec`` declares;
+    a feature value that cannot be typed is null (``push_batch`` says which)."""
+    return push_batch(spec, rows).rows
+
+
+def push_batch(spec: ViewSpec, rows: Any) -> PushBatch:
+    """Rows typed as ``spec`` declares, feature values row by row as at ingest (``cast_column``).
+
+    A feature value that cannot be read as its dtype fails its row (``PushBatch.failures``),
+    so the gate's policy decides. What no row can be written without is a request error
+    (InvalidRequestError, a 422): rows that are not a table of objects, a column missing or
+    unknown, a join key or time that cannot be read or is null.
+    """
+    if isinstance(rows, list):
+        _check_objects(spec, rows)
     try:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -94,27 +165,32 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
         )
     if df.height == 0:
         raise InvalidRequestError(f"push to {spec.name!r}: no rows")
-
-    def typed_column(name: str, dtype: DType) -> pl.Expr:
-        actual = df.schema[name]
-        if dtype == Timestamp and actual == pl.String:  # JSON carries times as ISO strings
-            return to_utc(pl.col(name), actual).alias(name)
-        return coerce_column(name, actual, dtype)
-
+    for name in [TS, *created]:  # the times that place a row; a Timestamp feature is a value like any other
+        _check_time_column(spec, name, df.schema[name])
     times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
     typed = _typed_in_one_pass(spec, df, times, created)
     if typed is not None:
-        return typed
+        return PushBatch(typed)
+    return _typed_row_by_row(spec, df, times, created)
+
+
+def _typed_row_by_row(spec: ViewSpec, pushed: pl.DataFrame, times: list[str], created: list[str]) -> PushBatch:
+    """``push_batch``'s step-by-step path: keys and times strictly (their faults named), features by ``cast_column``."""
+    df = pushed
     for name in times:
         df = parse_canonical_timestamps(df, name)
+    casts = {f: cast_column(f, df.schema[f], t) for f, t in spec.features.items()}
+    masks = {f: c.failed for f, c in casts.items() if c.failed is not None}
     try:
-        for name in times:
+        for name in [TS, *created]:
             check_timestamp_text(df, name)  # names the first bad value, not a polars expression
         # Event and created times are rounded up to the microsecond, as at ingest (event_time_utc).
         typed = df.select(
             event_time_utc(pl.col(TS), df.schema[TS]).alias(TS),
-            *[typed_column(c, t) for c, t in declared.items()],
+            *[coerce_column(k, df.schema[k], t) for k, t in spec.join_keys.items()],
+            *[c.value for c in casts.values()],
             *[event_time_utc(pl.col(c), df.schema[c]).alias(CREATED) for c in created],
+            *[m.alias(f"{_BAD}{f}") for f, m in masks.items()],
         )
     except (DTypeMismatchError, pl.exceptions.PolarsError) as exc:
         raise InvalidRequestError(f"push to {spec.name!r}: {exc}") from None
@@ -124,7 +200,25 @@ def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
     for key, dtype in spec.join_keys.items():
         if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
             _refuse_separator(spec, key)
-    return typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
+    failures = _cast_failures(spec, pushed, typed, list(masks))
+    rows = typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
+    if failures is None:
+        return PushBatch(rows)
+    return PushBatch(rows, failures, SourceRows(pushed, pl.Series(range(pushed.height), dtype=pl.Int64)))
+
+
+def _cast_failures(spec: ViewSpec, pushed: pl.DataFrame, typed: pl.DataFrame, names: list[str]) -> pl.DataFrame | None:
+    """(row, check, column, value) of every feature value that could not be typed; None when there is none."""
+    parts = []
+    for name in names:
+        rows = typed.select(pl.arg_where(pl.col(f"{_BAD}{name}"))).to_series().cast(pl.Int64)
+        if rows.len():
+            values = failed_values_text(pushed.get_column(name).gather(rows), spec.features[name])
+            parts.append(pl.DataFrame({"row": rows, "check": DTYPE_CHECK, "column": name, "value": values}))
+    return pl.concat(parts) if parts else None
+
+
+_BAD = "__fs_bad_"
 
 
 _CANONICAL = "%Y-%m-%dT%H:%M:%S%.f%z"  # datetime.isoformat()'s form (parse_canonical_timestamps)
@@ -236,6 +330,24 @@ def _parse_isoformat(name: str, values: list[Any]) -> pl.Series | None:
     return pl.Series(name, out, dtype=pl.Int64).cast(_UTC_US)
 
 
+def _check_objects(spec: ViewSpec, rows: list[Any]) -> None:
+    """A list of rows holds JSON objects (``{column: value}``); InvalidRequestError naming the first that is not."""
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidRequestError(
+                f"push to {spec.name!r}: rows must be objects ({{column: value}}); row {i} is {row!r}"
+            )
+
+
+def _check_time_column(spec: ViewSpec, name: str, dtype: pl.DataType) -> None:
+    """A time column holds datetimes, dates or text; a number (an epoch?) is refused, naming the column."""
+    if isinstance(dtype, pl.Datetime) or dtype in (pl.Date, pl.String, pl.Null):
+        return
+    raise InvalidRequestError(
+        f"push to {spec.name!r}: column {name!r} holds {dtype}, which is not a timestamp; use {TIMESTAMP_FORMATS}"
+    )
+
+
 def _refuse_null_keys(spec: ViewSpec) -> None:
     raise InvalidRequestError(f"push to {spec.name!r}: join keys and {TS!r} may not be null")
 
@@ -254,6 +366,7 @@ def push_rows(
     rows: Any,
     *,
     to_offline: bool = False,
+    to_online: bool = True,
     layout: OfflineLayout | None = None,
     resolve: SpecResolver | None = None,
 ) -> PushResult:
@@ -264,37 +377,40 @@ def push_rows(
     and one being materialized), so a version switch never loses them; ``resolve`` gives
     the spec of another applied version. A row's ``created`` column (else the time it was
     received) breaks ties with a stored row of the same event time. With ``to_offline`` the
-    rows are also merged into the offline store.
+    rows are also merged into the offline store; with ``to_online=False`` only there (Feast's
+    ``PushMode.OFFLINE``), through the same gate.
     """
+    mode = PushMode.of(spec.name, to_online=to_online, to_offline=to_offline)
     if spec.events is not None:  # an aggregation view: rows are events, appended to its state
         from featurestore.serving.aggregate import push_events
 
-        return push_events(settings, store, spec, rows, to_offline=to_offline, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
-    df = push_frame(spec, rows)
-    received = df.height
-    df, gate_result = gate_for(settings, spec, "push")(df)
+        return push_events(settings, store, spec, rows, mode=mode, layout=layout, resolve=resolve)  # type: ignore[no-any-return]
+    if mode.offline and layout is None:
+        raise ValueError(f"push_rows({mode}) needs the offline layout")
+    batch = push_batch(spec, rows)
+    received = batch.rows.height
+    df, gate_result = gate_for(settings, spec, "push")(batch.rows, **batch.gate_inputs())
     received_at = now_us()
     created = pl.col(CREATED).dt.epoch("us").fill_null(received_at) if CREATED in df.columns else pl.lit(received_at)
+    df = df.with_columns(created.cast(pl.Int64).alias(CREATED_US))
     keys = list(spec.join_keys)
-    latest = (
-        df.with_columns(created.cast(pl.Int64).alias(CREATED_US))
-        .sort([TS, CREATED_US])
-        .unique(subset=keys, keep="last", maintain_order=True)
-    )
-    resolver = resolve or _no_other_version(spec)
-    live, written, expired = write_to_live_versions(store, spec, latest, resolver)
+    # The newest row per entity: greatest (event time, created), a full tie to the later row.
+    latest = df.sort([TS, CREATED_US], maintain_order=True).unique(subset=keys, keep="last", maintain_order=True)
+    written: dict[str, int] = {}
+    live, expired = spec.version, 0
+    if mode.online:
+        live, written, expired = write_to_live_versions(store, spec, latest, resolve or _no_other_version(spec))
     partitions: list[str] = []
-    if to_offline:
-        if layout is None:
-            raise ValueError("push_rows(to_offline=True) needs the offline layout")
-        partitions = merge_offline(layout, spec, df.drop(CREATED, strict=False))
+    if mode.offline:
+        assert layout is not None
+        partitions = merge_offline(layout, spec, df)
     served = written.get(live, 0)
     return PushResult(
         view=spec.name,
         version=live,
         rows_received=received,
         rows_written=served,
-        rows_stale=latest.height - expired - served,
+        rows_stale=latest.height - expired - served if mode.online else 0,
         rows_expired=expired,
         offline_partitions=partitions,
         gate=gate_result,
@@ -313,7 +429,10 @@ def _no_other_version(spec: ViewSpec) -> SpecResolver:
 
 
 def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
-    """Upsert rows into the offline store: the days they touch are rewritten with them merged in."""
-    from featurestore.offline.ingest import write_view
+    """Upsert typed rows (with ``CREATED_US``) into the offline store: the days they touch are rewritten
+    with them merged in, by the online store's rule (greatest event time and created, ``newest_per_key``)."""
+    from featurestore.offline.ingest import PUSHED_CREATED, write_view
 
-    return write_view(layout, spec, df.sort(TS), upsert=True)
+    created = pl.from_epoch(CREATED_US, time_unit="us").dt.replace_time_zone("UTC").alias(PUSHED_CREATED)
+    rows = df.select(*spec.join_keys, TS, *spec.features, created)
+    return write_view(layout, spec, rows.sort(TS), upsert=True)

@@ -95,7 +95,8 @@ def read_store(store: FeatureStore, view: str = "stats") -> pl.DataFrame:
         parts = [layout.read_partition(view, version, day) for day in layout.dates(view, version)]
     if not parts:
         return pl.DataFrame()
-    return pl.concat(parts).sort(["driver_id", "event_timestamp"])
+    # diagonal: a day a push rewrote also holds the pushed rows' created_timestamp
+    return pl.concat(parts, how="diagonal").sort(["driver_id", "event_timestamp"])
 
 
 def data_keys(layout: ObjectLayout, view: str = "stats") -> list[str]:

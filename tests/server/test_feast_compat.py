@@ -130,3 +130,58 @@ def test_the_readme_lists_the_deliberate_differences() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("Deliberate differences from Feast", 1)[1].split("\n\n", 2)[1]
     assert "NULL_VALUE" in section and "OUTSIDE_MAX_AGE" in section and "feature_service" in section
+
+
+def offline_b(repo: Path, driver: int) -> list[Any]:
+    """Driver ``driver``'s ``b`` values in the offline store."""
+    store = FeatureStore(repo)
+    files = store.layout.files("stats", store.state().view("stats").version)
+    rows = pl.concat([pl.read_parquet(f) for f in files], how="diagonal")
+    return rows.filter(pl.col("driver_id") == driver).get_column("b").to_list()
+
+
+def online_b(url: str, driver: int) -> Any:
+    resp = post(url, "/get-online-features", {"features": ["stats:b"], "entities": {"driver_id": [driver]}})
+    return resp.json()["results"][1]["values"][0]
+
+
+@pytest.mark.parametrize(
+    ("to", "online", "offline"),
+    [("online", True, False), ("offline", False, True), ("ONLINE_AND_OFFLINE", True, True), (None, True, False)],
+)
+def test_feast_push_modes_write_where_they_say(
+    url: str, repo: Path, to: str | None, online: bool, offline: bool
+) -> None:
+    driver = {"online": 6002, "offline": 6001, "ONLINE_AND_OFFLINE": 6004, None: 6005}[to]
+    now = datetime.now(UTC).isoformat()
+    body: dict[str, Any] = {
+        "push_source_name": "stats",
+        "df": {"driver_id": [driver], "event_timestamp": [now], "a": [1.0], "b": [driver]},
+    }
+    if to is not None:
+        body["to"] = to
+    reports = len(FeatureStore(repo).reports("stats"))
+    resp = post(url, "/push", body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["gate"]["status"] == "passed" and len(FeatureStore(repo).reports("stats")) == reports + 1
+    assert online_b(url, driver) == (driver if online else None)
+    assert offline_b(repo, driver) == ([driver] if offline else [])
+
+
+@pytest.mark.parametrize("to", ["bogus", "", 1, None, ["offline"]])
+def test_an_unknown_push_mode_is_refused_naming_it(url: str, to: Any) -> None:
+    df = {"driver_id": [6003], "event_timestamp": ["2026-01-01"], "a": [1.0], "b": [1]}
+    body = {"push_source_name": "stats", "df": df}
+    resp = post(url, "/push", {**body, "to": to})
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    assert repr(to) in detail and "'online', 'offline', 'online_and_offline'" in detail
+    assert online_b(url, 6003) is None
+
+
+def test_push_mode_and_flags_together_or_neither_store_are_refused(url: str) -> None:
+    body = {"view": "stats", "rows": [{"driver_id": 6006, "event_timestamp": "2026-01-01", "a": 1.0, "b": 1}]}
+    both = post(url, "/push", {**body, "to": "offline", "to_offline": True})
+    assert both.status_code == 422 and "'to'" in both.json()["detail"] and "to_offline" in both.json()["detail"]
+    neither = post(url, "/push", {**body, "to_online": False})
+    assert neither.status_code == 422 and "'stats'" in neither.json()["detail"]

@@ -244,6 +244,27 @@ def test_push_over_http(served: tuple[str, Path], monkeypatch: Any) -> None:
     assert got["results"][1]["statuses"] == ["NOT_FOUND"]
 
 
+@pytest.mark.parametrize(
+    ("rows", "named"),
+    [
+        ([1, 2], ["rows must be objects", "row 0 is 1"]),
+        ([None], ["rows must be objects", "row 0 is None"]),
+        ([{"event_timestamp": 1.5}], ["'event_timestamp'", "Float64", "not a timestamp"]),
+        ([{"created": 5}], ["'created'", "Int64", "not a timestamp"]),
+    ],
+)
+def test_push_errors_name_the_row_or_column_at_fault(served: tuple[str, Path], rows: Any, named: list[str]) -> None:
+    url, _ = served
+    row = {"driver_id": 502, "event_timestamp": NOW.isoformat(), "a": 0.25, "b": 5, "s": "x"}
+    body = [r if not isinstance(r, dict) else {**row, **r} for r in rows]
+    resp = post(url, "/push", {"view": "stats", "rows": body})
+    assert resp.status_code == 422, resp.text
+    detail = resp.json()["detail"]
+    assert "'stats'" in detail and all(n in detail for n in named), detail
+    got = post(url, "/get-online-features", {"features": ["stats:s"], "entities": {"driver_id": [502]}}).json()
+    assert got["results"][1]["statuses"] == ["NOT_FOUND"]
+
+
 def test_registry_reload_without_restart(make_repo: Any) -> None:
     root = build(make_repo, "sqlite:///data/online.db")
     FeatureStore(root).materialize()

@@ -72,3 +72,36 @@ def test_push_reports_rejected_rows_and_a_rejected_push_writes_nothing(gated_rep
         store.push("items", pl.DataFrame(bad))
     assert [r["ok"] for r in info.value.result.to_dict()["rows"]] == [False, False]  # type: ignore[attr-defined]
     assert online_ids(store) == {1}
+
+
+@pytest.mark.parametrize("to_offline", [False, True])
+def test_a_pushed_value_of_the_wrong_type_fails_its_row_only(gated_repo: Callable[..., Path], to_offline: bool) -> None:
+    store = fs.FeatureStore(gated_repo("max_bad_fraction=0.5"))
+    store.apply()
+    ts = datetime(2026, 1, 2, tzinfo=UTC).isoformat()
+    rows = [
+        {"id": 5, "event_timestamp": ts, "x": "abc", "s": "a", "y": 1.0, "created": ts},
+        {"id": 6, "event_timestamp": ts, "x": 2.0, "s": "a", "y": 1.0, "created": ts},
+    ]
+    result = store.push("items", rows, to_offline=to_offline)
+    gate = result.gate.to_dict()
+    assert (gate["status"], result.rows_written) == ("quarantined", 1)
+    dtype = {"check": "dtype", "column": "x", "value": "'abc' (String) is not Float64"}
+    assert dtype in gate["rows"][0]["reasons"] and gate["rows"][1]["ok"]  # x is also not_null: both reasons
+    assert online_ids(store) == {6}
+    q = read_quarantine(store.settings.offline_root, "items")  # the row as pushed, with its reason
+    assert q.select("id", "x", "_check", "_column", "_path").rows() == [(5, "abc", "dtype", "x", "push")]
+    assert list_reports(store.settings.offline_root)[0]["rows_quarantined"] == 1
+    if to_offline:
+        spec = store.state().view("items")
+        offline = pl.concat([pl.read_parquet(f) for f in store.layout.files("items", spec.version)], how="diagonal")
+        assert offline.get_column("id").to_list() == [6]
+
+
+def test_a_push_under_warn_writes_a_value_of_the_wrong_type_as_null(gated_repo: Callable[..., Path]) -> None:
+    store = fs.FeatureStore(gated_repo("policy='warn'"))
+    store.apply()
+    ts = datetime(2026, 1, 2, tzinfo=UTC).isoformat()
+    result = store.push("items", {"id": [7], "event_timestamp": [ts], "x": ["abc"], "s": ["a"], "y": [1.0]})
+    assert result.gate.status == "warned" and result.rows_written == 1
+    assert store.get_online_features(["items:x", "items:s"], {"id": [7]}).to_dict()["x"] == [None]

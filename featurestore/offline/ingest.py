@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 TS = "event_timestamp"
-# The created time of rows pushed to the offline store (``upsert``): it orders a later push of the
-# same (keys, event time) as the online store orders it. Ingested rows have none (null: oldest).
+# The created time of stored rows (the source's, a push's or null): it orders a later push of the
+# same (keys, event time) as the online store orders it (null: oldest).
 PUSHED_CREATED = "created_timestamp"
 _CREATED = "__fs_created"
 _POS = "__fs_pos"  # a typed row's position in the frame read from the source
@@ -199,6 +199,10 @@ def read_view(
     else:
         unkeyed = [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)]
         rows, dropped = _deduplicate(typed, [*keys, TS], unkeyed)
+        # Every file of a view holds the created time (null without a source column): a later push of
+        # the same keys and event time replaces the row only with a greater one, and readers of the
+        # store see one layout whichever write made a file.
+        rows, stored = rows.with_columns(pl.col(_CREATED).alias(PUSHED_CREATED)), [*stored, PUSHED_CREATED]
     failures = _cast_failures(rows, raw, masks, _sources(spec, src))
     failures = _key_failures(rows, spec, {k: f"{_BAD}{i}" for i, k in enumerate(masks) if k in keys}, failures)
     source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
@@ -378,7 +382,8 @@ def newest_per_key(stored: pl.DataFrame | None, pushed: pl.DataFrame, subset: li
 
     The rule of the online store: the greatest ``PUSHED_CREATED`` wins; within the push a
     full tie goes to the later row, and a pushed row replaces a stored one only with a greater
-    created time (an ingested row has none: null, older than any push).
+    created time (an ingested row holds its source's, or null: older than any push; a file an
+    older version wrote lacks the column: null).
     """
     created = pl.col(PUSHED_CREATED)
     rows = pushed.sort(created, maintain_order=True, nulls_last=False).unique(subset, keep="last", maintain_order=True)

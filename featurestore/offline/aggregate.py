@@ -14,7 +14,7 @@ import polars as pl
 
 from featurestore.errors import TrainingSetError, one_line
 from featurestore.offline.frames import DTypeMismatchError, to_utc
-from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join
+from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join, typed_key
 
 if TYPE_CHECKING:
     from featurestore.offline.base import OfflineEngine
@@ -101,7 +101,7 @@ def window_features(
             raise TrainingSetError(
                 f"entity frame lacks join key {key!r} of feature view {spec.name!r} (columns: {entity.columns})"
             )
-        prep.append(pl.col(key).cast(dtype.polars, strict=True).alias(f"__fs_k{j}"))
+        prep.append(typed_key(entity, key, dtype, spec.name).alias(f"__fs_k{j}"))
     try:
         ent = entity.select(prep).with_columns([(aligned - w).alias(f"__fs_s{w}") for w in starts])
     except pl.exceptions.PolarsError as exc:

@@ -8,17 +8,30 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from featurestore.dsl.types import DType
 from featurestore.errors import TrainingSetError, one_line
+from featurestore.offline.cast import cast_column
 from featurestore.offline.frames import DTypeMismatchError, entity_time_utc
 from featurestore.registry.spec import ViewSpec
 
 if TYPE_CHECKING:
     from featurestore.offline.base import OfflineEngine
 
-__all__ = ["ViewRequest", "EntityRows", "point_in_time_join", "output_names", "entity_rows", "join_inputs", "ROW", "TS"]
+__all__ = [
+    "ViewRequest",
+    "EntityRows",
+    "point_in_time_join",
+    "output_names",
+    "entity_rows",
+    "typed_key",
+    "join_inputs",
+    "ROW",
+    "TS",
+]
 
 ROW = "__fs_row"
 TS = "__fs_ts"
+_INT_KEYS = ("Int64", "Int32")
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,33 @@ def entity_rows(entity: pl.DataFrame, requests: list[ViewRequest], timestamp_col
             if (key, str(dtype)) not in key_alias:
                 alias = f"__fs_k{len(key_alias)}"
                 key_alias[(key, str(dtype))] = alias
-                prep.append(pl.col(key).cast(dtype.polars, strict=True).alias(alias))
+                prep.append(typed_key(entity, key, dtype, req.spec.name).alias(alias))
     try:
         return EntityRows(entity.select(prep), key_alias)
     except pl.exceptions.PolarsError as exc:
         raise TrainingSetError(f"entity frame cannot be joined: {one_line(exc)}") from None
+
+
+def typed_key(entity: pl.DataFrame, key: str, dtype: DType, view: str) -> pl.Expr:
+    """Entity column ``key`` as join key dtype ``dtype`` of ``view``; a value it cannot be exactly is an error.
+
+    An integer key takes whole floats (``1.0``: pandas holds an integer column with nulls as
+    floats), read as at ingest (``featurestore.offline.cast``: NaN is null). A float with a
+    fraction, one outside the dtype's range, or a bool is refused: truncated, it would join
+    another entity's rows.
+    """
+    actual = entity.schema[key]
+    if dtype.name not in _INT_KEYS or not (actual.is_float() or actual == pl.Boolean):
+        return pl.col(key).cast(dtype.polars, strict=True)
+    typed = cast_column(key, actual, dtype)
+    if typed.failed is not None:
+        bad = entity.get_column(key).filter(entity.select(typed.failed).to_series())
+        if bad.len():
+            raise TrainingSetError(
+                f"entity column {key!r}: {bad[0]!r} ({actual}, {bad.len()} of {entity.height} rows) is not "
+                f"an {dtype} key of feature view {view!r}; give integers (a whole float such as 1.0 is read as one)"
+            )
+    return typed.value
 
 
 def point_in_time_join(

@@ -182,6 +182,22 @@ def test_missing_key_or_timestamp_is_a_clear_error(engine: OfflineEngine, driver
         join(engine, pl.DataFrame({"driver_id": ["one"], "event_timestamp": [T0]}), driver_view)
 
 
+def test_integer_keys_take_whole_floats_and_refuse_fractions_and_bools(
+    engine: OfflineEngine, driver_view: ViewRequest
+) -> None:
+    """A whole float (pandas' integer column with nulls) is that integer; a fraction or a bool is
+    refused, never truncated onto another entity (1.5 and True were read as driver 1)."""
+    at = T0 + timedelta(hours=1)
+    entity = pl.DataFrame({"driver_id": [1.0, None, 2.0, float("nan")], "event_timestamp": [at] * 4})
+    out = join(engine, entity, driver_view)
+    assert out["rating"].to_list() == [2.0, None, 9.0, None]
+    assert out["driver_id"].dtype == pl.Float64  # the user's column comes back as given
+    for keys, shown in (([1.0, 1.5, 2.5], "1.5"), ([True, False], "True")):
+        refused = rf"column 'driver_id': {shown} .*2 of \d rows.* Int64 key of feature view 'drivers'"
+        with pytest.raises(TrainingSetError, match=refused):
+            join(engine, pl.DataFrame({"driver_id": keys, "event_timestamp": [at] * len(keys)}), driver_view)
+
+
 def test_custom_timestamp_column(engine: OfflineEngine, driver_view: ViewRequest) -> None:
     entity = pl.DataFrame({"driver_id": [1], "ts": [T0 + timedelta(hours=1)]})
     assert join(engine, entity, driver_view, timestamp_column="ts")["rating"].to_list() == [2.0]
@@ -367,6 +383,18 @@ def test_a_granularity_starts_windows_at_the_floor_of_the_entity_time(
     assert out["n_1h"].to_list() == [2, 2, 1, 1]
     assert out["sum_1h"].to_list() == [6.0, 12.0, 2.0, 1.0]
     assert out["last_3h"].to_list() == [4.0, 8.0, 2.0, 1.0]
+
+
+def test_window_keys_take_whole_floats_and_refuse_fractions(
+    window_engine: OfflineEngine, offline_files: LocalFiles
+) -> None:
+    path = events_file(offline_files, [(1, 0, 10.0, None), (2, 0, 7.0, None)])
+    req = ViewRequest(aggregation_spec(), ("sum_1h",), (path,))
+    at = [T0 + timedelta(minutes=30)] * 2
+    out = join(window_engine, pl.DataFrame({"card": [2.0, None], "event_timestamp": at}), req)
+    assert out["sum_1h"].to_list() == [7.0, 0.0]  # a null key matches nothing: an empty window
+    with pytest.raises(TrainingSetError, match=r"column 'card': 1.5 .* Int64 key of feature view 'txn'"):
+        join(window_engine, pl.DataFrame({"card": [1.5, 2.0], "event_timestamp": at}), req)
 
 
 def test_windows_of_composite_keys_with_missing_and_null_keys_and_times(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,14 @@ from featurestore.registry.store import RegistryState
 __all__ = ["load_entity_frame", "build_training_set", "save_training_set", "rebuild_training_set"]
 
 
-def load_entity_frame(entity: Any, timestamp_column: str | None = None) -> pl.DataFrame:
+def load_entity_frame(entity: Any, timestamp_column: str | None = None, views: Sequence[ViewSpec] = ()) -> pl.DataFrame:
     """An entity frame from polars, pandas, pyarrow, or a Parquet/CSV path.
 
     With ``timestamp_column``, text in that column must be ISO timestamps: the error names
-    the column and its first bad value.
+    the column and its first bad value. A CSV file's columns named as a String join key of
+    one of ``views`` are read as text, as written (``02134`` keeps its zero).
     """
-    df = _entity_frame(entity)
+    df = _entity_frame(entity, views)
     if timestamp_column is not None and timestamp_column in df.columns:
         try:
             check_timestamp_text(df, timestamp_column)
@@ -39,7 +41,13 @@ def load_entity_frame(entity: Any, timestamp_column: str | None = None) -> pl.Da
     return df
 
 
-def _entity_frame(entity: Any) -> pl.DataFrame:
+def _text_keys(views: Sequence[ViewSpec]) -> dict[str, Any]:
+    """Schema overrides for an entity CSV: the String join keys of ``views``, which inference would
+    read as numbers. Other keys are inferred and cast to their dtype by the join (``pit.typed_key``)."""
+    return {k: pl.String for spec in views for k, t in spec.join_keys.items() if t.name == "String"}
+
+
+def _entity_frame(entity: Any, views: Sequence[ViewSpec]) -> pl.DataFrame:
     if isinstance(entity, pl.DataFrame):
         return entity
     if isinstance(entity, pl.LazyFrame):
@@ -52,7 +60,9 @@ def _entity_frame(entity: Any) -> pl.DataFrame:
         if suffix not in (".csv", ".parquet", ".pq"):
             raise TrainingSetError(f"entity file {path}: use a .parquet or .csv file")
         try:
-            return pl.read_csv(path, try_parse_dates=True) if suffix == ".csv" else pl.read_parquet(path)
+            if suffix == ".csv":
+                return pl.read_csv(path, try_parse_dates=True, schema_overrides=_text_keys(views))
+            return pl.read_parquet(path)
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise TrainingSetError(f"entity file {path} cannot be read: {one_line(exc)}") from None
     mod = type(entity).__module__
@@ -157,7 +167,6 @@ def rebuild_training_set(
     snapshot = read_snapshot(layout, data["views"]) if layout is not None else contextlib.nullcontext()
     with snapshot:
         verify_files([data["entities"]], "entity")
-        entity = load_entity_frame(Path(data["entities"]["path"]), data["timestamp_column"])
         requests = []
         for name in data.get("view_order", list(data["views"])):
             info = data["views"][name]
@@ -167,6 +176,8 @@ def rebuild_training_set(
                 spec = ViewSpec({**spec.raw, "ttl_seconds": info["ttl_seconds"]})
             files = tuple(f["path"] if f["path"].startswith("s3://") else Path(f["path"]) for f in info["files"])
             requests.append(ViewRequest(spec, tuple(info["features"]), files))
+        entity_path = Path(data["entities"]["path"])
+        entity = load_entity_frame(entity_path, data["timestamp_column"], [r.spec for r in requests])
         return engine.point_in_time_join(
             entity,
             requests,

@@ -60,9 +60,22 @@ def _castable(actual: Any, declared: DType) -> bool:
         return base in _INT or base in _FLOAT or base == pl.String
     if declared.name in ("Float64", "Float32"):
         return base in _INT or base in _FLOAT or base == pl.String
-    if declared.name == "Timestamp":
+    if declared.name in ("Timestamp", "Bool"):
         return base == pl.String
     return False
+
+
+def _bool_from_text(text: pl.Expr) -> pl.Expr:
+    """``true``/``false`` in any case (what polars' CSV reader reads as booleans); other text is null."""
+    lower = text.str.to_lowercase()
+    return pl.when(lower == "true").then(True).when(lower == "false").then(False)
+
+
+def _list_value(col: pl.Expr, actual: Any, declared: DType) -> pl.Expr:
+    """A list column cast element by element; an element that does not survive is null."""
+    if declared.inner is not None and declared.inner.name == "Bool" and _base(actual.inner) == pl.String:
+        return col.list.eval(_bool_from_text(pl.element()))
+    return col.cast(declared.polars, strict=False)
 
 
 def _null_count(col: pl.Expr) -> pl.Expr:
@@ -73,7 +86,8 @@ def cast_column(name: str, actual: pl.DataType, declared: DType, rounding: Round
     """Cast column ``name`` (held as ``actual``) to ``declared``, row by row.
 
     A value that does not survive the cast (text that is not a number or an ISO time, an
-    integer too wide, a float with a fraction for an integer, a list element) fails its row.
+    integer too wide, a float with a fraction for an integer, text other than ``true`` or
+    ``false`` in any case for a Bool, a list element) fails its row.
     A column of an unrelated type (a list for a Float64, a datetime for an Int64) fails
     every row that holds a value, so the gate's policy decides, as for any bad row.
     Empty or blank text is read as null. Timestamps finer than a microsecond are rounded
@@ -89,7 +103,7 @@ def cast_column(name: str, actual: pl.DataType, declared: DType, rounding: Round
         return CastColumn(pl.lit(None, dtype=target).alias(name), col.is_not_null())
     base = _base(actual)
     if declared.is_list:
-        value = col.cast(target, strict=False)
+        value = _list_value(col, actual, declared)
         failed = col.is_not_null() & (value.is_null() | (_null_count(value) != _null_count(col)))
         return CastColumn(value.alias(name), failed)
     if base == pl.String:
@@ -97,6 +111,8 @@ def cast_column(name: str, actual: pl.DataType, declared: DType, rounding: Round
         text = pl.when(text != "").then(text)
         if declared.name == "Timestamp":
             value = to_utc(text, pl.String(), rounding, strict=False)
+        elif declared.name == "Bool":
+            value = _bool_from_text(text)
         else:
             value = text.cast(target, strict=False)
         return CastColumn(value.alias(name), text.is_not_null() & value.is_null())

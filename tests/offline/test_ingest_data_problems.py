@@ -19,7 +19,7 @@ from featurestore.validation import list_reports, read_quarantine
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 VIEWS = """
-from featurestore import Entity, Feature, FeatureView, Float64, Gate, Int32, ParquetSource, in_range
+from featurestore import Bool, Entity, Feature, FeatureView, Float64, Gate, Int32, ParquetSource, in_range
 e = Entity("e", join_keys={{"k": Int32}})
 v = FeatureView(
     "v", [e], ParquetSource("data/src.parquet", created="created"),
@@ -116,6 +116,35 @@ def test_text_that_is_not_a_number_fails_its_row_and_the_policy_applies(make_rep
     assert q.row(0, named=True)["_reasons"] == "dtype on x: 'abc' (String) is not Float64"
     out = stored(store)
     assert out.schema["x"] == pl.Float64 and out.filter(pl.col("k") == 6)["x"].to_list() == [None]
+
+
+def test_text_for_a_bool_is_typed_row_by_row(make_repo: Any) -> None:
+    """``true``/``false`` in any case are booleans; one other word fails its own row (it failed all 20)."""
+    text = ["true" if i % 2 else "false" for i in range(20)]
+    text[1], text[2], text[3], text[4] = " TRUE ", "False", "", "maybe"
+    active = ', Feature("active", Bool)'
+    store = new_store(make_repo, source(20, active=text), gate="max_bad_fraction=0.1", extra=active)
+    [result] = store.ingest()
+    g = result.gate
+    assert g.status == "quarantined" and g.failures["active: dtype"]["count"] == 1 and result.rows_written == 19
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "active", "_check", "_column").rows() == [("r4", "maybe", "dtype", "active")]
+    assert q.row(0, named=True)["_reasons"] == "dtype on active: 'maybe' (String) is not Bool"
+    out = stored(store)
+    assert out.schema["active"] == pl.Boolean
+    assert out["active"].to_list()[:6] == [False, True, False, None, True, False]  # blank text is null
+
+
+def test_text_in_lists_for_a_bool_list_is_typed_element_by_element() -> None:
+    from featurestore.dsl.types import Bool, List
+    from featurestore.offline.cast import cast_column
+
+    df = pl.DataFrame({"a": [["true", "FALSE"], ["true", "maybe"], None, []]})
+    cast = cast_column("a", df.schema["a"], List(Bool))
+    assert cast.failed is not None
+    typed = df.select(cast.value, cast.failed.alias("bad"))
+    assert typed["a"].to_list() == [[True, False], [True, None], None, []]
+    assert typed["bad"].to_list() == [False, True, False, False]
 
 
 def test_a_column_of_an_unrelated_type_fails_every_row_with_a_value(make_repo: Any) -> None:

@@ -280,9 +280,10 @@ class FeatureStore:
         fmt = OutputFormat.of(entity_df) if output is None else OutputFormat.parse(output)
         if fmt is OutputFormat.NONE and out is None:
             raise TrainingSetError("output='none' returns nothing, so it needs out= (the file the set is written to)")
-        entity = load_entity_frame(entity_df, timestamp_column)
         state = self.state()
         resolved = resolve_features(state, features)
+        # A CSV entity file's String join keys are read as written (02134 keeps its zero).
+        entity = load_entity_frame(entity_df, timestamp_column, [spec for spec, _ in resolved])
         from featurestore._progress import RowProgress
 
         bar = RowProgress("training set", entity.height, enabled=progress)

@@ -337,3 +337,6 @@ def test_a_csv_entity_file_keeps_string_keys_as_written(make_repo: Any, tmp_path
     rebuilt = store.rebuild_training_set(tmp_path / "train.parquet.manifest.json")
     assert rebuilt.select("zip", "rate").to_dicts() == [{"zip": "02134", "rate": 1.0}, {"zip": "10001", "rate": 2.0}]
     assert_frame_equal(rebuilt, pl.read_parquet(out))
+    # The SDK (and so the CLI) reads it the same way.
+    direct = store.get_training_set(csv, ["zips:rate"])
+    assert direct.select("zip", "rate").to_dicts() == [{"zip": "02134", "rate": 1.0}, {"zip": "10001", "rate": 2.0}]

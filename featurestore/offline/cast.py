@@ -74,7 +74,7 @@ def _bool_from_text(text: pl.Expr) -> pl.Expr:
 def _list_value(col: pl.Expr, actual: Any, declared: DType) -> pl.Expr:
     """A list column cast element by element; an element that does not survive is null."""
     if declared.inner is not None and declared.inner.name == "Bool" and _base(actual.inner) == pl.String:
-        return col.list.eval(_bool_from_text(pl.element()))
+        return col.list.agg(_bool_from_text(pl.element()))  # element by element
     return col.cast(declared.polars, strict=False)
 
 

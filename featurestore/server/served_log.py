@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from featurestore.server.served_lines import append_lines, first_row_bytes, serialized
 from featurestore.serving.lookup import LookupPlan
 
 __all__ = [
@@ -237,7 +238,7 @@ class ServedLog:
             kept = None
         with self._lock:
             if not self._row_bytes:  # nothing spooled yet: this lookup's own size
-                self._row_bytes = _first_row_bytes(entities, texts, rows, n)
+                self._row_bytes = first_row_bytes(entities, texts, rows, n)
             if self._spool_full or (self._held + n) * self._row_bytes > self.max_bytes:
                 self.dropped += n
                 return
@@ -447,7 +448,7 @@ class ServedLog:
         size = rows_in = 0
         for stamp, service, plan, entities, texts, rows, layouts, n in items:
             try:
-                keys, joined = _serialized(entities, texts, rows)
+                keys, joined = serialized(entities, texts, rows)
             except TypeError:  # a key orjson cannot write or a row not bytes (a caller's bug): this lookup only
                 logger.exception("served-feature log: a lookup could not be serialized; it is not logged")
                 with self._lock:
@@ -478,7 +479,7 @@ class ServedLog:
                 if opened is None:
                     opened = self._open_spool(desc)
                     parts.insert(0, desc + b"\n")
-                _append(opened[1], parts)
+                append_lines(opened[1], parts)
             except OSError as exc:  # a full disk: this file may end in a torn lookup, so it is sealed as it is
                 failed = exc
                 with self._lock:
@@ -551,51 +552,3 @@ class ServedLog:
         # The plan and layouts are kept alive with their ids, so an id is never reused while cached.
         self._descriptors[cache_key] = (plan, tuple(layouts), desc)
         return desc
-
-
-def _serialized(
-    entities: dict[str, list[Any]],
-    texts: Sequence[bytes | None],
-    rows: Sequence[Sequence[bytes | None]] | None,
-) -> tuple[bytes, list[bytes]]:
-    """One lookup's key values as JSON and each view's stored rows as the assembly joined them
-    (TypeError: a key orjson cannot write or a row not bytes)."""
-    lines = [text if text is not None else _comma_joined(rows[v]) for v, text in enumerate(texts)]  # type: ignore[index]
-    for line in lines:
-        if type(line) is not bytes:
-            raise TypeError(f"a stored row is {type(line).__name__}, not bytes")
-    return orjson.dumps(list(entities.values())), lines
-
-
-def _first_row_bytes(
-    entities: dict[str, list[Any]],
-    texts: Sequence[bytes | None],
-    rows: Sequence[Sequence[bytes | None]] | None,
-    n: int,
-) -> int:
-    """Spool bytes per entity row of one lookup: the queue's bound before any spooling measured it."""
-    try:
-        keys, lines = _serialized(entities, texts, rows)
-    except TypeError:  # the flush drops it; a guess until a spooling measures
-        return 256
-    return -(-(len(keys) + len(lines) + sum(map(len, lines))) // n)
-
-
-def _comma_joined(rows: Sequence[bytes | None]) -> bytes:
-    """A view's stored rows as :func:`~featurestore.serving.lookup.rows_text` joins them (C code), a
-    missing row written as null."""
-    try:
-        return b",\n".join(rows)  # type: ignore[arg-type]
-    except TypeError:  # some rows are missing: the slower path
-        return b",\n".join([row if row is not None else b"null" for row in rows])
-
-
-def _append(fd: int, parts: list[Any]) -> None:
-    """Append ``parts`` to the file without joining them: writev copies them in the kernel, without the GIL."""
-    for i in range(0, len(parts), 1024):  # IOV_MAX
-        chunk = parts[i : i + 1024]
-        done, want = os.writev(fd, chunk), sum(map(len, chunk))
-        if done < want:  # a short write (a full disk, a signal): the rest with plain writes
-            rest = b"".join(chunk)[done:]
-            while rest:
-                rest = rest[os.write(fd, rest) :]

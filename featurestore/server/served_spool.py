@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from featurestore.server.served_log import SPOOL_DIR, SPOOL_FORMAT, served_dir, spool_dir, status_column, value_column
-from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT
+from featurestore.serving.lookup import NOT_FOUND, NULL_VALUE, OUTSIDE_MAX_AGE, PRESENT, ROW_SEPARATOR
 
 __all__ = ["SpoolPlace", "convert_spool", "place_spool", "sealed_files", "process_alive", "main"]
 
@@ -238,7 +238,7 @@ def _split_lookups(block: bytes, views: int) -> tuple[list[bytes], list[bytes], 
     for p in parts:  # a view's rows end without a newline
         if p:
             p[-1] = p[-1][:-1]
-    return heads, [b"".join(p).replace(b",\n", b"\n") for p in parts], used
+    return heads, [b"".join(p).replace(ROW_SEPARATOR, b"\n") for p in parts], used
 
 
 def _convert_file(offline_root: Path, path: Path, *, csv: bool = True) -> int:

@@ -25,6 +25,7 @@ __all__ = [
     "assemble",
     "assemble_json",
     "rows_text",
+    "ROW_SEPARATOR",
     "OnlineFeatures",
     "read_online",
     "lookup",
@@ -153,6 +154,11 @@ def view_keys(plan: LookupPlan, entities: dict[str, list[Any]], n: int) -> list[
 ViewColumns = tuple[Sequence[int], list[tuple[Sequence[Any], list[str]]]]
 
 
+# Between a view's stored rows in the text the assembly decodes (JSON reads the newline as whitespace)
+# and the served-feature log keeps: its converter splits the rows on it.
+ROW_SEPARATOR = b",\n"
+
+
 def rows_text(rows: Sequence[bytes | None]) -> bytes | None:
     """A view's stored rows as one text, a row per line, each but the last ending with a comma (a JSON
     array without its brackets), or None when a row is missing: what the assembly decodes at once, and
@@ -160,7 +166,7 @@ def rows_text(rows: Sequence[bytes | None]) -> bytes | None:
     if len(rows) <= 1:
         return rows[0] if rows else None
     try:
-        return b",\n".join(rows)  # type: ignore[arg-type]
+        return ROW_SEPARATOR.join(rows)  # type: ignore[arg-type]
     except TypeError:  # a None: some entity has no row
         return None
 

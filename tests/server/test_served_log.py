@@ -400,7 +400,7 @@ def test_a_slow_spool_moves_the_spooling_off_the_loop_and_loses_nothing(
     from featurestore.server import served_log
 
     plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
-    append = served_log._append
+    append = served_log.append_lines
     loop_writes: list[float] = []
 
     def stalled(fd: int, parts: list) -> None:  # type: ignore[type-arg]
@@ -410,7 +410,7 @@ def test_a_slow_spool_moves_the_spooling_off_the_loop_and_loses_nothing(
             time.sleep(served_log.STALL_SECONDS + 0.01)
         append(fd, parts)
 
-    monkeypatch.setattr(served_log, "_append", stalled)
+    monkeypatch.setattr(served_log, "append_lines", stalled)
     log = ServedLog(tmp_path, 1.0, flush_seconds=0.01, loop_flush_seconds=0.001)
 
     async def serve() -> None:
@@ -441,7 +441,7 @@ def test_a_spool_write_slow_on_the_cpu_is_not_taken_for_a_slow_disk(
     from featurestore.server import served_log
 
     plan = plan_lookup(FeatureStore(example_repo).state(), ["weather:temp", "weather:wind_speed"])
-    append = served_log._append
+    append = served_log.append_lines
     loop_writes: list[float] = []
 
     def busy(fd: int, parts: list) -> None:  # type: ignore[type-arg]
@@ -452,7 +452,7 @@ def test_a_spool_write_slow_on_the_cpu_is_not_taken_for_a_slow_disk(
                 pass
         append(fd, parts)
 
-    monkeypatch.setattr(served_log, "_append", busy)
+    monkeypatch.setattr(served_log, "append_lines", busy)
     log = ServedLog(tmp_path, 1.0, flush_seconds=0.01, loop_flush_seconds=0.001)
 
     async def serve() -> None:

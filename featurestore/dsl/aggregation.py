@@ -8,7 +8,10 @@ from datetime import timedelta
 from featurestore.dsl.names import check_identifier
 from featurestore.dsl.types import DType, Float64, Int64
 
-__all__ = ["Aggregation", "AggFunction", "window_label", "window_us"]
+__all__ = ["Aggregation", "AggFunction", "window_label", "window_us", "INT64_RANGE", "int_sum_out_of_range"]
+
+# The values of an Int64, the dtype of a sum of integers (``Aggregation.output_dtype``).
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 
 class AggFunction(enum.StrEnum):
@@ -22,6 +25,15 @@ class AggFunction(enum.StrEnum):
     STDDEV = "stddev"
     LAST = "last"
     COUNT_DISTINCT = "count_distinct"
+
+
+def int_sum_out_of_range(view: str, feature: str, value: object) -> str:
+    """The error a training set and a lookup both give for a sum of integers outside ``INT64_RANGE``:
+    neither side wraps, widens or nulls it."""
+    return (
+        f"feature view {view!r}: {feature!r}, a sum of integers, is {value}, outside the Int64 range; "
+        "declare its column Float64 to sum it as floats"
+    )
 
 
 # Units for default names, largest first: a window is named in the largest unit dividing it.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from featurestore.dsl.aggregation import AggFunction, int_sum_out_of_range
 from featurestore.errors import TrainingSetError, one_line
 from featurestore.offline.frames import DTypeMismatchError, to_utc
 from featurestore.offline.pit import ViewRequest, output_names, point_in_time_join, typed_key
@@ -74,6 +75,18 @@ def event_rows(df: pl.DataFrame, spec: Any, created: str, order: str, *, keep: S
     return out.select([*keys, "event_timestamp", *spec.features, pl.col(created).alias(CREATED), *keep])
 
 
+def _check_int_sums(out: pl.DataFrame, view: str, sums: list[str]) -> None:
+    """Engines give sums of integers exactly (wider than Int64); one past Int64 is an error, as online."""
+    for name in sums:
+        col = out.get_column(name)
+        if not col.dtype.is_integer() and not col.dtype.is_decimal():
+            continue  # a sum of floats
+        outside = col.is_not_null() & col.cast(pl.Int64, strict=False).is_null()
+        if outside.any():
+            row = int(outside.arg_true()[0])
+            raise TrainingSetError(f"{int_sum_out_of_range(view, name, col[row])} (entity row {row})")
+
+
 def window_features(
     engine: OfflineEngine, entity: pl.DataFrame, req: ViewRequest, *, timestamp_column: str = "event_timestamp"
 ) -> pl.DataFrame:
@@ -107,6 +120,7 @@ def window_features(
     except pl.exceptions.PolarsError as exc:
         raise TrainingSetError(f"entity frame cannot be joined: {one_line(exc)}") from None
     out = engine.window_join(ent, req, wanted)
+    _check_int_sums(out, spec.name, [a.name for a in wanted if a.function is AggFunction.SUM])
     features = spec.features
     # An entity row without a time has no window: its aggregates are null, as a plain view's features.
     out = out.with_columns(ent.get_column(_T).is_null().alias("__fs_no_time"))

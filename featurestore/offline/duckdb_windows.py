@@ -233,7 +233,8 @@ def _aggregate(agg: WindowSpec, dtype_name: str | None, *, frames: bool) -> str:
     if f is AggFunction.COUNT_DISTINCT:
         return over(f"count(DISTINCT {col})")
     if f is AggFunction.SUM:
-        cast = "BIGINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
+        # A sum of integers stays exact (HUGEINT); ``window_features`` refuses one past Int64.
+        cast = "HUGEINT" if dtype_name in ("Int64", "Int32") else "DOUBLE"
         return f"coalesce({over(f'sum({col})')}, 0)::{cast}"
     if f is AggFunction.LAST:  # the greatest (event time, created, row in its file)
         order = "[__o, __cr, __seq]" if frames else "[v.__ts, v.__cr, v.__seq]"

@@ -69,8 +69,11 @@ def window_frame(
         for j in range(len(spec.join_keys)):
             cond = cond & (fn.col(f"e.__fs_k{j}") == fn.col(f"v.__k{j}"))
         joined = e.join(v, on=cond, how="left")
+        ints = {c for c, t in events.columns.items() if t.name in ("Int64", "Int32")}
         aggs = [
-            _aggregate(fn, a, fn.col(f"v.{value_of[a.column]}") if a.column in value_of else None).alias(f"__a{i}")
+            _aggregate(
+                fn, a, fn.col(f"v.{value_of[a.column]}") if a.column in value_of else None, a.column in ints
+            ).alias(f"__a{i}")
             for i, a in enumerate(aggregations)
         ]
         grouped = joined.groupBy(fn.col(f"e.{ROW}").alias(ROW)).agg(*aggs).orderBy(ROW)
@@ -90,7 +93,7 @@ def _empty_value(agg: WindowSpec) -> int | None:
     return 0 if agg.function in (AggFunction.COUNT, AggFunction.COUNT_DISTINCT, AggFunction.SUM) else None
 
 
-def _aggregate(fn: Any, agg: WindowSpec, col: Any) -> Any:
+def _aggregate(fn: Any, agg: WindowSpec, col: Any, integers: bool) -> Any:
     inside = fn.col("v.__ts") > fn.col(f"e.__fs_s{agg.window_us}")
     f = agg.function
     if f is AggFunction.COUNT:
@@ -100,7 +103,10 @@ def _aggregate(fn: Any, agg: WindowSpec, col: Any) -> Any:
     if f is AggFunction.COUNT_DISTINCT:
         return fn.count_distinct(kept)
     if f is AggFunction.SUM:
-        return fn.coalesce(fn.sum(kept), fn.lit(0))
+        # A sum of integers as decimal(38,0) is exact, never wrapped; ``window_features`` refuses
+        # one past Int64, as with DuckDB's HUGEINT and online.
+        total = fn.sum(kept.cast("decimal(38,0)")) if integers else fn.sum(kept)
+        return fn.coalesce(total, fn.lit(0))
     if f is AggFunction.LAST:
         latest = fn.when(
             inside & col.isNotNull(),

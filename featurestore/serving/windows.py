@@ -24,7 +24,8 @@ import orjson
 if TYPE_CHECKING:  # polars only where events are encoded: lookups never load it
     import polars as pl
 
-from featurestore.dsl.aggregation import AggFunction
+from featurestore.dsl.aggregation import INT64_RANGE, AggFunction, int_sum_out_of_range
+from featurestore.errors import InvalidRequestError
 from featurestore.offline.base import SEQ
 from featurestore.online.codec import KEY_SEPARATOR, event_time_us
 from featurestore.registry.spec import EventsSpec, ViewSpec
@@ -35,6 +36,7 @@ __all__ = [
     "arrival_sequence",
     "window_start",
     "evaluate",
+    "IntSumOutOfRangeError",
     "aggregate_rows",
     "event_time_us",
     "read_aggregated",
@@ -179,12 +181,21 @@ def _plan(spec: EventsSpec) -> _WindowPlan:
     return plan
 
 
+class IntSumOutOfRangeError(ArithmeticError):
+    """A sum of integers outside Int64 (its feature's dtype): ``aggregation`` is its index in the spec."""
+
+    def __init__(self, aggregation: int, value: int) -> None:
+        super().__init__(aggregation, value)
+        self.aggregation = aggregation
+        self.value = value
+
+
 def evaluate(spec: EventsSpec, payloads: Sequence[bytes], t_us: int) -> list[Any]:
     """The value of each aggregation of ``spec`` at time ``t_us`` over one entity's events.
 
     One pass: the events are parsed and sorted by time once; each distinct window is a slice
     of them (found by bisection), and each (window, column) list of values is built once for
-    every aggregation that reads it.
+    every aggregation that reads it. A sum of integers outside Int64 raises ``IntSumOutOfRangeError``.
     """
     plan = _plan(spec)
     loads = orjson.loads
@@ -206,7 +217,10 @@ def evaluate(spec: EventsSpec, payloads: Sequence[bytes], t_us: int) -> list[Any
         values = columns.get((window, i))
         if values is None:
             values = columns[(window, i)] = [e[i] for e in events[lo:hi] if e[i] is not None]
-        out.append(_reduce(f, values))
+        value = _reduce(f, values)
+        if f is AggFunction.SUM and type(value) is int and not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+            raise IntSumOutOfRangeError(len(out), value)
+        out.append(value)
     return out
 
 
@@ -235,10 +249,21 @@ def _reduce(f: AggFunction, values: list[Any]) -> Any:
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def aggregate_rows(spec: EventsSpec, events_per_key: Sequence[Sequence[bytes]], t_us: int) -> list[bytes | None]:
-    """Encoded rows ``[t, v1, ..., vN, 0]`` (as ``OnlineStore.read_rows`` returns them) for each entity at t."""
+def aggregate_rows(
+    view: str, spec: EventsSpec, events_per_key: Sequence[Sequence[bytes]], t_us: int
+) -> list[bytes | None]:
+    """Encoded rows ``[t, v1, ..., vN, 0]`` (as ``OnlineStore.read_rows`` returns them) for each entity at t.
+
+    A sum of integers outside Int64 is an ``InvalidRequestError`` naming the view and feature,
+    as a training set refuses it (``int_sum_out_of_range``).
+    """
     dumps = orjson.dumps
-    return [dumps([t_us, *evaluate(spec, events, t_us), 0]) for events in events_per_key]
+    try:
+        return [dumps([t_us, *evaluate(spec, events, t_us), 0]) for events in events_per_key]
+    except IntSumOutOfRangeError as exc:
+        raise InvalidRequestError(
+            int_sum_out_of_range(view, spec.aggregations[exc.aggregation].name, exc.value)
+        ) from None
 
 
 def to_us(when: datetime) -> int:
@@ -277,7 +302,7 @@ def read_aggregated(
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """Rows of aggregation view ``view`` for ``keys`` at ``t_us``, as ``read_rows`` gives them, and their layout."""
     events, resolved, layout = _aggregated_view(state, view, version)
-    return aggregate_rows(events, store.read_events(view, resolved, keys), t_us), layout
+    return aggregate_rows(view, events, store.read_events(view, resolved, keys), t_us), layout
 
 
 async def aread_aggregated(
@@ -285,4 +310,4 @@ async def aread_aggregated(
 ) -> tuple[list[bytes | None], dict[str, int]]:
     """``read_aggregated`` for the event loop (the server)."""
     events, resolved, layout = _aggregated_view(state, view, version)
-    return aggregate_rows(events, await store.aread_events(view, resolved, keys), t_us), layout
+    return aggregate_rows(view, events, await store.aread_events(view, resolved, keys), t_us), layout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurestore import FeatureStore
+from featurestore import FeatureStore, TrainingSetError
 from featurestore.config import load_settings
+from featurestore.errors import InvalidRequestError
 from tests.aggregation.brute import AGGREGATIONS, MINUTE, brute, dedupe, same
 from tests.aggregation.conftest import GRANULARITY, absolute, base_minute, event_streams, frame, from_us
 
@@ -100,3 +101,37 @@ def test_ties_nulls_and_empty_windows(plan: str, repo: Path) -> None:
     assert got["sum_1h"].to_list() == [3.0, 10.0, 0.0]
     assert got["max_10m"].to_list() == [1, 1, None]
     assert got["sd_1h"][2] is None
+
+
+INT_SUMS = """
+from datetime import timedelta
+from featurestore import Aggregation, Entity, Feature, FeatureView, Int64, ParquetSource
+card = Entity("card", join_keys=["card_id"])
+tx = FeatureView("tx", entities=[card], source=ParquetSource("tx.parquet", timestamp="ts"),
+    features=[Feature("n", Int64)], aggregations=[Aggregation("n", "sum", window=timedelta(hours=1))])
+"""
+
+
+@PLANS
+def test_a_sum_of_integers_past_int64_is_refused_offline_and_online(plan: str, make_repo: Any) -> None:
+    """Exact up to 2**63 - 1 on both sides; past it the same error on both (the training set raised a raw
+    duckdb ConversionException while a lookup answered 2**63)."""
+    repo = make_repo({"views.py": INT_SUMS}, config='project = "sums"\nonline = "sqlite:///online.db"\n')
+    at = datetime.now(UTC).replace(microsecond=0)  # online state keeps the events of the last hour
+    t = at - timedelta(minutes=10)
+    big = 2**62
+    rows = {"card_id": [1, 1, 2, 2], "ts": [t] * 4, "n": [big, big - 1, big, big]}  # card 1: 2**63 - 1
+    pl.DataFrame(rows).write_parquet(repo / "tx.parquet")
+    fs = store(repo, plan)
+    fs.apply()
+    fs.ingest()
+    fs.materialize(end=at)
+    training = fs.get_training_set(pl.DataFrame({"card_id": [1], "event_timestamp": [at]}), ["tx:n_sum_1h"])
+    assert training["n_sum_1h"].to_list() == [2**63 - 1] and training.schema["n_sum_1h"] == pl.Int64
+    online = fs.get_online_features(["tx:n_sum_1h"], {"card_id": [1]}, as_of=at).to_dict()
+    assert online["n_sum_1h"] == [2**63 - 1]
+    refused = r"feature view 'tx': 'n_sum_1h', a sum of integers, is 9223372036854775808, outside the Int64 range"
+    with pytest.raises(TrainingSetError, match=refused):
+        fs.get_training_set(pl.DataFrame({"card_id": [1, 2], "event_timestamp": [at, at]}), ["tx:n_sum_1h"])
+    with pytest.raises(InvalidRequestError, match=refused):
+        fs.get_online_features(["tx:n_sum_1h"], {"card_id": [2]}, as_of=at)

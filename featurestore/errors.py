@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 __all__ = [
     "redact",
@@ -15,6 +16,7 @@ __all__ = [
     "RegistryError",
     "BreakingChangeError",
     "IngestError",
+    "OfflineWriteError",
     "TrainingSetError",
     "OnlineStoreError",
     "StoreUnavailableError",
@@ -28,6 +30,7 @@ __all__ = [
     "InvalidRequestError",
     "NotReadyError",
     "did_you_mean",
+    "offline_write_errors",
 ]
 
 
@@ -63,6 +66,10 @@ class BreakingChangeError(RegistryError):
 
 class IngestError(FeatureStoreError):
     """Reading a source, running a transform or writing the offline store failed."""
+
+
+class OfflineWriteError(IngestError):
+    """The offline store could not be written (disk full, permissions, I/O); nothing of the write was stored."""
 
 
 class TrainingSetError(FeatureStoreError):
@@ -162,3 +169,20 @@ def redact(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     text = _SECRET_WORDS.sub(lambda m: f"{m['k']}***", text)
     return _BEARER.sub(lambda m: f"{m['k']}***", text)
+
+
+@contextlib.contextmanager
+def offline_write_errors(what: str) -> Iterator[None]:
+    """Turn an I/O failure while writing under the offline root (disk full, permission denied; polars
+    reports them as a ComputeError) into an ``OfflineWriteError`` naming ``what`` and the cause, without
+    the server's paths. Used around writes that store nothing unless they complete (a commit, the gate's
+    report and quarantine written before any row), so the message can say so."""
+    import polars as pl
+
+    try:
+        yield
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise OfflineWriteError(
+            f"{what}: the offline store could not be written ({reason}); nothing of this write was stored"
+        ) from exc

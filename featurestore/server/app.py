@@ -19,6 +19,7 @@ from featurestore._version import __version__
 from featurestore.config import Settings, load_settings
 from featurestore.errors import (
     ForbiddenError,
+    IngestError,
     InvalidRequestError,
     MalformedRequestError,
     NotFoundError,
@@ -175,6 +176,13 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         app.state.metrics.store_error(unavailable=False)
         logger.error("online store error: %s", exc)
         return _error(500, redact(str(exc)))
+
+    @app.exception_handler(IngestError)
+    async def offline_error(request: Request, exc: IngestError) -> Response:
+        # A push's offline write failed (disk full, permissions, lost commit races): nothing of it was
+        # stored, and the message says why; a retry may succeed once the cause is gone.
+        logger.error("offline store error: %s", exc)
+        return _error(503, redact(str(exc)))
 
     app.include_router(router)
     mount_ui(app)

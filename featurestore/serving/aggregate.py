@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.errors import RegistryError
+from featurestore.errors import RegistryError, offline_write_errors
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import Transaction, read_snapshot, recover, retry_conflicts
@@ -59,16 +59,17 @@ def push_events(
         df = df.rename({"created": CREATED})
     encoded = encode_events(events, list(spec.join_keys), df)
     newest = df.get_column(TS).max() if df.height else None
+    partitions: list[str] = []
+    if mode.offline:  # first, as for plain views (push_rows): a failed offline write leaves nothing written
+        assert layout is not None
+        offline = df
+        if CREATED not in df.columns:
+            offline = df.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
+        partitions = append_offline_events(layout, spec, offline)
     written: dict[str, int] = {}
     live = spec.version  # offline only: no version reached online
     if mode.online:
         live, written = _append_to_live_versions(store, spec, events, encoded, newest, resolve)  # type: ignore[arg-type]
-    partitions: list[str] = []
-    if mode.offline:
-        assert layout is not None
-        if CREATED not in df.columns:
-            df = df.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
-        partitions = append_offline_events(layout, spec, df)
     served = written.get(live, 0)
     return PushResult(
         view=spec.name,
@@ -239,7 +240,8 @@ def _carry_events(
 
 def append_offline_events(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     """Append events to the offline store: each day they fall on is rewritten with them after its rows."""
-    return retry_conflicts(lambda: _append_once(layout, spec, df))
+    with offline_write_errors(f"push to {spec.name!r}"):
+        return retry_conflicts(lambda: _append_once(layout, spec, df))
 
 
 def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
-from featurestore.errors import InvalidRequestError, RegistryError
+from featurestore.errors import InvalidRequestError, RegistryError, offline_write_errors
 from featurestore.offline.cast import DTYPE_CHECK, cast_column
 from featurestore.offline.frames import (
     TIMESTAMP_FORMATS,
@@ -396,14 +396,17 @@ def push_rows(
     keys = list(spec.join_keys)
     # The newest row per entity: greatest (event time, created), a full tie to the later row.
     latest = df.sort([TS, CREATED_US], maintain_order=True).unique(subset=keys, keep="last", maintain_order=True)
-    written: dict[str, int] = {}
-    live, expired = spec.version, 0
-    if mode.online:
-        live, written, expired = write_to_live_versions(store, spec, latest, resolve or _no_other_version(spec))
+    # Offline first: a failed offline write (disk full) leaves nothing written anywhere, and a failed
+    # online write after it leaves the rows where training sets and the next materialize find them;
+    # a retry merges onto the same (keys, event time), so both converge.
     partitions: list[str] = []
     if mode.offline:
         assert layout is not None
         partitions = merge_offline(layout, spec, df)
+    written: dict[str, int] = {}
+    live, expired = spec.version, 0
+    if mode.online:
+        live, written, expired = write_to_live_versions(store, spec, latest, resolve or _no_other_version(spec))
     served = written.get(live, 0)
     return PushResult(
         view=spec.name,
@@ -435,4 +438,5 @@ def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> li
 
     created = pl.from_epoch(CREATED_US, time_unit="us").dt.replace_time_zone("UTC").alias(PUSHED_CREATED)
     rows = df.select(*spec.join_keys, TS, *spec.features, created)
-    return write_view(layout, spec, rows.sort(TS), upsert=True)
+    with offline_write_errors(f"push to {spec.name!r}"):
+        return write_view(layout, spec, rows.sort(TS), upsert=True)

@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.checks import attached_schema
-from featurestore.errors import GateRejectedError
+from featurestore.errors import GateRejectedError, offline_write_errors
 from featurestore.validation.compile import (
     TS,
     UNIQUE_KEY,
@@ -363,7 +363,8 @@ def run_gate(
     qfile = None
     set_aside = status in ("quarantined", "rejected") and n_bad > 0
     if set_aside and not dry_run:
-        qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows, source)
+        with offline_write_errors(f"{path} to {compiled.view!r}"):
+            qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows, source)
     result = GateResult(
         run_id=run_id,
         view=compiled.view,
@@ -391,7 +392,8 @@ def run_gate(
     )
     result.seconds = round(time.perf_counter() - t0, 4)
     if not dry_run:
-        append_report(Path(settings.offline_root), result.to_dict())
+        with offline_write_errors(f"{path} to {compiled.view!r}"):  # before this batch is written
+            append_report(Path(settings.offline_root), result.to_dict())
     if status == "rejected":
         raise GateRejectedError(message, result)
     return out, result

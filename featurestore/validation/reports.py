@@ -22,9 +22,14 @@ def append_report(offline_root: Path, report: dict[str, Any]) -> None:
     path = history_file(offline_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = orjson.dumps(report, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
-    with open(path, "ab") as fh:
+    with open(path, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
+            end = fh.seek(0, 2)
+            if end:  # a line torn by a full disk or a crash: end it, or this report would be glued onto it
+                fh.seek(end - 1)
+                if fh.read(1) != b"\n":
+                    line = b"\n" + line
             fh.write(line)
             fh.flush()
         finally:

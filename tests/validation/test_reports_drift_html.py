@@ -18,6 +18,7 @@ from featurestore.errors import GateRejectedError
 from featurestore.validation import gate_for, get_report, list_reports
 from featurestore.validation.html import render_html
 from featurestore.validation.profile import profile_frame, save_baseline
+from featurestore.validation.reports import history_file
 from tests.validation.helpers import make_frame, make_spec, source_frame
 
 
@@ -56,6 +57,17 @@ def _batch(shift: float, n: int = 5000, seed: int = 0) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     cats = rng.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1]).tolist()
     return make_frame(v=(rng.normal(0, 1, n) + shift).tolist(), c=cats)
+
+
+def test_a_report_after_a_torn_line_is_kept(settings: SimpleNamespace) -> None:
+    """A line cut short (the disk filled up, the process was killed) must not swallow the next report."""
+    spec = make_spec({"v": ("Float64", [])}, name="a")
+    gate_for(settings, spec, "ingest")(make_frame(v=[0.5]))
+    history = history_file(Path(settings.offline_root))
+    history.write_bytes(history.read_bytes() + b'{"run_id": "torn", "view": "a", "rows_che')
+    gate_for(settings, spec, "push")(make_frame(v=[0.25]))
+    assert [(r["view"], r["path"]) for r in list_reports(settings.offline_root)] == [("a", "push"), ("a", "ingest")]
+    assert history.read_bytes().endswith(b"}\n")
 
 
 def test_drift_on_a_shifted_batch(settings: SimpleNamespace) -> None:

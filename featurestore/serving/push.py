@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import orjson
 import polars as pl
 
 from featurestore.dsl.types import DType, Timestamp
@@ -143,8 +144,10 @@ def push_batch(spec: ViewSpec, rows: Any) -> PushBatch:
     (InvalidRequestError, a 422): rows that are not a table of objects, a column missing or
     unknown, a join key or time that cannot be read or is null.
     """
+    mixed = None
     if isinstance(rows, list):
         _check_objects(spec, rows)
+        rows, mixed = _separate_kinds(spec, rows)
     try:
         df = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows, infer_schema_length=None)
     except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
@@ -168,13 +171,15 @@ def push_batch(spec: ViewSpec, rows: Any) -> PushBatch:
     for name in [TS, *created]:  # the times that place a row; a Timestamp feature is a value like any other
         _check_time_column(spec, name, df.schema[name])
     times = [TS, *(c for c, t in declared.items() if t == Timestamp), *created]
-    typed = _typed_in_one_pass(spec, df, times, created)
+    typed = None if mixed is not None else _typed_in_one_pass(spec, df, times, created)
     if typed is not None:
         return PushBatch(typed)
-    return _typed_row_by_row(spec, df, times, created)
+    return _typed_row_by_row(spec, df, times, created, mixed)
 
 
-def _typed_row_by_row(spec: ViewSpec, pushed: pl.DataFrame, times: list[str], created: list[str]) -> PushBatch:
+def _typed_row_by_row(
+    spec: ViewSpec, pushed: pl.DataFrame, times: list[str], created: list[str], mixed: pl.DataFrame | None = None
+) -> PushBatch:
     """``push_batch``'s step-by-step path: keys and times strictly (their faults named), features by ``cast_column``."""
     df = pushed
     for name in times:
@@ -201,6 +206,8 @@ def _typed_row_by_row(spec: ViewSpec, pushed: pl.DataFrame, times: list[str], cr
         if dtype.polars == pl.String and typed.get_column(key).str.contains(KEY_SEPARATOR, literal=True).any():
             _refuse_separator(spec, key)
     failures = _cast_failures(spec, pushed, typed, list(masks))
+    if mixed is not None:
+        failures = mixed if failures is None else pl.concat([mixed, failures])
     rows = typed.select([*spec.join_keys, TS, *spec.features, *([CREATED] if created else [])])
     if failures is None:
         return PushBatch(rows)
@@ -328,6 +335,92 @@ def _parse_isoformat(name: str, values: list[Any]) -> pl.Series | None:
     except ValueError:  # a month 13, a 25th hour: the general parser names it
         return None
     return pl.Series(name, out, dtype=pl.Int64).cast(_UTC_US)
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as far as typing a column goes (ints and floats are both numbers)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
+def _separate_kinds(spec: ViewSpec, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], pl.DataFrame | None]:
+    """Rows whose columns polars can type one value at a time as it types a column of one kind.
+
+    polars would read a column mixing kinds by a common supertype: ``true`` among numbers as 1 (a
+    boolean alone fails an Int64 feature), and a list among scalars not at all. So a boolean among
+    numbers becomes its text (``'true'`` then fails a number feature, as text does); a feature value
+    of the wrong structure (a list or an object for a scalar dtype, a scalar for a list) is taken out
+    and fails its row under ``dtype``, returned as (row, check, column, value); the same mix in a join
+    key or time is a request error naming the column and row. The caller's rows are not changed.
+    """
+    columns = dict.fromkeys(c for row in rows for c in row)
+    failures: list[tuple[int, str, str, str]] = []
+    out = rows
+    for column in columns:
+        types = {type(row.get(column)) for row in rows} - {type(None)}
+        dtype = spec.features.get(column)
+        if (len(types) < 2 or types <= {int, float, str}) and not (dtype is not None and dict in types):
+            continue  # one kind, or numbers and text: the text path types each value
+        kinds = {_kind(row.get(column)) for row in rows} - {"NoneType"}
+        nested = kinds & {"list", "object"}
+        if (nested and len(kinds) > 1) or (dtype is not None and "object" in kinds):
+            if dtype is None:  # keys, times, unknown columns: nothing to quarantine a row by
+                first = next(i for i, row in enumerate(rows) if _kind(row.get(column)) != _kind(rows[0].get(column)))
+                raise InvalidRequestError(
+                    f"push to {spec.name!r}: column {column!r} mixes kinds of values: row {first} holds "
+                    f"{rows[first].get(column)!r} ({_kind(rows[first].get(column))}), row 0 "
+                    f"{rows[0].get(column)!r} ({_kind(rows[0].get(column))})"
+                )
+            wanted = {"list"} if dtype.is_list else {"boolean", "number", "text"}
+            if out is rows:
+                out = [dict(row) for row in rows]
+            for i, row in enumerate(out):
+                value = row.get(column)
+                kind = _kind(value)
+                if value is not None and kind not in wanted:
+                    failures.append((i, DTYPE_CHECK, column, f"{value!r} ({kind}) is not {dtype}"))
+                    row[column] = None
+            kinds &= wanted
+        if {"boolean", "number"} <= kinds:
+            if out is rows:
+                out = [dict(row) for row in rows]
+            for row in out:
+                if isinstance(row.get(column), bool):
+                    row[column] = "true" if row[column] else "false"
+    for column in spec.features:
+        if column in columns:
+            out = _mixed_elements_as_text(rows, out, column)
+    if not failures:
+        return out, None
+    frame = pl.DataFrame(failures, schema=["row", "check", "column", "value"], orient="row")
+    return out, frame.with_columns(pl.col("row").cast(pl.Int64))
+
+
+def _mixed_elements_as_text(rows: list[dict[str, Any]], out: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """A column of lists whose elements mix kinds (``[1, "a"]``, ``[1, true]``, ``[[1.0], 2]``) with every
+    element as text, so each is typed (and fails its row) as a text element does; else ``out`` as it is."""
+    types = {type(v) for row in out if isinstance(row.get(column), list) for v in row[column]} - {type(None)}
+    if len(types) < 2 or types <= {int, float}:
+        return out
+    if out is rows:
+        out = [dict(row) for row in rows]
+    for row in out:
+        if isinstance(row.get(column), list):
+            row[column] = [None if v is None else _text(v) for v in row[column]]
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _check_objects(spec: ViewSpec, rows: list[Any]) -> None:

@@ -204,12 +204,15 @@ async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[
 )
 async def push(request: Request) -> Response:
     data = await read_json(request)
-    name = data.get("view", data.get("push_source_name"))
-    rows = data.get("rows", data.get("df"))
+    # Feast's body names them push_source_name and df: an error names the field the client sent.
+    name_field = "view" if "view" in data or "push_source_name" not in data else "push_source_name"
+    feast = "df" in data or ("rows" not in data and name_field == "push_source_name")
+    rows_field = "df" if feast and "rows" not in data else "rows"
+    name, rows = data.get(name_field), data.get(rows_field)
     if not isinstance(name, str):
-        raise InvalidRequestError("'view' must be a feature view name")
+        raise InvalidRequestError(f"{name_field!r} must be a feature view name")
     if not isinstance(rows, list | dict) or not rows:
-        raise InvalidRequestError("'rows' must be a non-empty list of objects or an object of columns")
+        raise InvalidRequestError(f"{rows_field!r} must be a non-empty list of objects or an object of columns")
     return await push_response(request, name, rows, _push_mode(data, name))
 
 

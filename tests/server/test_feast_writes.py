@@ -110,6 +110,22 @@ def test_bad_remote_writes_are_refused_naming_the_field(
     assert named in resp.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"push_source_name": 5, "df": {"driver_id": [1]}}, "'push_source_name'"),
+        ({"push_source_name": "stats", "df": []}, "'df'"),
+        ({"push_source_name": "stats"}, "'df'"),
+        ({"view": "stats", "rows": []}, "'rows'"),
+        ({}, "'view'"),
+    ],
+)
+def test_push_errors_name_the_field_the_client_sent(url: str, body: dict[str, Any], named: str) -> None:
+    resp = post(url, "/push", body)
+    assert resp.status_code == 422, resp.text
+    assert named in resp.json()["detail"]
+
+
 def test_materialize_over_http_as_feast_sends_it(url: str) -> None:
     # `feast materialize START END --views trips` with a remote online store: naive ISO times.
     body = {

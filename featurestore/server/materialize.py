@@ -32,13 +32,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Invalid parameters, or the gate rejected a view's rows (its result)"),
     )
 }
+_QUERY = {
+    "parameters": [
+        {"name": "async", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}},
+        {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean", "default": False}},
+    ]
+}
 _RUNNING = "materializing"  # app.state attribute: the views this process materializes right now
 
 
 @router.post(
     "/materialize",
     responses=_ERRORS,
-    openapi_extra=request_body(MaterializeRequest),
+    openapi_extra={**request_body(MaterializeRequest), **_QUERY},
     summary="Feast's materialize: each view's latest offline row per entity in [start_ts, end_ts] -> online",
 )
 async def materialize(request: Request) -> Response:
@@ -56,7 +62,7 @@ async def materialize(request: Request) -> Response:
 @router.post(
     "/materialize-incremental",
     responses=_ERRORS,
-    openapi_extra=request_body(MaterializeIncrementalRequest),
+    openapi_extra={**request_body(MaterializeIncrementalRequest), **_QUERY},
     summary="Feast's materialize-incremental: from each view's watermark to end_ts -> online",
 )
 async def materialize_incremental(request: Request) -> Response:
@@ -70,6 +76,17 @@ def _flag(data: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequestError(f"{name!r} must be true or false")
     return value
+
+
+_TRUE, _FALSE = {"true", "1", "yes", "on", "t", "y"}, {"false", "0", "no", "off", "f", "n"}
+
+
+def _query_flag(request: Request, name: str) -> bool:
+    """A boolean query parameter (``?async=true``), read as FastAPI reads one; 422 naming it otherwise."""
+    value = request.query_params.get(name, "false").lower()
+    if value not in _TRUE | _FALSE:
+        raise InvalidRequestError(f"query parameter {name!r} must be true or false, not {value[:50]!r}")
+    return value in _TRUE
 
 
 def _time(data: dict[str, Any], name: str) -> datetime:
@@ -116,7 +133,8 @@ async def _run(
 ) -> Response:
     """Materialize ``views`` (in the background with ``?async=true``: 202); 409 if one is already running here."""
     app = request.app.state
-    run_async = request.query_params.get("async", "false").lower() in ("true", "1")
+    run_async = _query_flag(request, "async")
+    _query_flag(request, "force")  # Feast's reset of a stuck async run: nothing is stuck here (a run holds no state)
     running: set[str] = getattr(app, _RUNNING, None) or set()
     setattr(app, _RUNNING, running)
     busy = sorted(running.intersection(views))

@@ -181,6 +181,8 @@ def test_materialize_incremental_and_an_end_before_the_watermark(url: str) -> No
 
 def test_async_materialize_answers_202_then_writes(url: str) -> None:
     body = {"disable_event_timestamp": True, "feature_views": ["trips"]}
+    maybe = httpx.post(url + "/materialize", params={"async": "maybe"}, json=body, timeout=10)
+    assert maybe.status_code == 422 and "async" in maybe.json()["detail"], maybe.text
     resp = httpx.post(url + "/materialize", params={"async": "true"}, json=body, timeout=10)
     assert resp.status_code == 202, resp.text
     assert resp.json() == {"status": "accepted", "feature_views": ["trips"]}

@@ -106,6 +106,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
     from featurestore.server.auth import KeyRing
     from featurestore.server.catalog import Catalog
     from featurestore.server.logs import AccessLog, configure_logging
+    from featurestore.server.materialize import router as materialize_router
     from featurestore.server.metrics import ServerMetrics, worker_started, worker_stopped
     from featurestore.server.middleware import ServerMiddleware
     from featurestore.server.routes import router
@@ -185,11 +186,12 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         return _error(503, redact(str(exc)))
 
     app.include_router(router)
+    app.include_router(materialize_router)
     mount_ui(app)
     _document_parameter_errors(app)
     # Known paths label the metrics. FastAPI keeps included routers behind one lazy route, so the
     # API router's own routes are read too (not app.openapi(): its schema is built on first use).
-    paths = {getattr(r, "path", "") for r in (*router.routes, *app.router.routes)} - {""}
+    paths = {getattr(r, "path", "") for r in (*router.routes, *materialize_router.routes, *app.router.routes)} - {""}
     app.state.metrics = ServerMetrics(paths)
     if app.state.served_log is not None:
         app.state.served_log.export(*app.state.metrics.served_log())  # drops are counted on /metrics

@@ -13,6 +13,9 @@ __all__ = [
     "RowsRequest",
     "RowsResponse",
     "PushRequest",
+    "WriteToOnlineStoreRequest",
+    "MaterializeRequest",
+    "MaterializeIncrementalRequest",
     "ErrorResponse",
     "request_body",
 ]
@@ -73,6 +76,35 @@ class PushRequest(BaseModel):
         description="Feast's PushMode, instead of to_online/to_offline: 'online' (default), 'offline' or "
         "'online_and_offline'",
     )
+
+
+class WriteToOnlineStoreRequest(BaseModel):
+    """Feast's remote online store write: rows of one view as columns, written online through its push gate."""
+
+    feature_view_name: str = Field(..., examples=["driver_stats"])
+    df: dict[str, list[Any]] = Field(
+        ..., description="Columns: the join keys, event_timestamp, every feature and optionally created"
+    )
+    allow_registry_cache: bool = True
+    transform_on_write: bool = True
+
+
+class MaterializeRequest(BaseModel):
+    """Feast's materialize: the latest offline row per entity with start_ts <= event time <= end_ts, online."""
+
+    start_ts: str | None = Field(None, examples=["2026-01-01T00:00:00Z"], description="ISO 8601 (naive: UTC)")
+    end_ts: str | None = Field(None, examples=["2026-01-02T00:00:00Z"], description="ISO 8601 (naive: UTC)")
+    feature_views: list[str] | None = Field(None, description="Every online view when absent")
+    disable_event_timestamp: bool = Field(False, description="From the beginning to now, ignoring start/end_ts")
+    full_feature_names: bool = False
+
+
+class MaterializeIncrementalRequest(BaseModel):
+    """Feast's materialize-incremental: from each view's watermark (the previous run's end) to end_ts."""
+
+    end_ts: str = Field(..., examples=["2026-01-02T00:00:00Z"], description="ISO 8601 (naive: UTC)")
+    feature_views: list[str] | None = Field(None, description="Every online view when absent")
+    full_feature_names: bool = False
 
 
 class ErrorResponse(BaseModel):

@@ -32,6 +32,7 @@ from featurestore.server.models import (
     PushRequest,
     RowsRequest,
     RowsResponse,
+    WriteToOnlineStoreRequest,
     request_body,
 )
 from featurestore.serving.keys import entity_keys
@@ -202,17 +203,47 @@ async def _aggregated_rows(app: Any, view: str, version: str | None, keys: list[
     summary="Write rows online through the view's push gate",
 )
 async def push(request: Request) -> Response:
-    from featurestore.serving.push import push_rows
+    data = await read_json(request)
+    # Feast's body names them push_source_name and df: an error names the field the client sent.
+    name_field = "view" if "view" in data or "push_source_name" not in data else "push_source_name"
+    feast = "df" in data or ("rows" not in data and name_field == "push_source_name")
+    rows_field = "df" if feast and "rows" not in data else "rows"
+    name, rows = data.get(name_field), data.get(rows_field)
+    if not isinstance(name, str):
+        raise InvalidRequestError(f"{name_field!r} must be a feature view name")
+    if not isinstance(rows, list | dict) or not rows:
+        raise InvalidRequestError(f"{rows_field!r} must be a non-empty list of objects or an object of columns")
+    return await push_response(request, name, rows, _push_mode(data, name))
+
+
+@router.post(
+    "/write-to-online-store",
+    responses={**_ERRORS, 422: {"description": "Invalid rows, or the gate rejected the batch (its result)"}},
+    openapi_extra=request_body(WriteToOnlineStoreRequest),
+    summary="Feast's remote online store write (its SDK's push, write_to_online_store, materialize): rows online",
+)
+async def write_to_online_store(request: Request) -> Response:
+    """What Feast's ``RemoteOnlineStore.online_write_batch`` posts: ``{"feature_view_name", "df": {column:
+    [values]}}`` with ``event_timestamp`` and ``created`` columns; written as a push to the online store."""
+    from featurestore.serving.push import PushMode
 
     data = await read_json(request)
-    app = request.app.state
-    name = data.get("view", data.get("push_source_name"))
-    rows = data.get("rows", data.get("df"))
+    name, rows = data.get("feature_view_name"), data.get("df")
     if not isinstance(name, str):
-        raise InvalidRequestError("'view' must be a feature view name")
-    if not isinstance(rows, list | dict) or not rows:
-        raise InvalidRequestError("'rows' must be a non-empty list of objects or an object of columns")
-    mode = _push_mode(data, name)
+        raise InvalidRequestError("'feature_view_name' must be a feature view name")
+    if not isinstance(rows, dict) or not rows:
+        raise InvalidRequestError("'df' must be a non-empty object of columns {column: [values]}")
+    for flag in ("allow_registry_cache", "transform_on_write"):  # Feast's options; nothing to do with them here
+        if not isinstance(data.get(flag, True), bool):
+            raise InvalidRequestError(f"{flag!r} must be true or false")
+    return await push_response(request, name, rows, PushMode.ONLINE)
+
+
+async def push_response(request: Request, name: str, rows: Any, mode: Any) -> Response:
+    """Push ``rows`` to view ``name`` (``mode``: a ``PushMode``) for the key of ``request``: the result, or a 4xx."""
+    from featurestore.serving.push import push_rows
+
+    app = request.app.state
     catalog = app.catalog
     check_push(request.scope.get(SCOPE_KEY), name, catalog.service_views)
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from featurestore.errors import OnlineStoreError
+from featurestore.errors import InvalidRequestError
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
@@ -92,7 +92,8 @@ def materialize_view(
     elif incremental:
         start = store.watermark(spec.name, spec.version)
     if start is not None and start > end:
-        raise OnlineStoreError(f"materialize {spec.name!r}: start {start} is after end {end}")
+        # The caller's mistake (an end before the watermark), not the store's: a 422 over HTTP.
+        raise InvalidRequestError(f"materialize {spec.name!r}: start {start} is after end {end}")
     if getattr(engine, "writes_from_executors", False):  # Spark: each partition is gated and written where it is
         from featurestore.serving.distributed import materialize_from_executors
 

@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # careful with folders named like the package"); it says nothing about this project.
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation:UserWarning" $(BIN)/pip install -q -e
 
-.PHONY: demo test lint bench bench-quick dist docs install install-test redis-server clean
+.PHONY: demo test lint bench bench-quick dist docs install install-test feast-client redis-server clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -23,6 +23,17 @@ $(VENV)/.test: $(VENV)/.base
 
 install: $(VENV)/.base
 install-test: $(VENV)/.test
+
+# Feast's own SDK, in a virtualenv of its own (never in the project's), drives the server as a Feast
+# client in tests/server/test_feast_sdk.py; the version the benchmarks compare against.
+FEAST_VENV := .venv-feast
+FEAST_VERSION := 0.67.0
+$(FEAST_VENV)/.installed-$(FEAST_VERSION):
+	rm -rf $(FEAST_VENV)
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install -q 'feast==$(FEAST_VERSION)'
+	touch $@
+feast-client: $(FEAST_VENV)/.installed-$(FEAST_VERSION)
 
 # The tests start their own redis-server processes (one with TLS, whose certificate openssl
 # makes, and a 6-node cluster that redis-cli joins), drive Debian's chromium for the UI and run the
@@ -47,8 +58,8 @@ lint: install-test
 	$(BIN)/ruff format --check featurestore tests benchmarks definitions
 	$(BIN)/mypy featurestore
 
-test: install-test redis-server lint
-	$(BIN)/pytest -p no:cacheprovider
+test: install-test feast-client redis-server lint
+	FEAST_PYTHON=$(CURDIR)/$(FEAST_VENV)/bin/python $(BIN)/pytest -p no:cacheprovider
 
 # An sdist and a wheel in dist/, built by the standard builder in an isolated environment.
 dist: install-test

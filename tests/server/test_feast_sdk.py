@@ -1,9 +1,9 @@
 """Feast's own SDK (0.67, ``online_store: type: remote``) against the server: reads, writes, push, materialize.
 
 Feast never goes into this environment: the calls run in a Feast virtualenv's python
-(``tests/server/_feast_sdk_child.py``), found through ``FEAST_PYTHON`` or the
-benchmarks' one (``benchmarks/.work/feast-venv``, made by ``python -m benchmarks.feast``).
-Skipped when there is none.
+(``tests/server/_feast_sdk_child.py``), found through ``FEAST_PYTHON`` (``make test`` sets it to
+``.venv-feast``, which it installs), ``.venv-feast`` or the benchmarks' one
+(``benchmarks/.work/feast-venv``, made by ``python -m benchmarks.feast``). Skipped when there is none.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from tests.server.test_feast_writes import make_repo
 from tests.server.test_routes import running
 
 HERE = Path(__file__).resolve().parent
+MAKE_VENV = HERE.parents[1] / ".venv-feast" / "bin" / "python"
 BENCH_VENV = HERE.parents[1] / "benchmarks" / ".work" / "feast-venv" / "bin" / "python"
 
 
 def feast_python() -> Path | None:
-    for candidate in (os.environ.get("FEAST_PYTHON"), BENCH_VENV):
+    for candidate in (os.environ.get("FEAST_PYTHON"), MAKE_VENV, BENCH_VENV):
         if candidate and Path(candidate).is_file():
             probe = subprocess.run([candidate, "-c", "import feast"], capture_output=True)
             if probe.returncode == 0:

@@ -181,6 +181,8 @@ def offline_write_errors(what: str) -> Iterator[None]:
 
     try:
         yield
+    except (ConnectionError, TimeoutError):
+        raise  # no answer (object storage): the write may have landed, so it is not said to have failed
     except (OSError, pl.exceptions.ComputeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
         raise OfflineWriteError(

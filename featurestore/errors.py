@@ -69,7 +69,14 @@ class IngestError(FeatureStoreError):
 
 
 class OfflineWriteError(IngestError):
-    """The offline store could not be written (disk full, permissions, I/O); nothing of the write was stored."""
+    """The offline store could not be written (disk full, permissions, I/O); nothing of the write was stored.
+
+    The message names the file at fault where the system said which; ``public`` is the same without
+    it (what the server answers: its paths are not the client's business)."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or message
 
 
 class TrainingSetError(FeatureStoreError):
@@ -185,6 +192,9 @@ def offline_write_errors(what: str) -> Iterator[None]:
         raise  # no answer (object storage): the write may have landed, so it is not said to have failed
     except (OSError, pl.exceptions.ComputeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+        template = "{what}: the offline store could not be written ({reason}{where}); nothing of this write was stored"
         raise OfflineWriteError(
-            f"{what}: the offline store could not be written ({reason}); nothing of this write was stored"
+            template.format(what=what, reason=reason, where=where),
+            template.format(what=what, reason=reason, where=""),
         ) from exc

@@ -183,7 +183,7 @@ def create_app(settings: Settings, *, store: Any = None) -> FastAPI:
         # A push's offline write failed (disk full, permissions, lost commit races): nothing of it was
         # stored, and the message says why; a retry may succeed once the cause is gone.
         logger.error("offline store error: %s", exc)
-        return _error(503, redact(str(exc)))
+        return _error(503, redact(getattr(exc, "public", str(exc))))
 
     app.include_router(router)
     app.include_router(materialize_router)

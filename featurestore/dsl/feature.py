@@ -10,7 +10,7 @@ from featurestore.dsl.types import DType
 
 __all__ = ["Feature"]
 
-RESERVED = {"event_timestamp", "created_timestamp"}
+RESERVED = {"event_timestamp", "created_timestamp", "__fs_pushed"}
 
 
 class Feature:

@@ -31,6 +31,7 @@ __all__ = [
     "storable",
     "TS",
     "PUSHED_CREATED",
+    "PUSHED",
     "failed_values_text",
 ]
 
@@ -38,6 +39,10 @@ TS = "event_timestamp"
 # The created time of stored rows (the source's, a push's or null): it orders a later push of the
 # same (keys, event time) as the online store orders it (null: oldest).
 PUSHED_CREATED = "created_timestamp"
+# Whether a stored row came by push (true) or from the source (false; a file an older version wrote
+# lacks the column: from the source). An ingest rebuilds a range from the source and keeps the
+# pushed rows in it, merged by the online store's rule: a push is never undone by a re-ingest.
+PUSHED = "__fs_pushed"
 _CREATED = "__fs_created"
 _POS = "__fs_pos"  # a typed row's position in the frame read from the source
 _TS = "__fs_ts"
@@ -203,6 +208,7 @@ def read_view(
         # the same keys and event time replaces the row only with a greater one, and readers of the
         # store see one layout whichever write made a file.
         rows, stored = rows.with_columns(pl.col(_CREATED).alias(PUSHED_CREATED)), [*stored, PUSHED_CREATED]
+    rows, stored = rows.with_columns(pl.lit(False).alias(PUSHED)), [*stored, PUSHED]
     failures = _cast_failures(rows, raw, masks, _sources(spec, src))
     failures = _key_failures(rows, spec, {k: f"{_BAD}{i}" for i, k in enumerate(masks) if k in keys}, failures)
     source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
@@ -356,17 +362,8 @@ def _write_view_once(
                 if upsert and frame is not None:
                     stored = layout.read_partition(view, version, day) if day in touched else None
                     frame = newest_per_key(stored, frame, [*spec.join_keys, TS])
-                elif day in existing and (start is not None or end is not None):
-                    old = layout.read_partition(view, version, day)
-                    outside = pl.lit(False)
-                    if start is not None:
-                        outside = outside | (pl.col(TS) < start)
-                    if end is not None:
-                        outside = outside | (pl.col(TS) >= end)
-                    kept = old.filter(outside)
-                    if kept.height:  # diagonal: kept rows may carry a pushed row's created time
-                        frame = kept if frame is None else pl.concat([kept, frame], how="diagonal")
-                        frame = frame.sort([*spec.join_keys, TS])
+                elif day in touched:
+                    frame = _rebuilt_day(layout, spec, day, frame, start, end)
                 if frame is None or frame.height == 0:
                     continue
                 frame.write_parquet(txn.stage_path(day), compression="zstd", statistics=True)
@@ -375,6 +372,60 @@ def _write_view_once(
             txn.abort()
             raise
         return sorted(txn.written)
+
+
+def _rebuilt_day(
+    layout: OfflineLayout,
+    spec: ViewSpec,
+    day: str,
+    frame: pl.DataFrame | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> pl.DataFrame | None:
+    """A stored day an ingest replaces (in part, with a range): its rows outside [start, end) as
+    they were, the source's rows inside, and the rows pushed inside kept, merged onto the source's
+    as a push merges (a plain view: one row per keys and event time, the greater created wins,
+    a tie to the source; an aggregation view: the pushed events the source lacks)."""
+    in_range = start is not None or end is not None
+    if not in_range and not _has_pushed(layout, spec, day):
+        return frame  # nothing to keep: the source's rows only (read nothing more)
+    old = layout.read_partition(spec.name, spec.version, day)
+    if PUSHED not in old.columns:  # written before the column: every row came from the source
+        old = old.with_columns(pl.lit(False).alias(PUSHED))
+    outside = pl.lit(False)
+    if start is not None:
+        outside = outside | (pl.col(TS) < start)
+    if end is not None:
+        outside = outside | (pl.col(TS) >= end)
+    kept = old.filter(outside)
+    pushed = old.filter(~outside & pl.col(PUSHED).fill_null(False))
+    if pushed.height:
+        frame = _with_pushed(spec, frame, pushed)
+    if kept.height:  # diagonal: files older versions wrote may lack a column
+        frame = kept if frame is None else pl.concat([kept, frame], how="diagonal_relaxed")
+    return None if frame is None else frame.sort([*spec.join_keys, TS], maintain_order=True)
+
+
+def _has_pushed(layout: OfflineLayout, spec: ViewSpec, day: str) -> bool:
+    """Whether a stored day holds pushed rows, from its ``PUSHED`` column alone."""
+    try:
+        flags = layout.read_partition(spec.name, spec.version, day, columns=[PUSHED])
+    except (pl.exceptions.PolarsError, KeyError, ValueError):  # pyarrow: ArrowInvalid is a ValueError
+        return False  # a file written before the column: no pushed row in it
+    return bool(flags.get_column(PUSHED).fill_null(False).any())
+
+
+def _with_pushed(spec: ViewSpec, frame: pl.DataFrame | None, pushed: pl.DataFrame) -> pl.DataFrame:
+    """The source's rows of a day with the rows pushed to it merged in (see ``_rebuilt_day``)."""
+    if frame is None:
+        return pushed
+    pushed = pushed.select(frame.columns)
+    if spec.events is None:  # the pushed rows replayed onto the source's: newest_per_key's rule
+        return newest_per_key(frame, pushed, [*spec.join_keys, TS])
+    # Events: a pushed event the source also holds (same keys, time and values) is the source's.
+    same = [c for c in frame.columns if c not in (PUSHED_CREATED, PUSHED)]
+    extra = pushed.join(frame.select(same).unique(), on=same, how="anti", nulls_equal=True)
+    return pl.concat([frame, extra], how="vertical_relaxed")
 
 
 def newest_per_key(stored: pl.DataFrame | None, pushed: pl.DataFrame, subset: list[str]) -> pl.DataFrame:
@@ -390,6 +441,8 @@ def newest_per_key(stored: pl.DataFrame | None, pushed: pl.DataFrame, subset: li
     if stored is not None:
         if PUSHED_CREATED not in stored.columns:
             stored = stored.with_columns(pl.lit(None, dtype=pushed.schema[PUSHED_CREATED]).alias(PUSHED_CREATED))
+        if PUSHED in rows.columns and PUSHED not in stored.columns:  # a file written before the column
+            stored = stored.with_columns(pl.lit(False).alias(PUSHED))
         both = pl.concat([stored.select(rows.columns), rows], how="vertical_relaxed")
         rows = both.sort(created, descending=True, nulls_last=True, maintain_order=True).unique(
             subset, keep="first", maintain_order=True

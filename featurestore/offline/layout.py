@@ -36,11 +36,11 @@ class OfflineLayout:
     def dates(self, view: str, version: str) -> list[str]:
         return [p.parent.name.removeprefix("date=") for p in self.files(view, version)]
 
-    def read_partition(self, view: str, version: str, day: str) -> Any:
-        """One partition's rows as a polars DataFrame."""
+    def read_partition(self, view: str, version: str, day: str, columns: list[str] | None = None) -> Any:
+        """One partition's rows (``columns`` of them, default all) as a polars DataFrame."""
         import polars as pl
 
-        return pl.read_parquet(self.partition_file(view, version, day))
+        return pl.read_parquet(self.partition_file(view, version, day), columns=columns)
 
     def glob(self, view: str, version: str) -> str:
         """A glob DuckDB, Spark or Trino can read directly."""

@@ -138,12 +138,12 @@ class ObjectLayout(OfflineLayout):
     def dates(self, view: str, version: str) -> list[str]:
         return sorted(self.current(view).files.get(version, {}))
 
-    def read_partition(self, view: str, version: str, day: str) -> Any:
+    def read_partition(self, view: str, version: str, day: str, columns: list[str] | None = None) -> Any:
         import polars as pl
         import pyarrow.parquet as pq
 
         uri = self.partition_file(view, version, day)
-        table = pq.read_table(self.storage.fs_path(uri), filesystem=self.storage.filesystem())
+        table = pq.read_table(self.storage.fs_path(uri), filesystem=self.storage.filesystem(), columns=columns)
         return pl.from_arrow(table)
 
     def glob(self, view: str, version: str) -> str:

@@ -12,6 +12,7 @@ from featurestore.errors import RegistryError, offline_write_errors
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import Transaction, read_snapshot, recover, retry_conflicts
+from featurestore.offline.ingest import PUSHED
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.events import superseded
@@ -62,9 +63,9 @@ def push_events(
     partitions: list[str] = []
     if mode.offline:  # first, as for plain views (push_rows): a failed offline write leaves nothing written
         assert layout is not None
-        offline = df
+        offline = df.with_columns(pl.lit(True).alias(PUSHED))  # kept by a later ingest (``write_view``)
         if CREATED not in df.columns:
-            offline = df.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
+            offline = offline.with_columns(pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias(CREATED))
         partitions = append_offline_events(layout, spec, offline)
     written: dict[str, int] = {}
     live = spec.version  # offline only: no version reached online
@@ -248,7 +249,7 @@ def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> lis
     events = spec.events
     assert events is not None
     keys = list(spec.join_keys)
-    columns = [*keys, TS, *events.columns, CREATED]
+    columns = [*keys, TS, *events.columns, CREATED, PUSHED]
     df = df.select(columns)
     view, version = spec.name, spec.version
     with layout.lock(view):
@@ -260,7 +261,10 @@ def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> lis
         try:
             for (day,), frame in sorted(parts.items()):
                 if day in existing:
-                    old = layout.read_partition(view, version, str(day)).select(columns)
+                    old = layout.read_partition(view, version, str(day))
+                    if PUSHED not in old.columns:  # a file written before the column: the source's events
+                        old = old.with_columns(pl.lit(False).alias(PUSHED))
+                    old = old.select(columns)
                     frame = pl.concat([old, frame], how="vertical_relaxed")
                 # stable: events of one (keys, time) keep their arrival order (``last``'s tie-break)
                 frame = frame.sort([*keys, TS], maintain_order=True)

@@ -527,9 +527,9 @@ def _no_other_version(spec: ViewSpec) -> SpecResolver:
 def merge_offline(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> list[str]:
     """Upsert typed rows (with ``CREATED_US``) into the offline store: the days they touch are rewritten
     with them merged in, by the online store's rule (greatest event time and created, ``newest_per_key``)."""
-    from featurestore.offline.ingest import PUSHED_CREATED, write_view
+    from featurestore.offline.ingest import PUSHED, PUSHED_CREATED, write_view
 
     created = pl.from_epoch(CREATED_US, time_unit="us").dt.replace_time_zone("UTC").alias(PUSHED_CREATED)
-    rows = df.select(*spec.join_keys, TS, *spec.features, created)
+    rows = df.select(*spec.join_keys, TS, *spec.features, created, pl.lit(True).alias(PUSHED))
     with offline_write_errors(f"push to {spec.name!r}"):
         return write_view(layout, spec, rows.sort(TS), upsert=True)

@@ -118,8 +118,8 @@ def test_layout_is_hive_style_and_readable_by_duckdb(make_repo) -> None:
     files = sorted(p.relative_to(root).as_posix() for p in (root / "stats").rglob("*") if p.is_file())
     assert files == [f"stats/v={version}/date=2024-01-0{d}/{PART_FILE}" for d in (1, 2, 3)]
     df = read_store(store)
-    assert df.columns[:5] == ["driver_id", "event_timestamp", "rate", "trips", "created_timestamp"]
-    assert sorted(df.columns[5:]) == ["date", "v"]  # the Hive partition columns
+    assert df.columns[:6] == ["driver_id", "event_timestamp", "rate", "trips", "created_timestamp", "__fs_pushed"]
+    assert sorted(df.columns[6:]) == ["date", "v"]  # the Hive partition columns
     assert df.schema["event_timestamp"] == pl.Datetime("us", "UTC")
     assert df.schema["rate"] == pl.Float64 and df.schema["trips"] == pl.Int64
     assert set(df["v"]) == {version}

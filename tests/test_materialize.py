@@ -334,8 +334,49 @@ def test_a_push_to_offline_replaces_the_ingested_row_of_its_time(make_repo: Any)
     store.push("stats", [push_row(3, ingested["event_timestamp"], -1)], to_offline=True)
     rows = offline_rows(store, 3).filter(pl.col("event_timestamp") == ingested["event_timestamp"])
     assert rows.get_column("b").to_list() == [-1]  # an ingested row counts as created before any push
-    store.ingest()  # re-ingesting replaces the range (pushed rows included) and keeps one row per time
+    store.ingest()  # re-ingesting rebuilds the range from the source and keeps the pushed row: one per time
     assert offline_rows(store, 3).height == 5
+    rows = offline_rows(store, 3).filter(pl.col("event_timestamp") == ingested["event_timestamp"])
+    assert rows.get_column("b").to_list() == [-1]
+
+
+CREATED_VIEWS = """
+from featurestore import Entity, Feature, FeatureView, Int64, ParquetSource
+driver = Entity("driver", join_keys=["driver_id"])
+stats = FeatureView("stats", entities=[driver], source=ParquetSource("data/stats.parquet", created="created"),
+    features=[Feature("b", Int64)])
+"""
+
+
+def test_materialized_rows_keep_their_created_time_so_online_and_offline_pick_the_same_row(
+    make_repo: Any, online_url: str
+) -> None:
+    """A push of the same event time created before the source's row loses on both sides (it won
+    online, where materialized rows counted as created at 0, and lost offline)."""
+    root = make_repo({"views.py": CREATED_VIEWS}, config=f'project = "cr"\nonline = "{online_url}"\n')
+    (root / "data").mkdir()
+    t = NOW - timedelta(hours=1)
+    source = {
+        "driver_id": [1, 2],
+        "event_timestamp": [t, t],
+        "b": [100, 200],
+        "created": [t + timedelta(minutes=30)] * 2,
+    }
+    pl.DataFrame(source).write_parquet(root / "data" / "stats.parquet")
+    store = FeatureStore(root)
+    store.apply()
+    store.ingest()
+    store.materialize()
+    earlier, later = (t + timedelta(minutes=m) for m in (10, 40))
+    for driver, created in ((1, earlier), (2, later)):
+        row = {"driver_id": driver, "event_timestamp": t.isoformat(), "b": -driver, "created": created.isoformat()}
+        store.push("stats", [row], to_offline=True)
+    entity = pl.DataFrame({"driver_id": [1, 2], "event_timestamp": [NOW, NOW]})
+    training = store.get_training_set(entity, ["stats:b"])["b"].to_list()
+    online = store.get_online_features(["stats:b"], {"driver_id": [1, 2]}).to_dict()["b"]
+    assert training == online == [100, -2]
+    store.materialize()  # again: nothing changes
+    assert store.get_online_features(["stats:b"], {"driver_id": [1, 2]}).to_dict()["b"] == [100, -2]
 
 
 def test_a_push_to_offline_only_goes_through_the_gate_and_leaves_online_alone(make_repo: Any) -> None:

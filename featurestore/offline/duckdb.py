@@ -269,28 +269,37 @@ class DuckDBEngine(OfflineEngine):
     def latest_rows(
         self, spec: ViewSpec, files: Sequence[OfflineFile], start: datetime | None, end: datetime
     ) -> tuple[pl.DataFrame, int]:
-        columns = [*spec.join_keys, _EVENT_TS, *spec.features]
+        columns = [*spec.join_keys, _EVENT_TS, *spec.features, CREATED]
         if not files:
             schema = {**{k: t.polars for k, t in spec.join_keys.items()}, _EVENT_TS: pl.Datetime("us", "UTC")}
             schema.update({f: t.polars for f, t in spec.features.items()})
-            return pl.DataFrame(schema=schema), 0
-        relation = self._parquet(files)
+            return pl.DataFrame(schema={**schema, CREATED: pl.Datetime("us", "UTC")}), 0
+        # By name: files written before created_timestamp was stored lack it (null: created at 0).
+        relation = self._parquet(files, union_by_name=True)
         where = [f"{quote(_EVENT_TS)} <= {_sql_time(end)}"]
         if start is not None:
             where.append(f"{quote(_EVENT_TS)} >= {_sql_time(start)}")
         keys = ", ".join(quote(k) for k in spec.join_keys)
+
         # One row per (keys, event_timestamp) in the offline store, so row_number picks exactly one
         # row. The rows scanned are counted by a second query: a count over one column (or from
         # Parquet metadata without a window) costs ~10 ms, where a window count over the first
         # query's rows costs more than the query itself.
-        sql = (
-            f"SELECT {', '.join(quote(c) for c in columns)} FROM {relation} WHERE {' AND '.join(where)} "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(_EVENT_TS)} DESC) = 1"
-        )
-        df = self.con.sql(sql).pl()
+        def latest(created: str) -> str:
+            return (
+                f"SELECT {', '.join(quote(c) for c in columns[:-1])}, {created} FROM {relation} "
+                f"WHERE {' AND '.join(where)} "
+                f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {quote(_EVENT_TS)} DESC) = 1"
+            )
+
+        try:
+            df = self.con.sql(latest(quote(CREATED))).pl()
+        except duckdb.BinderException:  # no file has created_timestamp (all written by older versions)
+            df = self.con.sql(latest(f"NULL::TIMESTAMPTZ AS {quote(CREATED)}")).pl()
         # fetchall, not fetchone: a partly fetched result would keep the connection busy for the next query
         ((scanned,),) = self.con.execute(f"SELECT count(*) FROM {relation} WHERE {' AND '.join(where)}").fetchall()
-        return df.with_columns(pl.col(_EVENT_TS).dt.convert_time_zone("UTC")), int(scanned)
+        utc = [pl.col(_EVENT_TS).dt.convert_time_zone("UTC"), pl.col(CREATED).dt.convert_time_zone("UTC")]
+        return df.with_columns(utc), int(scanned)
 
     def state_events(self, spec: ViewSpec, files: Sequence[OfflineFile], now: datetime) -> tuple[pl.DataFrame, int]:
         events = spec.events

@@ -284,7 +284,13 @@ class SparkEngine(OfflineEngine):
         The offline store holds one row per (keys, event time), so ``row_number`` picks one row.
         """
         fn = _functions()
-        df = read_offline(self.spark, files, [*spec.join_keys, _EVENT_TS, *spec.features])
+        columns = [*spec.join_keys, _EVENT_TS, *spec.features]
+        try:
+            df = read_offline(self.spark, files, [*columns, CREATED])
+        except Exception as exc:  # files written before created_timestamp was stored: null (created at 0)
+            if CREATED not in str(exc):
+                raise
+            df = read_offline(self.spark, files, columns).withColumn(CREATED, fn.lit(None).cast("timestamp"))
         ts = fn.unix_micros(_col(_EVENT_TS))
         keep = ts <= fn.lit(_micros(end))
         if start is not None:
@@ -481,7 +487,7 @@ def _aggregation_error(view: str) -> TrainingSetError:
 def _empty(spec: ViewSpec) -> pl.DataFrame:
     schema = {**{k: t.polars for k, t in spec.join_keys.items()}, _EVENT_TS: pl.Datetime("us", "UTC")}
     schema.update({f: t.polars for f, t in spec.features.items()})
-    return pl.DataFrame(schema=schema)
+    return pl.DataFrame(schema={**schema, CREATED: pl.Datetime("us", "UTC")})
 
 
 def typed_rows(df: pl.DataFrame, spec: ViewSpec) -> pl.DataFrame:
@@ -489,7 +495,9 @@ def typed_rows(df: pl.DataFrame, spec: ViewSpec) -> pl.DataFrame:
     casts: dict[str, Any] = {k: t.polars for k, t in spec.join_keys.items()}
     casts.update({f: t.polars for f, t in spec.features.items()})
     casts[_EVENT_TS] = pl.Datetime("us", "UTC")
-    return df.with_columns(pl.col(_EVENT_TS).dt.convert_time_zone("UTC")).cast(casts)  # type: ignore[arg-type]
+    times = [_EVENT_TS, *([CREATED] if CREATED in df.columns else [])]
+    casts.update(dict.fromkeys(times, pl.Datetime("us", "UTC")))
+    return df.with_columns(pl.col(t).dt.convert_time_zone("UTC") for t in times).cast(casts)  # type: ignore[arg-type]
 
 
 class _EntityTable:

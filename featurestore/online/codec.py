@@ -18,6 +18,7 @@ __all__ = [
     "EXPIRY_TTLS",
     "EncodedRows",
     "encode_rows",
+    "stored_created_us",
     "row_timestamp_us",
     "row_stamp",
     "event_time_us",
@@ -62,6 +63,15 @@ def _key_expr(join_keys: Sequence[str]) -> pl.Expr:
     return cols[0] if len(cols) == 1 else pl.concat_str(cols, separator=KEY_SEPARATOR)
 
 
+def stored_created_us(df: pl.DataFrame) -> int | pl.Expr:
+    """The ``created_us`` of offline rows (their ``created_timestamp`` in microseconds, null: 0)."""
+    import polars as pl
+
+    if "created_timestamp" not in df.columns:
+        return 0
+    return pl.col("created_timestamp").dt.epoch("us").fill_null(0)
+
+
 def encode_rows(
     df: pl.DataFrame,
     join_keys: Sequence[str],
@@ -76,8 +86,9 @@ def encode_rows(
     A row is ``[event_ts_us, v1, ..., vN, created_us]``: the event time first (lookups read it
     without decoding), the features in the version's order, and last the row's creation time,
     which breaks ties between rows of the same event time (the store keeps the greater; see
-    :func:`newer`). Materialized rows carry ``created_us=0``; a push carries its ``created``
-    column or the time it was received, so it wins a tie with the offline row it corrects.
+    :func:`newer`). Materialized rows carry their offline ``created_timestamp`` (null: 0,
+    :func:`stored_created_us`); a push carries its ``created`` column or the time it was
+    received, so it wins a tie with an offline row created before it, as in the offline store.
 
     Rows already older than ``ttl`` at ``now`` are skipped. The others stay stored until event
     time + 2 x ttl: past event time + ttl a lookup answers OUTSIDE_MAX_AGE (the value is not

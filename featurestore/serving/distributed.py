@@ -77,9 +77,9 @@ def _gate_partition(settings: Any, spec: ViewSpec, *, dry_run: bool) -> Any:
 def _write(settings: Any, spec: ViewSpec, rows: pl.DataFrame) -> dict[str, Any]:
     """Encode and write one partition's gated rows to the online store opened here (newest row wins)."""
     from featurestore.online import online_store_from_settings
-    from featurestore.online.codec import encode_rows
+    from featurestore.online.codec import encode_rows, stored_created_us
 
-    encoded = encode_rows(rows, list(spec.join_keys), list(spec.features), spec.ttl)
+    encoded = encode_rows(rows, list(spec.join_keys), list(spec.features), spec.ttl, created_us=stored_created_us(rows))
     store = online_store_from_settings(settings)
     try:
         written = store.write_rows(spec.name, spec.version, encoded.keys, encoded.rows, encoded.expire_at_ms)

@@ -15,7 +15,7 @@ from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import read_snapshot
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
-from featurestore.online.codec import EncodedRows, encode_rows
+from featurestore.online.codec import EncodedRows, encode_rows, stored_created_us
 from featurestore.registry.spec import ViewSpec
 from featurestore.serving.keys import check_key_dtypes
 from featurestore.serving.versions import SpecResolver, finish_switch
@@ -143,7 +143,7 @@ def _write_latest(store: OnlineStore, spec: ViewSpec, df: pl.DataFrame) -> tuple
     keys, features = list(spec.join_keys), list(spec.features)
 
     def encode(part: pl.DataFrame) -> EncodedRows:
-        return encode_rows(part, keys, features, spec.ttl)
+        return encode_rows(part, keys, features, spec.ttl, created_us=stored_created_us(part))
 
     def write(enc: EncodedRows) -> int:
         return store.write_rows(spec.name, spec.version, enc.keys, enc.rows, enc.expire_at_ms)

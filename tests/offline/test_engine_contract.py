@@ -579,8 +579,10 @@ def _by_key(df: pl.DataFrame) -> dict[int, tuple[datetime, float | None]]:
 
 def test_latest_rows_take_the_newest_row_per_entity_up_to_end(engine: OfflineEngine, stored: list[OfflineFile]) -> None:
     df, scanned = engine.latest_rows(DRIVERS, stored, None, T0 + timedelta(days=2))
-    assert df.columns == ["driver_id", "event_timestamp", "rating"]
-    assert df.schema["event_timestamp"] == pl.Datetime("us", "UTC")
+    # created_timestamp: what the online store orders rows of one time by (null: these files lack it)
+    assert df.columns == ["driver_id", "event_timestamp", "rating", "created_timestamp"]
+    assert df.schema["event_timestamp"] == df.schema["created_timestamp"] == pl.Datetime("us", "UTC")
+    assert df["created_timestamp"].null_count() == df.height
     assert _by_key(df) == {
         1: (T0 + timedelta(days=1), 3.0),
         2: (T0 + timedelta(hours=1), 5.0),
@@ -600,8 +602,9 @@ def test_latest_rows_bounds_are_inclusive(engine: OfflineEngine, stored: list[Of
 def test_latest_rows_of_a_version_without_files_is_an_empty_typed_frame(engine: OfflineEngine) -> None:
     df, scanned = engine.latest_rows(DRIVERS, [], None, T0)
     assert scanned == 0
+    utc = pl.Datetime("us", "UTC")
     assert df.schema == pl.Schema(
-        {"driver_id": pl.Int64, "event_timestamp": pl.Datetime("us", "UTC"), "rating": pl.Float64}
+        {"driver_id": pl.Int64, "event_timestamp": utc, "rating": pl.Float64, "created_timestamp": utc}
     )
 
 

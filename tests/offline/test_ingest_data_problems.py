@@ -197,6 +197,23 @@ def test_warn_never_writes_a_row_without_a_key(make_repo: Any) -> None:
     assert stored(store)["k"].to_list() == [1, 3] and result.rows_written == 2
 
 
+def test_warn_quarantines_the_rows_it_cannot_write_and_its_report_counts_what_was_stored(make_repo: Any) -> None:
+    """Under warn a row without a key was neither written nor quarantined, and the report said it was written."""
+    store = new_store(make_repo, source(4, k=[1, None, 3, 4], x=[1.0, 2.0, 500.0, 4.0]), gate='"warn"')
+    [result] = store.ingest()
+    assert stored(store)["k"].to_list() == [1, 3, 4]  # the out-of-range 500 is written: policy warn
+    [report] = list_reports(store.settings.offline_root, "v")
+    assert (report["status"], report["rows_checked"], report["rows_written"], report["rows_quarantined"]) == (
+        "warned",
+        4,
+        3,
+        1,
+    )
+    assert result.gate.rows_written == result.rows_written == 3
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "_check", "_column").rows() == [("r1", "not_null", "k")]
+
+
 def test_a_text_key_holding_the_key_separator_fails_its_row(make_repo: Any) -> None:
     views = VIEWS.replace('join_keys={{"k": Int32}}', 'join_keys={{"k": String}}').replace(
         "Int32, ParquetSource", "Int32, ParquetSource, String"

@@ -214,6 +214,28 @@ def test_warn_quarantines_the_rows_it_cannot_write_and_its_report_counts_what_wa
     assert q.select("row_id", "_check", "_column").rows() == [("r1", "not_null", "k")]
 
 
+@pytest.mark.parametrize("gate", ["max_bad_fraction=0.5", '"warn"'])
+def test_a_row_without_an_event_time_fails_its_row_not_dropped_uncounted(make_repo: Any, gate: str) -> None:
+    """A null event time made the row vanish before the gate: not read, not reported, not quarantined."""
+    times: list[Any] = [T0 + timedelta(hours=i) for i in range(4)]
+    times[1] = times[2] = None  # two of them, with the same key: neither is a duplicate of the other
+    store = new_store(make_repo, source(4, event_timestamp=times, k=[0, 1, 1, 3]), gate=gate)
+    [result] = store.ingest()
+    assert (result.rows_read, result.rows_written, result.duplicates_dropped) == (4, 2, 0)
+    assert stored(store)["k"].to_list() == [0, 3]
+    [report] = list_reports(store.settings.offline_root, "v")
+    assert report["failures"]["event_timestamp: not_null"]["count"] == 2
+    assert (report["rows_checked"], report["rows_written"], report["rows_quarantined"]) == (4, 2, 2)
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "_check", "_column").rows() == [
+        ("r1", "not_null", "event_timestamp"),
+        ("r2", "not_null", "event_timestamp"),
+    ]
+    # A ranged re-ingest reports them too: they belong to no range, and are never stored.
+    [again] = store.ingest(start=T0, end=T0 + timedelta(days=1))
+    assert again.gate.failures["event_timestamp: not_null"]["count"] == 2 and stored(store).height == 2
+
+
 def test_a_text_key_holding_the_key_separator_fails_its_row(make_repo: Any) -> None:
     views = VIEWS.replace('join_keys={{"k": Int32}}', 'join_keys={{"k": String}}').replace(
         "Int32, ParquetSource", "Int32, ParquetSource, String"

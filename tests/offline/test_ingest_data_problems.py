@@ -318,3 +318,19 @@ def test_nan_inside_lists_is_null_and_a_list_element_that_cannot_be_cast_fails_i
     typed = df.select(cast.value, cast.failed.alias("bad"))
     assert typed["bad"].to_list() == [False, True, False, False]
     assert typed["b"].to_list()[0] == [1, 2] and typed.schema["b"] == pl.List(pl.Int32)
+
+
+def test_decimal_columns_are_numbers_typed_row_by_row(make_repo: Any) -> None:
+    """A decimal column (DuckDB's ``1.0`` literal, a warehouse export) failed every row under ``dtype``
+    and apply refused it, though it holds numbers as a float column does."""
+    from decimal import Decimal
+
+    x = [Decimal("1.25"), Decimal("500.00"), None, Decimal("3.50")]
+    n = [Decimal("3.00"), Decimal("4.00"), Decimal("2.50"), Decimal("99999999999999999999.00")]
+    df = source(4).with_columns(pl.Series("x", x), pl.Series("n", n))
+    store = new_store(make_repo, df, gate="max_bad_fraction=0.9", extra=', Feature("n", Int32)')
+    store.plan()  # the plan-time data check takes a decimal column for a Float64 feature
+    [result] = store.ingest()
+    assert result.gate.failures["x: in_range(0, 100)"]["count"] == 1
+    assert result.gate.failures["n: dtype"]["count"] == 2  # 2.5 has a fraction, 1e20 is past Int32
+    assert stored(store).select("k", "x", "n").rows() == [(0, 1.25, 3)]

@@ -336,11 +336,14 @@ def run_gate(
     run_id = new_run_id()
     f = find_failures(compiled, df)
     _add_known(f, known)
-    if path not in ("ingest", "validate") and f.frame:
+    batch_level = [i for i in f.frame if i["check"] in compiled.frame_checks]
+    if path not in ("ingest", "validate") and batch_level:
         # Dataframe-level checks (row counts, null fractions, freshness) describe an ingest
         # batch; materialize (latest row per entity) and push (a few rows) re-check rows only.
-        f.notes.append(f"dataframe-level checks apply to ingest, not {path}: " + ", ".join(i["check"] for i in f.frame))
-        f.frame = []
+        # A row check that could not run (pandera reports it without rows) still fails the batch.
+        names = ", ".join(i["check"] for i in batch_level)
+        f.notes.append(f"dataframe-level checks apply to ingest, not {path}: {names}")
+        f.frame = [i for i in f.frame if i["check"] not in compiled.frame_checks]
     batch_profile = None
     drift = None
     if path in ("ingest", "validate") and df.height:

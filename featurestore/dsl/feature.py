@@ -42,6 +42,22 @@ class Feature:
         self.allow_nan = bool(allow_nan)
         self.description = description
         self.checks = list(checks)
+        for check in self.checks:
+            _check_runs_on(name, dtype, check)
 
     def __repr__(self) -> str:
         return f"Feature({self.name!r}, {self.dtype})"
+
+
+def _check_runs_on(name: str, dtype: DType, check: Any) -> None:
+    """Raise ValueError when a row check cannot run on the feature's dtype (``in_range(0, 9)`` on a String,
+    ``matches`` on a number): its gate would fail every batch at ingest and be skipped on push."""
+    if getattr(check, "level", None) != "row" or getattr(check, "kind", None) == "expr":
+        return  # an expr may read other columns: its view's gate runs it
+    import polars as pl
+
+    try:
+        pl.DataFrame(schema={name: dtype.polars}).select(check.valid(name))
+    except pl.exceptions.PolarsError as exc:
+        why = str(exc).strip().splitlines()[0]
+        raise ValueError(f"feature {name!r} ({dtype}): check {check!r} cannot run on it: {why}") from None

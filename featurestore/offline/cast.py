@@ -17,6 +17,8 @@ DTYPE_CHECK = "dtype"
 
 _INT = {pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64}
 _FLOAT = {pl.Float32, pl.Float64}
+# DuckDB's numeric literals (``1.0``), ROUND of them and warehouse exports are decimals: numbers as floats are.
+_NUMBER = _FLOAT | {pl.Decimal}
 _TEXT = {pl.String, pl.Categorical, pl.Enum}
 
 
@@ -45,7 +47,7 @@ def _fits(actual: Any, declared: DType) -> bool:
     if declared.name == "Int64":
         return base in _INT - {pl.UInt64}
     if declared.name in ("Float64", "Float32"):
-        return base in _INT or base in _FLOAT
+        return base in _INT or base in _NUMBER
     if declared.name == "String":
         return base in _TEXT
     return declared.name == "Timestamp" and (isinstance(actual, pl.Datetime) or actual == pl.Date)
@@ -56,10 +58,8 @@ def _castable(actual: Any, declared: DType) -> bool:
     base = _base(actual)
     if declared.is_list:
         return isinstance(actual, pl.List) and declared.inner is not None and _castable(actual.inner, declared.inner)
-    if declared.name in ("Int64", "Int32"):
-        return base in _INT or base in _FLOAT or base == pl.String
-    if declared.name in ("Float64", "Float32"):
-        return base in _INT or base in _FLOAT or base == pl.String
+    if declared.name in ("Int64", "Int32", "Float64", "Float32"):
+        return base in _INT or base in _NUMBER or base == pl.String
     if declared.name in ("Timestamp", "Bool"):
         return base == pl.String
     return False
@@ -116,8 +116,8 @@ def cast_column(name: str, actual: pl.DataType, declared: DType, rounding: Round
         else:
             value = text.cast(target, strict=False)
         return CastColumn(value.alias(name), text.is_not_null() & value.is_null())
-    if base in _FLOAT and declared.name in ("Int64", "Int32"):
-        number = col.fill_nan(None)  # NaN is null (featurestore.offline.frames.nan_as_null)
+    if base in _NUMBER and declared.name in ("Int64", "Int32"):
+        number = col if base == pl.Decimal else col.fill_nan(None)  # NaN is null (frames.nan_as_null)
         value = number.cast(target, strict=False)
         failed = number.is_not_null() & (value.is_null() | (value.cast(pl.Float64) != number.cast(pl.Float64)))
         return CastColumn(value.alias(name), failed)

@@ -186,7 +186,7 @@ def _compatible(actual: pl.DataType, declared: DType) -> bool:
     if declared.name == "Int32":
         return base in _INT  # a wider integer is narrowed with a checked cast (overflow is an error)
     if declared.name in ("Float64", "Float32"):
-        return base in _INT or base in _FLOAT
+        return base in _INT or base in _FLOAT or base == pl.Decimal  # decimals: DuckDB's literals, warehouses
     if declared.name == "Timestamp":
         return isinstance(actual, pl.Datetime) or actual == pl.Date
     return False

@@ -170,17 +170,17 @@ def read_view(
             obj=view.name,
         )
     typing = _typing(spec, src, schema)
-    # The event time is computed once, to filter the range before anything else is read;
-    # a time that cannot be read is kept (the gate reports it), a missing one is dropped.
+    # The event time is computed once, to filter the range before anything else is read; a row
+    # without one (a time that cannot be read, or none at all) belongs to no range and is kept:
+    # the gate reports it (``dtype`` or ``not_null``), so it never disappears uncounted.
     lf = lf.with_row_index(SOURCE_ROW).with_columns(typing[TS].value.alias(_TS))
     in_range = pl.col(_TS).is_not_null()
     if start is not None:
         in_range = in_range & (pl.col(_TS) >= start)
     if end is not None:
         in_range = in_range & (pl.col(_TS) < end)
-    unreadable = pl.col(_TS).is_null() & pl.col(src.timestamp).is_not_null()
     try:
-        raw = lf.filter(in_range | unreadable).collect()
+        raw = lf.filter(in_range | pl.col(_TS).is_null()).collect()
     except pl.exceptions.PolarsError as exc:
         raise DefinitionError(
             f"reading the source or running the transform failed: {type(exc).__name__}: {exc}",
@@ -202,15 +202,15 @@ def read_view(
         rows = event_rows(typed, spec, _CREATED, _POS, keep=[_POS, *(f"{_BAD}{i}" for i in range(len(masks)))])
         dropped, stored = typed.height - rows.height, [*stored, CREATED]
     else:
-        unkeyed = [f"{_BAD}{i}" for i, n in enumerate(masks) if n in (*keys, TS)]
-        rows, dropped = _deduplicate(typed, [*keys, TS], unkeyed)
+        rows, dropped = _deduplicate(typed, [*keys, TS])
         # Every file of a view holds the created time (null without a source column): a later push of
         # the same keys and event time replaces the row only with a greater one, and readers of the
         # store see one layout whichever write made a file.
         rows, stored = rows.with_columns(pl.col(_CREATED).alias(PUSHED_CREATED)), [*stored, PUSHED_CREATED]
     rows, stored = rows.with_columns(pl.lit(False).alias(PUSHED)), [*stored, PUSHED]
     failures = _cast_failures(rows, raw, masks, _sources(spec, src))
-    failures = _key_failures(rows, spec, {k: f"{_BAD}{i}" for i, k in enumerate(masks) if k in keys}, failures)
+    unread = {k: f"{_BAD}{i}" for i, k in enumerate(masks) if k in (*keys, TS)}
+    failures = _key_failures(rows, spec, unread, failures, src.timestamp)
     source = SourceRows(raw.drop(_TS), rows.get_column(_POS))
     return IngestBatch(rows.select(stored), raw.height, dropped, failures, source)
 
@@ -225,14 +225,14 @@ def _sources(spec: ViewSpec, src: Any) -> dict[str, tuple[str, DType]]:
     return out
 
 
-def _deduplicate(typed: pl.DataFrame, subset: list[str], unkeyed: list[str]) -> tuple[pl.DataFrame, int]:
+def _deduplicate(typed: pl.DataFrame, subset: list[str]) -> tuple[pl.DataFrame, int]:
     """One row per ``subset`` (greatest created time, then the last row read), sorted; and rows dropped.
 
-    Rows whose key or event time could not be typed (``unkeyed`` masks) are not
-    de-duplicated: they go to the gate as they are, as failing rows.
+    Rows without a key or event time (null, or a value that could not be typed) are not
+    de-duplicated: they go to the gate as they are, each a failing row.
     """
-    if unkeyed:
-        odd = pl.any_horizontal([pl.col(m) for m in unkeyed])
+    odd = pl.any_horizontal([pl.col(c).is_null() for c in subset])
+    if typed.select(odd.any()).item():
         keyed, loose = typed.filter(~odd), typed.filter(odd)
     else:
         keyed, loose = typed, typed.clear()
@@ -279,12 +279,15 @@ def storable(rows: pl.DataFrame, spec: ViewSpec) -> pl.DataFrame:
     return rows.filter(pl.all_horizontal(keep))
 
 
-def _key_failures(rows: pl.DataFrame, spec: ViewSpec, unread: dict[str, str], failures: pl.DataFrame) -> pl.DataFrame:
-    """``failures`` and the rows no entity can be found by: a null join key (check ``not_null``; a key
-    that could not be typed is already a ``dtype`` failure, its mask in ``unread``) or a text key
-    holding the key separator (check ``key_separator``). A push refuses both; no store can hold them."""
+def _key_failures(
+    rows: pl.DataFrame, spec: ViewSpec, unread: dict[str, str], failures: pl.DataFrame, timestamp: str
+) -> pl.DataFrame:
+    """``failures`` and the rows no entity can be found by: a null join key or event time (check
+    ``not_null``, on the source's ``timestamp`` column for the time; a value that could not be typed is
+    already a ``dtype`` failure, its mask in ``unread``) or a text key holding the key separator (check
+    ``key_separator``). A push refuses them; no store can hold them."""
     parts = [failures]
-    for key, dtype in spec.join_keys.items():
+    for key, dtype in [*spec.join_keys.items(), (TS, Timestamp)]:
         col = pl.col(key)
         null = col.is_null() & ~pl.col(unread[key]) if key in unread else col.is_null()
         found = [(NULL_KEY_CHECK, null, pl.lit("null"))]
@@ -297,7 +300,7 @@ def _key_failures(rows: pl.DataFrame, spec: ViewSpec, unread: dict[str, str], fa
                     bad.select(
                         pl.col("row").cast(pl.Int64),
                         pl.lit(check).alias("check"),
-                        pl.lit(key).alias("column"),
+                        pl.lit(timestamp if key == TS else key).alias("column"),
                         value.cast(pl.String).alias("value"),
                     )
                 )

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from featurestore.dsl.checks import attached_schema
+from featurestore.dsl.names import KEY_SEPARATOR
 from featurestore.errors import GateRejectedError, offline_write_errors
 from featurestore.validation.compile import (
     TS,
@@ -254,6 +255,17 @@ def _sample(df: pl.DataFrame, compiled: CompiledGate, f: Failures, n: int = SAMP
     return out
 
 
+def _unstorable(compiled: CompiledGate, df: pl.DataFrame) -> pl.Series:
+    """Rows no store can hold, which even policy ``warn`` does not write: a null join key or event
+    time, or a text key holding the key separator (``featurestore.offline.ingest.storable``)."""
+    cols = [c for c in [*compiled.keys, TS] if c in df.columns]
+    bad = [pl.col(c).is_null() for c in cols]
+    bad += [pl.col(c).str.contains(KEY_SEPARATOR, literal=True) for c in cols if df.schema[c] == pl.String]
+    if not bad:
+        return pl.Series("row", [], dtype=pl.Int64)
+    return df.select(pl.arg_where(pl.any_horizontal(bad).fill_null(False)).cast(pl.Int64).alias("row")).to_series()
+
+
 def _plain(v: Any) -> Any:
     return v.isoformat() if isinstance(v, datetime) else v
 
@@ -324,11 +336,14 @@ def run_gate(
     run_id = new_run_id()
     f = find_failures(compiled, df)
     _add_known(f, known)
-    if path not in ("ingest", "validate") and f.frame:
+    batch_level = [i for i in f.frame if i["check"] in compiled.frame_checks]
+    if path not in ("ingest", "validate") and batch_level:
         # Dataframe-level checks (row counts, null fractions, freshness) describe an ingest
         # batch; materialize (latest row per entity) and push (a few rows) re-check rows only.
-        f.notes.append(f"dataframe-level checks apply to ingest, not {path}: " + ", ".join(i["check"] for i in f.frame))
-        f.frame = []
+        # A row check that could not run (pandera reports it without rows) still fails the batch.
+        names = ", ".join(i["check"] for i in batch_level)
+        f.notes.append(f"dataframe-level checks apply to ingest, not {path}: {names}")
+        f.frame = [i for i in f.frame if i["check"] not in compiled.frame_checks]
     batch_profile = None
     drift = None
     if path in ("ingest", "validate") and df.height:
@@ -348,8 +363,13 @@ def run_gate(
     n, n_bad = df.height, bad.len()
     fraction = n_bad / n if n else 0.0
     any_failure = bool(n_bad or f.frame)
+    unstorable = None
     if gate.policy == "warn":
         status, out = ("warned" if any_failure else "passed"), df
+        if n_bad:  # written anyway, but for rows no store can hold: those are set aside
+            unstorable = _unstorable(compiled, df)
+            if unstorable.len():
+                out = df.filter(pl.int_range(pl.len(), dtype=pl.Int64).is_in(unstorable.implode()).not_())
     elif gate.policy == "fail":
         status, out = ("rejected" if any_failure else "passed"), df
     elif f.frame or fraction > gate.max_bad_fraction:
@@ -361,10 +381,14 @@ def run_gate(
         status, out = "passed", df
     message = _message(compiled, status, n, n_bad, fraction, f, gate.policy, gate.max_bad_fraction, dry_run)
     qfile = None
-    set_aside = status in ("quarantined", "rejected") and n_bad > 0
+    set_aside, n_aside, aside = status in ("quarantined", "rejected") and n_bad > 0, n_bad, f.rows
+    if unstorable is not None and unstorable.len():
+        set_aside, n_aside = True, unstorable.len()
+        aside = f.rows.filter(pl.col("row").is_in(unstorable.implode()))
+        message += f"; {n_aside:,} row(s) without a join key or event time quarantined"
     if set_aside and not dry_run:
         with offline_write_errors(f"{path} to {compiled.view!r}"):
-            qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, f.rows, source)
+            qfile = write_quarantine(settings.offline_root, compiled.view, run_id, path, df, aside, source)
     result = GateResult(
         run_id=run_id,
         view=compiled.view,
@@ -375,7 +399,7 @@ def run_gate(
         time=datetime.now(UTC).isoformat(),
         rows_checked=n,
         rows_written=0 if status == "rejected" else out.height,
-        rows_quarantined=n_bad if set_aside else 0,
+        rows_quarantined=n_aside if set_aside else 0,
         bad_fraction=round(fraction, 6),
         max_bad_fraction=gate.max_bad_fraction,
         failures=_failure_counts(compiled, f),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ __all__ = [
     "quarantine_dir",
     "write_quarantine",
     "read_quarantine",
+    "scan_quarantine",
 ]
 
 QUARANTINE_DIR = "_quarantine"
@@ -108,4 +110,38 @@ def read_quarantine(offline_root: Path, view: str, run_id: str | None = None) ->
     files = sorted(base.glob("part-0.parquet" if run_id else "run=*/part-0.parquet"))
     if not files:
         return pl.DataFrame()
-    return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    return scan_quarantine(files).collect()
+
+
+def scan_quarantine(files: Sequence[Path]) -> pl.LazyFrame:
+    """Quarantine files (of one view's runs) as one frame.
+
+    Each file keeps the source rows' values as read, so one column can hold a number in one run
+    and text, a list or an object in another (a push of ``"abc"`` or ``[1.0]`` for a Float64): such a
+    column is read as text in every run (lists and objects as JSON), never coerced to one run's type.
+    """
+    frames = [pl.scan_parquet(f) for f in files]
+    if len(frames) == 1:
+        return frames[0]
+    schemas = [pl.read_parquet_schema(f) for f in files]  # footers only
+    types: dict[str, set[str]] = {}
+    for schema in schemas:
+        for name, dtype in schema.items():
+            if dtype != pl.Null:
+                types.setdefault(name, set()).add(str(dtype))
+    mixed = {name for name, seen in types.items() if len(seen) > 1}
+    if mixed:
+        frames = [
+            frame.with_columns(_as_text(name, schema[name]) for name in mixed if name in schema)
+            for frame, schema in zip(frames, schemas, strict=True)
+        ]
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if not dtype.is_nested():
+        return col.cast(pl.String)
+    # {"name": value} as JSON, cut down to the value (a column name is an identifier: no escapes)
+    encoded = pl.struct(col).struct.json_encode().str.slice(len(name) + 4).str.head(-1)
+    return pl.when(col.is_not_null()).then(encoded).alias(name)

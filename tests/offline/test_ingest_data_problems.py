@@ -197,6 +197,45 @@ def test_warn_never_writes_a_row_without_a_key(make_repo: Any) -> None:
     assert stored(store)["k"].to_list() == [1, 3] and result.rows_written == 2
 
 
+def test_warn_quarantines_the_rows_it_cannot_write_and_its_report_counts_what_was_stored(make_repo: Any) -> None:
+    """Under warn a row without a key was neither written nor quarantined, and the report said it was written."""
+    store = new_store(make_repo, source(4, k=[1, None, 3, 4], x=[1.0, 2.0, 500.0, 4.0]), gate='"warn"')
+    [result] = store.ingest()
+    assert stored(store)["k"].to_list() == [1, 3, 4]  # the out-of-range 500 is written: policy warn
+    [report] = list_reports(store.settings.offline_root, "v")
+    assert (report["status"], report["rows_checked"], report["rows_written"], report["rows_quarantined"]) == (
+        "warned",
+        4,
+        3,
+        1,
+    )
+    assert result.gate.rows_written == result.rows_written == 3
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "_check", "_column").rows() == [("r1", "not_null", "k")]
+
+
+@pytest.mark.parametrize("gate", ["max_bad_fraction=0.5", '"warn"'])
+def test_a_row_without_an_event_time_fails_its_row_not_dropped_uncounted(make_repo: Any, gate: str) -> None:
+    """A null event time made the row vanish before the gate: not read, not reported, not quarantined."""
+    times: list[Any] = [T0 + timedelta(hours=i) for i in range(4)]
+    times[1] = times[2] = None  # two of them, with the same key: neither is a duplicate of the other
+    store = new_store(make_repo, source(4, event_timestamp=times, k=[0, 1, 1, 3]), gate=gate)
+    [result] = store.ingest()
+    assert (result.rows_read, result.rows_written, result.duplicates_dropped) == (4, 2, 0)
+    assert stored(store)["k"].to_list() == [0, 3]
+    [report] = list_reports(store.settings.offline_root, "v")
+    assert report["failures"]["event_timestamp: not_null"]["count"] == 2
+    assert (report["rows_checked"], report["rows_written"], report["rows_quarantined"]) == (4, 2, 2)
+    q = read_quarantine(store.settings.offline_root, "v")
+    assert q.select("row_id", "_check", "_column").rows() == [
+        ("r1", "not_null", "event_timestamp"),
+        ("r2", "not_null", "event_timestamp"),
+    ]
+    # A ranged re-ingest reports them too: they belong to no range, and are never stored.
+    [again] = store.ingest(start=T0, end=T0 + timedelta(days=1))
+    assert again.gate.failures["event_timestamp: not_null"]["count"] == 2 and stored(store).height == 2
+
+
 def test_a_text_key_holding_the_key_separator_fails_its_row(make_repo: Any) -> None:
     views = VIEWS.replace('join_keys={{"k": Int32}}', 'join_keys={{"k": String}}').replace(
         "Int32, ParquetSource", "Int32, ParquetSource, String"
@@ -279,3 +318,19 @@ def test_nan_inside_lists_is_null_and_a_list_element_that_cannot_be_cast_fails_i
     typed = df.select(cast.value, cast.failed.alias("bad"))
     assert typed["bad"].to_list() == [False, True, False, False]
     assert typed["b"].to_list()[0] == [1, 2] and typed.schema["b"] == pl.List(pl.Int32)
+
+
+def test_decimal_columns_are_numbers_typed_row_by_row(make_repo: Any) -> None:
+    """A decimal column (DuckDB's ``1.0`` literal, a warehouse export) failed every row under ``dtype``
+    and apply refused it, though it holds numbers as a float column does."""
+    from decimal import Decimal
+
+    x = [Decimal("1.25"), Decimal("500.00"), None, Decimal("3.50")]
+    n = [Decimal("3.00"), Decimal("4.00"), Decimal("2.50"), Decimal("99999999999999999999.00")]
+    df = source(4).with_columns(pl.Series("x", x), pl.Series("n", n))
+    store = new_store(make_repo, df, gate="max_bad_fraction=0.9", extra=', Feature("n", Int32)')
+    store.plan()  # the plan-time data check takes a decimal column for a Float64 feature
+    [result] = store.ingest()
+    assert result.gate.failures["x: in_range(0, 100)"]["count"] == 1
+    assert result.gate.failures["n: dtype"]["count"] == 2  # 2.5 has a fraction, 1e20 is past Int32
+    assert stored(store).select("k", "x", "n").rows() == [(0, 1.25, 3)]

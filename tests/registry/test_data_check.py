@@ -96,3 +96,32 @@ def test_only_changed_views_are_checked_and_on_a_bounded_sample(repo: Path) -> N
 def test_the_sample_size_is_a_setting(make_repo, repo: Path) -> None:
     (repo / "featurestore.toml").write_text('project = "test"\nplan_sample_rows = 1\n')
     assert FeatureStore(repo).plan().data_checked == {"stats": 1}
+
+
+def test_a_csv_column_with_some_unreadable_values_is_applied_and_its_rows_quarantined(make_repo) -> None:
+    """One 'abc' among numbers makes a CSV column text (and one 2.5 an integer column float): apply
+    refused the view ("holds String"), though ingest types values row by row and quarantines those."""
+    views = """
+    from featurestore import CsvSource, Entity, Feature, FeatureView, Float64, Gate, Int64
+    e = Entity("e", join_keys=["k"])
+    v = FeatureView("v", [e], CsvSource("data/src.csv", timestamp="ts"),
+                    [Feature("x", Float64), Feature("n", Int64)], gate=Gate(max_bad_fraction=0.9))
+    """
+    root = make_repo({"views.py": views})
+    (root / "data").mkdir()
+    rows = [
+        "k,ts,x,n",
+        "1,2026-01-01T00:00:00Z,1.5,1",
+        "2,2026-01-01T01:00:00Z,abc,2",
+        "3,yesterday,3,3",
+        "4,2026-01-01T03:00:00Z,4,2.5",
+        "5,2026-01-01T04:00:00Z,5,5",
+    ]
+    (root / "data" / "src.csv").write_text("\n".join(rows) + "\n")
+    store = FeatureStore(root)
+    assert store.apply().data_checked == {"v": 5}
+    [result] = store.ingest()
+    assert {k: f["count"] for k, f in result.gate.failures.items()} == {"x: dtype": 1, "ts: dtype": 1, "n: dtype": 1}
+    files = store.layout.files("v", store.state().view("v").version)
+    stored = pl.concat([pl.read_parquet(f) for f in files]).sort("k")
+    assert stored.select("k", "x", "n").rows() == [(1, 1.5, 1), (5, 5.0, 5)]

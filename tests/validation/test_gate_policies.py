@@ -138,3 +138,34 @@ def test_push_path_answers_per_row(settings: object) -> None:
     assert [r["ok"] for r in per_row] == [True, False, True]
     assert per_row[1]["reasons"] == [{"check": "in_range(0, 1)", "column": "v", "value": "7.0"}]
     assert result.path == "push"
+
+
+def test_a_check_that_cannot_run_on_its_feature_is_a_definition_error(make_repo: Callable[..., Path]) -> None:
+    """greater_than_or_equal_to("zero") on an Int64 was applied; ingest then rejected every batch
+    ("dataframe-level checks failed") and push and materialize skipped the check and wrote every row."""
+    views = """
+    from featurestore import Entity, Feature, FeatureView, Int64, ParquetSource, greater_than_or_equal_to
+    e = Entity("e", join_keys=["id"])
+    v = FeatureView("v", [e], ParquetSource("data/src.parquet"),
+                    [Feature("n", Int64, checks=[greater_than_or_equal_to("zero")])])
+    """
+    store = fs.FeatureStore(make_repo({"views.py": views}))
+    with pytest.raises(fs.DefinitionError) as info:
+        store.apply(data_check=False)
+    message = str(info.value)
+    assert "module definitions.views" in message and "feature 'n' (Int64)" in message
+    assert "greater_than_or_equal_to('zero') cannot run on it" in message
+    with pytest.raises(ValueError, match="check matches"):
+        fs.Feature("x", fs.Float64, checks=[fs.matches("a+")])
+
+
+def test_a_registered_row_check_that_cannot_run_rejects_a_push(settings: object) -> None:
+    """A registry written before the definition-time check: push and materialize dropped the failure
+    as a dataframe-level check and wrote every row unchecked."""
+    from featurestore.dsl.checks import Check
+
+    spec = make_spec({"n": ("Int64", [Check("greater_than_or_equal_to", {"value": "zero"})])})
+    for path in ("push", "materialize"):
+        with pytest.raises(GateRejectedError) as info:
+            gate_for(settings, spec, path)(make_frame(n=[1, 2]))
+        assert info.value.result.rows_written == 0  # type: ignore[attr-defined]

@@ -105,3 +105,24 @@ def test_a_push_under_warn_writes_a_value_of_the_wrong_type_as_null(gated_repo: 
     result = store.push("items", {"id": [7], "event_timestamp": [ts], "x": ["abc"], "s": ["a"], "y": [1.0]})
     assert result.gate.status == "warned" and result.rows_written == 1
     assert store.get_online_features(["items:x", "items:s"], {"id": [7]}).to_dict()["x"] == [None]
+
+
+def test_quarantine_runs_holding_one_column_as_different_types_read_together(gated_repo: Callable[..., Path]) -> None:
+    """The quarantine keeps values as pushed: x was a number in one run and a list in another, and
+    read_quarantine and the UI's quarantine page failed with polars' SchemaError (no supertype)."""
+    from featurestore.server.ui.quality import quarantine_page
+
+    store = fs.FeatureStore(gated_repo("max_bad_fraction=1.0"))
+    store.apply()
+    ts = datetime(2026, 1, 2, tzinfo=UTC).isoformat()
+    for i, x in enumerate([500.0, [1.0, 2.0], {"a": 1}, True], start=1):
+        result = store.push("items", [{"id": i, "event_timestamp": ts, "x": x, "s": "a", "y": 1.0}])
+        assert result.gate.rows_quarantined == 1
+    assert online_ids(store) == set()
+    root = store.settings.offline_root
+    q = read_quarantine(root, "items").sort("id")
+    # as written, each in its own run: text, never coerced to one run's type (True is not 1.0)
+    assert q.select("id", "x").rows() == [(1, "500.0"), (2, "[1.0,2.0]"), (3, '{"a":1}'), (4, "true")]
+    page = quarantine_page(root, "items")
+    assert page["total"] == 4 and len(page["rows"]) == 4
+    assert sorted(page["rows"][i][page["columns"].index("x")] for i in range(4)) == sorted(q["x"].to_list())

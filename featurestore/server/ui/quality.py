@@ -202,7 +202,7 @@ def quarantine_page(
     """
     import polars as pl
 
-    from featurestore.validation.quarantine import quarantine_dir
+    from featurestore.validation.quarantine import quarantine_dir, scan_quarantine
 
     if offset < 0 or not 1 <= limit <= _MAX_PAGE:
         raise InvalidRequestError(f"offset must be >= 0 and limit between 1 and {_MAX_PAGE}")
@@ -216,8 +216,7 @@ def quarantine_page(
         files = sorted(base.glob("run=*/part-0.parquet"), reverse=True)
     if not files:
         return {"total": 0, "offset": offset, "limit": limit, "columns": [], "rows": []}
-    frames = [pl.scan_parquet(f) for f in files]
-    lazy = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    lazy = scan_quarantine(files)
     if check:
         lazy = lazy.filter(pl.col("_check") == check)
         total = int(lazy.select(pl.len()).collect().item())

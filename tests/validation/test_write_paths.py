@@ -121,8 +121,11 @@ def test_quarantine_runs_holding_one_column_as_different_types_read_together(gat
     assert online_ids(store) == set()
     root = store.settings.offline_root
     q = read_quarantine(root, "items").sort("id")
-    # as written, each in its own run: text, never coerced to one run's type (True is not 1.0)
-    assert q.select("id", "x").rows() == [(1, "500.0"), (2, "[1.0,2.0]"), (3, '{"a":1}'), (4, "true")]
+    # as written, each in its own run: text, never coerced to one run's type (True is not 1.0); an
+    # object for a number is taken out before typing (push_batch): null, its value in the reason
+    assert q.select("id", "x").rows() == [(1, "500.0"), (2, "[1.0,2.0]"), (3, None), (4, "true")]
+    assert "{'a': 1}" in str(q.filter(pl.col("id") == 3).row(0))
     page = quarantine_page(root, "items")
     assert page["total"] == 4 and len(page["rows"]) == 4
-    assert sorted(page["rows"][i][page["columns"].index("x")] for i in range(4)) == sorted(q["x"].to_list())
+    shown = [page["rows"][i][page["columns"].index("x")] for i in range(4)]
+    assert sorted(map(str, shown)) == sorted(map(str, q["x"].to_list()))

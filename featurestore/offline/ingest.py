@@ -32,6 +32,7 @@ __all__ = [
     "TS",
     "PUSHED_CREATED",
     "PUSHED",
+    "read_stored_day",
     "failed_values_text",
 ]
 
@@ -363,7 +364,7 @@ def _write_view_once(
             for day in sorted(touched | new.keys()):
                 frame = new.get(day)
                 if upsert and frame is not None:
-                    stored = layout.read_partition(view, version, day) if day in touched else None
+                    stored = read_stored_day(layout, spec, day) if day in touched else None
                     frame = newest_per_key(stored, frame, [*spec.join_keys, TS])
                 elif day in touched:
                     frame = _rebuilt_day(layout, spec, day, frame, start, end)
@@ -392,21 +393,27 @@ def _rebuilt_day(
     in_range = start is not None or end is not None
     if not in_range and not _has_pushed(layout, spec, day):
         return frame  # nothing to keep: the source's rows only (read nothing more)
-    old = layout.read_partition(spec.name, spec.version, day)
-    if PUSHED not in old.columns:  # written before the column: every row came from the source
-        old = old.with_columns(pl.lit(False).alias(PUSHED))
+    old = read_stored_day(layout, spec, day)
     outside = pl.lit(False)
     if start is not None:
         outside = outside | (pl.col(TS) < start)
     if end is not None:
         outside = outside | (pl.col(TS) >= end)
     kept = old.filter(outside)
-    pushed = old.filter(~outside & pl.col(PUSHED).fill_null(False))
+    pushed = old.filter(~outside & pl.col(PUSHED))
     if pushed.height:
         frame = _with_pushed(spec, frame, pushed)
     if kept.height:  # diagonal: files older versions wrote may lack a column
         frame = kept if frame is None else pl.concat([kept, frame], how="diagonal_relaxed")
     return None if frame is None else frame.sort([*spec.join_keys, TS], maintain_order=True)
+
+
+def read_stored_day(layout: OfflineLayout, spec: ViewSpec, day: str) -> pl.DataFrame:
+    """A stored day's rows in the layout this version writes: a file an older version wrote lacks
+    ``PUSHED_CREATED`` (null: created before any push) or ``PUSHED`` (false: from the source)."""
+    old = layout.read_partition(spec.name, spec.version, day)
+    missing = {PUSHED_CREATED: pl.lit(None, dtype=pl.Datetime("us", "UTC")), PUSHED: pl.lit(False)}
+    return old.with_columns(value.alias(name) for name, value in missing.items() if name not in old.columns)
 
 
 def _has_pushed(layout: OfflineLayout, spec: ViewSpec, day: str) -> bool:
@@ -441,11 +448,7 @@ def newest_per_key(stored: pl.DataFrame | None, pushed: pl.DataFrame, subset: li
     """
     created = pl.col(PUSHED_CREATED)
     rows = pushed.sort(created, maintain_order=True, nulls_last=False).unique(subset, keep="last", maintain_order=True)
-    if stored is not None:
-        if PUSHED_CREATED not in stored.columns:
-            stored = stored.with_columns(pl.lit(None, dtype=pushed.schema[PUSHED_CREATED]).alias(PUSHED_CREATED))
-        if PUSHED in rows.columns and PUSHED not in stored.columns:  # a file written before the column
-            stored = stored.with_columns(pl.lit(False).alias(PUSHED))
+    if stored is not None:  # as read_stored_day gives it
         both = pl.concat([stored.select(rows.columns), rows], how="vertical_relaxed")
         rows = both.sort(created, descending=True, nulls_last=True, maintain_order=True).unique(
             subset, keep="first", maintain_order=True

@@ -12,7 +12,7 @@ from featurestore.errors import RegistryError, offline_write_errors
 from featurestore.offline.aggregate import CREATED
 from featurestore.offline.base import OfflineEngine
 from featurestore.offline.commit import Transaction, read_snapshot, recover, retry_conflicts
-from featurestore.offline.ingest import PUSHED
+from featurestore.offline.ingest import PUSHED, read_stored_day
 from featurestore.offline.layout import OfflineLayout
 from featurestore.online.base import OnlineStore
 from featurestore.online.events import superseded
@@ -261,10 +261,7 @@ def _append_once(layout: OfflineLayout, spec: ViewSpec, df: pl.DataFrame) -> lis
         try:
             for (day,), frame in sorted(parts.items()):
                 if day in existing:
-                    old = layout.read_partition(view, version, str(day))
-                    if PUSHED not in old.columns:  # a file written before the column: the source's events
-                        old = old.with_columns(pl.lit(False).alias(PUSHED))
-                    old = old.select(columns)
+                    old = read_stored_day(layout, spec, str(day)).select(columns)
                     frame = pl.concat([old, frame], how="vertical_relaxed")
                 # stable: events of one (keys, time) keep their arrival order (``last``'s tie-break)
                 frame = frame.sort([*keys, TS], maintain_order=True)

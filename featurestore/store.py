@@ -18,6 +18,7 @@ from featurestore.offline.commit import read_snapshot
 from featurestore.offline.frames import utc_datetime
 from featurestore.offline.ingest import (
     IngestResult,
+    carried_pushed_rows,
     check_ingest_inputs,
     read_key_dtypes,
     read_view,
@@ -212,7 +213,12 @@ class FeatureStore:
             df, gate_result = gate_for(self.settings, typed, "ingest")(batch.rows, **batch.gate_inputs())
             if gate_result.status == "warned":  # warn passes rows no store can hold (null keys or times)
                 df = storable(df, typed)
-            parts = write_view(self.layout, spec, df, start_dt, end_dt)
+            carried = None
+            previous = _previous_version(state, name)
+            if previous is not None and not self.layout.dates(name, spec.version):
+                before = state.view(name, previous)
+                carried = carried_pushed_rows(self.layout, before.event_view() if events else before, typed)
+            parts = write_view(self.layout, spec, df, start_dt, end_dt, carried=carried)
             dropped = batch.duplicates_dropped
             results.append(IngestResult(name, spec.version, batch.rows_read, df.height, parts, gate_result, dropped))
             bar.finish(batch.rows_read, note=f"{df.height:,} written")
@@ -417,6 +423,16 @@ class FeatureStore:
             layout=self.layout,
             resolve=_resolver(state, view, self.registry),
         )
+
+
+def _previous_version(state: RegistryState, view: str) -> str | None:
+    """The version of ``view`` applied before its current one (registry history), or None."""
+    current = state.view(view).version
+    for entry in reversed(state.history):
+        version = entry.get("views", {}).get(view)
+        if version is not None and version != current:
+            return str(version)
+    return None
 
 
 def _resolver(state: RegistryState, view: str, registry: Registry | None = None) -> Any:

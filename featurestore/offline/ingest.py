@@ -33,6 +33,7 @@ __all__ = [
     "PUSHED_CREATED",
     "PUSHED",
     "read_stored_day",
+    "carried_pushed_rows",
     "failed_values_text",
 ]
 
@@ -325,6 +326,7 @@ def write_view(
     end: datetime | None = None,
     *,
     upsert: bool = False,
+    carried: pl.DataFrame | None = None,
 ) -> list[str]:
     """Replace the [start, end) range of a view version with ``df``, atomically.
 
@@ -334,8 +336,10 @@ def write_view(
     row per keys and event time as ``newest_per_key`` decides (read and written under the
     view's lock). Returns the partitions written. On object storage a write that another
     one overtook starts again.
+    ``carried``: rows pushed to the version before this one (``carried_pushed_rows``), merged in
+    as pushed rows, whatever the range, at the first ingest of this version.
     """
-    return retry_conflicts(lambda: _write_view_once(layout, spec, df, start, end, upsert))
+    return retry_conflicts(lambda: _write_view_once(layout, spec, df, start, end, upsert, carried))
 
 
 def _write_view_once(
@@ -345,14 +349,14 @@ def _write_view_once(
     start: datetime | None,
     end: datetime | None,
     upsert: bool,
+    carried: pl.DataFrame | None = None,
 ) -> list[str]:
     view, version = spec.name, spec.version
     with layout.lock(view):
         recover(layout, view)
         existing = set(layout.dates(view, version))
-        days = df.get_column(TS).dt.date().cast(pl.String).alias("__date")
-        parts = df.with_columns(days).partition_by("__date", as_dict=True, include_key=False)
-        new = {str(k[0]): v for k, v in parts.items()}
+        new = _by_day(df)
+        kept = _by_day(carried) if carried is not None and not existing else {}
         if upsert:
             touched = existing & new.keys()
         elif start is None and end is None:
@@ -361,9 +365,11 @@ def _write_view_once(
             touched = {d for d in existing if _day_overlaps(d, start, end)}
         txn = Transaction(layout, view, version)
         try:
-            for day in sorted(touched | new.keys()):
+            for day in sorted(touched | new.keys() | kept.keys()):
                 frame = new.get(day)
-                if upsert and frame is not None:
+                if day in kept:  # a new version's first ingest: the rows pushed to the one before
+                    frame = _with_pushed(spec, frame, kept[day]).sort([*spec.join_keys, TS], maintain_order=True)
+                elif upsert and frame is not None:
                     stored = read_stored_day(layout, spec, day) if day in touched else None
                     frame = newest_per_key(stored, frame, [*spec.join_keys, TS])
                 elif day in touched:
@@ -376,6 +382,29 @@ def _write_view_once(
             txn.abort()
             raise
         return sorted(txn.written)
+
+
+def _by_day(df: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    days = df.get_column(TS).dt.date().cast(pl.String).alias("__date")
+    parts = df.with_columns(days).partition_by("__date", as_dict=True, include_key=False)
+    return {str(k[0]): v for k, v in parts.items()}
+
+
+def carried_pushed_rows(layout: OfflineLayout, old: ViewSpec, new: ViewSpec) -> pl.DataFrame | None:
+    """The rows pushed to version ``old`` of a view, as version ``new`` stores them, or None (none, or
+    other join keys): features matched by name, one ``new`` adds or whose dtype changed null, as the
+    online store carries pushed rows forward at a version switch (``carry_forward``)."""
+    if old.join_keys != new.join_keys:
+        return None
+    days = [d for d in layout.dates(old.name, old.version) if _has_pushed(layout, old, d)]
+    if not days:
+        return None
+    rows = pl.concat([read_stored_day(layout, old, d).filter(pl.col(PUSHED)) for d in days], how="diagonal_relaxed")
+    values = [
+        pl.col(f) if f in old.features and old.features[f] == t else pl.lit(None, dtype=t.polars).alias(f)
+        for f, t in new.features.items()
+    ]
+    return rows.select(*new.join_keys, TS, *values, PUSHED_CREATED, PUSHED)
 
 
 def _rebuilt_day(

@@ -178,3 +178,41 @@ def test_pushed_events_survive_a_re_ingest_and_count_once_when_the_source_has_th
     ).write_parquet(repo / "tx.parquet")
     store.ingest()
     assert sums() == (22.0, 3)
+
+
+def test_a_new_versions_first_ingest_carries_the_rows_pushed_to_the_one_before(make_repo: Any) -> None:
+    """As the online store carries pushed rows forward at a version switch: features matched by
+    name, one the new version adds null. The rows pushed offline used to stay in the old version."""
+    repo, store = _plain(make_repo)
+    store.push(
+        "stats",
+        [
+            {"driver_id": 1, "event_timestamp": DAY0.isoformat(), "rate": 1.5, "trips": 11},
+            {"driver_id": 9, "event_timestamp": DAY0.isoformat(), "rate": 9.0, "trips": 90},
+        ],
+        to_offline=True,
+        to_online=False,
+    )
+    old = store.state().view("stats").version
+    (repo / "definitions" / "views.py").write_text(
+        PLAIN.replace('Feature("trips", Int64)]', 'Feature("trips", Int64), Feature("extra", Float64)]')
+    )
+    src = pl.read_parquet(repo / "stats.parquet")
+    src.with_columns(pl.lit(0.5).alias("extra")).write_parquet(repo / "stats.parquet")
+    store = FeatureStore(repo)
+    store.apply()
+    new = store.state().view("stats").version
+    assert new != old
+    store.ingest()
+
+    def version_rows() -> pl.DataFrame:
+        return pl.concat([pl.read_parquet(f) for f in store.layout.files("stats", new)]).sort("driver_id")
+
+    rows = version_rows()
+    assert rows.select("driver_id", "rate", "trips", "extra", "__fs_pushed").rows() == [
+        (1, 1.5, 11, None, True),
+        (2, 2.0, 20, 0.5, False),
+        (9, 9.0, 90, None, True),
+    ]
+    store.ingest()  # a re-ingest of the new version keeps them (and carries nothing twice)
+    assert version_rows().height == 3

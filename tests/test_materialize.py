@@ -243,7 +243,7 @@ def test_ttl_sets_the_redis_expiry(make_repo: Any, redis_server: Any) -> None:
 
 
 def _rejecting_gate(*args: Any) -> Any:
-    def gate(df: pl.DataFrame) -> Any:
+    def gate(df: pl.DataFrame, **batch: Any) -> Any:
         raise GateRejectedError("rejected by test", {"bad": True})
 
     return gate
@@ -446,3 +446,27 @@ def test_several_views_materialize_in_one_call(make_repo: Any) -> None:
     results = store.materialize()
     assert [r.view for r in results] == ["stats", "stats2"] and all(r.rows_written == 40 for r in results)
     assert [r.rows_read for r in results] == [200, 200]
+
+
+def test_a_push_holding_one_entity_and_time_twice_keeps_one_row_as_ingest_does(make_repo: Any) -> None:
+    """Every copy was quarantined under unique_key, so the push lost the row; now the greatest
+    created wins (none given: received now), then the later row, and the others are counted."""
+    store = FeatureStore(build(make_repo, "sqlite:///data/online.db"))
+    store.materialize()
+    t = NOW - timedelta(hours=1)
+    early, late = (NOW - timedelta(minutes=m) for m in (30, 10))
+    result = store.push(
+        "stats",
+        [
+            {**push_row(91, t, 1), "created": late.isoformat()},
+            {**push_row(91, t, 2), "created": early.isoformat()},
+            {**push_row(92, t, 3)},
+            {**push_row(92, t, 4)},  # no created on either: the later row
+            {**push_row(93, t, 5), "b": "not a number"},  # a failing copy dropped with its failure
+            {**push_row(93, t, 6)},
+        ],
+        to_offline=True,
+    )
+    assert result.gate.rows_quarantined == 0 and result.gate.duplicates_dropped == 3
+    assert [served_b(store, d) for d in (91, 92, 93)] == [[1], [4], [6]]
+    assert [offline_rows(store, d).get_column("b").to_list() for d in (91, 92, 93)] == [[1], [4], [6]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -111,6 +111,7 @@ class PushResult:
 
 CREATED_COLUMNS = ("created", "created_timestamp")
 CREATED = "created"
+_POS = "__fs_pos"  # a typed row's position in the pushed batch
 
 
 @dataclass(frozen=True)
@@ -124,10 +125,38 @@ class PushBatch:
     rows: pl.DataFrame
     failures: pl.DataFrame | None = None
     source: SourceRows | None = None
+    duplicates_dropped: int = 0
+    keys_unique: bool = False  # one row per keys and event time (``one_row_per_time`` ran)
 
     def gate_inputs(self) -> dict[str, Any]:
         """The keyword arguments of the push gate (``run_gate``) for this batch."""
-        return {} if self.failures is None else {"known": self.failures, "source": self.source}
+        out = {"duplicates_dropped": self.duplicates_dropped, "keys_unique": self.keys_unique}
+        return out if self.failures is None else {**out, "known": self.failures, "source": self.source}
+
+    def one_row_per_time(self, keys: list[str]) -> PushBatch:
+        """One row per keys and event time, as an ingest keeps them: the greatest ``created`` (none:
+        received now, after any given), then the later row; the others dropped and counted, not
+        failed (the gate's uniqueness check quarantined every copy, and the push lost the row)."""
+        df, subset = self.rows, [*keys, TS]
+        # the check the gate would make (keys and times are never null here: push_batch refuses that)
+        if df.height < 2 or not pl.DataFrame([df.get_column(c) for c in subset]).is_duplicated().any():
+            return replace(self, keys_unique=True)
+        kept = df.with_row_index(_POS)
+        if CREATED in df.columns:
+            kept = kept.sort(pl.col(CREATED).dt.epoch("us").fill_null(2**62), maintain_order=True)
+        kept = kept.unique(subset, keep="last", maintain_order=True).sort(_POS)
+        positions = kept.get_column(_POS).cast(pl.Int64)
+        failures, source = self.failures, self.source
+        if failures is not None:  # renumbered; a dropped row's failures go with it
+            renumber = pl.DataFrame({"row": positions, "__fs_new": pl.int_range(positions.len(), eager=True)})
+            failures = failures.join(renumber, on="row").select(
+                pl.col("__fs_new").cast(pl.Int64).alias("row"), *[c for c in failures.columns if c != "row"]
+            )
+            failures = failures if failures.height else None
+        if source is not None:
+            source = SourceRows(source.frame, source.position.gather(positions))
+        dropped = df.height - kept.height
+        return PushBatch(kept.drop(_POS), failures, source, self.duplicates_dropped + dropped, keys_unique=True)
 
 
 def push_frame(spec: ViewSpec, rows: Any) -> pl.DataFrame:
@@ -482,6 +511,7 @@ def push_rows(
         raise ValueError(f"push_rows({mode}) needs the offline layout")
     batch = push_batch(spec, rows)
     received = batch.rows.height
+    batch = batch.one_row_per_time(list(spec.join_keys))
     df, gate_result = gate_for(settings, spec, "push")(batch.rows, **batch.gate_inputs())
     received_at = now_us()
     created = pl.col(CREATED).dt.epoch("us").fill_null(received_at) if CREATED in df.columns else pl.lit(received_at)

@@ -232,7 +232,7 @@ def test_push_over_http(served: tuple[str, Path], monkeypatch: Any) -> None:
             return {"status": "rejected"}
 
     def rejecting(*args: Any) -> Any:
-        def gate(df: Any) -> Any:
+        def gate(df: Any, **batch: Any) -> Any:
             raise GateRejectedError("too many bad rows", Result())
 
         return gate

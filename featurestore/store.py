@@ -426,12 +426,13 @@ class FeatureStore:
 
 
 def _previous_version(state: RegistryState, view: str) -> str | None:
-    """The version of ``view`` applied before its current one (registry history), or None."""
+    """The version of ``view`` applied before its current one (registry history), or None (none, or
+    a registry written before applied versions were kept)."""
     current = state.view(view).version
     for entry in reversed(state.history):
         version = entry.get("views", {}).get(view)
         if version is not None and version != current:
-            return str(version)
+            return str(version) if version in state.data.get("versions", {}).get(view, {}) else None
     return None
 
 
